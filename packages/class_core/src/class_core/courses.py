@@ -1,0 +1,49 @@
+"""Course reference data. The migrations seed the same six rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from attrs import frozen
+
+from class_core.errors import CourseNotFoundError, FieldError, MultipleCourseError, ValidationError
+
+
+@frozen
+class Course:
+    code: str
+    name: str
+    language: str
+
+
+COURSES: tuple[Course, ...] = (
+    Course("ENG5", "English 5", "en"),
+    Course("ENG6", "English 6", "en"),
+    Course("ENG7", "English 7", "en"),
+    Course("SV1", "Svenska 1", "sv"),
+    Course("SV2", "Svenska 2", "sv"),
+    Course("SV3", "Svenska 3", "sv"),
+)
+COURSES_BY_CODE: dict[str, Course] = {c.code: c for c in COURSES}
+
+
+def get_course(code: str, field: str = "course_code") -> Course:
+    """The course with this exact code, or :class:`CourseNotFoundError`."""
+    course = COURSES_BY_CODE.get(code)
+    if course is None:
+        raise CourseNotFoundError(
+            f"Unknown course code {code!r}", [FieldError(field, f"unknown course code {code!r}")]
+        )
+    return course
+
+
+def single_course(codes: Sequence[str], field: str = "course_codes") -> Course:
+    """The single-course rule: exactly one known course code."""
+    if len(codes) == 0:
+        raise ValidationError.for_field(field, "exactly one course code is required")
+    if len(codes) > 1:
+        raise MultipleCourseError(
+            "A class belongs to exactly one course",
+            [FieldError(field, "exactly one course code is allowed")],
+        )
+    return get_course(codes[0], f"{field}[0]")

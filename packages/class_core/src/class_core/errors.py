@@ -1,0 +1,111 @@
+"""The one error hierarchy of the core. No HTTP here: the edges map ``code`` to their own terms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from attrs import frozen
+
+
+@frozen
+class FieldError:
+    """One problem with one input field.
+
+    ``field`` is a JSON path such as ``associations[2].essay_id``.
+    """
+
+    field: str
+    message: str
+
+
+class ClassManagementError(Exception):
+    """Base of every error the core raises on purpose."""
+
+    code: str = "INTERNAL_ERROR"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ValidationError(ClassManagementError):
+    """Input that breaks a rule; nothing was written."""
+
+    code = "VALIDATION_ERROR"
+
+    def __init__(self, detail: str, errors: Sequence[FieldError] = ()) -> None:
+        super().__init__(detail)
+        self.errors: tuple[FieldError, ...] = tuple(errors)
+
+    @classmethod
+    def for_field(cls, field: str, message: str) -> ValidationError:
+        return cls(f"{field}: {message}", [FieldError(field, message)])
+
+
+class MultipleCourseError(ValidationError):
+    """A class was given more than one course code."""
+
+    code = "MULTIPLE_COURSE_ERROR"
+
+
+class CourseNotFoundError(ValidationError):
+    """An unknown course code."""
+
+    code = "COURSE_NOT_FOUND"
+
+
+class StudentNotInClassError(ValidationError):
+    """A confirmation names a student who is not a member of the batch's class."""
+
+    code = "STUDENT_NOT_IN_CLASS"
+
+
+class NotFoundError(ClassManagementError):
+    """The object does not exist, or belongs to someone else (indistinguishable on purpose)."""
+
+    code = "RESOURCE_NOT_FOUND"
+
+    def __init__(self, resource: str, identifier: object) -> None:
+        super().__init__(f"{resource} not found")
+        self.resource = resource
+        self.identifier = identifier
+
+
+class ConflictError(ClassManagementError):
+    """The request clashes with the current state."""
+
+    code = "CONFLICT"
+
+
+class DuplicateStudentEmailError(ConflictError):
+    code = "DUPLICATE_STUDENT_EMAIL"
+
+    def __init__(self, detail: str = "A student with this email already exists") -> None:
+        super().__init__(detail)
+
+
+class ResourceInUseError(ConflictError):
+    code = "RESOURCE_IN_USE"
+
+
+class BatchFinalizedError(ConflictError):
+    code = "BATCH_FINALIZED"
+
+    def __init__(self, detail: str = "The batch is already finalized") -> None:
+        super().__init__(detail)
+
+
+class DependencyUnavailableError(ClassManagementError):
+    """A backing service (database, broker) could not be reached; retrying later may work."""
+
+    code = "SERVICE_UNAVAILABLE"
+
+
+class ConfigurationError(ClassManagementError):
+    """A configuration variable has a bad value."""
+
+    code = "CONFIGURATION_ERROR"
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable

@@ -1,0 +1,289 @@
+"""Events of contract §5.2 and the envelope of §5.1, built as JSON-ready dictionaries.
+
+The core decides *which* events a change produces and what they say; the outbox stores the
+envelope text as built here so that the event id and bytes never change across relay retries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+import attrs
+from attrs import frozen
+
+SOURCE_SERVICE = "class_management_service"
+SCHEMA_VERSION = 1
+
+CLASS_CREATED = "huleedu.class.created.v1"
+CLASS_UPDATED = "huleedu.class.updated.v1"
+CLASS_DELETED = "huleedu.class.deleted.v1"
+STUDENT_CREATED = "huleedu.class.student.created.v1"
+STUDENT_UPDATED = "huleedu.class.student.updated.v1"
+STUDENT_DELETED = "huleedu.class.student.deleted.v1"
+ASSOCIATIONS_CONFIRMED = "huleedu.class.student.associations.confirmed.v1"
+TEACHER_NOTIFICATION = "huleedu.notification.teacher.requested.v1"
+SUGGESTIONS_TOPIC = "huleedu.batch.author.matches.suggested.v1"
+SUGGESTIONS_EVENT_TYPES = frozenset({SUGGESTIONS_TOPIC, "batch.author.matches.suggested"})
+
+PUBLISHED_TOPICS: tuple[str, ...] = (
+    CLASS_CREATED,
+    CLASS_UPDATED,
+    CLASS_DELETED,
+    STUDENT_CREATED,
+    STUDENT_UPDATED,
+    STUDENT_DELETED,
+    ASSOCIATIONS_CONFIRMED,
+    TEACHER_NOTIFICATION,
+)
+
+
+def to_json_value(value: Any) -> Any:
+    """Plain JSON values: UUIDs and enums as strings, datetimes as ISO 8601 with offset."""
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | frozenset | set):
+        return [to_json_value(v) for v in value]
+    return value
+
+
+def _data(event: Any) -> dict[str, Any]:
+    return {f.name: to_json_value(getattr(event, f.name)) for f in attrs.fields(type(event))}
+
+
+@frozen
+class ClassCreatedV1:
+    class_id: UUID
+    class_designation: str
+    course_codes: tuple[str, ...]
+    user_id: str
+    correlation_id: UUID
+    timestamp: datetime
+    event: str = "class.created"
+
+
+@frozen
+class ClassUpdatedV1:
+    class_id: UUID
+    class_designation: str | None
+    course_codes: tuple[str, ...] | None
+    user_id: str
+    correlation_id: UUID
+    timestamp: datetime
+    event: str = "class.updated"
+
+
+@frozen
+class ClassDeletedV1:
+    class_id: UUID
+    user_id: str
+    correlation_id: UUID
+    timestamp: datetime
+    event: str = "class.deleted"
+
+
+@frozen
+class StudentCreatedV1:
+    student_id: UUID
+    first_name: str
+    last_name: str
+    student_email: str | None
+    class_ids: tuple[UUID, ...]
+    created_by_user_id: str
+    correlation_id: UUID
+    timestamp: datetime
+    event: str = "student.created"
+
+
+@frozen
+class StudentUpdatedV1:
+    student_id: UUID
+    first_name: str | None
+    last_name: str | None
+    student_email: str | None
+    add_class_ids: tuple[UUID, ...] | None
+    remove_class_ids: tuple[UUID, ...] | None
+    updated_by_user_id: str
+    correlation_id: UUID
+    timestamp: datetime
+    event: str = "student.updated"
+
+
+@frozen
+class StudentDeletedV1:
+    student_id: UUID
+    class_ids: tuple[UUID, ...]
+    user_id: str
+    correlation_id: UUID
+    timestamp: datetime
+    event: str = "student.deleted"
+
+
+@frozen
+class ConfirmedAssociation:
+    essay_id: UUID
+    student_id: UUID | None
+    confidence_score: float
+    validation_method: str | None
+    validated_by: str | None
+    validated_at: datetime | None
+
+
+@frozen
+class StudentAssociationsConfirmedV1:
+    batch_id: UUID
+    class_id: UUID
+    course_code: str
+    associations: tuple[ConfirmedAssociation, ...]
+    timeout_triggered: bool
+    validation_summary: Mapping[str, int]
+    timestamp: datetime
+    event_name: str = "student.associations.confirmed"
+    entity_id: None = None
+    entity_type: None = None
+    parent_id: None = None
+
+    def to_data(self) -> dict[str, Any]:
+        data = _data(self)
+        data["associations"] = [_data(a) for a in self.associations]
+        return data
+
+
+@frozen
+class TeacherNotification:
+    """TeacherNotificationRequestedV1; also pushed to Redis ``ws:{teacher_id}`` after commit."""
+
+    teacher_id: str
+    notification_type: str
+    category: str
+    priority: str
+    payload: Mapping[str, Any]
+    action_required: bool
+    deadline_timestamp: datetime | None
+    correlation_id: str
+    batch_id: UUID | None
+    class_id: UUID | None
+    timestamp: datetime
+
+    def realtime_message(self) -> dict[str, Any]:
+        """The §5.4 Redis message: ``{"event": type, "data": {...}}``."""
+        data = dict(to_json_value(self.payload))
+        data.update(
+            category=self.category,
+            priority=self.priority,
+            action_required=self.action_required,
+            deadline=to_json_value(self.deadline_timestamp),
+            batch_id=to_json_value(self.batch_id),
+            class_id=to_json_value(self.class_id),
+            correlation_id=self.correlation_id,
+            timestamp=to_json_value(self.timestamp),
+        )
+        return {"event": self.notification_type, "data": data}
+
+
+DomainEvent = (
+    ClassCreatedV1
+    | ClassUpdatedV1
+    | ClassDeletedV1
+    | StudentCreatedV1
+    | StudentUpdatedV1
+    | StudentDeletedV1
+    | StudentAssociationsConfirmedV1
+    | TeacherNotification
+)
+
+
+def topic_and_key(event: DomainEvent) -> tuple[str, str]:
+    """The §5.2 topic and partition key of an event."""
+    match event:
+        case ClassCreatedV1():
+            return CLASS_CREATED, str(event.class_id)
+        case ClassUpdatedV1():
+            return CLASS_UPDATED, str(event.class_id)
+        case ClassDeletedV1():
+            return CLASS_DELETED, str(event.class_id)
+        case StudentCreatedV1():
+            return STUDENT_CREATED, str(event.student_id)
+        case StudentUpdatedV1():
+            return STUDENT_UPDATED, str(event.student_id)
+        case StudentDeletedV1():
+            return STUDENT_DELETED, str(event.student_id)
+        case StudentAssociationsConfirmedV1():
+            return ASSOCIATIONS_CONFIRMED, str(event.batch_id)
+        case TeacherNotification():
+            return TEACHER_NOTIFICATION, event.teacher_id
+
+
+def event_data(event: DomainEvent) -> dict[str, Any]:
+    if isinstance(event, StudentAssociationsConfirmedV1):
+        return event.to_data()
+    return _data(event)
+
+
+@frozen
+class OutboxMessage:
+    """One event as the outbox stores it: id, topic, key, headers and the envelope JSON text."""
+
+    event_id: UUID
+    topic: str
+    key: str
+    payload: str
+    headers: tuple[tuple[str, str], ...]
+    created_at: datetime
+
+
+def build_outbox_message(
+    event: DomainEvent,
+    *,
+    event_id: UUID,
+    correlation_id: UUID,
+    at: datetime,
+    metadata: Mapping[str, Any] | None = None,
+) -> OutboxMessage:
+    """Wrap an event in the §5.1 envelope; the id is fixed here, once."""
+    topic, key = topic_and_key(event)
+    if metadata is None and isinstance(event, StudentAssociationsConfirmedV1):
+        metadata = {
+            "batch_id": str(event.batch_id),
+            "class_id": str(event.class_id),
+            "partition_key": str(event.batch_id),
+        }
+    envelope = {
+        "event_id": str(event_id),
+        "event_type": topic,
+        "event_timestamp": at.isoformat(),
+        "source_service": SOURCE_SERVICE,
+        "schema_version": SCHEMA_VERSION,
+        "correlation_id": str(correlation_id),
+        "data_schema_uri": None,
+        "data": event_data(event),
+        "metadata": dict(metadata) if metadata is not None else None,
+    }
+    headers = (
+        ("event_id", str(event_id)),
+        ("event_type", topic),
+        ("correlation_id", str(correlation_id)),
+        ("source_service", SOURCE_SERVICE),
+    )
+    return OutboxMessage(
+        event_id=event_id,
+        topic=topic,
+        key=key,
+        payload=json.dumps(envelope, ensure_ascii=False, separators=(",", ":")),
+        headers=headers,
+        created_at=at,
+    )
+
+
+def notifications_of(events: Sequence[DomainEvent]) -> list[TeacherNotification]:
+    return [e for e in events if isinstance(e, TeacherNotification)]

@@ -1,0 +1,266 @@
+"""Ports: what the use cases need from the outside world, named by role.
+
+Every owner-scoped method takes the owner id and returns ``None`` (or nothing) for another
+owner's objects, so that "not yours" and "does not exist" are indistinguishable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+from uuid import UUID
+
+from attrs import frozen
+
+from class_core.events import OutboxMessage, TeacherNotification
+from class_core.model import Association, Batch, Page, SchoolClass, Student
+from class_core.queries import ClassQuery, StudentQuery
+
+
+class ClassRepository(Protocol):
+    async def add(self, cls: SchoolClass) -> None: ...
+
+    async def get(self, owner_id: str, class_id: UUID) -> SchoolClass | None:
+        """The owner's class with ``student_count`` (placeholder not counted)."""
+        ...
+
+    async def get_unscoped(self, class_id: UUID) -> SchoolClass | None:
+        """Any owner's class (for consumers, sweeps and internal routes)."""
+        ...
+
+    async def get_many(self, owner_id: str, class_ids: Collection[UUID]) -> dict[UUID, SchoolClass]:
+        """The owner's classes among ``class_ids`` (``student_count`` may be 0)."""
+        ...
+
+    async def search(self, owner_id: str, query: ClassQuery) -> Page[SchoolClass]:
+        """Newest first (``created_at`` then ``id``, descending)."""
+        ...
+
+    async def find_by_name(self, owner_id: str, name: str) -> list[SchoolClass]:
+        """The owner's classes whose trimmed name equals ``name`` case-insensitively."""
+        ...
+
+    async def update(self, cls: SchoolClass) -> None:
+        """Store name, course code and ``updated_at``."""
+        ...
+
+    async def delete(self, class_id: UUID) -> None:
+        """Delete a class that has no memberships and no batches left."""
+        ...
+
+
+class StudentRepository(Protocol):
+    async def add(self, student: Student) -> None:
+        """Insert the student and its memberships (``student.class_ids``).
+
+        Raises :class:`~class_core.errors.DuplicateStudentEmailError` for a taken email.
+        """
+        ...
+
+    async def add_many(self, students: Sequence[Student]) -> None:
+        """Bulk form of :meth:`add` (imports)."""
+        ...
+
+    async def get(self, owner_id: str, student_id: UUID) -> Student | None: ...
+
+    async def get_unscoped_many(self, student_ids: Collection[UUID]) -> dict[UUID, Student]:
+        """Students by id whatever their owner (names for associations); memberships optional."""
+        ...
+
+    async def by_emails(self, owner_id: str, emails: Collection[str]) -> dict[str, Student]:
+        """The owner's students with these (normalised) emails, with memberships."""
+        ...
+
+    async def search(self, owner_id: str, query: StudentQuery) -> Page[Student]:
+        """Ordered by last name, first name, id; the placeholder included."""
+        ...
+
+    async def update(self, student: Student) -> None:
+        """Store names, email and ``updated_at`` (not memberships)."""
+        ...
+
+    async def update_many(self, students: Sequence[Student]) -> None: ...
+
+    async def delete(self, student_id: UUID) -> None:
+        """Delete a student whose memberships were removed."""
+        ...
+
+    async def add_memberships(self, pairs: Collection[tuple[UUID, UUID]]) -> None:
+        """Add ``(class_id, student_id)`` memberships; existing ones are left as they are."""
+        ...
+
+    async def remove_memberships(self, pairs: Collection[tuple[UUID, UUID]]) -> None: ...
+
+    async def remove_class_memberships(self, class_id: UUID) -> list[UUID]:
+        """Remove every membership of a class; returns the students that were members."""
+        ...
+
+    async def touch(self, student_ids: Collection[UUID], at: datetime) -> None:
+        """Bump ``updated_at`` (a membership changed)."""
+        ...
+
+    async def roster(self, class_id: UUID) -> list[Student]:
+        """Members of the class without the placeholder, by last name, first name, id."""
+        ...
+
+    async def members_among(self, class_id: UUID, student_ids: Collection[UUID]) -> set[UUID]:
+        """Which of ``student_ids`` are non-placeholder members of the class."""
+        ...
+
+    async def placeholder(self, class_id: UUID) -> Student | None: ...
+
+    async def add_placeholder(self, student: Student, class_id: UUID) -> bool:
+        """Insert the class's UNKNOWN student and its membership unless one exists.
+
+        Returns ``True`` when this call created it. A unique constraint guarantees one per
+        class even with concurrent callers.
+        """
+        ...
+
+
+class BatchRepository(Protocol):
+    async def get(self, batch_id: UUID, *, lock: bool = False) -> Batch | None:
+        """Any owner's batch; ``lock`` holds it against concurrent changes until commit."""
+        ...
+
+    async def add(self, batch: Batch) -> None: ...
+
+    async def update(self, batch: Batch) -> None: ...
+
+    async def associations(self, batch_id: UUID) -> list[Association]:
+        """Ordered by ``created_at`` then ``essay_id``."""
+        ...
+
+    async def associations_by_essay(
+        self, essay_ids: Collection[UUID]
+    ) -> dict[UUID, Association]: ...
+
+    async def add_associations(self, items: Sequence[Association]) -> None: ...
+
+    async def update_associations(self, items: Sequence[Association]) -> None:
+        """Store suggestion and decision fields and ``updated_at``."""
+        ...
+
+    async def claim_due(self, now: datetime, limit: int) -> list[Batch]:
+        """Pending batches past their deadline, locked; batches locked elsewhere are skipped."""
+        ...
+
+    async def class_has_batches(self, class_id: UUID) -> bool: ...
+
+    async def student_in_use(self, student_id: UUID) -> bool:
+        """Whether any association names the student as suggested or chosen."""
+        ...
+
+    async def class_info(self, batch_ids: Collection[UUID]) -> dict[UUID, tuple[UUID, str]]:
+        """``batch_id -> (class_id, class_name)`` for the batches that exist."""
+        ...
+
+    async def pending_associations(self, limit: int) -> list[Association]:
+        """Pending associations of every owner (admin view)."""
+        ...
+
+
+class Outbox(Protocol):
+    async def add(self, messages: Sequence[OutboxMessage]) -> None:
+        """Record events inside the current transaction."""
+        ...
+
+
+class Inbox(Protocol):
+    async def claim(self, consumer: str, message_id: str) -> bool:
+        """Record a consumed message; ``False`` when it was already processed."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction: the repositories share it; leaving without ``commit`` rolls back."""
+
+    @property
+    def classes(self) -> ClassRepository: ...
+
+    @property
+    def students(self) -> StudentRepository: ...
+
+    @property
+    def batches(self) -> BatchRepository: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def inbox(self) -> Inbox: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+class RealtimeNotifier(Protocol):
+    """Best-effort push of teacher notifications after commit; must never block or raise."""
+
+    def publish(self, notifications: Sequence[TeacherNotification]) -> None: ...
+
+
+class NullNotifier:
+    """No real-time channel configured."""
+
+    def publish(self, notifications: Sequence[TeacherNotification]) -> None:
+        return None
+
+
+@frozen
+class StoredOutboxMessage:
+    """An unpublished outbox row as the relay sees it."""
+
+    seq: int
+    message: OutboxMessage
+    attempts: int
+
+
+@frozen
+class OutboxStatus:
+    pending: int
+    dead: int
+    published: int
+    oldest_pending_age_seconds: float | None
+
+
+class OutboxStore(Protocol):
+    """What an outbox relay needs from storage (used outside any unit of work)."""
+
+    def leadership(self) -> AbstractAsyncContextManager[bool]:
+        """Hold relay leadership while inside; yields ``False`` when another relay leads."""
+        ...
+
+    async def fetch_ready(self, now: datetime, limit: int) -> list[StoredOutboxMessage]:
+        """Unpublished, not dead, due rows, oldest first. A row whose key has an earlier
+        unpublished row that is dead or waiting for its retry is held back (order per key)."""
+        ...
+
+    async def mark_published(self, seqs: Collection[int], at: datetime) -> None: ...
+
+    async def record_failure(
+        self, seq: int, error: str, next_attempt_at: datetime, dead: bool
+    ) -> None: ...
+
+    async def status(self, now: datetime) -> OutboxStatus: ...
+
+    async def retry_dead(self, now: datetime) -> int:
+        """Put dead rows back in line (attempts reset); returns how many."""
+        ...
+
+    async def purge_published(self, before: datetime) -> int: ...

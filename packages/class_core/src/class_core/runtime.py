@@ -1,0 +1,66 @@
+"""What every use case runs with: a unit-of-work factory, a clock, a notifier and the policy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from attrs import define, field, frozen
+
+from class_core.clock import Clock, SystemClock
+from class_core.errors import ConfigurationError
+from class_core.events import DomainEvent, TeacherNotification, build_outbox_message
+from class_core.ports import NullNotifier, RealtimeNotifier, UnitOfWork, UnitOfWorkFactory
+
+
+@frozen
+class MatchingPolicy:
+    """The Phase-1 timeout rule's parameters (contract §1)."""
+
+    timeout_hours: float = 24.0
+    confidence_threshold: float = 0.7
+
+    def __attrs_post_init__(self) -> None:
+        if not self.timeout_hours >= 0:
+            raise ConfigurationError("ASSOCIATION_TIMEOUT_HOURS", "must be a number >= 0")
+        if not 0.0 <= self.confidence_threshold <= 1.0:
+            raise ConfigurationError("CONFIDENCE_THRESHOLD", "must be between 0 and 1")
+
+
+@frozen
+class RequestContext:
+    """Who acts and under which correlation id."""
+
+    user_id: str
+    correlation_id: UUID = field(factory=uuid4)
+
+
+@define
+class Runtime:
+    uow: UnitOfWorkFactory
+    clock: Clock = field(factory=SystemClock)
+    notifier: RealtimeNotifier = field(factory=NullNotifier)
+    policy: MatchingPolicy = field(factory=MatchingPolicy)
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+
+async def record_events(
+    uow: UnitOfWork,
+    events: Sequence[DomainEvent],
+    correlation_id: UUID,
+    at: datetime,
+) -> list[TeacherNotification]:
+    """Put events into the outbox of the current transaction; returns the notifications among
+    them, to be pushed to the real-time channel once the transaction has committed."""
+    if not events:
+        return []
+    await uow.outbox.add(
+        [
+            build_outbox_message(e, event_id=uuid4(), correlation_id=correlation_id, at=at)
+            for e in events
+        ]
+    )
+    return [e for e in events if isinstance(e, TeacherNotification)]

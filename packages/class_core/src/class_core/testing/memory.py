@@ -1,0 +1,516 @@
+"""In-memory implementation of every storage port."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from types import TracebackType
+from typing import Self, TypeVar
+from uuid import UUID
+
+import attrs
+
+from class_core.clock import Clock, SystemClock
+from class_core.errors import DuplicateStudentEmailError
+from class_core.events import OutboxMessage, TeacherNotification
+from class_core.model import Association, Batch, BatchStatus, Page, SchoolClass, Student
+from class_core.ports import OutboxStatus, RealtimeNotifier, StoredOutboxMessage
+from class_core.queries import ClassQuery, StudentQuery
+from class_core.runtime import MatchingPolicy, Runtime
+from class_core.text import search_key
+
+T = TypeVar("T")
+
+
+@attrs.define
+class _OutboxRow:
+    seq: int
+    message: OutboxMessage
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    published_at: datetime | None = None
+    dead_at: datetime | None = None
+    last_error: str | None = None
+
+
+@attrs.define
+class _Tables:
+    classes: dict[UUID, SchoolClass] = attrs.field(factory=dict)
+    students: dict[UUID, Student] = attrs.field(factory=dict)
+    memberships: set[tuple[UUID, UUID]] = attrs.field(factory=set)
+    placeholders: dict[UUID, UUID] = attrs.field(factory=dict)
+    batches: dict[UUID, Batch] = attrs.field(factory=dict)
+    associations: dict[UUID, Association] = attrs.field(factory=dict)
+    outbox: dict[int, _OutboxRow] = attrs.field(factory=dict)
+    inbox: set[tuple[str, str]] = attrs.field(factory=set)
+
+    def copy(self) -> _Tables:
+        return _Tables(
+            dict(self.classes),
+            dict(self.students),
+            set(self.memberships),
+            dict(self.placeholders),
+            dict(self.batches),
+            dict(self.associations),
+            {k: attrs.evolve(v) for k, v in self.outbox.items()},
+            set(self.inbox),
+        )
+
+
+class InMemoryStore:
+    """The shared state of every in-memory unit of work (one process)."""
+
+    def __init__(self) -> None:
+        self.tables = _Tables()
+        self.lock = asyncio.Lock()
+        self.next_seq = 1
+        self.commits = 0
+        self.outbox_added = asyncio.Event()
+
+    def unit_of_work(self) -> InMemoryUnitOfWork:
+        return InMemoryUnitOfWork(self)
+
+    __call__ = unit_of_work
+
+
+def _copy(obj: T) -> T:
+    return attrs.evolve(obj)  # type: ignore[misc]
+
+
+def _student_key(s: Student) -> tuple[str, str, UUID]:
+    return (s.last_name, s.first_name, s.id)
+
+
+class _Repo:
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    @property
+    def t(self) -> _Tables:
+        return self._uow.tables
+
+
+class InMemoryClassRepository(_Repo):
+    def _count(self, class_id: UUID) -> int:
+        t = self.t
+        return sum(
+            1
+            for c, s in t.memberships
+            if c == class_id and s in t.students and not t.students[s].is_placeholder
+        )
+
+    def _out(self, cls: SchoolClass, with_count: bool = True) -> SchoolClass:
+        out = _copy(cls)
+        out.student_count = self._count(cls.id) if with_count else 0
+        return out
+
+    async def add(self, cls: SchoolClass) -> None:
+        self.t.classes[cls.id] = _copy(cls)
+
+    async def get(self, owner_id: str, class_id: UUID) -> SchoolClass | None:
+        cls = self.t.classes.get(class_id)
+        if cls is None or cls.owner_id != owner_id:
+            return None
+        return self._out(cls)
+
+    async def get_unscoped(self, class_id: UUID) -> SchoolClass | None:
+        cls = self.t.classes.get(class_id)
+        return self._out(cls) if cls is not None else None
+
+    async def get_many(self, owner_id: str, class_ids: Collection[UUID]) -> dict[UUID, SchoolClass]:
+        return {
+            c: self._out(self.t.classes[c], with_count=False)
+            for c in set(class_ids)
+            if c in self.t.classes and self.t.classes[c].owner_id == owner_id
+        }
+
+    async def search(self, owner_id: str, query: ClassQuery) -> Page[SchoolClass]:
+        found = [
+            c
+            for c in self.t.classes.values()
+            if c.owner_id == owner_id
+            and (query.q is None or query.q in search_key(c.name))
+            and (query.course_code is None or c.course_code == query.course_code)
+            and (query.updated_since is None or c.updated_at >= query.updated_since)
+        ]
+        found.sort(key=lambda c: (c.created_at, c.id), reverse=True)
+        window = found[query.offset : query.offset + query.limit]
+        return Page(tuple(self._out(c) for c in window), len(found), query.limit, query.offset)
+
+    async def find_by_name(self, owner_id: str, name: str) -> list[SchoolClass]:
+        wanted = name.strip().casefold()
+        return [
+            self._out(c)
+            for c in self.t.classes.values()
+            if c.owner_id == owner_id and c.name.strip().casefold() == wanted
+        ]
+
+    async def update(self, cls: SchoolClass) -> None:
+        stored = self.t.classes[cls.id]
+        self.t.classes[cls.id] = attrs.evolve(
+            stored, name=cls.name, course_code=cls.course_code, updated_at=cls.updated_at
+        )
+
+    async def delete(self, class_id: UUID) -> None:
+        if any(c == class_id for c, _ in self.t.memberships):
+            raise RuntimeError("class still has memberships")  # the SQL FK would refuse too
+        if any(b.class_id == class_id for b in self.t.batches.values()):
+            raise RuntimeError("class still has batches")
+        del self.t.classes[class_id]
+
+
+class InMemoryStudentRepository(_Repo):
+    def _class_ids(self, student_id: UUID) -> tuple[UUID, ...]:
+        return tuple(sorted(c for c, s in self.t.memberships if s == student_id))
+
+    def _out(self, student: Student) -> Student:
+        out = _copy(student)
+        out.class_ids = self._class_ids(student.id)
+        return out
+
+    def _email_taken(self, student: Student) -> bool:
+        return student.email is not None and any(
+            s.owner_id == student.owner_id and s.email == student.email and s.id != student.id
+            for s in self.t.students.values()
+        )
+
+    async def add(self, student: Student) -> None:
+        await self.add_many([student])
+
+    async def add_many(self, students: Sequence[Student]) -> None:
+        for student in students:
+            if self._email_taken(student):
+                raise DuplicateStudentEmailError()
+            self.t.students[student.id] = attrs.evolve(student, class_ids=())
+            self.t.memberships.update((c, student.id) for c in student.class_ids)
+
+    async def get(self, owner_id: str, student_id: UUID) -> Student | None:
+        s = self.t.students.get(student_id)
+        if s is None or s.owner_id != owner_id:
+            return None
+        return self._out(s)
+
+    async def get_unscoped_many(self, student_ids: Collection[UUID]) -> dict[UUID, Student]:
+        return {i: self._out(self.t.students[i]) for i in set(student_ids) if i in self.t.students}
+
+    async def by_emails(self, owner_id: str, emails: Collection[str]) -> dict[str, Student]:
+        wanted = set(emails)
+        return {
+            s.email: self._out(s)
+            for s in self.t.students.values()
+            if s.owner_id == owner_id and s.email is not None and s.email in wanted
+        }
+
+    async def search(self, owner_id: str, query: StudentQuery) -> Page[Student]:
+        members = (
+            {s for c, s in self.t.memberships if c == query.class_id}
+            if query.class_id is not None
+            else None
+        )
+        found = [
+            s
+            for s in self.t.students.values()
+            if s.owner_id == owner_id
+            and (members is None or s.id in members)
+            and (
+                query.q is None
+                or query.q in search_key(s.first_name, s.last_name, s.legal_full_name, s.email)
+            )
+            and (query.updated_since is None or s.updated_at >= query.updated_since)
+        ]
+        found.sort(key=_student_key)
+        window = found[query.offset : query.offset + query.limit]
+        return Page(tuple(self._out(s) for s in window), len(found), query.limit, query.offset)
+
+    async def update(self, student: Student) -> None:
+        await self.update_many([student])
+
+    async def update_many(self, students: Sequence[Student]) -> None:
+        for student in students:
+            if self._email_taken(student):
+                raise DuplicateStudentEmailError()
+            stored = self.t.students[student.id]
+            self.t.students[student.id] = attrs.evolve(
+                stored,
+                first_name=student.first_name,
+                last_name=student.last_name,
+                legal_full_name=student.legal_full_name,
+                email=student.email,
+                updated_at=student.updated_at,
+            )
+
+    async def delete(self, student_id: UUID) -> None:
+        if any(s == student_id for _, s in self.t.memberships):
+            raise RuntimeError("student still has memberships")
+        del self.t.students[student_id]
+
+    async def add_memberships(self, pairs: Collection[tuple[UUID, UUID]]) -> None:
+        self.t.memberships.update(pairs)
+
+    async def remove_memberships(self, pairs: Collection[tuple[UUID, UUID]]) -> None:
+        self.t.memberships.difference_update(pairs)
+
+    async def remove_class_memberships(self, class_id: UUID) -> list[UUID]:
+        pairs = {p for p in self.t.memberships if p[0] == class_id}
+        self.t.memberships.difference_update(pairs)
+        return sorted(s for _, s in pairs)
+
+    async def touch(self, student_ids: Collection[UUID], at: datetime) -> None:
+        for i in student_ids:
+            self.t.students[i] = attrs.evolve(self.t.students[i], updated_at=at)
+
+    async def roster(self, class_id: UUID) -> list[Student]:
+        members = [
+            self.t.students[s]
+            for c, s in self.t.memberships
+            if c == class_id and not self.t.students[s].is_placeholder
+        ]
+        return [self._out(s) for s in sorted(members, key=_student_key)]
+
+    async def members_among(self, class_id: UUID, student_ids: Collection[UUID]) -> set[UUID]:
+        return {
+            s
+            for s in student_ids
+            if (class_id, s) in self.t.memberships and not self.t.students[s].is_placeholder
+        }
+
+    async def placeholder(self, class_id: UUID) -> Student | None:
+        sid = self.t.placeholders.get(class_id)
+        return self._out(self.t.students[sid]) if sid is not None else None
+
+    async def add_placeholder(self, student: Student, class_id: UUID) -> bool:
+        if class_id in self.t.placeholders:
+            return False
+        await self.add_many([attrs.evolve(student, class_ids=(class_id,), is_placeholder=True)])
+        self.t.placeholders[class_id] = student.id
+        return True
+
+
+class InMemoryBatchRepository(_Repo):
+    async def get(self, batch_id: UUID, *, lock: bool = False) -> Batch | None:
+        b = self.t.batches.get(batch_id)
+        return _copy(b) if b is not None else None
+
+    async def add(self, batch: Batch) -> None:
+        self.t.batches[batch.batch_id] = _copy(batch)
+
+    async def update(self, batch: Batch) -> None:
+        self.t.batches[batch.batch_id] = _copy(batch)
+
+    async def associations(self, batch_id: UUID) -> list[Association]:
+        found = [a for a in self.t.associations.values() if a.batch_id == batch_id]
+        found.sort(key=lambda a: (a.created_at, a.essay_id))
+        return [_copy(a) for a in found]
+
+    async def associations_by_essay(self, essay_ids: Collection[UUID]) -> dict[UUID, Association]:
+        return {
+            e: _copy(self.t.associations[e]) for e in set(essay_ids) if e in self.t.associations
+        }
+
+    async def add_associations(self, items: Sequence[Association]) -> None:
+        for a in items:
+            if a.essay_id in self.t.associations:
+                raise RuntimeError("essay already associated")  # unique in SQL too
+            self.t.associations[a.essay_id] = _copy(a)
+
+    async def update_associations(self, items: Sequence[Association]) -> None:
+        for a in items:
+            self.t.associations[a.essay_id] = _copy(a)
+
+    async def claim_due(self, now: datetime, limit: int) -> list[Batch]:
+        due = [
+            b
+            for b in self.t.batches.values()
+            if b.status is BatchStatus.PENDING and b.deadline <= now
+        ]
+        due.sort(key=lambda b: (b.deadline, b.batch_id))
+        return [_copy(b) for b in due[:limit]]
+
+    async def class_has_batches(self, class_id: UUID) -> bool:
+        return any(b.class_id == class_id for b in self.t.batches.values())
+
+    async def student_in_use(self, student_id: UUID) -> bool:
+        return any(
+            student_id in (a.student_id, a.suggested_student_id)
+            for a in self.t.associations.values()
+        )
+
+    async def class_info(self, batch_ids: Collection[UUID]) -> dict[UUID, tuple[UUID, str]]:
+        out: dict[UUID, tuple[UUID, str]] = {}
+        for b in set(batch_ids):
+            batch = self.t.batches.get(b)
+            if batch is not None:
+                out[b] = (batch.class_id, self.t.classes[batch.class_id].name)
+        return out
+
+    async def pending_associations(self, limit: int) -> list[Association]:
+        found = [a for a in self.t.associations.values() if a.is_pending]
+        found.sort(key=lambda a: (a.created_at, a.essay_id))
+        return [_copy(a) for a in found[:limit]]
+
+
+class InMemoryOutbox(_Repo):
+    async def add(self, messages: Sequence[OutboxMessage]) -> None:
+        store = self._uow.store
+        for m in messages:
+            seq = store.next_seq
+            store.next_seq += 1
+            self.t.outbox[seq] = _OutboxRow(seq, m, next_attempt_at=m.created_at)
+        self._uow.added_outbox = True
+
+
+class InMemoryInbox(_Repo):
+    async def claim(self, consumer: str, message_id: str) -> bool:
+        key = (consumer, message_id)
+        if key in self.t.inbox:
+            return False
+        self.t.inbox.add(key)
+        return True
+
+
+class InMemoryUnitOfWork:
+    """One serialised transaction over :class:`InMemoryStore`; rolls back unless committed."""
+
+    def __init__(self, store: InMemoryStore) -> None:
+        self.store = store
+        self.tables = store.tables
+        self.classes = InMemoryClassRepository(self)
+        self.students = InMemoryStudentRepository(self)
+        self.batches = InMemoryBatchRepository(self)
+        self.outbox = InMemoryOutbox(self)
+        self.inbox = InMemoryInbox(self)
+        self.added_outbox = False
+        self._committed = False
+
+    async def __aenter__(self) -> Self:
+        await self.store.lock.acquire()
+        self.tables = self.store.tables.copy()
+        self._committed = False
+        self.added_outbox = False
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.store.lock.release()
+        if self._committed and self.added_outbox:
+            self.store.outbox_added.set()
+
+    async def commit(self) -> None:
+        self.store.tables = self.tables
+        self.store.commits += 1
+        self._committed = True
+
+
+class InMemoryOutboxStore:
+    """The relay's view of the in-memory outbox (one process: always the leader)."""
+
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+
+    @asynccontextmanager
+    async def leadership(self) -> AsyncIterator[bool]:
+        yield True
+
+    async def fetch_ready(self, now: datetime, limit: int) -> list[StoredOutboxMessage]:
+        async with self._store.lock:
+            blocked: set[tuple[str, str]] = set()
+            ready: list[StoredOutboxMessage] = []
+            for seq in sorted(self._store.tables.outbox):
+                row = self._store.tables.outbox[seq]
+                if row.published_at is not None:
+                    continue
+                key = (row.message.topic, row.message.key)
+                waiting = row.dead_at is not None or (
+                    row.next_attempt_at is not None and row.next_attempt_at > now
+                )
+                if key in blocked or waiting:
+                    blocked.add(key)
+                    continue
+                ready.append(StoredOutboxMessage(seq, row.message, row.attempts))
+                if len(ready) >= limit:
+                    break
+            return ready
+
+    async def mark_published(self, seqs: Collection[int], at: datetime) -> None:
+        async with self._store.lock:
+            for seq in seqs:
+                self._store.tables.outbox[seq].published_at = at
+
+    async def record_failure(
+        self, seq: int, error: str, next_attempt_at: datetime, dead: bool
+    ) -> None:
+        async with self._store.lock:
+            row = self._store.tables.outbox[seq]
+            row.attempts += 1
+            row.last_error = error
+            row.next_attempt_at = next_attempt_at
+            if dead:
+                row.dead_at = next_attempt_at
+
+    async def status(self, now: datetime) -> OutboxStatus:
+        async with self._store.lock:
+            rows = list(self._store.tables.outbox.values())
+        pending = [r for r in rows if r.published_at is None and r.dead_at is None]
+        oldest = min((r.message.created_at for r in pending), default=None)
+        return OutboxStatus(
+            pending=len(pending),
+            dead=sum(1 for r in rows if r.dead_at is not None and r.published_at is None),
+            published=sum(1 for r in rows if r.published_at is not None),
+            oldest_pending_age_seconds=(now - oldest).total_seconds() if oldest else None,
+        )
+
+    async def retry_dead(self, now: datetime) -> int:
+        async with self._store.lock:
+            dead = [r for r in self._store.tables.outbox.values() if r.dead_at is not None]
+            for r in dead:
+                r.dead_at = None
+                r.attempts = 0
+                r.next_attempt_at = now
+            return len(dead)
+
+    async def purge_published(self, before: datetime) -> int:
+        async with self._store.lock:
+            old = [
+                s
+                for s, r in self._store.tables.outbox.items()
+                if r.published_at is not None and r.published_at < before
+            ]
+            for s in old:
+                del self._store.tables.outbox[s]
+            return len(old)
+
+    def messages(self) -> list[OutboxMessage]:
+        """Every message recorded so far, in order (for tests)."""
+        return [self._store.tables.outbox[s].message for s in sorted(self._store.tables.outbox)]
+
+
+class RecordingNotifier:
+    """Keeps what would have been pushed to the real-time channel."""
+
+    def __init__(self) -> None:
+        self.sent: list[TeacherNotification] = []
+
+    def publish(self, notifications: Sequence[TeacherNotification]) -> None:
+        self.sent.extend(notifications)
+
+
+def memory_runtime(
+    store: InMemoryStore | None = None,
+    clock: Clock | None = None,
+    notifier: RealtimeNotifier | None = None,
+    policy: MatchingPolicy | None = None,
+) -> Runtime:
+    """A :class:`Runtime` on the in-memory adapters."""
+    store = store or InMemoryStore()
+    return Runtime(
+        uow=store.unit_of_work,
+        clock=clock or SystemClock(),
+        notifier=notifier or RecordingNotifier(),
+        policy=policy or MatchingPolicy(),
+    )

@@ -1,0 +1,62 @@
+"""Text rules: NFC, trimming, lengths, control characters, emails and search keys."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from class_core.errors import ValidationError
+
+MAX_NAME_LENGTH = 255
+MAX_EMAIL_LENGTH = 254
+RESERVED_EMAIL_DOMAIN = "huleedu.system"
+
+
+def _has_control(value: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in value)
+
+
+def clean_name(value: str, field: str) -> str:
+    """NFC-normalise and trim a name; 1..255 code points, no control characters."""
+    if _has_control(value):
+        raise ValidationError.for_field(field, "must not contain control characters")
+    text = unicodedata.normalize("NFC", value).strip()
+    if not text:
+        raise ValidationError.for_field(field, "must not be empty")
+    if len(text) > MAX_NAME_LENGTH:
+        raise ValidationError.for_field(field, f"must be at most {MAX_NAME_LENGTH} characters")
+    return text
+
+
+def clean_email(value: str, field: str = "email", *, allow_reserved: bool = False) -> str:
+    """Trim, NFC-normalise and lower-case an email; one ``@`` and a dotted domain."""
+    if _has_control(value):
+        raise ValidationError.for_field(field, "must not contain control characters")
+    text = unicodedata.normalize("NFC", value).strip().lower()
+    if len(text) > MAX_EMAIL_LENGTH:
+        raise ValidationError.for_field(field, f"must be at most {MAX_EMAIL_LENGTH} characters")
+    if text.count("@") != 1:
+        raise ValidationError.for_field(field, "must be an email address with one '@'")
+    local, domain = text.split("@")
+    if not local or any(ch.isspace() for ch in text):
+        raise ValidationError.for_field(field, "is not a valid email address")
+    labels = domain.split(".")
+    if len(labels) < 2 or any(not label for label in labels):
+        raise ValidationError.for_field(field, "must have a domain with a dot")
+    if not allow_reserved and (
+        domain == RESERVED_EMAIL_DOMAIN or domain.endswith("." + RESERVED_EMAIL_DOMAIN)
+    ):
+        raise ValidationError.for_field(field, f"the domain {RESERVED_EMAIL_DOMAIN} is reserved")
+    return text
+
+
+def search_key(*parts: str | None) -> str:
+    """Accent-stripped, case-folded text for literal substring search (computed at write time)."""
+    joined = " ".join(p for p in parts if p)
+    return fold(joined)
+
+
+def fold(value: str) -> str:
+    """The folding used for search keys and for the ``q`` of a query."""
+    decomposed = unicodedata.normalize("NFKD", value)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return unicodedata.normalize("NFC", stripped.casefold())

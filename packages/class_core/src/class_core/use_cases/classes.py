@@ -1,0 +1,137 @@
+"""Class use cases: create, read, list, update, delete, roster."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID, uuid4
+
+from attrs import frozen
+
+from class_core import notifications
+from class_core.courses import get_course, single_course
+from class_core.errors import NotFoundError, ResourceInUseError
+from class_core.events import ClassCreatedV1, ClassDeletedV1, ClassUpdatedV1, DomainEvent
+from class_core.model import Page, SchoolClass, Student
+from class_core.queries import ClassQuery
+from class_core.runtime import RequestContext, Runtime, record_events
+from class_core.text import clean_name
+
+
+@frozen
+class CreateClass:
+    name: str
+    course_codes: Sequence[str]
+
+
+@frozen
+class UpdateClass:
+    """Partial update; ``None`` leaves a field as it is."""
+
+    name: str | None = None
+    course_codes: Sequence[str] | None = None
+
+
+async def create_class(rt: Runtime, ctx: RequestContext, cmd: CreateClass) -> SchoolClass:
+    """Create a class for one course; publishes ``ClassCreatedV1`` and notifies the owner."""
+    name = clean_name(cmd.name, "name")
+    course = single_course(cmd.course_codes)
+    now = rt.now()
+    cls = SchoolClass(uuid4(), ctx.user_id, name, course.code, now, now)
+    async with rt.uow() as uow:
+        await uow.classes.add(cls)
+        notes = await record_events(
+            uow,
+            [
+                ClassCreatedV1(cls.id, name, (course.code,), ctx.user_id, ctx.correlation_id, now),
+                notifications.class_created(cls, ctx.correlation_id, now),
+            ],
+            ctx.correlation_id,
+            now,
+        )
+        await uow.commit()
+    rt.notifier.publish(notes)
+    return cls
+
+
+async def get_class(rt: Runtime, ctx: RequestContext, class_id: UUID) -> SchoolClass:
+    async with rt.uow() as uow:
+        cls = await uow.classes.get(ctx.user_id, class_id)
+    if cls is None:
+        raise NotFoundError("Class", class_id)
+    return cls
+
+
+async def list_classes(rt: Runtime, ctx: RequestContext, query: ClassQuery) -> Page[SchoolClass]:
+    if query.course_code is not None:
+        get_course(query.course_code, "course_code")
+    async with rt.uow() as uow:
+        return await uow.classes.search(ctx.user_id, query)
+
+
+async def update_class(
+    rt: Runtime, ctx: RequestContext, class_id: UUID, cmd: UpdateClass
+) -> SchoolClass:
+    """Change name and/or course; nothing changed means nothing published."""
+    name = clean_name(cmd.name, "name") if cmd.name is not None else None
+    course = single_course(cmd.course_codes) if cmd.course_codes is not None else None
+    now = rt.now()
+    async with rt.uow() as uow:
+        cls = await uow.classes.get(ctx.user_id, class_id)
+        if cls is None:
+            raise NotFoundError("Class", class_id)
+        new_name = name if name is not None and name != cls.name else None
+        new_course = course.code if course is not None and course.code != cls.course_code else None
+        if new_name is None and new_course is None:
+            return cls
+        cls.name = new_name or cls.name
+        cls.course_code = new_course or cls.course_code
+        cls.updated_at = now
+        await uow.classes.update(cls)
+        await record_events(
+            uow,
+            [
+                ClassUpdatedV1(
+                    cls.id,
+                    new_name,
+                    (new_course,) if new_course is not None else None,
+                    ctx.user_id,
+                    ctx.correlation_id,
+                    now,
+                )
+            ],
+            ctx.correlation_id,
+            now,
+        )
+        await uow.commit()
+    return cls
+
+
+async def delete_class(rt: Runtime, ctx: RequestContext, class_id: UUID) -> None:
+    """Delete a class and its memberships (the students stay); refused while batches exist."""
+    now = rt.now()
+    async with rt.uow() as uow:
+        cls = await uow.classes.get(ctx.user_id, class_id)
+        if cls is None:
+            raise NotFoundError("Class", class_id)
+        if await uow.batches.class_has_batches(class_id):
+            raise ResourceInUseError("The class has essay batches and cannot be deleted")
+        members = await uow.students.remove_class_memberships(class_id)
+        if members:
+            await uow.students.touch(members, now)
+        await uow.classes.delete(class_id)
+        events: list[DomainEvent] = [ClassDeletedV1(class_id, ctx.user_id, ctx.correlation_id, now)]
+        await record_events(uow, events, ctx.correlation_id, now)
+        await uow.commit()
+
+
+async def get_roster(rt: Runtime, owner_id: str | None, class_id: UUID) -> list[Student]:
+    """The class's students without the placeholder. ``owner_id=None`` is the trusted
+    internal caller, who may read any class."""
+    async with rt.uow() as uow:
+        if owner_id is None:
+            cls = await uow.classes.get_unscoped(class_id)
+        else:
+            cls = await uow.classes.get(owner_id, class_id)
+        if cls is None:
+            raise NotFoundError("Class", class_id)
+        return await uow.students.roster(class_id)

@@ -1,0 +1,540 @@
+"""Phase-1 matching use cases: store suggestions, review, confirm, finalize, sweep."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from enum import StrEnum
+from uuid import UUID, uuid4
+
+from attrs import frozen
+
+from class_core import notifications
+from class_core.errors import (
+    BatchFinalizedError,
+    FieldError,
+    NotFoundError,
+    StudentNotInClassError,
+    ValidationError,
+)
+from class_core.events import DomainEvent, StudentCreatedV1, TeacherNotification
+from class_core.matching import (
+    SuggestionsMessage,
+    best_suggestion,
+    confirmed_event,
+    count,
+    keeps_suggestion,
+)
+from class_core.model import (
+    PLACEHOLDER_FIRST_NAME,
+    PLACEHOLDER_LAST_NAME,
+    SYSTEM_TIMEOUT_USER,
+    Association,
+    Batch,
+    BatchStatus,
+    SchoolClass,
+    Student,
+    ValidationMethod,
+    ValidationStatus,
+    placeholder_email,
+)
+from class_core.ports import UnitOfWork
+from class_core.runtime import RequestContext, Runtime, record_events
+
+SUGGESTIONS_CONSUMER = "batch_author_matches"
+
+
+class IngestOutcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    BATCH_FINALIZED = "batch_finalized"
+    FINALIZED_EMPTY = "finalized_empty"
+    UNKNOWN_CLASS = "unknown_class"
+
+
+@frozen
+class IngestResult:
+    outcome: IngestOutcome
+    stored: int = 0
+    ignored_essays: int = 0
+
+
+@frozen
+class BatchView:
+    batch: Batch
+    associations: tuple[Association, ...]
+    student_names: dict[UUID, str]
+
+    def student_name(self, association: Association) -> str | None:
+        chosen = association.student_id or association.suggested_student_id
+        return self.student_names.get(chosen) if chosen is not None else None
+
+
+@frozen
+class ConfirmItem:
+    essay_id: UUID
+    confirmed: bool
+    student_id: UUID | None = None
+
+
+@frozen
+class ConfirmResult:
+    batch_id: UUID
+    status: BatchStatus
+    associations_confirmed: int
+    associations_rejected: int
+    pending: int
+
+
+@frozen
+class FinalizedBatch:
+    batch_id: UUID
+    class_id: UUID
+    auto_confirmed: int
+    unknown_assigned: int
+
+
+@frozen
+class DecidedEssay:
+    essay_id: UUID
+    student: Student
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+async def ingest_suggestions(rt: Runtime, msg: SuggestionsMessage) -> IngestResult:
+    """Store a batch's suggestions (contract §4.1); idempotent per message id."""
+    now = rt.now()
+    notes: list[TeacherNotification] = []
+    async with rt.uow() as uow:
+        if not await uow.inbox.claim(SUGGESTIONS_CONSUMER, msg.message_id):
+            return IngestResult(IngestOutcome.DUPLICATE)
+        batch = await uow.batches.get(msg.batch_id, lock=True)
+        if batch is not None and batch.is_finalized:
+            await uow.commit()  # the inbox row: a replay is a no-op too
+            return IngestResult(IngestOutcome.BATCH_FINALIZED, ignored_essays=len(msg.matches))
+        class_id = batch.class_id if batch is not None else msg.class_id
+        cls = await uow.classes.get_unscoped(class_id)
+        if cls is None:
+            return IngestResult(IngestOutcome.UNKNOWN_CLASS)
+        first_store = batch is None
+        if batch is None:
+            batch = Batch(
+                batch_id=msg.batch_id,
+                class_id=cls.id,
+                owner_id=cls.owner_id,
+                course_code=msg.course_code,
+                status=BatchStatus.PENDING,
+                deadline=now + timedelta(hours=rt.policy.timeout_hours),
+                created_at=now,
+                updated_at=now,
+            )
+            await uow.batches.add(batch)
+
+        candidate_ids = {s.student_id for m in msg.matches for s in m.suggestions}
+        members = (
+            await uow.students.members_among(cls.id, candidate_ids) if candidate_ids else set()
+        )
+        essays = list(dict.fromkeys(m.essay_id for m in msg.matches))
+        existing = await uow.batches.associations_by_essay(essays) if essays else {}
+        seen: set[UUID] = set()
+        new: list[Association] = []
+        changed: list[Association] = []
+        ignored = 0
+        for match in msg.matches:
+            if match.essay_id in seen:
+                continue
+            seen.add(match.essay_id)
+            best = best_suggestion(match.suggestions, members)
+            current = existing.get(match.essay_id)
+            if current is None:
+                new.append(
+                    Association(
+                        essay_id=match.essay_id,
+                        batch_id=batch.batch_id,
+                        class_id=cls.id,
+                        suggested_student_id=best.student_id if best else None,
+                        confidence_score=best.confidence_score if best else None,
+                        match_reasons=best.match_reasons if best else (),
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            elif current.batch_id != batch.batch_id:
+                ignored += 1
+            elif current.is_pending:
+                current.suggested_student_id = best.student_id if best else None
+                current.confidence_score = best.confidence_score if best else None
+                current.match_reasons = best.match_reasons if best else ()
+                current.updated_at = now
+                changed.append(current)
+        if new:
+            await uow.batches.add_associations(new)
+        if changed:
+            await uow.batches.update_associations(changed)
+
+        outcome = IngestOutcome.STORED
+        if first_store:
+            if not new:
+                outcome = IngestOutcome.FINALIZED_EMPTY
+                notes = await _finalize(uow, batch, cls, [], False, msg.correlation_id, now)
+            else:
+                notes = await record_events(
+                    uow,
+                    [
+                        notifications.associations_suggested(
+                            cls.owner_id,
+                            batch.batch_id,
+                            cls.id,
+                            essay_count=len(new),
+                            suggested_count=sum(
+                                1 for a in new if a.suggested_student_id is not None
+                            ),
+                            deadline=batch.deadline,
+                            correlation_id=msg.correlation_id,
+                            at=now,
+                        )
+                    ],
+                    msg.correlation_id,
+                    now,
+                )
+        elif new or changed:
+            batch.updated_at = now
+            await uow.batches.update(batch)
+        await uow.commit()
+    rt.notifier.publish(notes)
+    return IngestResult(outcome, stored=len(new) + len(changed), ignored_essays=ignored)
+
+
+# --------------------------------------------------------------------------- review
+
+
+async def _owned_batch(
+    uow: UnitOfWork, owner_id: str, batch_id: UUID, *, lock: bool = False
+) -> tuple[Batch, SchoolClass]:
+    batch = await uow.batches.get(batch_id, lock=lock)
+    cls = await uow.classes.get(owner_id, batch.class_id) if batch is not None else None
+    if batch is None or cls is None:
+        raise NotFoundError("Batch", batch_id)
+    return batch, cls
+
+
+async def _names(uow: UnitOfWork, associations: Sequence[Association]) -> dict[UUID, str]:
+    ids = {
+        sid
+        for a in associations
+        for sid in (a.student_id, a.suggested_student_id)
+        if sid is not None
+    }
+    if not ids:
+        return {}
+    students = await uow.students.get_unscoped_many(ids)
+    return {sid: s.full_name for sid, s in students.items()}
+
+
+async def get_batch_associations(rt: Runtime, ctx: RequestContext, batch_id: UUID) -> BatchView:
+    async with rt.uow() as uow:
+        batch, _ = await _owned_batch(uow, ctx.user_id, batch_id)
+        associations = await uow.batches.associations(batch_id)
+        names = await _names(uow, associations)
+    return BatchView(batch, tuple(associations), names)
+
+
+def _matches_stored(item: ConfirmItem, a: Association) -> bool:
+    if not item.confirmed:
+        return a.validation_status is ValidationStatus.REJECTED
+    if a.validation_status not in (ValidationStatus.CONFIRMED, ValidationStatus.TIMEOUT_CONFIRMED):
+        return False
+    wanted = item.student_id if item.student_id is not None else a.suggested_student_id
+    return wanted is not None and wanted == a.student_id
+
+
+async def confirm_associations(
+    rt: Runtime, ctx: RequestContext, batch_id: UUID, items: Sequence[ConfirmItem]
+) -> ConfirmResult:
+    """The teacher's decisions (contract §3.3): atomic, idempotent after finalization."""
+    if not items:
+        raise ValidationError.for_field("associations", "must list at least one essay")
+    errors: list[FieldError] = []
+    seen: set[UUID] = set()
+    for i, item in enumerate(items):
+        if item.essay_id in seen:
+            errors.append(FieldError(f"associations[{i}].essay_id", "essay listed twice"))
+        seen.add(item.essay_id)
+    if errors:
+        raise ValidationError("Invalid confirmation", errors)
+    now = rt.now()
+    notes: list[TeacherNotification] = []
+    async with rt.uow() as uow:
+        batch, cls = await _owned_batch(uow, ctx.user_id, batch_id, lock=True)
+        associations = await uow.batches.associations(batch_id)
+        by_essay = {a.essay_id: a for a in associations}
+        for i, item in enumerate(items):
+            if item.essay_id not in by_essay:
+                errors.append(
+                    FieldError(f"associations[{i}].essay_id", "essay is not in this batch")
+                )
+        if errors:
+            raise ValidationError("Invalid confirmation", errors)
+        if batch.is_finalized:
+            if all(_matches_stored(item, by_essay[item.essay_id]) for item in items):
+                return _result(batch, associations)
+            raise BatchFinalizedError()
+
+        chosen_ids = {i.student_id for i in items if i.confirmed and i.student_id is not None}
+        members = await uow.students.members_among(cls.id, chosen_ids) if chosen_ids else set()
+        not_member: list[FieldError] = []
+        for i, item in enumerate(items):
+            a = by_essay[item.essay_id]
+            if not item.confirmed:
+                continue
+            if item.student_id is not None and item.student_id not in members:
+                not_member.append(
+                    FieldError(
+                        f"associations[{i}].student_id", "student is not a member of the class"
+                    )
+                )
+            elif item.student_id is None and a.suggested_student_id is None:
+                errors.append(
+                    FieldError(
+                        f"associations[{i}].student_id",
+                        "no student was suggested for this essay; give a student_id",
+                    )
+                )
+        if errors:
+            raise ValidationError("Invalid confirmation", errors + not_member)
+        if not_member:
+            raise StudentNotInClassError("The student is not a member of the class", not_member)
+
+        changed: list[Association] = []
+        for item in items:
+            a = by_essay[item.essay_id]
+            if item.confirmed:
+                student = item.student_id if item.student_id is not None else a.suggested_student_id
+                a.decide(
+                    ValidationStatus.CONFIRMED, student, ValidationMethod.HUMAN, ctx.user_id, now
+                )
+            else:
+                a.decide(ValidationStatus.REJECTED, None, ValidationMethod.HUMAN, ctx.user_id, now)
+            changed.append(a)
+        await uow.batches.update_associations(changed)
+        if count(associations).pending == 0:
+            notes = await _finalize(uow, batch, cls, associations, False, ctx.correlation_id, now)
+        else:
+            batch.updated_at = now
+            await uow.batches.update(batch)
+        await uow.commit()
+    rt.notifier.publish(notes)
+    return _result(batch, associations)
+
+
+def _result(batch: Batch, associations: Sequence[Association]) -> ConfirmResult:
+    counts = count(associations)
+    return ConfirmResult(
+        batch.batch_id, batch.status, counts.confirmed, counts.rejected, counts.pending
+    )
+
+
+async def _finalize(
+    uow: UnitOfWork,
+    batch: Batch,
+    cls: SchoolClass,
+    associations: Sequence[Association],
+    timeout_triggered: bool,
+    correlation_id: UUID,
+    now: datetime,
+    extra: Sequence[DomainEvent] = (),
+    note: TeacherNotification | None = None,
+) -> list[TeacherNotification]:
+    """Finalize: state change, the one confirmed event and the notification, together."""
+    batch.status = BatchStatus.FINALIZED
+    batch.finalized_at = now
+    batch.updated_at = now
+    batch.timeout_triggered = timeout_triggered
+    await uow.batches.update(batch)
+    counts = count(associations)
+    if note is None:
+        note = notifications.associations_confirmed(
+            cls.owner_id,
+            batch.batch_id,
+            cls.id,
+            counts.confirmed,
+            counts.rejected,
+            correlation_id,
+            now,
+        )
+    events: list[DomainEvent] = [
+        *extra,
+        confirmed_event(batch, associations, timeout_triggered, now),
+        note,
+    ]
+    return await record_events(uow, events, correlation_id, now)
+
+
+# --------------------------------------------------------------------------- timeout
+
+
+async def _placeholder(
+    uow: UnitOfWork, cls: SchoolClass, now: datetime, correlation_id: UUID
+) -> tuple[Student, StudentCreatedV1 | None]:
+    existing = await uow.students.placeholder(cls.id)
+    if existing is not None:
+        return existing, None
+    candidate = Student(
+        id=uuid4(),
+        owner_id=cls.owner_id,
+        first_name=PLACEHOLDER_FIRST_NAME,
+        last_name=PLACEHOLDER_LAST_NAME,
+        legal_full_name=None,
+        email=placeholder_email(cls.id),
+        created_at=now,
+        updated_at=now,
+        is_placeholder=True,
+        class_ids=(cls.id,),
+    )
+    if await uow.students.add_placeholder(candidate, cls.id):
+        return candidate, StudentCreatedV1(
+            candidate.id,
+            candidate.first_name,
+            candidate.last_name,
+            candidate.email,
+            (cls.id,),
+            cls.owner_id,
+            correlation_id,
+            now,
+        )
+    existing = await uow.students.placeholder(cls.id)
+    if existing is None:  # pragma: no cover - the constraint said it exists
+        raise RuntimeError("placeholder vanished")
+    return existing, None
+
+
+async def _finalize_by_timeout(
+    rt: Runtime, uow: UnitOfWork, batch: Batch, correlation_id: UUID, now: datetime
+) -> tuple[FinalizedBatch, list[TeacherNotification]]:
+    cls = await uow.classes.get_unscoped(batch.class_id)
+    if cls is None:  # pragma: no cover - a class with batches cannot be deleted
+        raise NotFoundError("Class", batch.class_id)
+    associations = await uow.batches.associations(batch.batch_id)
+    pending = [a for a in associations if a.is_pending]
+    suggested = {a.suggested_student_id for a in pending if a.suggested_student_id is not None}
+    members = await uow.students.members_among(cls.id, suggested) if suggested else set()
+    threshold = rt.policy.confidence_threshold
+    keep = [a for a in pending if keeps_suggestion(a, threshold, members)]
+    unknown = [a for a in pending if not keeps_suggestion(a, threshold, members)]
+    extra: list[DomainEvent] = []
+    if unknown:
+        placeholder, created = await _placeholder(uow, cls, now, correlation_id)
+        if created is not None:
+            extra.append(created)
+        for a in unknown:
+            a.decide(
+                ValidationStatus.TIMEOUT_CONFIRMED,
+                placeholder.id,
+                ValidationMethod.TIMEOUT,
+                SYSTEM_TIMEOUT_USER,
+                now,
+            )
+    for a in keep:
+        a.decide(
+            ValidationStatus.TIMEOUT_CONFIRMED,
+            a.suggested_student_id,
+            ValidationMethod.TIMEOUT,
+            SYSTEM_TIMEOUT_USER,
+            now,
+        )
+    if pending:
+        await uow.batches.update_associations(pending)
+    note = notifications.validation_timeout_processed(
+        cls.owner_id,
+        batch.batch_id,
+        cls.id,
+        auto_confirmed_count=len(keep),
+        unknown_assigned_count=len(unknown),
+        timeout_hours=rt.policy.timeout_hours,
+        correlation_id=correlation_id,
+        at=now,
+    )
+    notes = await _finalize(uow, batch, cls, associations, True, correlation_id, now, extra, note)
+    return FinalizedBatch(batch.batch_id, cls.id, len(keep), len(unknown)), notes
+
+
+async def finalize_batch(rt: Runtime, batch_id: UUID) -> FinalizedBatch:
+    """Apply the timeout rule to one batch now (admin), whatever its deadline."""
+    now = rt.now()
+    correlation_id = uuid4()
+    async with rt.uow() as uow:
+        batch = await uow.batches.get(batch_id, lock=True)
+        if batch is None:
+            raise NotFoundError("Batch", batch_id)
+        if batch.is_finalized:
+            raise BatchFinalizedError()
+        result, notes = await _finalize_by_timeout(rt, uow, batch, correlation_id, now)
+        await uow.commit()
+    rt.notifier.publish(notes)
+    return result
+
+
+async def expire_due_batches(rt: Runtime, per_transaction: int = 50) -> list[FinalizedBatch]:
+    """One timeout sweep: finalize every pending batch past its deadline.
+
+    Batches are claimed with a lock that concurrent sweepers skip, so each is finalized once.
+    """
+    finalized: list[FinalizedBatch] = []
+    while True:
+        now = rt.now()
+        notes: list[TeacherNotification] = []
+        async with rt.uow() as uow:
+            due = await uow.batches.claim_due(now, per_transaction)
+            if not due:
+                return finalized
+            for batch in due:
+                result, batch_notes = await _finalize_by_timeout(rt, uow, batch, uuid4(), now)
+                finalized.append(result)
+                notes.extend(batch_notes)
+            await uow.commit()
+        rt.notifier.publish(notes)
+
+
+# --------------------------------------------------------------------------- internal reads
+
+
+async def decided_students(rt: Runtime, batch_id: UUID) -> list[DecidedEssay]:
+    """Essays of a batch with a decided student (internal route); empty for unknown batches."""
+    async with rt.uow() as uow:
+        associations = await uow.batches.associations(batch_id)
+        decided = [a for a in associations if a.student_id is not None]
+        students = await uow.students.get_unscoped_many(
+            {a.student_id for a in decided if a.student_id}
+        )
+    return [
+        DecidedEssay(a.essay_id, students[a.student_id])
+        for a in decided
+        if a.student_id is not None and a.student_id in students
+    ]
+
+
+async def decided_student_for_essay(rt: Runtime, essay_id: UUID) -> DecidedEssay:
+    async with rt.uow() as uow:
+        found = await uow.batches.associations_by_essay([essay_id])
+        a = found.get(essay_id)
+        if a is None or a.student_id is None:
+            raise NotFoundError("Association", essay_id)
+        students = await uow.students.get_unscoped_many([a.student_id])
+    if a.student_id not in students:
+        raise NotFoundError("Association", essay_id)
+    return DecidedEssay(essay_id, students[a.student_id])
+
+
+async def batch_class_info(
+    rt: Runtime, batch_ids: Sequence[UUID]
+) -> dict[UUID, tuple[UUID, str] | None]:
+    async with rt.uow() as uow:
+        info = await uow.batches.class_info(batch_ids)
+    return {b: info.get(b) for b in batch_ids}
+
+
+async def list_pending_associations(rt: Runtime, limit: int = 1000) -> list[Association]:
+    async with rt.uow() as uow:
+        return await uow.batches.pending_associations(limit)

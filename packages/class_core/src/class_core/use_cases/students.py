@@ -1,0 +1,270 @@
+"""Student use cases: create, read, list, update (names, email, memberships), delete."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+from typing import Final
+from uuid import UUID, uuid4
+
+from attrs import frozen
+
+from class_core import notifications
+from class_core.errors import (
+    DuplicateStudentEmailError,
+    FieldError,
+    NotFoundError,
+    ResourceInUseError,
+    ValidationError,
+)
+from class_core.events import (
+    DomainEvent,
+    StudentCreatedV1,
+    StudentDeletedV1,
+    StudentUpdatedV1,
+)
+from class_core.model import Page, SchoolClass, Student
+from class_core.ports import UnitOfWork
+from class_core.queries import StudentQuery
+from class_core.runtime import RequestContext, Runtime, record_events
+from class_core.text import clean_email, clean_name
+
+
+class _Unset(Enum):
+    UNSET = "UNSET"
+
+
+UNSET: Final = _Unset.UNSET
+"""Marks an optional field that was not given (as opposed to an explicit ``None``)."""
+
+
+@frozen
+class PersonName:
+    first_name: str
+    last_name: str
+    legal_full_name: str | None = None
+
+
+@frozen
+class CreateStudent:
+    person_name: PersonName
+    email: str | None = None
+    class_ids: Sequence[UUID] = ()
+
+
+@frozen
+class UpdateStudent:
+    """Partial update. ``email=None`` clears the email; ``UNSET`` leaves it."""
+
+    first_name: str | None = None
+    last_name: str | None = None
+    legal_full_name: str | _Unset | None = UNSET
+    email: str | _Unset | None = UNSET
+    add_class_ids: Sequence[UUID] = ()
+    remove_class_ids: Sequence[UUID] = ()
+
+
+def clean_person_name(name: PersonName, prefix: str = "person_name") -> PersonName:
+    """Validate and normalise a person's names, collecting every field error."""
+    errors: list[FieldError] = []
+    values: dict[str, str | None] = {}
+    for field, value in (
+        ("first_name", name.first_name),
+        ("last_name", name.last_name),
+        ("legal_full_name", name.legal_full_name),
+    ):
+        if value is None:
+            values[field] = None
+            continue
+        try:
+            values[field] = clean_name(value, f"{prefix}.{field}")
+        except ValidationError as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise ValidationError("Invalid person name", errors)
+    return PersonName(
+        values["first_name"] or "", values["last_name"] or "", values["legal_full_name"]
+    )
+
+
+def _unique(ids: Sequence[UUID]) -> list[UUID]:
+    return list(dict.fromkeys(ids))
+
+
+async def owned_classes(
+    uow: UnitOfWork, owner_id: str, class_ids: Sequence[UUID]
+) -> dict[UUID, SchoolClass]:
+    """The owner's classes for these ids; any other id is not found."""
+    if not class_ids:
+        return {}
+    found = await uow.classes.get_many(owner_id, class_ids)
+    for class_id in class_ids:
+        if class_id not in found:
+            raise NotFoundError("Class", class_id)
+    return found
+
+
+async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -> Student:
+    """Create a student, optionally in classes; publishes ``StudentCreatedV1`` and tells the
+    owner of each class joined."""
+    name = clean_person_name(cmd.person_name)
+    email = clean_email(cmd.email) if cmd.email is not None else None
+    class_ids = _unique(cmd.class_ids)
+    now = rt.now()
+    student = Student(
+        id=uuid4(),
+        owner_id=ctx.user_id,
+        first_name=name.first_name,
+        last_name=name.last_name,
+        legal_full_name=name.legal_full_name,
+        email=email,
+        created_at=now,
+        updated_at=now,
+        class_ids=tuple(class_ids),
+    )
+    async with rt.uow() as uow:
+        classes = await owned_classes(uow, ctx.user_id, class_ids)
+        if email is not None and await uow.students.by_emails(ctx.user_id, [email]):
+            raise DuplicateStudentEmailError()
+        await uow.students.add(student)
+        events: list[DomainEvent] = [
+            StudentCreatedV1(
+                student.id,
+                student.first_name,
+                student.last_name,
+                student.email,
+                tuple(class_ids),
+                ctx.user_id,
+                ctx.correlation_id,
+                now,
+            )
+        ]
+        events += [
+            notifications.student_added_to_class(student, classes[c], ctx.correlation_id, now)
+            for c in class_ids
+        ]
+        notes = await record_events(uow, events, ctx.correlation_id, now)
+        await uow.commit()
+    rt.notifier.publish(notes)
+    return student
+
+
+async def get_student(rt: Runtime, ctx: RequestContext, student_id: UUID) -> Student:
+    async with rt.uow() as uow:
+        student = await uow.students.get(ctx.user_id, student_id)
+    if student is None:
+        raise NotFoundError("Student", student_id)
+    return student
+
+
+async def list_students(rt: Runtime, ctx: RequestContext, query: StudentQuery) -> Page[Student]:
+    async with rt.uow() as uow:
+        if query.class_id is not None:
+            await owned_classes(uow, ctx.user_id, [query.class_id])
+        return await uow.students.search(ctx.user_id, query)
+
+
+async def update_student(
+    rt: Runtime, ctx: RequestContext, student_id: UUID, cmd: UpdateStudent
+) -> Student:
+    """Apply a partial update; changes that change nothing are skipped, and a call that changes
+    nothing publishes nothing."""
+    overlap = set(cmd.add_class_ids) & set(cmd.remove_class_ids)
+    if overlap:
+        raise ValidationError.for_field(
+            "add_class_ids", "a class id may not be both added and removed"
+        )
+    name = clean_person_name(
+        PersonName(
+            cmd.first_name if cmd.first_name is not None else "-",
+            cmd.last_name if cmd.last_name is not None else "-",
+            cmd.legal_full_name if isinstance(cmd.legal_full_name, str) else None,
+        )
+    )
+    first = name.first_name if cmd.first_name is not None else None
+    last = name.last_name if cmd.last_name is not None else None
+    legal: str | _Unset | None = cmd.legal_full_name
+    if isinstance(legal, str):
+        legal = name.legal_full_name
+    email: str | _Unset | None = cmd.email
+    if isinstance(email, str):
+        email = clean_email(email)
+    now = rt.now()
+    async with rt.uow() as uow:
+        student = await uow.students.get(ctx.user_id, student_id)
+        if student is None:
+            raise NotFoundError("Student", student_id)
+        if student.is_placeholder:
+            raise ResourceInUseError("The UNKNOWN placeholder student is read-only")
+        add_ids = _unique(cmd.add_class_ids)
+        remove_ids = _unique(cmd.remove_class_ids)
+        classes = await owned_classes(uow, ctx.user_id, add_ids + remove_ids)
+        current = set(student.class_ids)
+        added = [c for c in add_ids if c not in current]
+        removed = [c for c in remove_ids if c in current]
+
+        changed_fields = False
+        if first is not None and first != student.first_name:
+            student.first_name, changed_fields = first, True
+        if last is not None and last != student.last_name:
+            student.last_name, changed_fields = last, True
+        if not isinstance(legal, _Unset) and legal != student.legal_full_name:
+            student.legal_full_name, changed_fields = legal, True
+        if not isinstance(email, _Unset) and email != student.email:
+            if email is not None and await uow.students.by_emails(ctx.user_id, [email]):
+                raise DuplicateStudentEmailError()
+            student.email, changed_fields = email, True
+        if not changed_fields and not added and not removed:
+            return student
+
+        student.updated_at = now
+        await uow.students.update(student)
+        if added:
+            await uow.students.add_memberships([(c, student.id) for c in added])
+        if removed:
+            await uow.students.remove_memberships([(c, student.id) for c in removed])
+        student.class_ids = tuple([c for c in student.class_ids if c not in set(removed)] + added)
+        events: list[DomainEvent] = [
+            StudentUpdatedV1(
+                student.id,
+                student.first_name,
+                student.last_name,
+                student.email,
+                tuple(added) or None,
+                tuple(removed) or None,
+                ctx.user_id,
+                ctx.correlation_id,
+                now,
+            )
+        ]
+        events += [
+            notifications.student_added_to_class(student, classes[c], ctx.correlation_id, now)
+            for c in added
+        ]
+        notes = await record_events(uow, events, ctx.correlation_id, now)
+        await uow.commit()
+    rt.notifier.publish(notes)
+    return student
+
+
+async def delete_student(rt: Runtime, ctx: RequestContext, student_id: UUID) -> None:
+    """Delete a student and its memberships; refused while an association names the student."""
+    now = rt.now()
+    async with rt.uow() as uow:
+        student = await uow.students.get(ctx.user_id, student_id)
+        if student is None:
+            raise NotFoundError("Student", student_id)
+        if student.is_placeholder:
+            raise ResourceInUseError("The UNKNOWN placeholder student is read-only")
+        if await uow.batches.student_in_use(student_id):
+            raise ResourceInUseError("The student is named by essay associations")
+        if student.class_ids:
+            await uow.students.remove_memberships([(c, student_id) for c in student.class_ids])
+        await uow.students.delete(student_id)
+        await record_events(
+            uow,
+            [StudentDeletedV1(student_id, student.class_ids, ctx.user_id, ctx.correlation_id, now)],
+            ctx.correlation_id,
+            now,
+        )
+        await uow.commit()

@@ -1,0 +1,1 @@
+"""Fixtures for broker (see docs/testing.md)."""

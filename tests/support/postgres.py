@@ -1,0 +1,1 @@
+"""Fixtures for postgres (see docs/testing.md)."""

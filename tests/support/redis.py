@@ -1,0 +1,1 @@
+"""Fixtures for redis (see docs/testing.md)."""
