@@ -1,0 +1,1 @@
+"""``class-scheduler``: the background worker process (sweep, relay, cleanup, consumer)."""

@@ -1,0 +1,132 @@
+"""``class-scheduler``: the association-timeout sweep (APScheduler), the outbox relay with its
+cleanup, and the Kafka consumer of NLP suggestions, in one process. Any number of replicas may
+run; ``--no-sweep``, ``--no-relay`` and ``--no-consumer`` switch parts off."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from adapters_messaging.workers import MessagingWorkers, build_notifier, notifier_or_null
+from adapters_sql import (
+    OutboxWakeups,
+    SchemaNotAtHeadError,
+    SqlOutboxStore,
+    build_sql_runtime,
+    create_engine,
+    ensure_at_head,
+)
+from class_core.errors import ConfigurationError, DependencyUnavailableError
+from class_core.logging_setup import configure_logging
+from class_core.runtime import MatchingPolicy
+from class_core.settings import Settings
+from class_scheduler.jobs import schedule_sweep
+
+log = logging.getLogger("class_scheduler")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="class-scheduler",
+        description=__doc__,
+        epilog=(
+            "Example: CLASS_MANAGEMENT_SERVICE_DATABASE_URL=postgresql://db/cms "
+            "CLASS_MANAGEMENT_SERVICE_KAFKA_BOOTSTRAP_SERVERS=kafka:9092 class-scheduler"
+        ),
+    )
+    parser.add_argument("--no-sweep", action="store_true", help="do not run the timeout sweep")
+    parser.add_argument("--no-relay", action="store_true", help="do not relay the outbox")
+    parser.add_argument("--no-consumer", action="store_true", help="do not consume suggestions")
+    return parser
+
+
+async def run(settings: Settings, args: argparse.Namespace) -> None:
+    """Run until SIGTERM/SIGINT, then stop each part gracefully."""
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+    )
+    notifier = build_notifier(settings)
+    wakeups = OutboxWakeups(engine)
+    scheduler: AsyncIOScheduler | None = None
+    workers: MessagingWorkers | None = None
+    try:
+        await ensure_at_head(engine)
+        if notifier is not None:
+            await notifier.start()
+        runtime = build_sql_runtime(
+            engine,
+            notifier=notifier_or_null(notifier),
+            policy=MatchingPolicy(
+                settings.association_timeout_hours, settings.confidence_threshold
+            ),
+            on_outbox_commit=wakeups.notify,
+        )
+        workers = MessagingWorkers(
+            settings,
+            runtime,
+            SqlOutboxStore(engine),
+            wakeup=wakeups,
+            relay=not args.no_relay,
+            consumer=not args.no_consumer,
+        )
+        if not settings.kafka_bootstrap_servers:
+            log.warning("KAFKA_BOOTSTRAP_SERVERS is not set: events wait in the outbox")
+        workers.start()
+        if not args.no_sweep:
+            scheduler = AsyncIOScheduler(timezone="UTC")
+            schedule_sweep(scheduler, runtime, settings.timeout_check_interval_seconds)
+            scheduler.start()
+        log.info("class-scheduler started")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("class-scheduler stopping")
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        if workers is not None:
+            await workers.stop()
+        if notifier is not None:
+            await notifier.stop()
+        await wakeups.close()
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigurationError as exc:
+        print(exc.detail, file=sys.stderr)
+        raise SystemExit(2) from None
+    if settings.use_mock_repository:
+        print(
+            "class-scheduler needs a database: USE_MOCK_REPOSITORY runs everything inside "
+            "class-api (RUN_WORKERS)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(run(settings, args))
+    except SchemaNotAtHeadError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(1) from None
+    except DependencyUnavailableError as exc:
+        print(f"database unreachable: {exc.detail}", file=sys.stderr)
+        raise SystemExit(4) from None
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
