@@ -1,0 +1,98 @@
+"""Identity at the edge (contract §3.1).
+
+``/v1`` callers are identified by ``X-User-ID`` (set by the trusted gateway); ``/internal/v1``
+callers by ``X-Internal-API-Key`` (constant-time compared with ``INTERNAL_API_KEY``) plus
+``X-Service-ID``. Guards run before any parameter or body is looked at, so a caller without
+identity always gets 401 first. Dependencies then hand the identity to the handlers.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.di import Provide
+from litestar.handlers.base import BaseRouteHandler
+
+from class_api.edge import correlation_id
+from class_api.errors import AuthenticationRequiredError
+from class_core.runtime import RequestContext
+from class_core.settings import Settings
+
+USER_HEADER = "X-User-ID"
+INTERNAL_KEY_HEADER = "X-Internal-API-Key"
+SERVICE_HEADER = "X-Service-ID"
+MAX_USER_ID_LENGTH = 255
+
+USER_SECURITY = "UserId"
+INTERNAL_KEY_SECURITY = "InternalApiKey"
+SERVICE_SECURITY = "ServiceId"
+USER_AUTH: list[dict[str, list[str]]] = [{USER_SECURITY: []}]
+INTERNAL_AUTH: list[dict[str, list[str]]] = [{INTERNAL_KEY_SECURITY: [], SERVICE_SECURITY: []}]
+USER_OR_INTERNAL_AUTH = USER_AUTH + INTERNAL_AUTH
+
+
+def user_id(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The caller's ``X-User-ID``; missing, blank or longer than 255 characters → 401."""
+    value = connection.headers.get(USER_HEADER)
+    if value is None or not value.strip():
+        raise AuthenticationRequiredError(f"The {USER_HEADER} header is required.")
+    if len(value) > MAX_USER_ID_LENGTH:
+        raise AuthenticationRequiredError(
+            f"The {USER_HEADER} header must be at most {MAX_USER_ID_LENGTH} characters."
+        )
+    return value
+
+
+def _check_internal(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    settings: Settings = connection.app.state.settings
+    expected = settings.internal_api_key
+    given = connection.headers.get(INTERNAL_KEY_HEADER)
+    service = connection.headers.get(SERVICE_HEADER)
+    valid_key = (
+        expected is not None
+        and given is not None
+        and hmac.compare_digest(given.encode("latin-1"), expected.encode("utf-8"))
+    )
+    if not valid_key or service is None or not service.strip():
+        raise AuthenticationRequiredError(
+            f"Valid {INTERNAL_KEY_HEADER} and {SERVICE_HEADER} headers are required."
+        )
+
+
+def is_internal_call(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """Whether the caller presents the internal key (which then alone decides)."""
+    return INTERNAL_KEY_HEADER in connection.headers
+
+
+def require_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    user_id(connection)
+
+
+def require_internal(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    _check_internal(connection)
+
+
+def require_user_or_internal(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    if is_internal_call(connection):
+        _check_internal(connection)
+    else:
+        user_id(connection)
+
+
+def provide_context(request: Request[Any, Any, Any]) -> RequestContext:
+    """Who acts, and under which correlation id (carried into every event)."""
+    return RequestContext(user_id(request), correlation_id(request.scope))
+
+
+def provide_roster_owner(request: Request[Any, Any, Any]) -> str | None:
+    """The owner whose class may be read, or ``None`` for a trusted internal caller."""
+    return None if is_internal_call(request) else user_id(request)
+
+
+CONTEXT = {"ctx": Provide(provide_context, sync_to_thread=False)}
+ROSTER_OWNER = {"owner_id": Provide(provide_roster_owner, sync_to_thread=False)}

@@ -1,0 +1,395 @@
+"""HTTP representations (contract §3.2): msgspec Structs, separate from the domain.
+
+Request structs forbid unknown fields (so no one can set an owner, an id or a status) and use
+``UNSET`` for "not given" where the contract tells absence and ``null`` apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+from msgspec import UNSET, Struct, UnsetType
+
+from class_core.courses import COURSES_BY_CODE, Course
+from class_core.model import Association, Page, SchoolClass, Student
+from class_core.use_cases.classes import CreateClass, UpdateClass
+from class_core.use_cases.matching import (
+    BatchView,
+    ConfirmItem,
+    ConfirmResult,
+    DecidedEssay,
+)
+from class_core.use_cases.students import UNSET as CORE_UNSET
+from class_core.use_cases.students import (
+    CreateStudent,
+    PersonName,
+    UpdateStudent,
+)
+
+Timestamp = Annotated[
+    str,
+    msgspec.Meta(
+        description="ISO 8601 timestamp in UTC with an offset",
+        # Litestar reads ``extra`` as extra OpenAPI schema keywords.
+        extra_json_schema={"extra": {"format": "date-time"}},
+    ),
+]
+
+# --------------------------------------------------------------------------- requests
+
+
+class _Input(Struct, forbid_unknown_fields=True):
+    """Base of request bodies: unknown fields are an error."""
+
+
+class CreateClassIn(_Input):
+    name: str
+    course_codes: list[str]
+
+    def command(self) -> CreateClass:
+        return CreateClass(self.name, tuple(self.course_codes))
+
+
+class UpdateClassIn(_Input):
+    name: str | UnsetType = UNSET
+    course_codes: list[str] | UnsetType = UNSET
+
+    def command(self) -> UpdateClass:
+        return UpdateClass(
+            name=None if isinstance(self.name, UnsetType) else self.name,
+            course_codes=None
+            if isinstance(self.course_codes, UnsetType)
+            else tuple(self.course_codes),
+        )
+
+
+class PersonNameIn(_Input):
+    first_name: str
+    last_name: str
+    legal_full_name: str | None = None
+
+
+class PersonNameUpdateIn(_Input):
+    first_name: str | UnsetType = UNSET
+    last_name: str | UnsetType = UNSET
+    legal_full_name: str | UnsetType | None = UNSET
+
+
+class CreateStudentIn(_Input):
+    person_name: PersonNameIn
+    email: str | None = None
+    class_ids: list[UUID] = msgspec.field(default_factory=list)
+
+    def command(self) -> CreateStudent:
+        name = self.person_name
+        return CreateStudent(
+            PersonName(name.first_name, name.last_name, name.legal_full_name),
+            self.email,
+            tuple(self.class_ids),
+        )
+
+
+class UpdateStudentIn(_Input):
+    person_name: PersonNameUpdateIn | UnsetType = UNSET
+    email: str | UnsetType | None = UNSET
+    add_class_ids: list[UUID] = msgspec.field(default_factory=list)
+    remove_class_ids: list[UUID] = msgspec.field(default_factory=list)
+
+    def command(self) -> UpdateStudent:
+        name = self.person_name if not isinstance(self.person_name, UnsetType) else None
+        first = name.first_name if name is not None else UNSET
+        last = name.last_name if name is not None else UNSET
+        legal = name.legal_full_name if name is not None else UNSET
+        return UpdateStudent(
+            first_name=None if isinstance(first, UnsetType) else first,
+            last_name=None if isinstance(last, UnsetType) else last,
+            legal_full_name=CORE_UNSET if isinstance(legal, UnsetType) else legal,
+            email=CORE_UNSET if isinstance(self.email, UnsetType) else self.email,
+            add_class_ids=tuple(self.add_class_ids),
+            remove_class_ids=tuple(self.remove_class_ids),
+        )
+
+
+class ConfirmItemIn(_Input):
+    essay_id: UUID
+    confirmed: bool
+    student_id: UUID | None = None
+
+
+class ConfirmIn(_Input):
+    associations: list[ConfirmItemIn]
+
+    def items(self) -> list[ConfirmItem]:
+        return [ConfirmItem(a.essay_id, a.confirmed, a.student_id) for a in self.associations]
+
+
+REQUEST_STRUCTS: tuple[type[Struct], ...] = (
+    CreateClassIn,
+    UpdateClassIn,
+    PersonNameIn,
+    PersonNameUpdateIn,
+    CreateStudentIn,
+    UpdateStudentIn,
+    ConfirmItemIn,
+    ConfirmIn,
+)
+
+# --------------------------------------------------------------------------- responses
+
+
+def timestamp(value: datetime) -> str:
+    """ISO 8601 in UTC with an explicit ``+00:00`` offset (contract conventions)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat()
+
+
+class CourseOut(Struct):
+    code: str
+    name: str
+    language: str
+
+
+class CoursesOut(Struct):
+    courses: list[CourseOut]
+
+
+class ClassOut(Struct):
+    id: UUID
+    name: str
+    course_code: str
+    course: CourseOut
+    student_count: int
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class PaginationOut(Struct):
+    limit: int
+    offset: int
+    returned: int
+    total: int
+
+
+class ClassListOut(Struct):
+    classes: list[ClassOut]
+    pagination: PaginationOut
+
+
+class StudentOut(Struct):
+    id: UUID
+    first_name: str
+    last_name: str
+    legal_full_name: str | None
+    full_name: str
+    email: str | None
+    class_ids: list[UUID]
+    is_placeholder: bool
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class StudentListOut(Struct):
+    students: list[StudentOut]
+    pagination: PaginationOut
+
+
+class RosterStudentOut(Struct):
+    student_id: UUID
+    first_name: str
+    last_name: str
+    full_legal_name: str
+    email: str | None
+
+
+class RosterOut(Struct):
+    students: list[RosterStudentOut]
+
+
+class MessageOut(Struct):
+    message: str
+
+
+ValidationStatusOut = Literal["pending_validation", "confirmed", "rejected", "timeout_confirmed"]
+ValidationMethodOut = Literal["human", "timeout", "auto"]
+BatchStatusOut = Literal["pending", "finalized"]
+
+
+class AssociationOut(Struct):
+    essay_id: UUID
+    batch_id: UUID
+    class_id: UUID
+    suggested_student_id: UUID | None
+    student_id: UUID | None
+    student_name: str | None
+    confidence_score: float | None
+    match_reasons: list[str]
+    validation_status: ValidationStatusOut
+    validation_method: ValidationMethodOut | None
+    validated_by: str | None
+    validated_at: Timestamp | None
+    created_at: Timestamp
+
+
+class BatchAssociationsOut(Struct):
+    batch_id: UUID
+    class_id: UUID
+    course_code: str
+    status: BatchStatusOut
+    deadline: Timestamp
+    associations: list[AssociationOut]
+
+
+class ConfirmResultOut(Struct):
+    batch_id: UUID
+    status: BatchStatusOut
+    associations_confirmed: int
+    associations_rejected: int
+    pending: int
+
+
+class PersonNameOut(Struct):
+    first_name: str
+    last_name: str
+    legal_full_name: str
+
+
+class DecidedStudentOut(Struct):
+    essay_id: UUID
+    student_id: UUID
+    student_person_name: PersonNameOut
+
+
+class ClassInfoOut(Struct):
+    class_id: UUID
+    class_name: str
+
+
+ChecksValue = Literal["ok", "unavailable", "not_configured"]
+
+
+class HealthChecksOut(Struct):
+    database: ChecksValue
+    kafka: ChecksValue
+    redis: ChecksValue
+
+
+class HealthOut(Struct):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    checks: HealthChecksOut
+
+
+# --------------------------------------------------------------------------- converters
+
+
+def course_out(course: Course) -> CourseOut:
+    return CourseOut(course.code, course.name, course.language)
+
+
+def courses_out(courses: Iterable[Course]) -> CoursesOut:
+    return CoursesOut([course_out(c) for c in courses])
+
+
+def class_out(cls: SchoolClass) -> ClassOut:
+    return ClassOut(
+        id=cls.id,
+        name=cls.name,
+        course_code=cls.course_code,
+        course=course_out(COURSES_BY_CODE[cls.course_code]),
+        student_count=cls.student_count,
+        created_at=timestamp(cls.created_at),
+        updated_at=timestamp(cls.updated_at),
+    )
+
+
+def pagination_out(page: Page[object]) -> PaginationOut:
+    return PaginationOut(page.limit, page.offset, len(page.items), page.total)
+
+
+def class_list_out(page: Page[SchoolClass]) -> ClassListOut:
+    return ClassListOut([class_out(c) for c in page.items], pagination_out(page))  # type: ignore[arg-type]
+
+
+def student_out(student: Student) -> StudentOut:
+    return StudentOut(
+        id=student.id,
+        first_name=student.first_name,
+        last_name=student.last_name,
+        legal_full_name=student.legal_full_name,
+        full_name=student.full_name,
+        email=student.email,
+        class_ids=sorted(student.class_ids),
+        is_placeholder=student.is_placeholder,
+        created_at=timestamp(student.created_at),
+        updated_at=timestamp(student.updated_at),
+    )
+
+
+def student_list_out(page: Page[Student]) -> StudentListOut:
+    return StudentListOut([student_out(s) for s in page.items], pagination_out(page))  # type: ignore[arg-type]
+
+
+def roster_out(students: Iterable[Student]) -> RosterOut:
+    return RosterOut(
+        [RosterStudentOut(s.id, s.first_name, s.last_name, s.full_name, s.email) for s in students]
+    )
+
+
+def association_out(view: BatchView, a: Association) -> AssociationOut:
+    return AssociationOut(
+        essay_id=a.essay_id,
+        batch_id=a.batch_id,
+        class_id=a.class_id,
+        suggested_student_id=a.suggested_student_id,
+        student_id=a.student_id,
+        student_name=view.student_name(a),
+        confidence_score=a.confidence_score,
+        match_reasons=list(a.match_reasons),
+        validation_status=a.validation_status.value,
+        validation_method=a.validation_method.value if a.validation_method else None,
+        validated_by=a.validated_by,
+        validated_at=timestamp(a.validated_at) if a.validated_at else None,
+        created_at=timestamp(a.created_at),
+    )
+
+
+def batch_associations_out(view: BatchView) -> BatchAssociationsOut:
+    b = view.batch
+    return BatchAssociationsOut(
+        batch_id=b.batch_id,
+        class_id=b.class_id,
+        course_code=b.course_code,
+        status=b.status.value,
+        deadline=timestamp(b.deadline),
+        associations=[association_out(view, a) for a in view.associations],
+    )
+
+
+def confirm_result_out(result: ConfirmResult) -> ConfirmResultOut:
+    return ConfirmResultOut(
+        batch_id=result.batch_id,
+        status=result.status.value,
+        associations_confirmed=result.associations_confirmed,
+        associations_rejected=result.associations_rejected,
+        pending=result.pending,
+    )
+
+
+def decided_out(decided: DecidedEssay) -> DecidedStudentOut:
+    s = decided.student
+    return DecidedStudentOut(
+        essay_id=decided.essay_id,
+        student_id=s.id,
+        student_person_name=PersonNameOut(s.first_name, s.last_name, s.full_name),
+    )
+
+
+def class_info_out(info: dict[UUID, tuple[UUID, str] | None]) -> dict[str, ClassInfoOut | None]:
+    return {
+        str(batch_id): ClassInfoOut(found[0], found[1]) if found is not None else None
+        for batch_id, found in info.items()
+    }

@@ -1,0 +1,95 @@
+"""``class-api``: serve the HTTP API with uvicorn (contract §2)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from litestar import Litestar
+
+from class_api.logs import configure_logging
+from class_core.errors import ConfigurationError, DependencyUnavailableError
+from class_core.settings import Settings
+
+PROG = "class-api"
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Class Management Service HTTP API")
+    parser.add_argument("--host", default=settings.host, help=f"default {settings.host}")
+    parser.add_argument("--port", type=int, default=settings.port, help=f"default {settings.port}")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (1 with SQLite or in-memory)"
+    )
+    return parser
+
+
+async def _check_database(settings: Settings) -> None:
+    """Exit before serving when the schema is not at head (one line naming
+    ``class-admin db upgrade``); an unreachable database is reported by /healthz instead."""
+    import adapters_sql
+
+    engine = adapters_sql.create_engine(settings.database_url, pool_size=1, max_overflow=0)
+    try:
+        await adapters_sql.ensure_at_head(engine)
+    except DependencyUnavailableError:
+        print(f"{PROG}: warning: the database is unreachable; starting anyway", file=sys.stderr)
+    finally:
+        await engine.dispose()
+
+
+def serve_app() -> Litestar:
+    """The uvicorn factory, called in every server process."""
+    from class_api.app import create_app
+
+    settings = Settings.from_env()
+    configure_logging(settings)
+    return create_app(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        settings = Settings.from_env()
+    except ConfigurationError as exc:
+        _fail(f"configuration error: {exc.detail}", 2)
+    args = _parser(settings).parse_args(argv)
+    if not 1 <= args.port <= 65535:
+        _fail("--port must be between 1 and 65535", 2)
+    if args.workers < 1:
+        _fail("--workers must be at least 1", 2)
+    if args.workers > 1 and settings.database_kind != "postgresql":
+        _fail(f"--workers must be 1 with the {settings.database_kind} database", 2)
+    if settings.database_kind != "memory":
+        import adapters_sql
+
+        try:
+            asyncio.run(_check_database(settings))
+        except ConfigurationError as exc:
+            _fail(f"configuration error: {exc.detail}", 2)
+        except adapters_sql.SchemaNotAtHeadError as exc:
+            _fail(str(exc), 1)
+    configure_logging(settings)
+
+    import uvicorn
+
+    uvicorn.run(
+        "class_api.main:serve_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,  # access lines would carry query strings (names, emails)
+        lifespan="on",
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

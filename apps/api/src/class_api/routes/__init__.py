@@ -1,0 +1,1 @@
+"""HTTP routes, one module per resource. Handlers are a few lines: DTO in → use case → DTO out."""

@@ -1,0 +1,86 @@
+"""``/v1/classes/students``: create, list, read, update, delete."""
+
+from __future__ import annotations
+
+from litestar import Router, delete, get, post, put
+from litestar.params import JSONBody
+
+from class_api.auth import CONTEXT, USER_AUTH, require_user
+from class_api.dto import (
+    CreateStudentIn,
+    MessageOut,
+    StudentListOut,
+    StudentOut,
+    UpdateStudentIn,
+    student_list_out,
+    student_out,
+)
+from class_api.openapi import DELETE, READ, WRITE
+from class_api.routes.params import (
+    DEFAULT_PAGE_SIZE,
+    Ctx,
+    Limit,
+    Offset,
+    OptionalId,
+    PathId,
+    Rt,
+    Search,
+    UpdatedSince,
+    parse_updated_since,
+)
+from class_core.queries import StudentQuery
+from class_core.use_cases import students
+
+STUDENT_PATH = "/{student_id:str}"
+
+
+@post("/", responses=WRITE, summary="Create a student")
+async def create_student(rt: Rt, ctx: Ctx, data: JSONBody[CreateStudentIn]) -> StudentOut:
+    """Create a student, optionally in some of the caller's classes."""
+    return student_out(await students.create_student(rt, ctx, data.command()))
+
+
+@get("/", responses=READ, summary="List students")
+async def list_students(
+    rt: Rt,
+    ctx: Ctx,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    offset: Offset = 0,
+    q: Search = None,
+    class_id: OptionalId = None,
+    updated_since: UpdatedSince = None,
+) -> StudentListOut:
+    """The caller's students (UNKNOWN placeholders included, flagged), by last name, first
+    name, id."""
+    query = StudentQuery.build(limit, offset, q, class_id, parse_updated_since(updated_since))
+    return student_list_out(await students.list_students(rt, ctx, query))
+
+
+@get(STUDENT_PATH, responses=READ, summary="Read a student")
+async def get_student(rt: Rt, ctx: Ctx, student_id: PathId) -> StudentOut:
+    return student_out(await students.get_student(rt, ctx, student_id))
+
+
+@put(STUDENT_PATH, responses=WRITE, summary="Update a student")
+async def update_student(
+    rt: Rt, ctx: Ctx, student_id: PathId, data: JSONBody[UpdateStudentIn]
+) -> StudentOut:
+    """Partial update: ``"email": null`` clears the email, an absent field is left as it is."""
+    return student_out(await students.update_student(rt, ctx, student_id, data.command()))
+
+
+@delete(STUDENT_PATH, status_code=200, responses=DELETE, summary="Delete a student")
+async def delete_student(rt: Rt, ctx: Ctx, student_id: PathId) -> MessageOut:
+    """Refused (409) while an essay association names the student."""
+    await students.delete_student(rt, ctx, student_id)
+    return MessageOut("Student deleted successfully")
+
+
+routes = Router(
+    "/v1/classes/students",
+    route_handlers=[create_student, list_students, get_student, update_student, delete_student],
+    guards=[require_user],
+    dependencies=CONTEXT,
+    security=USER_AUTH,
+    tags=["students"],
+)
