@@ -1,0 +1,43 @@
+"""SQL adapters of the Class Management Service: PostgreSQL (asyncpg) and SQLite (aiosqlite)
+behind the core's ports, plus the schema's migrations.
+
+Typical use::
+
+    engine = create_engine("postgresql://user@host/db")
+    await ensure_at_head(engine)            # or: await upgrade(engine)
+    runtime = build_sql_runtime(engine)
+    cls = await create_class(runtime, RequestContext("teacher-1"), CreateClass("9A", ["ENG5"]))
+"""
+
+from adapters_sql.engine import create_engine, normalize_url, ping
+from adapters_sql.migrate import (
+    SchemaNotAtHeadError,
+    current,
+    downgrade,
+    ensure_at_head,
+    head,
+    is_at_head,
+    upgrade,
+)
+from adapters_sql.outbox_store import OutboxWakeups, SqlOutboxStore
+from adapters_sql.runtime import build_sql_runtime, load_courses
+from adapters_sql.uow import SqlUnitOfWork, SqlUnitOfWorkFactory
+
+__all__ = [
+    "OutboxWakeups",
+    "SchemaNotAtHeadError",
+    "SqlOutboxStore",
+    "SqlUnitOfWork",
+    "SqlUnitOfWorkFactory",
+    "build_sql_runtime",
+    "create_engine",
+    "current",
+    "downgrade",
+    "ensure_at_head",
+    "head",
+    "is_at_head",
+    "load_courses",
+    "normalize_url",
+    "ping",
+    "upgrade",
+]

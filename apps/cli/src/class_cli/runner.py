@@ -1,0 +1,79 @@
+"""Runs a command's coroutine and turns outcomes into the contract's exit codes (§7):
+0 ok, 1 some items failed / schema not at head, 2 usage or configuration, 3 not found or
+conflict, 4 a dependency unreachable. Messages go to stderr, one line, no traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Coroutine
+from enum import IntEnum
+from typing import Any, NoReturn, TypeVar
+
+import typer
+
+from adapters_sql import SchemaNotAtHeadError
+from class_cli.state import CliState
+from class_core.errors import (
+    ClassManagementError,
+    ConfigurationError,
+    ConflictError,
+    DependencyUnavailableError,
+    NotFoundError,
+    ValidationError,
+)
+
+T = TypeVar("T")
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    NOT_FOUND_OR_CONFLICT = 3
+    UNAVAILABLE = 4
+
+
+def message(text: str) -> None:
+    """A progress or status line for humans (stderr)."""
+    typer.echo(text, err=True)
+
+
+def output(text: str) -> None:
+    """Data (stdout)."""
+    typer.echo(text)
+
+
+def output_json(value: Any) -> None:
+    typer.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def fail(text: str, code: ExitCode) -> NoReturn:
+    message(f"error: {text}")
+    raise typer.Exit(int(code))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def run(state: CliState, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` to completion; known failures exit with their code and one line."""
+    try:
+        return asyncio.run(work)
+    except ConfigurationError as exc:
+        fail(_one_line(f"configuration: {exc.detail}"), ExitCode.USAGE)
+    except DependencyUnavailableError:
+        fail(f"the database is unreachable at {state.database_label()}", ExitCode.UNAVAILABLE)
+    except SchemaNotAtHeadError as exc:
+        fail(_one_line(exc.detail), ExitCode.FAILED)
+    except (NotFoundError, ConflictError) as exc:
+        fail(_one_line(exc.detail), ExitCode.NOT_FOUND_OR_CONFLICT)
+    except ValidationError as exc:
+        fail(_one_line(exc.detail), ExitCode.USAGE)
+    except ClassManagementError as exc:
+        fail(_one_line(exc.detail), ExitCode.FAILED)
+    except KeyboardInterrupt:
+        message("interrupted")
+        sys.exit(130)

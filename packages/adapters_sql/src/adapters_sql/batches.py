@@ -1,0 +1,147 @@
+"""``BatchRepository`` on SQL (batches and essay associations)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import bindparam, exists, insert, or_, select, update
+
+from adapters_sql.mapping import association_from_row, association_row, batch_from_row, batch_row
+from adapters_sql.schema import batches, classes, essay_associations
+from adapters_sql.transaction import SqlTransaction
+from class_core.model import Association, Batch, BatchStatus, ValidationStatus
+
+_a = essay_associations
+_GET = select(batches).where(batches.c.batch_id == bindparam("batch_id"))
+_GET_LOCKED = _GET.with_for_update()
+_INSERT = insert(batches)
+_UPDATE = (
+    update(batches)
+    .where(batches.c.batch_id == bindparam("v_batch_id"))
+    .values(
+        {
+            c.name: bindparam(f"v_{c.name}")
+            for c in batches.columns
+            if c.name not in ("batch_id", "created_at")
+        }
+    )
+)
+_ASSOC_ORDER = (_a.c.created_at, _a.c.essay_id)
+_ASSOCIATIONS = select(_a).where(_a.c.batch_id == bindparam("batch_id")).order_by(*_ASSOC_ORDER)
+_BY_ESSAY = select(_a).where(_a.c.essay_id.in_(bindparam("essay_ids", expanding=True)))
+_INSERT_ASSOC = insert(_a)
+_UPDATED_ASSOC_FIELDS = (
+    "suggested_student_id",
+    "confidence_score",
+    "match_reasons",
+    "student_id",
+    "validation_status",
+    "validation_method",
+    "validated_by",
+    "validated_at",
+    "updated_at",
+)
+_UPDATE_ASSOC = (
+    update(_a)
+    .where(_a.c.essay_id == bindparam("v_essay_id"))
+    .values({name: bindparam(f"v_{name}") for name in _UPDATED_ASSOC_FIELDS})
+)
+_DUE = (
+    select(batches)
+    .where(
+        batches.c.status == BatchStatus.PENDING.value,
+        batches.c.deadline <= bindparam("now"),
+    )
+    .order_by(batches.c.deadline, batches.c.batch_id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_HAS_BATCHES = select(exists().where(batches.c.class_id == bindparam("class_id")))
+_IN_USE = select(
+    or_(
+        exists().where(_a.c.suggested_student_id == bindparam("student_id")),
+        exists().where(_a.c.student_id == bindparam("student_id")),
+    )
+)
+_CLASS_INFO = (
+    select(batches.c.batch_id, batches.c.class_id, classes.c.name)
+    .join(classes, classes.c.id == batches.c.class_id)
+    .where(batches.c.batch_id.in_(bindparam("batch_ids", expanding=True)))
+)
+_PENDING = (
+    select(_a)
+    .where(_a.c.validation_status == ValidationStatus.PENDING.value)
+    .order_by(*_ASSOC_ORDER)
+    .limit(bindparam("limit"))
+)
+
+
+def _batch_update_params(b: Batch) -> dict[str, Any]:
+    row = batch_row(b)
+    return {f"v_{k}": v for k, v in row.items() if k != "created_at"}
+
+
+def _association_update_params(a: Association) -> dict[str, Any]:
+    row = association_row(a)
+    params = {f"v_{name}": row[name] for name in _UPDATED_ASSOC_FIELDS}
+    params["v_essay_id"] = a.essay_id
+    return params
+
+
+class SqlBatchRepository:
+    def __init__(self, tx: SqlTransaction) -> None:
+        self._tx = tx
+
+    async def get(self, batch_id: UUID, *, lock: bool = False) -> Batch | None:
+        result = await self._tx.execute(_GET_LOCKED if lock else _GET, {"batch_id": batch_id})
+        row = result.mappings().first()
+        return batch_from_row(row) if row is not None else None
+
+    async def add(self, batch: Batch) -> None:
+        await self._tx.execute(_INSERT, batch_row(batch))
+
+    async def update(self, batch: Batch) -> None:
+        await self._tx.execute(_UPDATE, _batch_update_params(batch))
+
+    async def associations(self, batch_id: UUID) -> list[Association]:
+        result = await self._tx.execute(_ASSOCIATIONS, {"batch_id": batch_id})
+        return [association_from_row(r) for r in result.mappings()]
+
+    async def associations_by_essay(self, essay_ids: Collection[UUID]) -> dict[UUID, Association]:
+        if not essay_ids:
+            return {}
+        result = await self._tx.execute(_BY_ESSAY, {"essay_ids": list(set(essay_ids))})
+        return {r["essay_id"]: association_from_row(r) for r in result.mappings()}
+
+    async def add_associations(self, items: Sequence[Association]) -> None:
+        if items:
+            rows = [association_row(a) for a in items]
+            await self._tx.execute(_INSERT_ASSOC, rows if len(rows) > 1 else rows[0])
+
+    async def update_associations(self, items: Sequence[Association]) -> None:
+        if items:
+            params = [_association_update_params(a) for a in items]
+            await self._tx.execute(_UPDATE_ASSOC, params if len(params) > 1 else params[0])
+
+    async def claim_due(self, now: datetime, limit: int) -> list[Batch]:
+        result = await self._tx.execute(_DUE, {"now": now, "limit": limit})
+        return [batch_from_row(r) for r in result.mappings()]
+
+    async def class_has_batches(self, class_id: UUID) -> bool:
+        return bool((await self._tx.execute(_HAS_BATCHES, {"class_id": class_id})).scalar())
+
+    async def student_in_use(self, student_id: UUID) -> bool:
+        return bool((await self._tx.execute(_IN_USE, {"student_id": student_id})).scalar())
+
+    async def class_info(self, batch_ids: Collection[UUID]) -> dict[UUID, tuple[UUID, str]]:
+        if not batch_ids:
+            return {}
+        result = await self._tx.execute(_CLASS_INFO, {"batch_ids": list(set(batch_ids))})
+        return {r.batch_id: (r.class_id, r.name) for r in result}
+
+    async def pending_associations(self, limit: int) -> list[Association]:
+        result = await self._tx.execute(_PENDING, {"limit": limit})
+        return [association_from_row(r) for r in result.mappings()]

@@ -1,0 +1,136 @@
+"""``ClassRepository`` on SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import ColumnElement, Select, bindparam, delete, false, func, insert, select, update
+
+from adapters_sql.mapping import class_from_row, class_row
+from adapters_sql.schema import class_students, classes, students
+from adapters_sql.transaction import SqlTransaction
+from class_core.model import Page, SchoolClass
+from class_core.queries import ClassQuery
+
+# Members of the class without the UNKNOWN placeholder, counted per class row.
+_student_count = (
+    select(func.count())
+    .select_from(class_students.join(students, students.c.id == class_students.c.student_id))
+    .where(class_students.c.class_id == classes.c.id, students.c.is_placeholder == false())
+    .correlate(classes)
+    .scalar_subquery()
+    .label("student_count")
+)
+
+_INSERT = insert(classes)
+_GET = select(classes, _student_count).where(
+    classes.c.id == bindparam("class_id"), classes.c.owner_id == bindparam("owner_id")
+)
+_GET_UNSCOPED = select(classes, _student_count).where(classes.c.id == bindparam("class_id"))
+_GET_MANY = select(classes).where(
+    classes.c.owner_id == bindparam("owner_id"),
+    classes.c.id.in_(bindparam("class_ids", expanding=True)),
+)
+_BY_OWNER = (
+    select(classes, _student_count)
+    .where(classes.c.owner_id == bindparam("owner_id"))
+    .order_by(classes.c.created_at, classes.c.id)
+)
+_UPDATE = (
+    update(classes)
+    .where(classes.c.id == bindparam("v_id"))
+    .values(
+        name=bindparam("v_name"),
+        course_code=bindparam("v_course_code"),
+        search_key=bindparam("v_search_key"),
+        updated_at=bindparam("v_updated_at"),
+    )
+)
+_DELETE = delete(classes).where(classes.c.id == bindparam("class_id"))
+_ORDER = (classes.c.created_at.desc(), classes.c.id.desc())
+
+
+def _filters(owner_id: str, query: ClassQuery) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = [classes.c.owner_id == owner_id]
+    if query.q is not None:
+        conds.append(classes.c.search_key.contains(query.q, autoescape=True))
+    if query.course_code is not None:
+        conds.append(classes.c.course_code == query.course_code)
+    if query.updated_since is not None:
+        conds.append(classes.c.updated_at >= query.updated_since)
+    return conds
+
+
+class SqlClassRepository:
+    def __init__(self, tx: SqlTransaction) -> None:
+        self._tx = tx
+
+    async def add(self, cls: SchoolClass) -> None:
+        await self._tx.execute(_INSERT, class_row(cls))
+
+    async def get(self, owner_id: str, class_id: UUID) -> SchoolClass | None:
+        result = await self._tx.execute(_GET, {"class_id": class_id, "owner_id": owner_id})
+        row = result.mappings().first()
+        return class_from_row(row, row["student_count"]) if row is not None else None
+
+    async def get_unscoped(self, class_id: UUID) -> SchoolClass | None:
+        result = await self._tx.execute(_GET_UNSCOPED, {"class_id": class_id})
+        row = result.mappings().first()
+        return class_from_row(row, row["student_count"]) if row is not None else None
+
+    async def get_many(self, owner_id: str, class_ids: Collection[UUID]) -> dict[UUID, SchoolClass]:
+        if not class_ids:
+            return {}
+        result = await self._tx.execute(
+            _GET_MANY, {"owner_id": owner_id, "class_ids": list(set(class_ids))}
+        )
+        return {row["id"]: class_from_row(row) for row in result.mappings()}
+
+    async def search(self, owner_id: str, query: ClassQuery) -> Page[SchoolClass]:
+        conds = _filters(owner_id, query)
+        page: Select[Any] = (
+            select(classes, _student_count, func.count().over().label("total"))
+            .where(*conds)
+            .order_by(*_ORDER)
+            .limit(query.limit)
+            .offset(query.offset)
+        )
+        rows = list((await self._tx.execute(page)).mappings())
+        if rows:
+            total = int(rows[0]["total"])
+        else:
+            counted = await self._tx.execute(
+                select(func.count()).select_from(classes).where(*conds)
+            )
+            total = int(counted.scalar_one())
+        items = tuple(class_from_row(r, r["student_count"]) for r in rows)
+        return Page(items, total, query.limit, query.offset)
+
+    async def find_by_name(self, owner_id: str, name: str) -> list[SchoolClass]:
+        # Python's casefold is the rule (SQL lower() differs beyond ASCII); an owner has few
+        # classes, so they are compared here.
+        wanted = name.strip().casefold()
+        result = await self._tx.execute(_BY_OWNER, {"owner_id": owner_id})
+        return [
+            class_from_row(r, r["student_count"])
+            for r in result.mappings()
+            if r["name"].strip().casefold() == wanted
+        ]
+
+    async def update(self, cls: SchoolClass) -> None:
+        row = class_row(cls)
+        await self._tx.execute(
+            _UPDATE,
+            {
+                "v_id": cls.id,
+                "v_name": row["name"],
+                "v_course_code": row["course_code"],
+                "v_search_key": row["search_key"],
+                "v_updated_at": row["updated_at"],
+            },
+        )
+
+    async def delete(self, class_id: UUID) -> None:
+        await self._tx.execute(_DELETE, {"class_id": class_id})

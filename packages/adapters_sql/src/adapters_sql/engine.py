@@ -1,0 +1,131 @@
+"""Engines for PostgreSQL (asyncpg) and SQLite (aiosqlite), and the reachability check."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from adapters_sql.errors import translate_errors
+from class_core.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+DATABASE_URL_VARIABLE = "CLASS_MANAGEMENT_SERVICE_DATABASE_URL"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+CONNECT_TIMEOUT_SECONDS = 10.0
+POOL_TIMEOUT_SECONDS = 15.0
+# Execution option: how a SQLite transaction begins (``IMMEDIATE`` unless said otherwise).
+SQLITE_BEGIN_OPTION = "cms_sqlite_begin"
+
+_PG_SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg"}
+_SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite"}
+_sqlite_locks: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def normalize_url(url: str | URL) -> URL:
+    """The async driver URL for a ``postgresql://``, ``postgres://``, ``postgresql+asyncpg://``
+    or ``sqlite[+aiosqlite]:///`` URL; anything else is a :class:`ConfigurationError`."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError as exc:
+        raise ConfigurationError(DATABASE_URL_VARIABLE, "is not a valid database URL") from exc
+    scheme = parsed.drivername.lower()
+    if scheme in _PG_SCHEMES:
+        return parsed.set(drivername="postgresql+asyncpg")
+    if scheme in _SQLITE_SCHEMES:
+        return parsed.set(drivername="sqlite+aiosqlite")
+    raise ConfigurationError(
+        DATABASE_URL_VARIABLE,
+        "must be a postgresql://, postgresql+asyncpg:// or sqlite+aiosqlite:/// URL",
+    )
+
+
+def is_postgresql(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> AsyncEngine:
+    """An async engine for ``url``; nothing connects until first use.
+
+    PostgreSQL goes through asyncpg. SQLite gets WAL, a busy timeout, foreign keys on every
+    connection and real transactions: SQLAlchemy emits ``BEGIN IMMEDIATE`` itself (the
+    driver's own implicit transactions are switched off), so that a transaction that reads
+    and then writes never fails half-way when another process (API and CLI) writes too.
+    """
+    parsed = normalize_url(url)
+    if parsed.drivername == "postgresql+asyncpg":
+        return create_async_engine(
+            parsed,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=POOL_TIMEOUT_SECONDS,
+            connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
+        )
+    memory = parsed.database in (None, "", ":memory:")
+    options: dict[str, Any] = {} if memory else {"pool_size": pool_size, "max_overflow": 0}
+    engine = create_async_engine(parsed, pool_timeout=60.0, **options)
+    _configure_sqlite(engine.sync_engine)
+    return engine
+
+
+def _configure_sqlite(sync_engine: Engine) -> None:
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Turn off the driver's implicit BEGIN; the "begin" hook below emits it explicitly.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {'DEFERRED' if mode == 'DEFERRED' else 'IMMEDIATE'}")
+
+
+def sqlite_write_lock(engine: AsyncEngine) -> asyncio.Lock | None:
+    """One writer at a time inside this process on SQLite (queued in asyncio rather than
+    spinning in SQLite's busy handler); ``None`` on PostgreSQL."""
+    if is_postgresql(engine):
+        return None
+    lock = _sqlite_locks.get(engine.sync_engine)
+    if lock is None:
+        lock = _sqlite_locks[engine.sync_engine] = asyncio.Lock()
+    return lock
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Run ``SELECT 1``; raises :class:`~class_core.errors.DependencyUnavailableError` when
+    the database cannot be reached."""
+    with translate_errors():
+        async with engine.connect() as conn:
+            reader = await conn.execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
+            await reader.execute(text("SELECT 1"))
+
+
+async def release_advisory_lock(conn: AsyncConnection, key: int) -> None:
+    """Release a session-level advisory lock; when that fails the session (and the lock with
+    it) is gone or unusable, so the connection is discarded rather than pooled."""
+    try:
+        if conn.in_transaction():
+            await conn.rollback()
+        await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        await conn.commit()
+    except Exception:
+        log.debug("advisory unlock failed; discarding the connection", exc_info=True)
+        try:
+            await conn.invalidate()
+        except Exception:  # pragma: no cover - already gone
+            log.debug("invalidate failed", exc_info=True)

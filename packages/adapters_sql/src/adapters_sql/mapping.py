@@ -1,0 +1,183 @@
+"""Explicit row ↔ domain mapping (no ORM): ``*_row`` builds insert/update parameters,
+``*_from_row`` rebuilds domain objects from result rows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import RowMapping
+
+from class_core.events import OutboxMessage
+from class_core.model import (
+    Association,
+    Batch,
+    BatchStatus,
+    SchoolClass,
+    Student,
+    ValidationMethod,
+    ValidationStatus,
+)
+from class_core.ports import StoredOutboxMessage
+from class_core.text import search_key
+
+Row = RowMapping
+
+
+def class_search_key(cls: SchoolClass) -> str:
+    return search_key(cls.name)
+
+
+def student_search_key(s: Student) -> str:
+    return search_key(s.first_name, s.last_name, s.legal_full_name, s.email)
+
+
+def class_row(cls: SchoolClass) -> dict[str, Any]:
+    return {
+        "id": cls.id,
+        "owner_id": cls.owner_id,
+        "name": cls.name,
+        "course_code": cls.course_code,
+        "search_key": class_search_key(cls),
+        "created_at": cls.created_at,
+        "updated_at": cls.updated_at,
+    }
+
+
+def class_from_row(row: Row, student_count: int = 0) -> SchoolClass:
+    return SchoolClass(
+        id=row["id"],
+        owner_id=row["owner_id"],
+        name=row["name"],
+        course_code=row["course_code"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        student_count=student_count,
+    )
+
+
+def student_row(s: Student, placeholder_class_id: UUID | None = None) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "owner_id": s.owner_id,
+        "first_name": s.first_name,
+        "last_name": s.last_name,
+        "legal_full_name": s.legal_full_name,
+        "email": s.email,
+        "search_key": student_search_key(s),
+        "is_placeholder": placeholder_class_id is not None,
+        "placeholder_class_id": placeholder_class_id,
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
+    }
+
+
+def student_from_row(row: Row, class_ids: Sequence[UUID] = ()) -> Student:
+    return Student(
+        id=row["id"],
+        owner_id=row["owner_id"],
+        first_name=row["first_name"],
+        last_name=row["last_name"],
+        legal_full_name=row["legal_full_name"],
+        email=row["email"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        is_placeholder=bool(row["is_placeholder"]),
+        class_ids=tuple(sorted(class_ids)),
+    )
+
+
+def batch_row(b: Batch) -> dict[str, Any]:
+    return {
+        "batch_id": b.batch_id,
+        "class_id": b.class_id,
+        "owner_id": b.owner_id,
+        "course_code": b.course_code,
+        "status": b.status.value,
+        "deadline": b.deadline,
+        "created_at": b.created_at,
+        "updated_at": b.updated_at,
+        "finalized_at": b.finalized_at,
+        "timeout_triggered": b.timeout_triggered,
+    }
+
+
+def batch_from_row(row: Row) -> Batch:
+    return Batch(
+        batch_id=row["batch_id"],
+        class_id=row["class_id"],
+        owner_id=row["owner_id"],
+        course_code=row["course_code"],
+        status=BatchStatus(row["status"]),
+        deadline=row["deadline"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finalized_at=row["finalized_at"],
+        timeout_triggered=bool(row["timeout_triggered"]),
+    )
+
+
+def association_row(a: Association) -> dict[str, Any]:
+    return {
+        "essay_id": a.essay_id,
+        "batch_id": a.batch_id,
+        "class_id": a.class_id,
+        "suggested_student_id": a.suggested_student_id,
+        "confidence_score": a.confidence_score,
+        "match_reasons": list(a.match_reasons),
+        "student_id": a.student_id,
+        "validation_status": a.validation_status.value,
+        "validation_method": a.validation_method.value if a.validation_method else None,
+        "validated_by": a.validated_by,
+        "validated_at": a.validated_at,
+        "created_at": a.created_at,
+        "updated_at": a.updated_at,
+    }
+
+
+def association_from_row(row: Row) -> Association:
+    method = row["validation_method"]
+    return Association(
+        essay_id=row["essay_id"],
+        batch_id=row["batch_id"],
+        class_id=row["class_id"],
+        suggested_student_id=row["suggested_student_id"],
+        confidence_score=row["confidence_score"],
+        match_reasons=tuple(row["match_reasons"] or ()),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        student_id=row["student_id"],
+        validation_status=ValidationStatus(row["validation_status"]),
+        validation_method=ValidationMethod(method) if method is not None else None,
+        validated_by=row["validated_by"],
+        validated_at=row["validated_at"],
+    )
+
+
+def outbox_row(m: OutboxMessage) -> dict[str, Any]:
+    return {
+        "event_id": m.event_id,
+        "topic": m.topic,
+        "key": m.key,
+        "payload": m.payload,
+        "headers": [list(pair) for pair in m.headers],
+        "created_at": m.created_at,
+        "next_attempt_at": m.created_at,
+    }
+
+
+def outbox_from_row(row: Row) -> StoredOutboxMessage:
+    headers = row["headers"]
+    if isinstance(headers, str):  # pragma: no cover - drivers decode JSON already
+        headers = json.loads(headers)
+    message = OutboxMessage(
+        event_id=row["event_id"],
+        topic=row["topic"],
+        key=row["key"],
+        payload=row["payload"],
+        headers=tuple((str(k), str(v)) for k, v in headers),
+        created_at=row["created_at"],
+    )
+    return StoredOutboxMessage(seq=row["seq"], message=message, attempts=row["attempts"])

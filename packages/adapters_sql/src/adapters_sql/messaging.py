@@ -1,0 +1,42 @@
+"""``Outbox`` and ``Inbox`` inside a unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import insert
+
+from adapters_sql.mapping import outbox_row
+from adapters_sql.schema import inbox, outbox
+from adapters_sql.transaction import SqlTransaction
+from class_core.events import OutboxMessage
+
+_INSERT = insert(outbox)
+
+
+class SqlOutbox:
+    def __init__(self, tx: SqlTransaction) -> None:
+        self._tx = tx
+
+    async def add(self, messages: Sequence[OutboxMessage]) -> None:
+        """Record events in the current transaction. On PostgreSQL an insert trigger runs
+        ``pg_notify('cms_outbox', '')``, delivered at commit, to wake relays elsewhere."""
+        if not messages:
+            return
+        rows = [outbox_row(m) for m in messages]
+        await self._tx.execute(_INSERT, rows if len(rows) > 1 else rows[0])
+        self._tx.added_outbox = True
+
+
+class SqlInbox:
+    def __init__(self, tx: SqlTransaction) -> None:
+        self._tx = tx
+
+    async def claim(self, consumer: str, message_id: str) -> bool:
+        statement = (
+            self._tx.insert(inbox)
+            .values(consumer=consumer, message_id=message_id)
+            .on_conflict_do_nothing(index_elements=["consumer", "message_id"])
+            .returning(inbox.c.consumer)
+        )
+        return (await self._tx.execute(statement)).first() is not None

@@ -1,0 +1,256 @@
+"""The relay's view of the outbox (``OutboxStore``), relay leadership and NOTIFY wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, case, delete, exists, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import Executable
+
+from adapters_sql.engine import (
+    SQLITE_BEGIN_OPTION,
+    is_postgresql,
+    release_advisory_lock,
+    sqlite_write_lock,
+)
+from adapters_sql.errors import translate_errors
+from adapters_sql.mapping import outbox_from_row
+from adapters_sql.schema import outbox
+from class_core.ports import OutboxStatus, StoredOutboxMessage
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "cms_outbox"
+# pg_try_advisory_lock key of the single active relay ("cms_outb").
+LEADERSHIP_LOCK_KEY = 0x636D735F6F757462
+
+_o = outbox
+_earlier = outbox.alias("earlier")
+_FETCH = (
+    select(_o.c.seq, _o.c.event_id, _o.c.topic, _o.c.key, _o.c.payload, _o.c.headers)
+    .add_columns(_o.c.created_at, _o.c.attempts)
+    .where(
+        _o.c.published_at.is_(None),
+        _o.c.dead_at.is_(None),
+        _o.c.next_attempt_at <= bindparam("now"),
+        ~exists().where(
+            _earlier.c.topic == _o.c.topic,
+            _earlier.c.key == _o.c.key,
+            _earlier.c.seq < _o.c.seq,
+            _earlier.c.published_at.is_(None),
+            (_earlier.c.dead_at.is_not(None)) | (_earlier.c.next_attempt_at > bindparam("now")),
+        ),
+    )
+    .order_by(_o.c.seq)
+    .limit(bindparam("limit"))
+)
+_MARK = (
+    update(_o)
+    .where(_o.c.seq.in_(bindparam("seqs", expanding=True)))
+    .values(published_at=bindparam("at"))
+)
+_FAIL = (
+    update(_o)
+    .where(_o.c.seq == bindparam("v_seq"))
+    .values(
+        attempts=_o.c.attempts + 1,
+        last_error=bindparam("v_error"),
+        next_attempt_at=bindparam("v_next"),
+        dead_at=bindparam("v_dead_at"),
+    )
+)
+_pending = and_(_o.c.published_at.is_(None), _o.c.dead_at.is_(None))
+_STATUS = select(
+    func.coalesce(func.sum(case((_pending, 1), else_=0)), 0).label("pending"),
+    func.coalesce(
+        func.sum(case((and_(_o.c.dead_at.is_not(None), _o.c.published_at.is_(None)), 1), else_=0)),
+        0,
+    ).label("dead"),
+    func.coalesce(func.sum(case((_o.c.published_at.is_not(None), 1), else_=0)), 0).label(
+        "published"
+    ),
+    func.min(case((_pending, _o.c.created_at), else_=None)).label("oldest"),
+)
+_RETRY = (
+    update(_o)
+    .where(_o.c.dead_at.is_not(None))
+    .values(dead_at=None, attempts=0, next_attempt_at=bindparam("now"))
+)
+_PURGE = delete(_o).where(_o.c.published_at.is_not(None), _o.c.published_at < bindparam("before"))
+
+
+class SqlOutboxStore:
+    """``OutboxStore`` on SQL; each call is its own short transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._lock = sqlite_write_lock(engine)
+
+    async def _run(self, statement: Executable, params: dict[str, Any], *, write: bool) -> Any:
+        lock = self._lock if write else None
+        if lock is not None:
+            await lock.acquire()
+        try:
+            with translate_errors():
+                async with self._engine.connect() as conn:
+                    if not write:
+                        conn = await conn.execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
+                    result = await conn.execute(statement, params)
+                    rows = list(result.mappings()) if result.returns_rows else None
+                    count = result.rowcount
+                    await conn.commit()
+                    return rows if rows is not None else count
+        finally:
+            if lock is not None:
+                lock.release()
+
+    @asynccontextmanager
+    async def leadership(self) -> AsyncIterator[bool]:
+        """PostgreSQL: ``pg_try_advisory_lock`` held on a dedicated connection while inside
+        (``False`` when another relay holds it). SQLite: always the leader."""
+        if not is_postgresql(self._engine):
+            yield True
+            return
+        with translate_errors():
+            conn = await self._engine.connect()
+        leader = False
+        try:
+            with translate_errors():
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                leader = bool(
+                    await conn.scalar(
+                        text("SELECT pg_try_advisory_lock(:key)"), {"key": LEADERSHIP_LOCK_KEY}
+                    )
+                )
+            if not leader:
+                await conn.close()
+            yield leader
+        finally:
+            if leader:
+                await release_advisory_lock(conn, LEADERSHIP_LOCK_KEY)
+            await conn.close()
+
+    async def fetch_ready(self, now: datetime, limit: int) -> list[StoredOutboxMessage]:
+        rows = await self._run(_FETCH, {"now": now, "limit": limit}, write=False)
+        return [outbox_from_row(r) for r in rows]
+
+    async def mark_published(self, seqs: Collection[int], at: datetime) -> None:
+        if seqs:
+            await self._run(_MARK, {"seqs": list(seqs), "at": at}, write=True)
+
+    async def record_failure(
+        self, seq: int, error: str, next_attempt_at: datetime, dead: bool
+    ) -> None:
+        params = {
+            "v_seq": seq,
+            "v_error": error,
+            "v_next": next_attempt_at,
+            "v_dead_at": next_attempt_at if dead else None,
+        }
+        await self._run(_FAIL, params, write=True)
+
+    async def status(self, now: datetime) -> OutboxStatus:
+        row = (await self._run(_STATUS, {}, write=False))[0]
+        oldest: datetime | None = row["oldest"]
+        return OutboxStatus(
+            pending=int(row["pending"]),
+            dead=int(row["dead"]),
+            published=int(row["published"]),
+            oldest_pending_age_seconds=(now - oldest).total_seconds() if oldest else None,
+        )
+
+    async def retry_dead(self, now: datetime) -> int:
+        return int(await self._run(_RETRY, {"now": now}, write=True))
+
+    async def purge_published(self, before: datetime) -> int:
+        return int(await self._run(_PURGE, {"before": before}, write=True))
+
+
+class OutboxWakeups:
+    """Wait for "the outbox has new rows" hints.
+
+    On PostgreSQL a dedicated connection ``LISTEN``s on ``cms_outbox`` (an insert trigger
+    notifies at commit). :meth:`notify` wakes waiters in-process (pass it as
+    ``on_outbox_commit``). Nothing here ever raises: without a listener :meth:`wait` simply
+    times out, and polling is the safety net.
+    """
+
+    RETRY_LISTEN_SECONDS = 5.0
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._event = asyncio.Event()
+        self._conn: AsyncConnection | None = None
+        self._driver: Any = None
+        self._retry_at = 0.0
+
+    def notify(self) -> None:
+        """Wake the waiters (thread-unsafe; call from the event loop)."""
+        self._event.set()
+
+    def _on_notify(self, *_args: object) -> None:
+        self._event.set()
+
+    @property
+    def listening(self) -> bool:
+        return self._driver is not None and not self._driver.is_closed()
+
+    async def _listen(self, budget: float) -> None:
+        if not is_postgresql(self._engine) or self.listening:
+            return
+        if time.monotonic() < self._retry_at:
+            return
+        await self._drop()
+        try:
+            conn = await asyncio.wait_for(self._engine.connect().start(), max(budget, 0.1))
+            try:
+                raw = await conn.get_raw_connection()
+                driver: Any = raw.driver_connection
+                await driver.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            except BaseException:
+                await conn.invalidate()
+                await conn.close()
+                raise
+        except Exception:
+            self._retry_at = time.monotonic() + self.RETRY_LISTEN_SECONDS
+            log.debug("outbox LISTEN unavailable; polling", exc_info=True)
+            return
+        self._conn, self._driver = conn, driver
+        self._event.set()  # hints may have been missed while not listening: look once
+
+    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109 - the port says so
+        """Return when a hint arrives or after ``timeout`` seconds, whichever is first."""
+        try:
+            await self._listen(timeout)
+            if not self._event.is_set():
+                await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            pass
+        except Exception:  # never fail the relay loop
+            log.debug("outbox wake-up wait failed", exc_info=True)
+        self._event.clear()
+
+    async def _drop(self) -> None:
+        conn, driver = self._conn, self._driver
+        self._conn = self._driver = None
+        if conn is None:
+            return
+        try:
+            if driver is not None and not driver.is_closed():
+                await driver.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+            else:
+                await conn.invalidate()
+            await conn.close()
+        except Exception:
+            log.debug("closing the LISTEN connection failed", exc_info=True)
+
+    async def close(self) -> None:
+        """Stop listening and return the connection."""
+        await self._drop()

@@ -1,0 +1,251 @@
+"""The service's tables (SQLAlchemy Core). Every name carries the ``cms_`` prefix and every
+constraint and index is named, so that errors can be told apart and an embedding service can
+share its database. The migrations create exactly this schema."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Double,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    false,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from adapters_sql.types import UTCDateTime, code_point_string
+
+metadata = MetaData()
+
+_JSON = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias).
+_SEQ = BigInteger().with_variant(Integer(), "sqlite")
+
+courses = Table(
+    "cms_courses",
+    metadata,
+    Column("code", String(16), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("language", String(8), nullable=False),
+    PrimaryKeyConstraint("code", name="pk_cms_courses"),
+)
+
+classes = Table(
+    "cms_classes",
+    metadata,
+    Column("id", Uuid(), nullable=False),
+    Column("owner_id", code_point_string(255), nullable=False),
+    Column("name", code_point_string(255), nullable=False),
+    Column("course_code", String(16), nullable=False),
+    Column("search_key", code_point_string(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("id", name="pk_cms_classes"),
+    ForeignKeyConstraint(
+        ["course_code"],
+        ["cms_courses.code"],
+        name="fk_cms_classes_course_code",
+        ondelete="RESTRICT",
+    ),
+)
+Index(
+    "ix_cms_classes_owner_created",
+    classes.c.owner_id,
+    classes.c.created_at.desc(),
+    classes.c.id.desc(),
+)
+
+students = Table(
+    "cms_students",
+    metadata,
+    Column("id", Uuid(), nullable=False),
+    Column("owner_id", code_point_string(255), nullable=False),
+    Column("first_name", code_point_string(255), nullable=False),
+    Column("last_name", code_point_string(255), nullable=False),
+    Column("legal_full_name", code_point_string(255), nullable=True),
+    Column("email", code_point_string(254), nullable=True),
+    Column("search_key", code_point_string(), nullable=False),
+    Column("is_placeholder", Boolean(), nullable=False, server_default=false()),
+    Column("placeholder_class_id", Uuid(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("id", name="pk_cms_students"),
+    UniqueConstraint("owner_id", "email", name="uq_cms_students_owner_email"),
+    UniqueConstraint("placeholder_class_id", name="uq_cms_students_placeholder_class_id"),
+    ForeignKeyConstraint(
+        ["placeholder_class_id"],
+        ["cms_classes.id"],
+        name="fk_cms_students_placeholder_class_id",
+        ondelete="RESTRICT",
+    ),
+    CheckConstraint(
+        "is_placeholder = (placeholder_class_id IS NOT NULL)", name="ck_cms_students_placeholder"
+    ),
+    Index("ix_cms_students_owner_name", "owner_id", "last_name", "first_name", "id"),
+)
+
+class_students = Table(
+    "cms_class_students",
+    metadata,
+    Column("class_id", Uuid(), nullable=False),
+    Column("student_id", Uuid(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("class_id", "student_id", name="pk_cms_class_students"),
+    ForeignKeyConstraint(
+        ["class_id"], ["cms_classes.id"], name="fk_cms_class_students_class_id", ondelete="RESTRICT"
+    ),
+    ForeignKeyConstraint(
+        ["student_id"],
+        ["cms_students.id"],
+        name="fk_cms_class_students_student_id",
+        ondelete="RESTRICT",
+    ),
+    Index("ix_cms_class_students_student_id", "student_id"),
+)
+
+batches = Table(
+    "cms_batches",
+    metadata,
+    Column("batch_id", Uuid(), nullable=False),
+    Column("class_id", Uuid(), nullable=False),
+    Column("owner_id", code_point_string(255), nullable=False),
+    Column("course_code", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("deadline", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("finalized_at", UTCDateTime(), nullable=True),
+    Column("timeout_triggered", Boolean(), nullable=False, server_default=false()),
+    PrimaryKeyConstraint("batch_id", name="pk_cms_batches"),
+    ForeignKeyConstraint(
+        ["class_id"], ["cms_classes.id"], name="fk_cms_batches_class_id", ondelete="RESTRICT"
+    ),
+    CheckConstraint("status IN ('pending', 'finalized')", name="ck_cms_batches_status"),
+    Index("ix_cms_batches_status_deadline", "status", "deadline"),
+    Index("ix_cms_batches_class_id", "class_id"),
+)
+
+essay_associations = Table(
+    "cms_essay_associations",
+    metadata,
+    Column("essay_id", Uuid(), nullable=False),
+    Column("batch_id", Uuid(), nullable=False),
+    Column("class_id", Uuid(), nullable=False),
+    Column("suggested_student_id", Uuid(), nullable=True),
+    Column("confidence_score", Double(), nullable=True),
+    Column("match_reasons", _JSON, nullable=False),
+    Column("student_id", Uuid(), nullable=True),
+    Column("validation_status", String(32), nullable=False),
+    Column("validation_method", String(16), nullable=True),
+    Column("validated_by", String(255), nullable=True),
+    Column("validated_at", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("essay_id", name="pk_cms_essay_associations"),
+    ForeignKeyConstraint(
+        ["batch_id"],
+        ["cms_batches.batch_id"],
+        name="fk_cms_essay_associations_batch_id",
+        ondelete="RESTRICT",
+    ),
+    ForeignKeyConstraint(
+        ["suggested_student_id"],
+        ["cms_students.id"],
+        name="fk_cms_essay_associations_suggested_student_id",
+        ondelete="RESTRICT",
+    ),
+    ForeignKeyConstraint(
+        ["student_id"],
+        ["cms_students.id"],
+        name="fk_cms_essay_associations_student_id",
+        ondelete="RESTRICT",
+    ),
+    CheckConstraint(
+        "validation_status IN ('pending_validation', 'confirmed', 'rejected', 'timeout_confirmed')",
+        name="ck_cms_essay_associations_validation_status",
+    ),
+    Index("ix_cms_essay_associations_batch", "batch_id", "created_at", "essay_id"),
+    Index("ix_cms_essay_associations_suggested_student_id", "suggested_student_id"),
+    Index("ix_cms_essay_associations_student_id", "student_id"),
+    Index(
+        "ix_cms_essay_associations_pending",
+        "created_at",
+        "essay_id",
+        postgresql_where=text("validation_status = 'pending_validation'"),
+        sqlite_where=text("validation_status = 'pending_validation'"),
+    ),
+)
+
+outbox = Table(
+    "cms_outbox",
+    metadata,
+    Column("seq", _SEQ, nullable=False, autoincrement=True),
+    Column("event_id", Uuid(), nullable=False),
+    Column("topic", String(255), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("payload", Text(), nullable=False),
+    Column("headers", _JSON, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("attempts", Integer(), nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("last_error", Text(), nullable=True),
+    Column("published_at", UTCDateTime(), nullable=True),
+    Column("dead_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("seq", name="pk_cms_outbox"),
+    UniqueConstraint("event_id", name="uq_cms_outbox_event_id"),
+    Index(
+        "ix_cms_outbox_unpublished",
+        "seq",
+        postgresql_where=text("published_at IS NULL"),
+        sqlite_where=text("published_at IS NULL"),
+    ),
+    Index(
+        "ix_cms_outbox_unpublished_key",
+        "topic",
+        "key",
+        "seq",
+        postgresql_where=text("published_at IS NULL"),
+        sqlite_where=text("published_at IS NULL"),
+    ),
+    Index(
+        "ix_cms_outbox_published_at",
+        "published_at",
+        postgresql_where=text("published_at IS NOT NULL"),
+        sqlite_where=text("published_at IS NOT NULL"),
+    ),
+)
+
+inbox = Table(
+    "cms_inbox",
+    metadata,
+    Column("consumer", String(255), nullable=False),
+    Column("message_id", String(255), nullable=False),
+    Column("processed_at", UTCDateTime(), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("consumer", "message_id", name="pk_cms_inbox"),
+)
+
+VERSION_TABLE = "cms_alembic_version"
+# Tables emptied between tests and dropped by the downgrade, children first.
+DATA_TABLES: tuple[Table, ...] = (
+    essay_associations,
+    batches,
+    class_students,
+    students,
+    classes,
+    outbox,
+    inbox,
+)

@@ -1,0 +1,288 @@
+"""``StudentRepository`` on SQL. Reads return memberships by joining them in the same
+statement (one round trip), grouped here."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    ColumnElement,
+    RowMapping,
+    Uuid,
+    bindparam,
+    delete,
+    exists,
+    false,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+
+from adapters_sql.mapping import student_from_row, student_row
+from adapters_sql.schema import class_students, students
+from adapters_sql.transaction import SqlTransaction
+from class_core.model import Page, Student
+from class_core.queries import StudentQuery
+
+_members = class_students.alias("m")
+_with_classes = students.outerjoin(_members, _members.c.student_id == students.c.id)
+_SELECT = select(students, _members.c.class_id).select_from(_with_classes)
+_ORDER = (students.c.last_name, students.c.first_name, students.c.id)
+
+_INSERT = insert(students)
+_INSERT_MEMBERSHIP = insert(class_students).values(
+    class_id=bindparam("class_id"), student_id=bindparam("student_id")
+)
+_inserted = (
+    insert(students)
+    .values({c.name: bindparam(c.name) for c in students.columns})
+    .returning(students.c.id)
+    .cte("inserted")
+)
+_PG_INSERT_WITH_MEMBERSHIPS = insert(class_students).from_select(
+    ["class_id", "student_id"],
+    select(
+        func.unnest(bindparam("class_ids", type_=postgresql.ARRAY(Uuid()))),
+        _inserted.c.id,
+    ),
+)
+_GET = _SELECT.where(
+    students.c.id == bindparam("student_id"), students.c.owner_id == bindparam("owner_id")
+)
+_GET_MANY = _SELECT.where(students.c.id.in_(bindparam("student_ids", expanding=True)))
+_BY_EMAILS = _SELECT.where(
+    students.c.owner_id == bindparam("owner_id"),
+    students.c.email.in_(bindparam("emails", expanding=True)),
+)
+_PLACEHOLDER = _SELECT.where(students.c.placeholder_class_id == bindparam("class_id"))
+_UPDATE = (
+    update(students)
+    .where(students.c.id == bindparam("v_id"))
+    .values(
+        first_name=bindparam("v_first_name"),
+        last_name=bindparam("v_last_name"),
+        legal_full_name=bindparam("v_legal_full_name"),
+        email=bindparam("v_email"),
+        search_key=bindparam("v_search_key"),
+        updated_at=bindparam("v_updated_at"),
+    )
+)
+_DELETE = delete(students).where(students.c.id == bindparam("student_id"))
+_REMOVE_MEMBERSHIP = delete(class_students).where(
+    class_students.c.class_id == bindparam("v_class_id"),
+    class_students.c.student_id == bindparam("v_student_id"),
+)
+_REMOVE_CLASS = (
+    delete(class_students)
+    .where(class_students.c.class_id == bindparam("class_id"))
+    .returning(class_students.c.student_id)
+)
+_TOUCH = (
+    update(students)
+    .where(students.c.id.in_(bindparam("student_ids", expanding=True)))
+    .values(updated_at=bindparam("at"))
+)
+_roster_member = class_students.alias("r")
+_ROSTER = (
+    select(students, _members.c.class_id)
+    .select_from(
+        _roster_member.join(students, students.c.id == _roster_member.c.student_id).join(
+            _members, _members.c.student_id == students.c.id
+        )
+    )
+    .where(_roster_member.c.class_id == bindparam("class_id"), students.c.is_placeholder == false())
+    .order_by(*_ORDER, _members.c.class_id)
+)
+_MEMBERS_AMONG = (
+    select(class_students.c.student_id)
+    .join(students, students.c.id == class_students.c.student_id)
+    .where(
+        class_students.c.class_id == bindparam("class_id"),
+        class_students.c.student_id.in_(bindparam("student_ids", expanding=True)),
+        students.c.is_placeholder == false(),
+    )
+)
+
+
+def _grouped(rows: Iterable[RowMapping]) -> list[Student]:
+    """One student per id, in row order, with the class ids of its rows."""
+    found: dict[UUID, tuple[RowMapping, list[UUID]]] = {}
+    for row in rows:
+        entry = found.get(row["id"])
+        if entry is None:
+            entry = found[row["id"]] = (row, [])
+        if row["class_id"] is not None:
+            entry[1].append(row["class_id"])
+    return [student_from_row(row, class_ids) for row, class_ids in found.values()]
+
+
+def _update_params(s: Student) -> dict[str, Any]:
+    row = student_row(s)
+    return {
+        "v_id": s.id,
+        "v_first_name": row["first_name"],
+        "v_last_name": row["last_name"],
+        "v_legal_full_name": row["legal_full_name"],
+        "v_email": row["email"],
+        "v_search_key": row["search_key"],
+        "v_updated_at": row["updated_at"],
+    }
+
+
+def _filters(owner_id: str, query: StudentQuery) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = [students.c.owner_id == owner_id]
+    if query.class_id is not None:
+        conds.append(
+            exists().where(
+                class_students.c.class_id == query.class_id,
+                class_students.c.student_id == students.c.id,
+            )
+        )
+    if query.q is not None:
+        conds.append(students.c.search_key.contains(query.q, autoescape=True))
+    if query.updated_since is not None:
+        conds.append(students.c.updated_at >= query.updated_since)
+    return conds
+
+
+class SqlStudentRepository:
+    def __init__(self, tx: SqlTransaction) -> None:
+        self._tx = tx
+
+    async def add(self, student: Student) -> None:
+        await self.add_many([student])
+
+    async def add_many(self, students_: Sequence[Student]) -> None:
+        if not students_:
+            return
+        if len(students_) == 1 and students_[0].class_ids and self._tx.is_postgresql:
+            # The hot path (one new student in classes): one round trip instead of two.
+            student = students_[0]
+            await self._tx.execute(
+                _PG_INSERT_WITH_MEMBERSHIPS,
+                {**student_row(student), "class_ids": list(dict.fromkeys(student.class_ids))},
+            )
+            return
+        rows = [student_row(s) for s in students_]
+        await self._tx.execute(_INSERT, rows if len(rows) > 1 else rows[0])
+        pairs = [(c, s.id) for s in students_ for c in dict.fromkeys(s.class_ids)]
+        await self._insert_memberships(pairs)
+
+    async def _insert_memberships(self, pairs: Sequence[tuple[UUID, UUID]]) -> None:
+        if not pairs:
+            return
+        params = [{"class_id": c, "student_id": s} for c, s in pairs]
+        await self._tx.execute(_INSERT_MEMBERSHIP, params if len(params) > 1 else params[0])
+
+    async def get(self, owner_id: str, student_id: UUID) -> Student | None:
+        result = await self._tx.execute(_GET, {"student_id": student_id, "owner_id": owner_id})
+        found = _grouped(result.mappings())
+        return found[0] if found else None
+
+    async def get_unscoped_many(self, student_ids: Collection[UUID]) -> dict[UUID, Student]:
+        if not student_ids:
+            return {}
+        result = await self._tx.execute(_GET_MANY, {"student_ids": list(set(student_ids))})
+        return {s.id: s for s in _grouped(result.mappings())}
+
+    async def by_emails(self, owner_id: str, emails: Collection[str]) -> dict[str, Student]:
+        if not emails:
+            return {}
+        result = await self._tx.execute(
+            _BY_EMAILS, {"owner_id": owner_id, "emails": list(set(emails))}
+        )
+        return {s.email: s for s in _grouped(result.mappings()) if s.email is not None}
+
+    async def search(self, owner_id: str, query: StudentQuery) -> Page[Student]:
+        conds = _filters(owner_id, query)
+        page = (
+            select(students, func.count().over().label("total"))
+            .where(*conds)
+            .order_by(*_ORDER)
+            .limit(query.limit)
+            .offset(query.offset)
+            .subquery("p")
+        )
+        members = class_students.alias("pm")
+        statement = (
+            select(page, members.c.class_id)
+            .select_from(page.outerjoin(members, members.c.student_id == page.c.id))
+            .order_by(page.c.last_name, page.c.first_name, page.c.id, members.c.class_id)
+        )
+        rows = list((await self._tx.execute(statement)).mappings())
+        if rows:
+            total = int(rows[0]["total"])
+        else:
+            counted = await self._tx.execute(
+                select(func.count()).select_from(students).where(*conds)
+            )
+            total = int(counted.scalar_one())
+        return Page(tuple(_grouped(rows)), total, query.limit, query.offset)
+
+    async def update(self, student: Student) -> None:
+        await self._tx.execute(_UPDATE, _update_params(student))
+
+    async def update_many(self, students_: Sequence[Student]) -> None:
+        if students_:
+            await self._tx.execute(_UPDATE, [_update_params(s) for s in students_])
+
+    async def delete(self, student_id: UUID) -> None:
+        await self._tx.execute(_DELETE, {"student_id": student_id})
+
+    async def add_memberships(self, pairs: Collection[tuple[UUID, UUID]]) -> None:
+        if not pairs:
+            return
+        statement = (
+            self._tx.insert(class_students)
+            .values(class_id=bindparam("class_id"), student_id=bindparam("student_id"))
+            .on_conflict_do_nothing(index_elements=["class_id", "student_id"])
+        )
+        params = [{"class_id": c, "student_id": s} for c, s in dict.fromkeys(pairs)]
+        await self._tx.execute(statement, params if len(params) > 1 else params[0])
+
+    async def remove_memberships(self, pairs: Collection[tuple[UUID, UUID]]) -> None:
+        if not pairs:
+            return
+        params = [{"v_class_id": c, "v_student_id": s} for c, s in dict.fromkeys(pairs)]
+        await self._tx.execute(_REMOVE_MEMBERSHIP, params if len(params) > 1 else params[0])
+
+    async def remove_class_memberships(self, class_id: UUID) -> list[UUID]:
+        result = await self._tx.execute(_REMOVE_CLASS, {"class_id": class_id})
+        return sorted(result.scalars())
+
+    async def touch(self, student_ids: Collection[UUID], at: datetime) -> None:
+        if student_ids:
+            await self._tx.execute(_TOUCH, {"student_ids": list(set(student_ids)), "at": at})
+
+    async def roster(self, class_id: UUID) -> list[Student]:
+        result = await self._tx.execute(_ROSTER, {"class_id": class_id})
+        return _grouped(result.mappings())
+
+    async def members_among(self, class_id: UUID, student_ids: Collection[UUID]) -> set[UUID]:
+        if not student_ids:
+            return set()
+        result = await self._tx.execute(
+            _MEMBERS_AMONG, {"class_id": class_id, "student_ids": list(set(student_ids))}
+        )
+        return set(result.scalars())
+
+    async def placeholder(self, class_id: UUID) -> Student | None:
+        found = _grouped((await self._tx.execute(_PLACEHOLDER, {"class_id": class_id})).mappings())
+        return found[0] if found else None
+
+    async def add_placeholder(self, student: Student, class_id: UUID) -> bool:
+        statement = (
+            self._tx.insert(students)
+            .values(student_row(student, placeholder_class_id=class_id))
+            .on_conflict_do_nothing(index_elements=["placeholder_class_id"])
+            .returning(students.c.id)
+        )
+        inserted = (await self._tx.execute(statement)).first() is not None
+        if inserted:
+            await self._insert_memberships([(class_id, student.id)])
+        return inserted

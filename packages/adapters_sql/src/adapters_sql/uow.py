@@ -1,0 +1,119 @@
+"""``UnitOfWork`` on SQL: one connection, one transaction, shared by the repositories."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from adapters_sql.batches import SqlBatchRepository
+from adapters_sql.classes import SqlClassRepository
+from adapters_sql.engine import sqlite_write_lock
+from adapters_sql.errors import translate_errors
+from adapters_sql.messaging import SqlInbox, SqlOutbox
+from adapters_sql.students import SqlStudentRepository
+from adapters_sql.transaction import SqlTransaction
+
+log = logging.getLogger(__name__)
+
+OutboxCommitCallback = Callable[[], None]
+
+
+class SqlUnitOfWork:
+    """One transaction; leaving without :meth:`commit` rolls back. Not reusable concurrently."""
+
+    def __init__(
+        self, engine: AsyncEngine, on_outbox_commit: OutboxCommitCallback | None = None
+    ) -> None:
+        self._engine = engine
+        self._on_outbox_commit = on_outbox_commit
+        self._lock: asyncio.Lock | None = sqlite_write_lock(engine)
+        self._tx = SqlTransaction()
+        self._conn: AsyncConnection | None = None
+        self._committed = False
+        self.classes = SqlClassRepository(self._tx)
+        self.students = SqlStudentRepository(self._tx)
+        self.batches = SqlBatchRepository(self._tx)
+        self.outbox = SqlOutbox(self._tx)
+        self.inbox = SqlInbox(self._tx)
+
+    async def __aenter__(self) -> Self:
+        if self._lock is not None:
+            await self._lock.acquire()
+        try:
+            with translate_errors():
+                self._conn = await self._engine.connect()
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+        self._tx.bind(self._conn)
+        self._tx.added_outbox = False
+        self._committed = False
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn, self._conn = self._conn, None
+        self._tx.bind(None)
+        try:
+            if conn is not None:
+                await _release(conn, rollback=not self._committed)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+        if self._committed and self._tx.added_outbox and self._on_outbox_commit is not None:
+            try:
+                self._on_outbox_commit()
+            except Exception:  # a wake-up hint must never fail a committed change
+                log.exception("on_outbox_commit callback failed")
+
+    async def commit(self) -> None:
+        if self._conn is None:
+            raise RuntimeError("the unit of work is not entered (use `async with uow:`)")
+        with translate_errors():
+            await self._conn.commit()
+        self._committed = True
+
+
+async def _release(conn: AsyncConnection, *, rollback: bool) -> None:
+    """Roll back (when needed) and return the connection; a broken one is discarded."""
+    try:
+        if rollback:
+            await conn.rollback()
+    except Exception:
+        log.debug("rollback failed; discarding the connection", exc_info=True)
+        try:
+            await conn.invalidate()
+        except Exception:  # pragma: no cover - already gone
+            log.debug("invalidate failed", exc_info=True)
+    finally:
+        try:
+            await conn.close()
+        except Exception:  # pragma: no cover - closing a broken connection
+            log.debug("closing the connection failed", exc_info=True)
+
+
+class SqlUnitOfWorkFactory:
+    """Callable returning a new :class:`SqlUnitOfWork` (a ``UnitOfWorkFactory``).
+
+    ``on_outbox_commit`` is called in-process after each successful commit that added
+    outbox rows (e.g. to wake a relay in the same process without waiting for a poll).
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, *, on_outbox_commit: OutboxCommitCallback | None = None
+    ) -> None:
+        self.engine = engine
+        self.on_outbox_commit = on_outbox_commit
+
+    def __call__(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine, self.on_outbox_commit)

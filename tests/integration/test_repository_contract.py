@@ -1,0 +1,1007 @@
+"""One contract for every storage adapter: the in-memory fakes and PostgreSQL.
+
+Each test body runs on both (the ``backend`` fixture); what only a real database can show
+(concurrency, locks, NOTIFY, outages) runs on PostgreSQL below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters_sql import (
+    OutboxWakeups,
+    SqlOutboxStore,
+    SqlUnitOfWorkFactory,
+    build_sql_runtime,
+    create_engine,
+    ping,
+)
+from class_core.errors import (
+    CourseNotFoundError,
+    DependencyUnavailableError,
+    DuplicateStudentEmailError,
+    MultipleCourseError,
+    NotFoundError,
+    ResourceInUseError,
+)
+from class_core.events import (
+    CLASS_CREATED,
+    CLASS_DELETED,
+    CLASS_UPDATED,
+    STUDENT_CREATED,
+    STUDENT_DELETED,
+    STUDENT_UPDATED,
+    TEACHER_NOTIFICATION,
+    ClassCreatedV1,
+    OutboxMessage,
+    build_outbox_message,
+)
+from class_core.matching import EssayMatch, Suggestion, SuggestionsMessage
+from class_core.model import Batch, BatchStatus, SchoolClass, Student, ValidationStatus
+from class_core.ports import OutboxStore, UnitOfWorkFactory
+from class_core.queries import ClassQuery, StudentQuery
+from class_core.runtime import RequestContext, Runtime
+from class_core.testing import (
+    FixedClock,
+    InMemoryOutboxStore,
+    InMemoryStore,
+    RecordingNotifier,
+    memory_runtime,
+)
+from class_core.use_cases.classes import (
+    CreateClass,
+    UpdateClass,
+    create_class,
+    delete_class,
+    get_class,
+    get_roster,
+    list_classes,
+    update_class,
+)
+from class_core.use_cases.matching import (
+    ConfirmItem,
+    IngestOutcome,
+    confirm_associations,
+    expire_due_batches,
+    ingest_suggestions,
+)
+from class_core.use_cases.students import (
+    CreateStudent,
+    PersonName,
+    UpdateStudent,
+    create_student,
+    delete_student,
+    get_student,
+    list_students,
+    update_student,
+)
+
+FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
+T1 = "teacher-1"
+T2 = "teacher-2"
+
+
+@dataclass
+class Backend:
+    name: str
+    uow: UnitOfWorkFactory
+    store: OutboxStore
+    clock: FixedClock
+    notifier: RecordingNotifier
+    rt: Runtime
+
+    async def messages(self) -> list[OutboxMessage]:
+        """Every unpublished outbox message, in order."""
+        return [m.message for m in await self.store.fetch_ready(FAR_FUTURE, 100_000)]
+
+    async def topics(self) -> list[str]:
+        return [m.topic for m in await self.messages()]
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    clock = FixedClock()
+    notifier = RecordingNotifier()
+    if request.param == "memory":
+        store = InMemoryStore()
+        rt = memory_runtime(store, clock, notifier)
+        return Backend(
+            "memory", store.unit_of_work, InMemoryOutboxStore(store), clock, notifier, rt
+        )
+    engine: AsyncEngine = request.getfixturevalue("clean_pg")
+    rt = build_sql_runtime(engine, clock=clock, notifier=notifier)
+    return Backend("postgres", rt.uow, SqlOutboxStore(engine), clock, notifier, rt)
+
+
+def ctx(user: str = T1) -> RequestContext:
+    return RequestContext(user)
+
+
+def data(message: OutboxMessage) -> dict[str, object]:
+    envelope = json.loads(message.payload)
+    assert envelope["event_id"] == str(message.event_id)
+    assert envelope["event_type"] == message.topic
+    result: dict[str, object] = envelope["data"]
+    return result
+
+
+def student_at(
+    owner: str,
+    first: str,
+    last: str,
+    at: datetime,
+    email: str | None = None,
+    class_ids: tuple[UUID, ...] = (),
+) -> Student:
+    return Student(uuid4(), owner, first, last, None, email, at, at, class_ids=class_ids)
+
+
+async def new_class(
+    b: Backend, name: str = "9A", course: str = "ENG5", owner: str = T1
+) -> SchoolClass:
+    return await create_class(b.rt, ctx(owner), CreateClass(name, [course]))
+
+
+async def new_student(
+    b: Backend,
+    first: str = "Ada",
+    last: str = "Lovelace",
+    email: str | None = None,
+    class_ids: tuple[UUID, ...] = (),
+    owner: str = T1,
+) -> Student:
+    return await create_student(
+        b.rt, ctx(owner), CreateStudent(PersonName(first, last), email, class_ids)
+    )
+
+
+def suggestions(
+    batch_id: UUID, class_id: UUID, *essays: tuple[UUID, UUID | None, float]
+) -> SuggestionsMessage:
+    return SuggestionsMessage(
+        message_id=str(uuid4()),
+        correlation_id=uuid4(),
+        batch_id=batch_id,
+        class_id=class_id,
+        course_code="ENG5",
+        matches=tuple(
+            EssayMatch(e, (Suggestion(s, c, ("name",)),) if s is not None else ())
+            for e, s, c in essays
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- classes
+
+
+async def test_class_is_stored_scoped_by_owner_and_announced(backend: Backend) -> None:
+    b = backend
+    cls = await new_class(b, "  Åsa 9A ")
+
+    got = await get_class(b.rt, ctx(), cls.id)
+    assert (got.name, got.course_code, got.student_count) == ("Åsa 9A", "ENG5", 0)
+    assert got.created_at == b.clock.now()
+    assert got.created_at.tzinfo is not None
+    assert got.created_at.utcoffset() == timedelta(0)
+    with pytest.raises(NotFoundError):
+        await get_class(b.rt, ctx(T2), cls.id)
+    async with b.uow() as uow:
+        assert await uow.classes.get(T2, cls.id) is None
+        unscoped = await uow.classes.get_unscoped(cls.id)
+        assert unscoped is not None
+        assert unscoped.owner_id == T1
+        assert await uow.classes.get_unscoped(uuid4()) is None
+        assert set(await uow.classes.get_many(T1, [cls.id, uuid4()])) == {cls.id}
+        assert await uow.classes.get_many(T2, [cls.id]) == {}
+
+    messages = await b.messages()
+    assert [(m.topic, m.key) for m in messages] == [
+        (CLASS_CREATED, str(cls.id)),
+        (TEACHER_NOTIFICATION, T1),
+    ]
+    created = data(messages[0])
+    assert created["class_designation"] == "Åsa 9A"
+    assert created["course_codes"] == ["ENG5"]
+    assert messages[0].created_at == b.clock.now()
+    assert dict(messages[0].headers)["event_id"] == str(messages[0].event_id)
+    assert [n.notification_type for n in b.notifier.sent] == ["class_created"]
+
+
+async def test_invalid_course_codes_write_nothing(backend: Backend) -> None:
+    b = backend
+    with pytest.raises(MultipleCourseError):
+        await create_class(b.rt, ctx(), CreateClass("9A", ["ENG5", "SV1"]))
+    with pytest.raises(CourseNotFoundError):
+        await create_class(b.rt, ctx(), CreateClass("9A", ["XX9"]))
+    page = await list_classes(b.rt, ctx(), ClassQuery.build())
+    assert page.total == 0
+    assert page.items == ()
+    assert await b.messages() == []
+    assert b.notifier.sent == []
+
+
+async def test_class_list_orders_filters_and_counts(backend: Backend) -> None:
+    b = backend
+    first = await new_class(b, "ÅSA 9A", "ENG5")
+    b.clock.advance(minutes=1)
+    second = await new_class(b, "Bertil", "SV1")
+    b.clock.advance(minutes=1)
+    # Same created_at: the id (descending) breaks the tie.
+    tie_a = await new_class(b, "åsa extra", "ENG5")
+    tie_b = await new_class(b, "100% Svenska", "SV2")
+    await new_class(b, "Åsa elsewhere", "ENG5", owner=T2)
+
+    page = await list_classes(b.rt, ctx(), ClassQuery.build())
+    ties = sorted([tie_a.id, tie_b.id], reverse=True)
+    assert [c.id for c in page.items] == [*ties, second.id, first.id]
+    assert page.total == 4
+
+    folded = await list_classes(b.rt, ctx(), ClassQuery.build(q="åsa"))
+    assert {c.id for c in folded.items} == {first.id, tie_a.id}
+    assert folded.total == 2
+    assert (await list_classes(b.rt, ctx(), ClassQuery.build(q="ASA 9"))).total == 1
+    literal = await list_classes(b.rt, ctx(), ClassQuery.build(q="0%"))
+    assert [c.id for c in literal.items] == [tie_b.id]
+    assert (await list_classes(b.rt, ctx(), ClassQuery.build(q="_"))).total == 0
+
+    by_course = await list_classes(b.rt, ctx(), ClassQuery.build(course_code="ENG5"))
+    assert [c.id for c in by_course.items] == [tie_a.id, first.id]
+
+    since = await list_classes(b.rt, ctx(), ClassQuery.build(updated_since=second.updated_at))
+    assert {c.id for c in since.items} == {second.id, tie_a.id, tie_b.id}
+
+    window = await list_classes(b.rt, ctx(), ClassQuery.build(limit=2, offset=1))
+    assert [c.id for c in window.items] == [ties[1], second.id]
+    assert (window.total, window.limit, window.offset) == (4, 2, 1)
+    beyond = await list_classes(b.rt, ctx(), ClassQuery.build(limit=2, offset=10))
+    assert beyond.items == ()
+    assert beyond.total == 4
+
+    async with b.uow() as uow:
+        found = await uow.classes.find_by_name(T1, "  åsa EXTRA ")
+        assert [c.id for c in found] == [tie_a.id]
+        assert await uow.classes.find_by_name(T2, "åsa extra") == []
+
+
+async def test_class_update_publishes_only_real_changes(backend: Backend) -> None:
+    b = backend
+    cls = await new_class(b)
+    b.clock.advance(minutes=5)
+
+    unchanged = await update_class(b.rt, ctx(), cls.id, UpdateClass())
+    same = await update_class(b.rt, ctx(), cls.id, UpdateClass(name="9A", course_codes=["ENG5"]))
+    assert unchanged.updated_at == same.updated_at == cls.updated_at
+    assert len(await b.messages()) == 2
+
+    await update_class(b.rt, ctx(), cls.id, UpdateClass(name="9B"))
+    await update_class(b.rt, ctx(), cls.id, UpdateClass(course_codes=["SV3"]))
+    got = await get_class(b.rt, ctx(), cls.id)
+    assert (got.name, got.course_code, got.updated_at) == ("9B", "SV3", b.clock.now())
+    updates = [m for m in await b.messages() if m.topic == CLASS_UPDATED]
+    assert [(data(m)["class_designation"], data(m)["course_codes"]) for m in updates] == [
+        ("9B", None),
+        (None, ["SV3"]),
+    ]
+    with pytest.raises(NotFoundError):
+        await update_class(b.rt, ctx(T2), cls.id, UpdateClass(name="mine"))
+    assert (await list_classes(b.rt, ctx(), ClassQuery.build(q="9b"))).total == 1
+
+
+async def test_class_delete_keeps_students_and_refuses_while_batches_exist(
+    backend: Backend,
+) -> None:
+    b = backend
+    cls = await new_class(b)
+    kept = await new_class(b, "8C")
+    student = await new_student(b, class_ids=(cls.id, kept.id))
+    b.clock.advance(minutes=1)
+    before = len(await b.messages())
+
+    with pytest.raises(NotFoundError):
+        await delete_class(b.rt, ctx(T2), cls.id)
+    await delete_class(b.rt, ctx(), cls.id)
+
+    with pytest.raises(NotFoundError):
+        await get_class(b.rt, ctx(), cls.id)
+    left = await get_student(b.rt, ctx(), student.id)
+    assert left.class_ids == (kept.id,)
+    assert left.updated_at == b.clock.now()
+    after = (await b.messages())[before:]
+    assert [(m.topic, m.key) for m in after] == [(CLASS_DELETED, str(cls.id))]
+
+    await ingest_suggestions(b.rt, suggestions(uuid4(), kept.id, (uuid4(), student.id, 0.9)))
+    with pytest.raises(ResourceInUseError):
+        await delete_class(b.rt, ctx(), kept.id)
+    assert (await get_class(b.rt, ctx(), kept.id)).student_count == 1
+
+
+# --------------------------------------------------------------------------- students
+
+
+async def test_student_with_classes_is_stored_and_announced(backend: Backend) -> None:
+    b = backend
+    c1 = await new_class(b, "9A")
+    c2 = await new_class(b, "9B")
+    before = len(await b.messages())
+    student = await new_student(b, "Åke", "Öberg", " Ake@Example.COM ", (c2.id, c1.id))
+
+    got = await get_student(b.rt, ctx(), student.id)
+    assert got.email == "ake@example.com"
+    assert got.class_ids == tuple(sorted([c1.id, c2.id]))
+    assert (got.first_name, got.last_name, got.is_placeholder) == ("Åke", "Öberg", False)
+    assert (await get_class(b.rt, ctx(), c1.id)).student_count == 1
+    with pytest.raises(NotFoundError):
+        await get_student(b.rt, ctx(T2), student.id)
+
+    after = (await b.messages())[before:]
+    assert [(m.topic, m.key) for m in after] == [
+        (STUDENT_CREATED, str(student.id)),
+        (TEACHER_NOTIFICATION, T1),
+        (TEACHER_NOTIFICATION, T1),
+    ]
+    assert data(after[0])["class_ids"] == [str(c2.id), str(c1.id)]
+    assert data(after[0])["student_email"] == "ake@example.com"
+    assert [n.notification_type for n in b.notifier.sent[-2:]] == ["student_added_to_class"] * 2
+
+    with pytest.raises(NotFoundError):
+        await new_student(b, "X", "Y", class_ids=(c1.id,), owner=T2)
+
+
+async def test_email_is_unique_per_owner(backend: Backend) -> None:
+    b = backend
+    first = await new_student(b, email="a@x.se")
+    with pytest.raises(DuplicateStudentEmailError):
+        await new_student(b, "Other", "Person", email=" A@X.se ")
+    await new_student(b, "Other", "Owner", email="a@x.se", owner=T2)
+    # Without the use case's pre-check (a concurrent insert): the adapter itself refuses.
+    with pytest.raises(DuplicateStudentEmailError):
+        async with b.uow() as uow:
+            await uow.students.add(student_at(T1, "Race", "Condition", b.clock.now(), "a@x.se"))
+    second = await new_student(b, "Bo", "Ek", email="b@x.se")
+    with pytest.raises(DuplicateStudentEmailError):
+        await update_student(b.rt, ctx(), second.id, UpdateStudent(email="a@x.se"))
+    with pytest.raises(DuplicateStudentEmailError):  # noqa: PT012 - one transaction
+        async with b.uow() as uow:
+            second.email = "a@x.se"
+            await uow.students.update_many([second])
+    page = await list_students(b.rt, ctx(), StudentQuery.build())
+    assert page.total == 2
+    assert {s.email for s in page.items} == {"a@x.se", "b@x.se"}
+    assert (await get_student(b.rt, ctx(), first.id)).email == "a@x.se"
+
+
+async def test_student_list_orders_by_code_point_and_filters(backend: Backend) -> None:
+    b = backend
+    cls = await new_class(b)
+    zeta = await new_student(b, "Anna", "Zeta", "zeta@x.se", (cls.id,))
+    adam_b = await new_student(b, "Bo", "adam")
+    adam_a = await new_student(b, "Al", "adam", class_ids=(cls.id,))
+    b.clock.advance(minutes=1)
+    adahl = await new_student(b, "Åsa", "Ådahl", "asa.adahl@skola.se")
+    ost = await create_student(
+        b.rt,
+        ctx(),
+        CreateStudent(PersonName("Per", "Östlund", "Per Ludvig Östlund"), None, (cls.id,)),
+    )
+    await new_student(b, "Zed", "Aaa", owner=T2)
+
+    page = await list_students(b.rt, ctx(), StudentQuery.build())
+    # Code-point order: "Z" < "a" < "Å" < "Ö" (no locale collation).
+    assert [s.id for s in page.items] == [zeta.id, adam_a.id, adam_b.id, adahl.id, ost.id]
+    assert page.total == 5
+    assert page.items[0].class_ids == (cls.id,)
+
+    def ids(p: object) -> list[UUID]:
+        return [s.id for s in p.items]  # type: ignore[attr-defined]
+
+    assert ids(await list_students(b.rt, ctx(), StudentQuery.build(q="ASA"))) == [adahl.id]
+    assert ids(await list_students(b.rt, ctx(), StudentQuery.build(q="skola.se"))) == [adahl.id]
+    assert ids(await list_students(b.rt, ctx(), StudentQuery.build(q="ludvig"))) == [ost.id]
+    in_class = await list_students(b.rt, ctx(), StudentQuery.build(class_id=cls.id))
+    assert ids(in_class) == [zeta.id, adam_a.id, ost.id]
+    assert in_class.total == 3
+    since = await list_students(b.rt, ctx(), StudentQuery.build(updated_since=adahl.updated_at))
+    assert ids(since) == [adahl.id, ost.id]
+    window = await list_students(b.rt, ctx(), StudentQuery.build(limit=2, offset=2))
+    assert ids(window) == [adam_b.id, adahl.id]
+    assert window.total == 5
+    beyond = await list_students(b.rt, ctx(), StudentQuery.build(offset=50))
+    assert beyond.items == ()
+    assert beyond.total == 5
+    with pytest.raises(NotFoundError):
+        await list_students(b.rt, ctx(T2), StudentQuery.build(class_id=cls.id))
+
+    roster = await get_roster(b.rt, T1, cls.id)
+    assert [s.id for s in roster] == [zeta.id, adam_a.id, ost.id]
+    assert [s.id for s in await get_roster(b.rt, None, cls.id)] == [s.id for s in roster]
+    with pytest.raises(NotFoundError):
+        await get_roster(b.rt, T2, cls.id)
+
+
+async def test_student_update_applies_and_publishes_real_changes(backend: Backend) -> None:
+    b = backend
+    c1 = await new_class(b, "9A")
+    c2 = await new_class(b, "9B")
+    student = await new_student(b, email="s@x.se", class_ids=(c1.id,))
+    before = len(await b.messages())
+    b.clock.advance(minutes=3)
+
+    await update_student(b.rt, ctx(), student.id, UpdateStudent(first_name="Ada"))
+    await update_student(b.rt, ctx(), student.id, UpdateStudent(add_class_ids=[c1.id]))
+    assert len(await b.messages()) == before
+
+    updated = await update_student(
+        b.rt,
+        ctx(),
+        student.id,
+        UpdateStudent(last_name="King", email=None, add_class_ids=[c2.id, c1.id]),
+    )
+    got = await get_student(b.rt, ctx(), student.id)
+    assert (got.last_name, got.email, got.updated_at) == ("King", None, b.clock.now())
+    assert got.class_ids == tuple(sorted([c1.id, c2.id]))
+    assert set(updated.class_ids) == set(got.class_ids)
+    b.clock.advance(minutes=1)
+    await update_student(b.rt, ctx(), student.id, UpdateStudent(remove_class_ids=[c1.id]))
+    assert (await get_student(b.rt, ctx(), student.id)).class_ids == (c2.id,)
+
+    after = (await b.messages())[before:]
+    assert [m.topic for m in after] == [STUDENT_UPDATED, TEACHER_NOTIFICATION, STUDENT_UPDATED]
+    first, second = data(after[0]), data(after[2])
+    assert first["add_class_ids"] == [str(c2.id)]
+    assert first["remove_class_ids"] is None
+    assert first["student_email"] is None
+    assert first["last_name"] == "King"
+    assert second["remove_class_ids"] == [str(c1.id)]
+    assert second["add_class_ids"] is None
+    assert (await list_students(b.rt, ctx(), StudentQuery.build(q="king"))).total == 1
+    assert (await list_students(b.rt, ctx(), StudentQuery.build(q="s@x.se"))).total == 0
+
+
+async def test_student_delete_and_in_use(backend: Backend) -> None:
+    b = backend
+    cls = await new_class(b)
+    gone = await new_student(b, "Gone", "Away", class_ids=(cls.id,))
+    used = await new_student(b, "Used", "Bysuggestion", class_ids=(cls.id,))
+    before = len(await b.messages())
+
+    await delete_student(b.rt, ctx(), gone.id)
+    with pytest.raises(NotFoundError):
+        await get_student(b.rt, ctx(), gone.id)
+    after = (await b.messages())[before:]
+    assert [(m.topic, m.key) for m in after] == [(STUDENT_DELETED, str(gone.id))]
+    assert data(after[0])["class_ids"] == [str(cls.id)]
+    assert (await get_class(b.rt, ctx(), cls.id)).student_count == 1
+
+    await ingest_suggestions(b.rt, suggestions(uuid4(), cls.id, (uuid4(), used.id, 0.4)))
+    with pytest.raises(ResourceInUseError):
+        await delete_student(b.rt, ctx(), used.id)
+    with pytest.raises(NotFoundError):
+        await delete_student(b.rt, ctx(T2), used.id)
+    assert (await get_student(b.rt, ctx(), used.id)).class_ids == (cls.id,)
+
+
+async def test_student_repository_methods(backend: Backend) -> None:
+    b = backend
+    c1 = await new_class(b, "9A")
+    c2 = await new_class(b, "9B")
+    now = b.clock.now()
+    s1 = student_at(T1, "Ann", "Berg", now, "ann@x.se", (c1.id,))
+    s2 = student_at(T1, "Bea", "Berg", now, "bea@x.se", (c1.id, c2.id))
+    s3 = student_at(T2, "Cai", "Dahl", now, "ann@x.se")
+    async with b.uow() as uow:
+        await uow.students.add_many([s1, s2, s3])
+        await uow.commit()
+
+    async with b.uow() as uow:
+        by_email = await uow.students.by_emails(T1, ["ann@x.se", "bea@x.se", "nobody@x.se"])
+        assert {e: s.id for e, s in by_email.items()} == {"ann@x.se": s1.id, "bea@x.se": s2.id}
+        assert by_email["bea@x.se"].class_ids == tuple(sorted([c1.id, c2.id]))
+        assert await uow.students.by_emails(T1, []) == {}
+        many = await uow.students.get_unscoped_many([s1.id, s3.id, uuid4()])
+        assert set(many) == {s1.id, s3.id}
+        assert many[s3.id].owner_id == T2
+
+        await uow.students.add_memberships([(c2.id, s1.id), (c1.id, s1.id)])  # one exists
+        await uow.students.remove_memberships([(c1.id, s2.id), (c2.id, s3.id)])
+        later = now + timedelta(hours=1)
+        await uow.students.touch([s1.id], later)
+        s2.first_name, s2.updated_at = "Beata", later
+        await uow.students.update_many([s2])
+        assert await uow.students.members_among(c1.id, [s1.id, s2.id, s3.id]) == {s1.id}
+        assert await uow.students.members_among(c1.id, []) == set()
+        assert [s.id for s in await uow.students.roster(c2.id)] == [s1.id, s2.id]
+        await uow.commit()
+
+    async with b.uow() as uow:
+        one = await uow.students.get(T1, s1.id)
+        assert one is not None
+        assert one.updated_at == now + timedelta(hours=1)
+        assert one.class_ids == tuple(sorted([c1.id, c2.id]))
+        two = await uow.students.get(T1, s2.id)
+        assert two is not None
+        assert (two.first_name, two.class_ids) == ("Beata", (c2.id,))
+        assert await uow.students.get(T1, s3.id) is None
+        removed = await uow.students.remove_class_memberships(c2.id)
+        assert removed == sorted([s1.id, s2.id])
+        assert await uow.students.remove_class_memberships(c2.id) == []
+        # Not committed: rolled back on leaving.
+    async with b.uow() as uow:
+        assert len(await uow.students.roster(c2.id)) == 2
+
+
+async def test_placeholder_is_created_once_and_hidden_from_counts(backend: Backend) -> None:
+    b = backend
+    cls = await new_class(b)
+    member = await new_student(b, class_ids=(cls.id,))
+    now = b.clock.now()
+    candidate = Student(
+        uuid4(), T1, "UNKNOWN", "STUDENT", None, f"unknown.{cls.id}@huleedu.system", now, now
+    )
+    async with b.uow() as uow:
+        assert await uow.students.placeholder(cls.id) is None
+        assert await uow.students.add_placeholder(candidate, cls.id) is True
+        other = Student(uuid4(), T1, "UNKNOWN", "STUDENT", None, None, now, now)
+        assert await uow.students.add_placeholder(other, cls.id) is False
+        await uow.commit()
+
+    async with b.uow() as uow:
+        placeholder = await uow.students.placeholder(cls.id)
+        assert placeholder is not None
+        assert placeholder.id == candidate.id
+        assert placeholder.is_placeholder
+        assert placeholder.class_ids == (cls.id,)
+        assert await uow.students.members_among(cls.id, [candidate.id, member.id]) == {member.id}
+        assert [s.id for s in await uow.students.roster(cls.id)] == [member.id]
+    assert (await get_class(b.rt, ctx(), cls.id)).student_count == 1
+    listed = await list_students(b.rt, ctx(), StudentQuery.build(class_id=cls.id))
+    assert {(s.id, s.is_placeholder) for s in listed.items} == {
+        (member.id, False),
+        (candidate.id, True),
+    }
+    with pytest.raises(ResourceInUseError):
+        await update_student(b.rt, ctx(), candidate.id, UpdateStudent(first_name="X"))
+    with pytest.raises(ResourceInUseError):
+        await delete_student(b.rt, ctx(), candidate.id)
+
+
+# --------------------------------------------------------------------------- transactions
+
+
+async def test_failure_after_a_write_rolls_back_change_and_events(backend: Backend) -> None:
+    b = backend
+    now = b.clock.now()
+    cls = SchoolClass(uuid4(), T1, "Doomed", "ENG5", now, now)
+    event = ClassCreatedV1(cls.id, cls.name, ("ENG5",), T1, uuid4(), now)
+    message = build_outbox_message(event, event_id=uuid4(), correlation_id=uuid4(), at=now)
+
+    with pytest.raises(RuntimeError, match="boom"):  # noqa: PT012 - one transaction
+        async with b.uow() as uow:
+            await uow.classes.add(cls)
+            await uow.outbox.add([message])
+            raise RuntimeError("boom")
+    async with b.uow() as uow:  # leaving without commit rolls back too
+        await uow.classes.add(cls)
+        await uow.outbox.add([message])
+
+    existing = await new_student(b, email="taken@x.se")
+    with pytest.raises(DuplicateStudentEmailError):  # noqa: PT012 - one transaction
+        async with b.uow() as uow:
+            await uow.classes.add(cls)
+            await uow.outbox.add([message])
+            await uow.students.add(student_at(T1, "Dup", "Licate", now, "taken@x.se"))
+            await uow.commit()
+
+    async with b.uow() as uow:
+        assert await uow.classes.get_unscoped(cls.id) is None
+    assert [m.topic for m in await b.messages()] == [STUDENT_CREATED]
+    assert (await list_students(b.rt, ctx(), StudentQuery.build())).items[0].id == existing.id
+
+
+async def test_inbox_claims_once_and_only_when_committed(backend: Backend) -> None:
+    b = backend
+    async with b.uow() as uow:
+        assert await uow.inbox.claim("consumer-a", "m1") is True
+        assert await uow.inbox.claim("consumer-a", "m1") is False
+        assert await uow.inbox.claim("consumer-b", "m1") is True
+        await uow.commit()
+    async with b.uow() as uow:
+        assert await uow.inbox.claim("consumer-a", "m1") is False
+        assert await uow.inbox.claim("consumer-a", "m2") is True  # rolled back
+    async with b.uow() as uow:
+        assert await uow.inbox.claim("consumer-a", "m2") is True
+        await uow.commit()
+
+
+# --------------------------------------------------------------------------- batches
+
+
+async def test_matching_lifecycle_through_the_repositories(backend: Backend) -> None:
+    b = backend
+    cls = await new_class(b)
+    ann = await new_student(b, "Ann", "A", class_ids=(cls.id,))
+    bo = await new_student(b, "Bo", "B", class_ids=(cls.id,))
+    outsider = await new_student(b, "Out", "Sider")
+    batch_id, e1, e2, e3 = uuid4(), uuid4(), uuid4(), uuid4()
+    msg = suggestions(
+        batch_id, cls.id, (e2, ann.id, 0.9), (e1, outsider.id, 0.99), (e3, bo.id, 0.5)
+    )
+
+    assert (await ingest_suggestions(b.rt, msg)).outcome is IngestOutcome.STORED
+    assert (await ingest_suggestions(b.rt, msg)).outcome is IngestOutcome.DUPLICATE
+    async with b.uow() as uow:
+        batch = await uow.batches.get(batch_id, lock=True)
+        assert batch is not None
+        assert batch.status is BatchStatus.PENDING
+        assert batch.deadline == b.clock.now() + timedelta(hours=24)
+        assocs = await uow.batches.associations(batch_id)
+        assert [a.essay_id for a in assocs] == sorted([e1, e2, e3])  # same created_at
+        by_essay = {a.essay_id: a for a in assocs}
+        assert by_essay[e1].suggested_student_id is None  # not a member: dropped
+        assert by_essay[e2].confidence_score == 0.9
+        assert by_essay[e2].match_reasons == ("name",)
+        assert set(await uow.batches.associations_by_essay([e1, uuid4()])) == {e1}
+        assert await uow.batches.class_has_batches(cls.id) is True
+        assert await uow.batches.class_has_batches(uuid4()) is False
+        assert await uow.batches.student_in_use(ann.id) is True
+        assert await uow.batches.student_in_use(outsider.id) is False
+        assert await uow.batches.class_info([batch_id, uuid4()]) == {batch_id: (cls.id, "9A")}
+        assert len(await uow.batches.pending_associations(2)) == 2
+        assert await uow.batches.get(uuid4()) is None
+
+    b.clock.advance(minutes=1)
+    result = await confirm_associations(
+        b.rt,
+        ctx(),
+        batch_id,
+        [ConfirmItem(e1, True, bo.id), ConfirmItem(e2, True), ConfirmItem(e3, False)],
+    )
+    assert (result.status, result.associations_confirmed, result.associations_rejected) == (
+        BatchStatus.FINALIZED,
+        2,
+        1,
+    )
+    async with b.uow() as uow:
+        batch = await uow.batches.get(batch_id)
+        assert batch is not None
+        assert batch.finalized_at == b.clock.now()
+        decided = await uow.batches.associations_by_essay([e1, e2, e3])
+        assert decided[e1].student_id == bo.id
+        assert decided[e1].validated_by == T1
+        assert decided[e2].validation_status is ValidationStatus.CONFIRMED
+        assert decided[e3].validation_status is ValidationStatus.REJECTED
+        assert decided[e2].validated_at == b.clock.now()
+        assert await uow.batches.pending_associations(10) == []
+        assert await uow.batches.student_in_use(bo.id) is True
+    confirmed = [m for m in await b.messages() if m.key == str(batch_id)]
+    assert len(confirmed) == 1
+
+
+async def test_timeout_sweep_claims_due_batches_and_makes_one_placeholder(
+    backend: Backend,
+) -> None:
+    b = backend
+    cls = await new_class(b)
+    ann = await new_student(b, "Ann", "A", class_ids=(cls.id,))
+    first, second, later = uuid4(), uuid4(), uuid4()
+    await ingest_suggestions(b.rt, suggestions(first, cls.id, (uuid4(), ann.id, 0.95)))
+    await ingest_suggestions(b.rt, suggestions(second, cls.id, (uuid4(), None, 0.0)))
+    b.clock.advance(hours=2)
+    await ingest_suggestions(b.rt, suggestions(later, cls.id, (uuid4(), ann.id, 0.2)))
+
+    b.clock.advance(hours=23)
+    async with b.uow() as uow:
+        due = await uow.batches.claim_due(b.clock.now(), 10)
+        assert {d.batch_id for d in due} == {first, second}
+        assert len(await uow.batches.claim_due(b.clock.now(), 1)) == 1
+    finalized = await expire_due_batches(b.rt)
+    assert {f.batch_id for f in finalized} == {first, second}
+    b.clock.advance(hours=2)
+    assert [f.batch_id for f in await expire_due_batches(b.rt)] == [later]
+    assert await expire_due_batches(b.rt) == []
+
+    placeholders = [m for m in await b.messages() if m.topic == STUDENT_CREATED]
+    assert len(placeholders) == 2  # Ann, then the one placeholder
+    async with b.uow() as uow:
+        placeholder = await uow.students.placeholder(cls.id)
+        assert placeholder is not None
+        assert data(placeholders[1])["student_id"] == str(placeholder.id)
+        for batch_id in (first, second, later):
+            batch = await uow.batches.get(batch_id)
+            assert batch is not None
+            assert batch.timeout_triggered
+            assert batch.is_finalized
+        assert await uow.batches.claim_due(FAR_FUTURE, 10) == []
+
+
+# --------------------------------------------------------------------------- outbox store
+
+
+def _message(key: str, at: datetime, topic_event: str = "a") -> OutboxMessage:
+    event = ClassCreatedV1(UUID(int=0), topic_event, ("ENG5",), key, uuid4(), at)
+    built = build_outbox_message(event, event_id=uuid4(), correlation_id=uuid4(), at=at)
+    return OutboxMessage(built.event_id, built.topic, key, built.payload, built.headers, at)
+
+
+async def test_outbox_store_keeps_order_per_key(backend: Backend) -> None:
+    b = backend
+    now = b.clock.now()
+    a1, b1, a2, c1, b2 = (_message(k, now) for k in ("a", "b", "a", "c", "b"))
+    async with b.uow() as uow:
+        await uow.outbox.add([a1, b1, a2, c1, b2])
+        await uow.commit()
+
+    ready = await b.store.fetch_ready(now, 100)
+    assert [r.message.event_id for r in ready] == [m.event_id for m in (a1, b1, a2, c1, b2)]
+    assert [r.seq for r in ready] == sorted(r.seq for r in ready)
+    assert next(r.message for r in ready) == a1
+    assert [r.message.event_id for r in await b.store.fetch_ready(now, 2)] == [
+        a1.event_id,
+        b1.event_id,
+    ]
+    seq = {r.message.event_id: r.seq for r in ready}
+
+    # a1 waits for a retry: a2 waits behind it, other keys flow.
+    await b.store.record_failure(
+        seq[a1.event_id], "broker said no", now + timedelta(minutes=1), False
+    )
+    assert [r.message.key for r in await b.store.fetch_ready(now, 100)] == ["b", "c", "b"]
+    retried = await b.store.fetch_ready(now + timedelta(minutes=1), 100)
+    assert [(r.message.key, r.attempts) for r in retried][:2] == [("a", 1), ("b", 0)]
+
+    # b1 is dead: b2 is held back for good, until retry_dead.
+    await b.store.record_failure(seq[b1.event_id], "poison", now, True)
+    await b.store.mark_published([seq[c1.event_id]], now)
+    later = now + timedelta(hours=1)
+    assert [r.message.event_id for r in await b.store.fetch_ready(later, 100)] == [
+        a1.event_id,
+        a2.event_id,
+    ]
+    status = await b.store.status(later)
+    assert (status.pending, status.dead, status.published) == (3, 1, 1)
+    assert status.oldest_pending_age_seconds == pytest.approx(3600.0)
+
+    assert await b.store.retry_dead(later) == 1
+    assert await b.store.retry_dead(later) == 0
+    back = await b.store.fetch_ready(later, 100)
+    assert [(r.message.event_id, r.attempts) for r in back] == [
+        (a1.event_id, 1),
+        (b1.event_id, 0),
+        (a2.event_id, 0),
+        (b2.event_id, 0),
+    ]
+    await b.store.mark_published([r.seq for r in back], later)
+    final = await b.store.status(later)
+    assert (final.pending, final.dead, final.published, final.oldest_pending_age_seconds) == (
+        0,
+        0,
+        5,
+        None,
+    )
+    assert await b.store.purge_published(later) == 1  # only c1 was published before
+    assert await b.store.purge_published(later + timedelta(seconds=1)) == 4
+    assert await b.store.fetch_ready(FAR_FUTURE, 100) == []
+
+
+async def test_outbox_leadership_on_a_single_store(backend: Backend) -> None:
+    async with backend.store.leadership() as leader:
+        assert leader is True
+
+
+# --------------------------------------------------------------------------- PostgreSQL only
+
+
+async def _pg_class(engine: AsyncEngine, clock: FixedClock | None = None) -> SchoolClass:
+    rt = build_sql_runtime(engine, clock=clock or FixedClock())
+    return await create_class(rt, ctx(), CreateClass("9A", ["ENG5"]))
+
+
+async def test_pg_placeholder_is_unique_under_concurrency(clean_pg: AsyncEngine) -> None:
+    cls = await _pg_class(clean_pg)
+    factory = SqlUnitOfWorkFactory(clean_pg)
+    now = datetime.now(UTC)
+
+    def candidate() -> Student:
+        return Student(uuid4(), T1, "UNKNOWN", "STUDENT", None, None, now, now)
+
+    async with factory() as first, factory() as second:
+        assert await first.students.add_placeholder(candidate(), cls.id) is True
+        waiting = asyncio.create_task(second.students.add_placeholder(candidate(), cls.id))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # blocked on the unique index until the first commits
+        await first.commit()
+        assert await waiting is False
+        await second.commit()
+
+    results = await asyncio.gather(
+        *(_add_placeholder(factory, cls2.id, candidate()) for cls2 in [cls] * 4)
+    )
+    assert results == [False] * 4
+    async with factory() as uow:
+        found = await uow.students.placeholder(cls.id)
+        assert found is not None
+        assert found.class_ids == (cls.id,)
+
+
+async def _add_placeholder(factory: SqlUnitOfWorkFactory, class_id: UUID, s: Student) -> bool:
+    async with factory() as uow:
+        created = await uow.students.add_placeholder(s, class_id)
+        await uow.commit()
+        return created
+
+
+async def test_pg_concurrent_sweeps_finalize_each_batch_once(clean_pg: AsyncEngine) -> None:
+    clock = FixedClock()
+    cls = await _pg_class(clean_pg, clock)
+    rt = build_sql_runtime(clean_pg, clock=clock)
+    batch_ids = [uuid4() for _ in range(6)]
+    for batch_id in batch_ids:
+        await ingest_suggestions(rt, suggestions(batch_id, cls.id, (uuid4(), None, 0.0)))
+    clock.advance(hours=25)
+
+    runs = await asyncio.gather(*(expire_due_batches(rt, per_transaction=1) for _ in range(3)))
+    finalized = [f.batch_id for run in runs for f in run]
+    assert sorted(finalized) == sorted(batch_ids)
+    store = SqlOutboxStore(clean_pg)
+    messages = [m.message for m in await store.fetch_ready(FAR_FUTURE, 1000)]
+    assert sum(1 for m in messages if m.topic == STUDENT_CREATED) == 1
+    assert sorted(m.key for m in messages if "associations" in m.topic) == sorted(
+        str(b) for b in batch_ids
+    )
+
+
+async def test_pg_claim_due_skips_batches_locked_elsewhere(clean_pg: AsyncEngine) -> None:
+    cls = await _pg_class(clean_pg)
+    now = datetime.now(UTC)
+    factory = SqlUnitOfWorkFactory(clean_pg)
+    async with factory() as uow:
+        for i in range(4):
+            await uow.batches.add(
+                Batch(
+                    uuid4(),
+                    cls.id,
+                    T1,
+                    "ENG5",
+                    BatchStatus.PENDING,
+                    now - timedelta(minutes=i),
+                    now,
+                    now,
+                )
+            )
+        await uow.commit()
+
+    async with factory() as first, factory() as second:
+        mine = await first.batches.claim_due(now, 2)
+        theirs = await asyncio.wait_for(second.batches.claim_due(now, 10), 5)
+        assert len(mine) == 2
+        assert len(theirs) == 2
+        assert {b.batch_id for b in mine}.isdisjoint(b.batch_id for b in theirs)
+        # A locked get waits for the other transaction.
+        blocked = asyncio.create_task(second.batches.get(mine[0].batch_id, lock=True))
+        await asyncio.sleep(0.3)
+        assert not blocked.done()
+        await first.commit()
+        assert (await asyncio.wait_for(blocked, 5)) is not None
+
+
+async def test_pg_outbox_commit_callback_and_notify_wakeups(clean_pg: AsyncEngine) -> None:
+    calls: list[int] = []
+    rt = build_sql_runtime(clean_pg, on_outbox_commit=lambda: calls.append(1))
+    wakeups = OutboxWakeups(clean_pg)
+    try:
+        await wakeups.wait(0.01)  # starts listening (and looks once)
+        assert wakeups.listening
+        started = asyncio.get_running_loop().time()
+        await wakeups.wait(0.2)
+        assert asyncio.get_running_loop().time() - started >= 0.15  # nothing to see
+
+        waiter = asyncio.create_task(wakeups.wait(10))
+        await asyncio.sleep(0.1)
+        await create_class(rt, ctx(), CreateClass("9A", ["ENG5"]))
+        await asyncio.wait_for(waiter, 5)
+        assert calls == [1]
+
+        await list_classes(rt, ctx(), ClassQuery.build())  # read only: no call
+        with pytest.raises(MultipleCourseError):
+            await create_class(rt, ctx(), CreateClass("9A", ["ENG5", "SV1"]))
+        assert calls == [1]
+
+        wakeups.notify()  # in-process hint
+        started = asyncio.get_running_loop().time()
+        await wakeups.wait(5)
+        assert asyncio.get_running_loop().time() - started < 1
+    finally:
+        await wakeups.close()
+
+
+async def test_pg_outbox_leadership_is_exclusive(clean_pg: AsyncEngine) -> None:
+    one, two = SqlOutboxStore(clean_pg), SqlOutboxStore(clean_pg)
+    async with one.leadership() as leader:
+        assert leader is True
+        async with two.leadership() as other:
+            assert other is False
+    async with two.leadership() as leader_now:
+        assert leader_now is True
+
+
+async def test_pg_constraints_become_core_errors(clean_pg: AsyncEngine) -> None:
+    rt = build_sql_runtime(clean_pg)
+    cls = await _pg_class(clean_pg)
+    student = await create_student(rt, ctx(), CreateStudent(PersonName("A", "B"), None, [cls.id]))
+    await ingest_suggestions(rt, suggestions(uuid4(), cls.id, (uuid4(), student.id, 0.9)))
+    now = datetime.now(UTC)
+    factory = SqlUnitOfWorkFactory(clean_pg)
+    with pytest.raises(ResourceInUseError):  # memberships and batches reference it
+        async with factory() as uow:
+            await uow.classes.delete(cls.id)
+    with pytest.raises(ResourceInUseError):  # noqa: PT012 - an association names the student
+        async with factory() as uow:
+            await uow.students.remove_memberships([(cls.id, student.id)])
+            await uow.students.delete(student.id)
+    with pytest.raises(CourseNotFoundError):
+        async with factory() as uow:
+            await uow.classes.add(SchoolClass(uuid4(), T1, "X", "NOPE", now, now))
+    with pytest.raises(NotFoundError):
+        async with factory() as uow:
+            await uow.students.add_memberships([(uuid4(), student.id)])
+    assert (await get_class(rt, ctx(), cls.id)).student_count == 1
+
+
+@pytest.fixture
+async def dead_engine() -> AsyncIterator[AsyncEngine]:
+    engine = create_engine("postgresql://postgres@127.0.0.1:1/nothing")
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def test_unreachable_database_is_dependency_unavailable(dead_engine: AsyncEngine) -> None:
+    with pytest.raises(DependencyUnavailableError):
+        await ping(dead_engine)
+    rt = build_sql_runtime(dead_engine)
+    with pytest.raises(DependencyUnavailableError):
+        await create_class(rt, ctx(), CreateClass("9A", ["ENG5"]))
+    with pytest.raises(DependencyUnavailableError):
+        await SqlOutboxStore(dead_engine).status(datetime.now(UTC))
+    with pytest.raises(DependencyUnavailableError):
+        async with SqlOutboxStore(dead_engine).leadership():
+            pass
+    wakeups = OutboxWakeups(dead_engine)
+    await wakeups.wait(0.05)  # never raises: polling is the fallback
+    assert not wakeups.listening
+    await wakeups.close()
+
+
+async def test_server_side_disconnect_is_dependency_unavailable(
+    pg_database_factory: object, pg_server_url: str
+) -> None:
+    import asyncpg
+
+    url = await pg_database_factory(migrated=True)  # type: ignore[operator]
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    try:
+        await ping(engine)
+        admin = await asyncpg.connect(pg_server_url)
+        try:
+            name = url.rsplit("/", 1)[1]
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                name,
+            )
+        finally:
+            await admin.close()
+        rt = build_sql_runtime(engine)
+        with pytest.raises(DependencyUnavailableError):
+            await list_classes(rt, ctx(), ClassQuery.build())
+        await ping(engine)  # the pool recovers on its own
+    finally:
+        await engine.dispose()
