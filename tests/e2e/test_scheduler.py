@@ -176,4 +176,5 @@ async def test_scheduler_refuses_unmigrated_database(
     proc = subprocess.run([SCHEDULER], env=_env(url), capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "class-admin db upgrade" in lines[0]
+    assert len(lines) == 1
+    assert "class-admin db upgrade" in lines[0]
