@@ -26,7 +26,7 @@ check: $(STAMP) lint typecheck imports
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff format --check packages apps tests bench examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
