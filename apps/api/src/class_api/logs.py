@@ -1,60 +1,20 @@
-"""Process logging: one line per record on stderr, JSON (``LOG_FORMAT=json``) or console."""
+"""Process logging of the API: the shared set-up plus uvicorn's loggers routed through it."""
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
-from datetime import UTC, datetime
-from typing import Any
 
+from class_core import logging_setup
 from class_core.settings import Settings
-
-# Attributes every LogRecord has; anything else was passed through ``extra=``.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {
-    "message",
-    "asctime",
-    "taskName",
-    "color_message",  # uvicorn's ANSI-coloured duplicate of the message
-}
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
-
-
-class ConsoleFormatter(logging.Formatter):
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        extra = {k: v for k, v in vars(record).items() if k not in _STANDARD}
-        if extra:
-            text += " " + " ".join(f"{k}={v}" for k, v in extra.items())
-        return text
 
 
 def configure_logging(settings: Settings) -> None:
-    """Replace the root logger's handlers with one stderr handler (idempotent)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if settings.log_format == "json" else ConsoleFormatter())
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(settings.log_level)
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # schema checks log every plugin
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    """Root logging as every app has it; uvicorn's loggers propagate to it, except the access
+    log, which stays off: its lines would carry query strings (names, emails)."""
+    logging_setup.configure_logging(settings.log_level, settings.log_format)
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False

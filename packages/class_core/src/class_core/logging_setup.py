@@ -1,4 +1,4 @@
-"""Process-wide logging for the apps: JSON lines (default) or console text.
+"""Process-wide logging for the apps: one line per record on stderr, JSON (default) or console.
 
 Only the standard library is used so that every app and embedding service can share it. Log
 records must never carry student data: pass ids, counts and error codes, not names or emails.
@@ -10,40 +10,54 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+# Attributes every LogRecord has; anything else was passed through ``extra=``.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",  # uvicorn's ANSI-coloured duplicate of the message
+}
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; ``extra={...}`` keys are included."""
 
     def format(self, record: logging.LogRecord) -> str:
-        payload: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+        entry: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                payload[key] = value if isinstance(value, str | int | float | bool) else str(value)
+        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
-            payload["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(payload, ensure_ascii=False)
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """Human-readable lines; ``extra`` keys appended as ``key=value``."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        extra = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        if extra:
+            text += " " + " ".join(f"{k}={v}" for k, v in extra.items())
+        return text
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    """Route the root logger to stderr in the chosen format (idempotent)."""
+    """Replace the root logger's handlers with one stderr handler (idempotent)."""
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     root = logging.getLogger()
-    for existing in list(root.handlers):
-        if getattr(existing, "_class_management", False):
-            root.removeHandler(existing)
-    handler._class_management = True  # type: ignore[attr-defined]
+    for old in list(root.handlers):
+        root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
     if level != "DEBUG":
