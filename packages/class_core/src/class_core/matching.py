@@ -39,12 +39,22 @@ class SuggestionsMessage:
     matches: tuple[EssayMatch, ...]
 
 
+def is_valid_confidence(value: float) -> bool:
+    """A confidence is a finite number in 0..1 (NaN is not)."""
+    return 0.0 <= value <= 1.0
+
+
 def best_suggestion(
     suggestions: Iterable[Suggestion], members: Collection[UUID]
 ) -> Suggestion | None:
-    """The highest-confidence suggestion whose student is a member (first wins a tie)."""
+    """The highest-confidence suggestion whose student is a member (first wins a tie).
+
+    A suggestion whose confidence is not a number in 0..1 is invalid and dropped (§4.1).
+    """
     best: Suggestion | None = None
     for suggestion in suggestions:
+        if not is_valid_confidence(suggestion.confidence_score):
+            continue
         if suggestion.student_id not in members:
             continue
         if best is None or suggestion.confidence_score > best.confidence_score:

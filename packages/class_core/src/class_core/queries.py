@@ -8,7 +8,7 @@ from uuid import UUID
 from attrs import frozen
 
 from class_core.errors import ValidationError
-from class_core.text import fold
+from class_core.text import fold, has_control
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
@@ -33,7 +33,7 @@ def _folded(q: str | None) -> str | None:
         return None
     if len(q) > MAX_QUERY_LENGTH:
         raise ValidationError.for_field("q", f"must be at most {MAX_QUERY_LENGTH} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in q):
+    if has_control(q):
         raise ValidationError.for_field("q", "must not contain control characters")
     folded = fold(q.strip())
     return folded or None

@@ -23,9 +23,13 @@ class MatchingPolicy:
 
     def __attrs_post_init__(self) -> None:
         if not self.timeout_hours >= 0:
-            raise ConfigurationError("ASSOCIATION_TIMEOUT_HOURS", "must be a number >= 0")
+            raise ConfigurationError(
+                "CLASS_MANAGEMENT_SERVICE_ASSOCIATION_TIMEOUT_HOURS", "must be a number >= 0"
+            )
         if not 0.0 <= self.confidence_threshold <= 1.0:
-            raise ConfigurationError("CONFIDENCE_THRESHOLD", "must be between 0 and 1")
+            raise ConfigurationError(
+                "CLASS_MANAGEMENT_SERVICE_CONFIDENCE_THRESHOLD", "must be between 0 and 1"
+            )
 
 
 @frozen

@@ -108,7 +108,9 @@ def database_kind(url: str) -> str:
     """``sqlite`` or ``postgresql`` for a database URL, else :class:`ConfigurationError`."""
     var = _name("DATABASE_URL")
     try:
-        scheme = urlsplit(url).scheme.lower()
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        _ = parts.port  # an unparsable port raises here, not at connect time
     except ValueError as exc:
         raise ConfigurationError(var, "is not a valid URL") from exc
     if scheme in {"postgresql", "postgres", "postgresql+asyncpg"}:
@@ -185,7 +187,9 @@ class _Reader:
         if value is None:
             return None
         try:
-            scheme = urlsplit(value).scheme.lower()
+            parts = urlsplit(value)
+            scheme = parts.scheme.lower()
+            _ = parts.port  # an unparsable port raises here, not at connect time
         except ValueError as exc:
             raise ConfigurationError(_name(var), "is not a valid URL") from exc
         if scheme not in schemes:

@@ -11,8 +11,12 @@ MAX_EMAIL_LENGTH = 254
 RESERVED_EMAIL_DOMAIN = "huleedu.system"
 
 
-def _has_control(value: str) -> bool:
+def has_control(value: str) -> bool:
+    """Whether the text holds a control character (Unicode category Cc, NUL and C1 included)."""
     return any(unicodedata.category(ch) == "Cc" for ch in value)
+
+
+_has_control = has_control
 
 
 def clean_name(value: str, field: str) -> str:

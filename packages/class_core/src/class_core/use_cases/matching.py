@@ -164,9 +164,23 @@ async def ingest_suggestions(rt: Runtime, msg: SuggestionsMessage) -> IngestResu
             elif current.batch_id != batch.batch_id:
                 ignored += 1
             elif current.is_pending:
-                current.suggested_student_id = best.student_id if best else None
-                current.confidence_score = best.confidence_score if best else None
-                current.match_reasons = best.match_reasons if best else ()
+                suggestion = (
+                    (best.student_id, best.confidence_score, best.match_reasons)
+                    if best
+                    else (None, None, ())
+                )
+                stored = (
+                    current.suggested_student_id,
+                    current.confidence_score,
+                    current.match_reasons,
+                )
+                if suggestion == stored:
+                    continue  # a replay of the same suggestion changes nothing
+                (
+                    current.suggested_student_id,
+                    current.confidence_score,
+                    current.match_reasons,
+                ) = suggestion
                 current.updated_at = now
                 changed.append(current)
         if new:

@@ -87,6 +87,25 @@ def clean_person_name(name: PersonName, prefix: str = "person_name") -> PersonNa
     )
 
 
+def _clean_name_and_email(name: PersonName, email: str | None) -> tuple[PersonName, str | None]:
+    """Validate names and email together so that one answer names every bad field."""
+    errors: list[FieldError] = []
+    cleaned_name: PersonName | None = None
+    cleaned_email: str | None = None
+    try:
+        cleaned_name = clean_person_name(name)
+    except ValidationError as exc:
+        errors.extend(exc.errors)
+    if email is not None:
+        try:
+            cleaned_email = clean_email(email)
+        except ValidationError as exc:
+            errors.extend(exc.errors)
+    if errors or cleaned_name is None:
+        raise ValidationError("Invalid student", errors)
+    return cleaned_name, cleaned_email
+
+
 def _unique(ids: Sequence[UUID]) -> list[UUID]:
     return list(dict.fromkeys(ids))
 
@@ -107,8 +126,7 @@ async def owned_classes(
 async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -> Student:
     """Create a student, optionally in classes; publishes ``StudentCreatedV1`` and tells the
     owner of each class joined."""
-    name = clean_person_name(cmd.person_name)
-    email = clean_email(cmd.email) if cmd.email is not None else None
+    name, email = _clean_name_and_email(cmd.person_name, cmd.email)
     class_ids = _unique(cmd.class_ids)
     now = rt.now()
     student = Student(
@@ -120,7 +138,7 @@ async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -
         email=email,
         created_at=now,
         updated_at=now,
-        class_ids=tuple(class_ids),
+        class_ids=tuple(sorted(class_ids)),
     )
     async with rt.uow() as uow:
         classes = await owned_classes(uow, ctx.user_id, class_ids)
@@ -174,12 +192,13 @@ async def update_student(
         raise ValidationError.for_field(
             "add_class_ids", "a class id may not be both added and removed"
         )
-    name = clean_person_name(
+    name, cleaned_email = _clean_name_and_email(
         PersonName(
             cmd.first_name if cmd.first_name is not None else "-",
             cmd.last_name if cmd.last_name is not None else "-",
             cmd.legal_full_name if isinstance(cmd.legal_full_name, str) else None,
-        )
+        ),
+        cmd.email if isinstance(cmd.email, str) else None,
     )
     first = name.first_name if cmd.first_name is not None else None
     last = name.last_name if cmd.last_name is not None else None
@@ -188,7 +207,7 @@ async def update_student(
         legal = name.legal_full_name
     email: str | _Unset | None = cmd.email
     if isinstance(email, str):
-        email = clean_email(email)
+        email = cleaned_email
     now = rt.now()
     async with rt.uow() as uow:
         student = await uow.students.get(ctx.user_id, student_id)
@@ -223,7 +242,9 @@ async def update_student(
             await uow.students.add_memberships([(c, student.id) for c in added])
         if removed:
             await uow.students.remove_memberships([(c, student.id) for c in removed])
-        student.class_ids = tuple([c for c in student.class_ids if c not in set(removed)] + added)
+        student.class_ids = tuple(
+            sorted([c for c in student.class_ids if c not in set(removed)] + added)
+        )
         events: list[DomainEvent] = [
             StudentUpdatedV1(
                 student.id,

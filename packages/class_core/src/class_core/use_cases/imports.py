@@ -1,0 +1,449 @@
+"""Roster import (contract §7): students from the records of a roster file.
+
+Students are matched by email per owner: a new email creates a student, a known one is
+updated only when its names differ or it joins a class it is not in yet (memberships are only
+ever added), anything else is left unchanged, so importing the same file twice changes nothing
+the second time. Records are validated like the API's input; a bad record is reported with
+the physical line where it starts and does not stop the others.
+
+Records are applied in chunks, one transaction each, through the repositories' bulk methods,
+with the API's events in the same transaction (``StudentCreatedV1``, ``StudentUpdatedV1`` and,
+for a class created on the way, ``ClassCreatedV1`` with its ``class_created`` notification) but
+no per-student teacher notifications (contract §5.2). A second occurrence of an email in the
+same import is a row error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from attrs import define, field, frozen
+
+from class_core import notifications
+from class_core.courses import COURSES_BY_CODE
+from class_core.errors import (
+    ConflictError,
+    DependencyUnavailableError,
+    NotFoundError,
+    ValidationError,
+)
+from class_core.events import (
+    ClassCreatedV1,
+    DomainEvent,
+    StudentCreatedV1,
+    StudentUpdatedV1,
+    TeacherNotification,
+)
+from class_core.model import SchoolClass, Student
+from class_core.ports import UnitOfWork
+from class_core.runtime import RequestContext, Runtime, record_events
+from class_core.text import clean_email, clean_name
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("first_name", "last_name", "email")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("legal_full_name", "class_name", "course_code")
+CLASS_COLUMNS: tuple[str, ...] = ("class_name", "course_code")
+DEFAULT_CHUNK_SIZE = 5000
+_YIELD_EVERY = 200
+# A chunk that lost a race (an email or class taken by a concurrent writer) is planned again.
+_CONFLICT_RETRIES = 3
+
+
+@frozen
+class RosterRow:
+    """One record as read: cells as given; ``None`` for a column the file does not have."""
+
+    line: int  # physical line (1-based) where the record starts
+    first_name: str
+    last_name: str
+    email: str
+    legal_full_name: str | None = None
+    class_name: str | None = None
+    course_code: str | None = None
+    read_errors: tuple[str, ...] = ()  # problems the reader found (e.g. too many cells)
+
+
+@frozen
+class RowError:
+    """Why one record was not imported: ``"field: message"`` lines."""
+
+    row: int
+    errors: tuple[str, ...]
+
+
+@frozen
+class ImportOptions:
+    class_id: UUID | None = None  # every student joins this class (the owner's)
+    dry_run: bool = False  # plan everything, write nothing
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+
+
+@define
+class ImportSummary:
+    """Outcome so far. After an interruption it covers the committed chunks only."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    errors: list[RowError] = field(factory=list)
+    classes_created: list[str] = field(factory=list)
+    rows: int = 0  # records handled (and, unless dry run, committed)
+    last_line: int = 0  # physical line of the last record handled
+
+
+class ImportInterruptedError(DependencyUnavailableError):
+    """The database went away mid-import; ``summary`` holds what was already committed."""
+
+    def __init__(self, summary: ImportSummary) -> None:
+        super().__init__(
+            f"The database became unreachable after {summary.rows} records "
+            f"(up to line {summary.last_line}) were applied"
+        )
+        self.summary = summary
+
+
+Progress = Callable[[ImportSummary], None]
+
+
+@frozen
+class _Valid:
+    line: int
+    first_name: str
+    last_name: str
+    email: str
+    legal_full_name: str | None  # None: keep what is stored (a new student gets none)
+    class_name: str | None
+    course_code: str | None
+
+
+@define
+class _Ambiguous:
+    count: int
+
+
+_ClassEntry = SchoolClass | _Ambiguous
+
+
+@define
+class _State:
+    """What the whole import remembers between chunks (only committed facts)."""
+
+    classes: dict[str, _ClassEntry] = field(factory=dict)  # casefolded name → class
+    emails: dict[str, int] = field(factory=dict)  # email → line that imported it
+    fixed_class: SchoolClass | None = None
+
+
+@define
+class _Plan:
+    """One chunk's decisions, written in one transaction."""
+
+    now: datetime
+    created: list[Student] = field(factory=list)
+    updated: list[Student] = field(factory=list)
+    memberships: list[tuple[UUID, UUID]] = field(factory=list)
+    events: list[DomainEvent] = field(factory=list)
+    new_classes: dict[str, SchoolClass] = field(factory=dict)
+    emails: dict[str, int] = field(factory=dict)
+    errors: list[RowError] = field(factory=list)
+    unchanged: int = 0
+
+
+def _clean(value: str, name: str, errors: list[str]) -> str:
+    try:
+        return clean_name(value, name)
+    except ValidationError as exc:
+        errors.extend(f"{e.field}: {e.message}" for e in exc.errors)
+        return ""
+
+
+def validate_row(row: RosterRow) -> _Valid | RowError:
+    """The API's rules for one record (names, email, class name, course code)."""
+    errors: list[str] = list(row.read_errors)
+    first = _clean(row.first_name, "first_name", errors)
+    last = _clean(row.last_name, "last_name", errors)
+    legal: str | None = None
+    if row.legal_full_name is not None and row.legal_full_name.strip():
+        legal = _clean(row.legal_full_name, "legal_full_name", errors)
+    email = ""
+    if not row.email.strip():
+        errors.append("email: is required (it identifies the student)")
+    else:
+        try:
+            email = clean_email(row.email)
+        except ValidationError as exc:
+            errors.extend(f"{e.field}: {e.message}" for e in exc.errors)
+    class_name: str | None = None
+    course: str | None = None
+    if row.class_name is not None and row.class_name.strip():
+        class_name = _clean(row.class_name, "class_name", errors)
+    if row.course_code is not None and row.course_code.strip():
+        course = row.course_code.strip()
+        if course not in COURSES_BY_CODE:
+            errors.append(f"course_code: unknown course code {course!r}")
+        if class_name is None:
+            errors.append("class_name: is required when a course_code is given")
+    if errors:
+        return RowError(row.line, tuple(errors))
+    return _Valid(row.line, first, last, email, legal, class_name, course)
+
+
+async def import_students(
+    rt: Runtime,
+    ctx: RequestContext,
+    rows: Iterable[RosterRow],
+    options: ImportOptions = ImportOptions(),
+    on_progress: Progress | None = None,
+) -> ImportSummary:
+    """Import roster records for ``ctx.user_id`` (see the module docstring).
+
+    ``options.class_id`` must be one of the owner's classes (else :class:`NotFoundError`,
+    before anything is written). A database outage raises :class:`ImportInterruptedError`
+    with the summary of the chunks already committed.
+    """
+    if options.chunk_size < 1:
+        raise ValueError("chunk_size must be at least 1")
+    state = _State()
+    if options.class_id is not None:
+        async with rt.uow() as uow:
+            state.fixed_class = await uow.classes.get(ctx.user_id, options.class_id)
+        if state.fixed_class is None:
+            raise NotFoundError("Class", options.class_id)
+    summary = ImportSummary()
+    records = iter(rows)
+    checked, last_line = await _read_chunk(records, options.chunk_size)
+    while checked:
+        # Read and validate the next chunk while this one waits for the database.
+        applying = asyncio.create_task(_apply_chunk(rt, ctx, state, checked, options.dry_run))
+        try:
+            following, following_line = await _read_chunk(records, options.chunk_size)
+            plan = await applying
+        except DependencyUnavailableError as exc:
+            raise ImportInterruptedError(summary) from exc
+        finally:
+            if not applying.done():
+                applying.cancel()
+                with contextlib.suppress(BaseException):
+                    await applying
+        _merge(state, summary, plan, checked, last_line)
+        if on_progress is not None:
+            on_progress(summary)
+        checked, last_line = following, following_line
+    return summary
+
+
+async def _read_chunk(
+    records: Iterator[RosterRow], size: int
+) -> tuple[list[_Valid | RowError], int]:
+    """The next ``size`` records, validated; yields to the event loop now and then so that
+    the chunk being written makes progress meanwhile."""
+    checked: list[_Valid | RowError] = []
+    line = 0
+    for row in records:
+        checked.append(validate_row(row))
+        line = row.line
+        if len(checked) >= size:
+            break
+        if len(checked) % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+    return checked, line
+
+
+def _merge(
+    state: _State, summary: ImportSummary, plan: _Plan, checked: Sequence[object], line: int
+) -> None:
+    for key, cls in plan.new_classes.items():
+        state.classes[key] = cls
+        summary.classes_created.append(cls.name)
+    state.emails.update(plan.emails)
+    bad = sorted([c for c in checked if isinstance(c, RowError)] + plan.errors, key=_line)
+    summary.errors.extend(bad)
+    summary.failed += len(bad)
+    summary.created += len(plan.created)
+    summary.updated += len(plan.updated)
+    summary.unchanged += plan.unchanged
+    summary.rows += len(checked)
+    summary.last_line = line
+
+
+def _line(error: RowError) -> int:
+    return error.row
+
+
+async def _apply_chunk(
+    rt: Runtime, ctx: RequestContext, state: _State, checked: Sequence[_Valid | RowError], dry: bool
+) -> _Plan:
+    valid = [c for c in checked if isinstance(c, _Valid)]
+    attempt = 0
+    while True:
+        attempt += 1
+        notes: list[TeacherNotification] = []
+        try:
+            async with rt.uow() as uow:
+                plan = await _plan(uow, ctx, state, valid, rt.now())
+                if not dry:
+                    notes = await _write(uow, ctx, plan)
+                    await uow.commit()
+        except ConflictError:
+            # An email or class appeared concurrently: nothing was written, plan again.
+            if attempt >= _CONFLICT_RETRIES:
+                raise
+            continue
+        rt.notifier.publish(notes)
+        return plan
+
+
+async def _plan(
+    uow: UnitOfWork, ctx: RequestContext, state: _State, valid: Sequence[_Valid], now: datetime
+) -> _Plan:
+    plan = _Plan(now)
+    owner = ctx.user_id
+    existing = await uow.students.by_emails(owner, [v.email for v in valid]) if valid else {}
+    for v in valid:
+        earlier = state.emails.get(v.email) or plan.emails.get(v.email)
+        if earlier is not None:
+            plan.errors.append(
+                RowError(v.line, (f"email: {v.email} already appears on line {earlier}",))
+            )
+            continue
+        cls: SchoolClass | None = state.fixed_class
+        if v.class_name is not None:
+            found = await _class_for(uow, ctx, state, plan, v)
+            if isinstance(found, RowError):
+                plan.errors.append(found)
+                continue
+            cls = found
+        plan.emails[v.email] = v.line
+        student = existing.get(v.email)
+        if student is None:
+            _create(plan, ctx, v, cls)
+        else:
+            _update(plan, ctx, v, cls, student)
+    return plan
+
+
+def _create(plan: _Plan, ctx: RequestContext, v: _Valid, cls: SchoolClass | None) -> None:
+    class_ids = (cls.id,) if cls is not None else ()
+    student = Student(
+        id=uuid4(),
+        owner_id=ctx.user_id,
+        first_name=v.first_name,
+        last_name=v.last_name,
+        legal_full_name=v.legal_full_name,
+        email=v.email,
+        created_at=plan.now,
+        updated_at=plan.now,
+        class_ids=class_ids,
+    )
+    plan.created.append(student)
+    plan.events.append(
+        StudentCreatedV1(
+            student.id,
+            student.first_name,
+            student.last_name,
+            student.email,
+            class_ids,
+            ctx.user_id,
+            ctx.correlation_id,
+            plan.now,
+        )
+    )
+
+
+def _update(
+    plan: _Plan, ctx: RequestContext, v: _Valid, cls: SchoolClass | None, student: Student
+) -> None:
+    legal = v.legal_full_name if v.legal_full_name is not None else student.legal_full_name
+    renamed = (v.first_name, v.last_name, legal) != (
+        student.first_name,
+        student.last_name,
+        student.legal_full_name,
+    )
+    joins = cls is not None and cls.id not in student.class_ids
+    if not renamed and not joins:
+        plan.unchanged += 1
+        return
+    student.first_name = v.first_name
+    student.last_name = v.last_name
+    student.legal_full_name = legal
+    student.updated_at = plan.now
+    added: tuple[UUID, ...] | None = None
+    if cls is not None and joins:
+        added = (cls.id,)
+        plan.memberships.append((cls.id, student.id))
+        student.class_ids = tuple(sorted((*student.class_ids, cls.id)))
+    plan.updated.append(student)
+    plan.events.append(
+        StudentUpdatedV1(
+            student.id,
+            student.first_name,
+            student.last_name,
+            student.email,
+            added,
+            None,
+            ctx.user_id,
+            ctx.correlation_id,
+            plan.now,
+        )
+    )
+
+
+async def _class_for(
+    uow: UnitOfWork, ctx: RequestContext, state: _State, plan: _Plan, v: _Valid
+) -> SchoolClass | RowError:
+    """The owner's class named ``v.class_name`` (trimmed, case-insensitive), or a new one."""
+    assert v.class_name is not None
+    key = v.class_name.casefold()
+    entry: _ClassEntry | None = state.classes.get(key) or plan.new_classes.get(key)
+    if entry is None:
+        found = await uow.classes.find_by_name(ctx.user_id, v.class_name)
+        if len(found) > 1:
+            entry = state.classes[key] = _Ambiguous(len(found))
+        elif found:
+            entry = state.classes[key] = found[0]
+        elif v.course_code is None:
+            return RowError(
+                v.line,
+                (f"course_code: is required to create the class {v.class_name!r}",),
+            )
+        else:
+            entry = plan.new_classes[key] = _new_class(plan, ctx, v.class_name, v.course_code)
+    if isinstance(entry, _Ambiguous):
+        return RowError(
+            v.line,
+            (f"class_name: {entry.count} classes are named {v.class_name!r}; rename all but one",),
+        )
+    if v.course_code is not None and v.course_code != entry.course_code:
+        return RowError(
+            v.line,
+            (
+                f"course_code: the class {entry.name!r} belongs to course {entry.course_code}, "
+                f"not {v.course_code}",
+            ),
+        )
+    return entry
+
+
+def _new_class(plan: _Plan, ctx: RequestContext, name: str, course_code: str) -> SchoolClass:
+    cls = SchoolClass(uuid4(), ctx.user_id, name, course_code, plan.now, plan.now)
+    # The same events as creating the class over the API (classes.create_class).
+    plan.events.append(
+        ClassCreatedV1(cls.id, name, (course_code,), ctx.user_id, ctx.correlation_id, plan.now)
+    )
+    plan.events.append(notifications.class_created(cls, ctx.correlation_id, plan.now))
+    return cls
+
+
+async def _write(uow: UnitOfWork, ctx: RequestContext, plan: _Plan) -> list[TeacherNotification]:
+    for cls in plan.new_classes.values():
+        await uow.classes.add(cls)
+    if plan.created:
+        await uow.students.add_many(plan.created)
+    if plan.updated:
+        await uow.students.update_many(plan.updated)
+    if plan.memberships:
+        await uow.students.add_memberships(plan.memberships)
+    return await record_events(uow, plan.events, ctx.correlation_id, plan.now)

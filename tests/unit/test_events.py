@@ -1,0 +1,358 @@
+"""The §5.1 envelope, §5.2 event data and keys, §5.4 notifications."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from class_core import notifications
+from class_core.events import (
+    ASSOCIATIONS_CONFIRMED,
+    CLASS_CREATED,
+    CLASS_DELETED,
+    CLASS_UPDATED,
+    PUBLISHED_TOPICS,
+    STUDENT_CREATED,
+    STUDENT_DELETED,
+    STUDENT_UPDATED,
+    TEACHER_NOTIFICATION,
+    ClassCreatedV1,
+    ClassDeletedV1,
+    ClassUpdatedV1,
+    ConfirmedAssociation,
+    DomainEvent,
+    StudentAssociationsConfirmedV1,
+    StudentCreatedV1,
+    StudentDeletedV1,
+    StudentUpdatedV1,
+    TeacherNotification,
+    build_outbox_message,
+)
+from class_core.model import SchoolClass, Student
+
+AT = datetime(2026, 11, 27, 10, 15, 0, 123456, tzinfo=UTC)
+CID = uuid4()
+CLASS = uuid4()
+STUDENT = uuid4()
+BATCH = uuid4()
+ESSAY = uuid4()
+
+
+def note() -> TeacherNotification:
+    return notifications.class_created(SchoolClass(CLASS, "t-1", "9A", "ENG5", AT, AT), CID, AT)
+
+
+EVENTS: list[tuple[DomainEvent, str, str, set[str]]] = [
+    (
+        ClassCreatedV1(CLASS, "9A", ("ENG5",), "t-1", CID, AT),
+        CLASS_CREATED,
+        str(CLASS),
+        {"event", "class_id", "class_designation", "course_codes", "user_id"},
+    ),
+    (
+        ClassUpdatedV1(CLASS, None, None, "t-1", CID, AT),
+        CLASS_UPDATED,
+        str(CLASS),
+        {"event", "class_id", "class_designation", "course_codes", "user_id"},
+    ),
+    (
+        ClassDeletedV1(CLASS, "t-1", CID, AT),
+        CLASS_DELETED,
+        str(CLASS),
+        {"event", "class_id", "user_id"},
+    ),
+    (
+        StudentCreatedV1(STUDENT, "A", "B", None, (CLASS,), "t-1", CID, AT),
+        STUDENT_CREATED,
+        str(STUDENT),
+        {
+            "event",
+            "student_id",
+            "first_name",
+            "last_name",
+            "student_email",
+            "class_ids",
+            "created_by_user_id",
+        },
+    ),
+    (
+        StudentUpdatedV1(STUDENT, "A", "B", None, (CLASS,), None, "t-1", CID, AT),
+        STUDENT_UPDATED,
+        str(STUDENT),
+        {
+            "event",
+            "student_id",
+            "first_name",
+            "last_name",
+            "student_email",
+            "add_class_ids",
+            "remove_class_ids",
+            "updated_by_user_id",
+        },
+    ),
+    (
+        StudentDeletedV1(STUDENT, (CLASS,), "t-1", CID, AT),
+        STUDENT_DELETED,
+        str(STUDENT),
+        {"event", "student_id", "class_ids", "user_id"},
+    ),
+    (
+        note(),
+        TEACHER_NOTIFICATION,
+        "t-1",
+        {
+            "teacher_id",
+            "notification_type",
+            "category",
+            "priority",
+            "payload",
+            "action_required",
+            "deadline_timestamp",
+            "batch_id",
+            "class_id",
+        },
+    ),
+]
+
+
+def envelope(event: DomainEvent, event_id: UUID | None = None) -> dict[str, Any]:
+    msg = build_outbox_message(event, event_id=event_id or uuid4(), correlation_id=CID, at=AT)
+    parsed: dict[str, Any] = json.loads(msg.payload)
+    return parsed
+
+
+@pytest.mark.parametrize(("event", "topic", "key", "fields"), EVENTS)
+def test_envelope_topic_key_headers_and_data_fields(
+    event: DomainEvent, topic: str, key: str, fields: set[str]
+) -> None:
+    event_id = uuid4()
+    msg = build_outbox_message(event, event_id=event_id, correlation_id=CID, at=AT)
+    assert (msg.topic, msg.key, msg.event_id, msg.created_at) == (topic, key, event_id, AT)
+    assert dict(msg.headers) == {
+        "event_id": str(event_id),
+        "event_type": topic,
+        "correlation_id": str(CID),
+        "source_service": "class_management_service",
+    }
+    env = json.loads(msg.payload)
+    assert env == {
+        "event_id": str(event_id),
+        "event_type": topic,
+        "event_timestamp": "2026-11-27T10:15:00.123456+00:00",
+        "source_service": "class_management_service",
+        "schema_version": 1,
+        "correlation_id": str(CID),
+        "data_schema_uri": None,
+        "data": env["data"],
+        "metadata": None,
+    }
+    assert set(env["data"]) == fields | {"correlation_id", "timestamp"}
+    assert env["data"]["correlation_id"] == str(CID)
+    assert env["data"]["timestamp"] == AT.isoformat()
+
+
+def test_the_event_names_and_topics() -> None:
+    names = {envelope(e)["data"].get("event") for e, *_ in EVENTS}
+    assert names == {
+        "class.created",
+        "class.updated",
+        "class.deleted",
+        "student.created",
+        "student.updated",
+        "student.deleted",
+        None,
+    }
+    assert set(PUBLISHED_TOPICS) == {t for _, t, _, _ in EVENTS} | {ASSOCIATIONS_CONFIRMED}
+    assert all(t.startswith("huleedu.") and t.endswith(".v1") for t in PUBLISHED_TOPICS)
+
+
+def test_id_lists_are_json_lists_of_strings() -> None:
+    data = envelope(StudentCreatedV1(STUDENT, "A", "B", "a@b.se", (CLASS,), "t", CID, AT))["data"]
+    assert data["class_ids"] == [str(CLASS)]
+    assert data["student_email"] == "a@b.se"
+
+
+def test_payload_is_utf8_text_not_ascii_escaped() -> None:
+    msg = build_outbox_message(
+        ClassCreatedV1(CLASS, "Åsa", ("SV1",), "t", CID, AT),
+        event_id=uuid4(),
+        correlation_id=CID,
+        at=AT,
+    )
+    assert "Åsa" in msg.payload
+
+
+def associations_event() -> StudentAssociationsConfirmedV1:
+    return StudentAssociationsConfirmedV1(
+        batch_id=BATCH,
+        class_id=CLASS,
+        course_code="ENG5",
+        associations=(
+            ConfirmedAssociation(ESSAY, STUDENT, 0.93, "human", "t-1", AT),
+            ConfirmedAssociation(uuid4(), None, 0.0, "human", "t-1", AT),
+        ),
+        timeout_triggered=False,
+        validation_summary={"total_associations": 2, "confirmed": 1, "rejected": 1},
+        timestamp=AT,
+    )
+
+
+def test_associations_confirmed_envelope_data_and_metadata() -> None:
+    event_id = uuid4()
+    msg = build_outbox_message(associations_event(), event_id=event_id, correlation_id=CID, at=AT)
+    assert (msg.topic, msg.key) == (ASSOCIATIONS_CONFIRMED, str(BATCH))
+    env = json.loads(msg.payload)
+    assert env["metadata"] == {
+        "batch_id": str(BATCH),
+        "class_id": str(CLASS),
+        "partition_key": str(BATCH),
+    }
+    data = env["data"]
+    assert set(data) == {
+        "event_name",
+        "entity_id",
+        "entity_type",
+        "parent_id",
+        "timestamp",
+        "batch_id",
+        "class_id",
+        "course_code",
+        "associations",
+        "timeout_triggered",
+        "validation_summary",
+    }
+    assert data["event_name"] == "student.associations.confirmed"
+    assert (data["entity_id"], data["entity_type"], data["parent_id"]) == (None, None, None)
+    assert data["associations"][0] == {
+        "essay_id": str(ESSAY),
+        "student_id": str(STUDENT),
+        "confidence_score": 0.93,
+        "validation_method": "human",
+        "validated_by": "t-1",
+        "validated_at": AT.isoformat(),
+    }
+    assert data["associations"][1]["student_id"] is None
+    assert isinstance(data["associations"][1]["confidence_score"], float)
+    assert data["validation_summary"] == {"total_associations": 2, "confirmed": 1, "rejected": 1}
+    assert data["timeout_triggered"] is False
+
+
+def test_explicit_metadata_is_kept() -> None:
+    msg = build_outbox_message(
+        note(), event_id=uuid4(), correlation_id=CID, at=AT, metadata={"x": 1}
+    )
+    assert json.loads(msg.payload)["metadata"] == {"x": 1}
+
+
+# ----------------------------------------------------------------------------- §5.4
+
+SCHOOL_CLASS = SchoolClass(CLASS, "t-1", "9A", "ENG5", AT, AT)
+A_STUDENT = Student(STUDENT, "t-1", "Ada", "Lovelace", None, None, AT, AT)
+DEADLINE = AT + timedelta(hours=24)
+
+NOTIFICATIONS: list[tuple[TeacherNotification, str, str, str, bool, set[str]]] = [
+    (
+        notifications.class_created(SCHOOL_CLASS, CID, AT),
+        "class_created",
+        "class_management",
+        "standard",
+        False,
+        {"class_id", "class_designation", "course_codes"},
+    ),
+    (
+        notifications.student_added_to_class(A_STUDENT, SCHOOL_CLASS, CID, AT),
+        "student_added_to_class",
+        "class_management",
+        "low",
+        False,
+        {"student_id", "student_name", "class_id", "class_designation"},
+    ),
+    (
+        notifications.associations_suggested("t-1", BATCH, CLASS, 3, 2, DEADLINE, CID, AT),
+        "student_associations_suggested",
+        "student_workflow",
+        "high",
+        True,
+        {"batch_id", "class_id", "essay_count", "suggested_count"},
+    ),
+    (
+        notifications.associations_confirmed("t-1", BATCH, CLASS, 2, 1, CID, AT),
+        "student_associations_confirmed",
+        "student_workflow",
+        "high",
+        False,
+        {"batch_id", "class_id", "confirmed_count", "rejected_count"},
+    ),
+    (
+        notifications.validation_timeout_processed("t-1", BATCH, CLASS, 2, 1, 24.0, CID, AT),
+        "validation_timeout_processed",
+        "student_workflow",
+        "immediate",
+        False,
+        {"batch_id", "class_id", "auto_confirmed_count", "unknown_assigned_count", "timeout_hours"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("n", "kind", "category", "priority", "action", "keys"), NOTIFICATIONS)
+def test_notification_types_categories_priorities_and_payload_keys(
+    n: TeacherNotification,
+    kind: str,
+    category: str,
+    priority: str,
+    action: bool,
+    keys: set[str],
+) -> None:
+    assert (n.notification_type, n.category, n.priority, n.action_required) == (
+        kind,
+        category,
+        priority,
+        action,
+    )
+    assert set(n.payload) == keys | {"message"}
+    assert n.teacher_id == "t-1"
+    assert n.correlation_id == str(CID)
+    assert n.deadline_timestamp == (DEADLINE if action else None)
+
+    message = n.realtime_message()
+    assert set(message) == {"event", "data"}
+    assert message["event"] == kind
+    assert set(message["data"]) == keys | {
+        "message",
+        "category",
+        "priority",
+        "action_required",
+        "deadline",
+        "batch_id",
+        "class_id",
+        "correlation_id",
+        "timestamp",
+    }
+    assert message["data"]["category"] == category
+    assert message["data"]["class_id"] == str(CLASS)
+    assert message["data"]["deadline"] == (DEADLINE.isoformat() if action else None)
+    json.dumps(message)  # JSON-ready
+
+    data = envelope(n)["data"]
+    assert data["notification_type"] == kind
+    assert data["deadline_timestamp"] == (DEADLINE.isoformat() if action else None)
+    assert set(data["payload"]) == keys | {"message"}
+    assert isinstance(data["correlation_id"], str)
+
+
+def test_notification_payload_values() -> None:
+    suggested = NOTIFICATIONS[2][0]
+    assert suggested.payload["essay_count"] == 3
+    assert suggested.payload["suggested_count"] == 2
+    assert suggested.batch_id == BATCH
+    timeout = NOTIFICATIONS[4][0]
+    assert timeout.payload["timeout_hours"] == 24.0
+    assert timeout.payload["auto_confirmed_count"] == 2
+    assert timeout.payload["unknown_assigned_count"] == 1
+    added = NOTIFICATIONS[1][0]
+    assert added.payload["student_name"] == "Ada Lovelace"
+    assert added.payload["class_designation"] == "9A"

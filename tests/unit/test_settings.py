@@ -1,0 +1,193 @@
+"""Settings.from_env against the contract §1 table."""
+
+from __future__ import annotations
+
+import pytest
+
+from class_core.errors import ConfigurationError
+from class_core.runtime import MatchingPolicy
+from class_core.settings import PREFIX, Settings
+
+P = "CLASS_MANAGEMENT_SERVICE_"
+
+
+def env(**values: str) -> dict[str, str]:
+    return {P + k: v for k, v in values.items()}
+
+
+def test_prefix_is_the_contracts() -> None:
+    assert PREFIX == P
+
+
+def test_defaults_equal_the_contract_table() -> None:
+    s = Settings.from_env({})
+    assert s.database_url == "sqlite+aiosqlite:///./class_management.db"
+    assert s.use_mock_repository is False
+    assert s.kafka_bootstrap_servers is None
+    assert s.redis_url is None
+    assert (s.host, s.port) == ("0.0.0.0", 5002)
+    assert s.internal_api_key is None
+    assert s.association_timeout_hours == 24.0
+    assert s.confidence_threshold == 0.7
+    assert s.timeout_check_interval_seconds == 3600
+    assert (s.database_pool_size, s.database_max_overflow) == (10, 20)
+    assert s.kafka_consumer_group == "class_management_service-consumer-group"
+    assert s.kafka_enable_idempotence is True
+    assert s.run_workers is True
+    assert (s.log_level, s.log_format) == ("INFO", "json")
+    assert (s.outbox_max_attempts, s.outbox_retention_days) == (10, 7)
+    assert s.import_max_bytes == 52_428_800
+    assert s.kafka_security_protocol is None
+    assert s.kafka_sasl_mechanism is None
+    assert s.kafka_sasl_username is None
+    assert s.kafka_sasl_password is None
+    assert s.database_kind == "sqlite"
+
+
+def test_unrelated_variables_are_ignored_and_blank_means_unset() -> None:
+    s = Settings.from_env({"PORT": "1", "DATABASE_URL": "x", **env(PORT="  ", REDIS_URL="")})
+    assert s.port == 5002
+    assert s.redis_url is None
+
+
+def test_values_are_read() -> None:
+    s = Settings.from_env(
+        env(
+            DATABASE_URL="postgresql://u:p@db:5432/cms",
+            KAFKA_BOOTSTRAP_SERVERS="k1:9092,k2:9092",
+            REDIS_URL="redis://cache:6379/0",
+            HOST="127.0.0.1",
+            PORT="8080",
+            INTERNAL_API_KEY="secret",
+            ASSOCIATION_TIMEOUT_HOURS="1.5",
+            CONFIDENCE_THRESHOLD="1",
+            TIMEOUT_CHECK_INTERVAL_SECONDS="30",
+            DATABASE_POOL_SIZE="3",
+            DATABASE_MAX_OVERFLOW="0",
+            KAFKA_CONSUMER_GROUP="g",
+            KAFKA_ENABLE_IDEMPOTENCE="FALSE",
+            LOG_LEVEL="debug",
+            LOG_FORMAT="Console",
+            OUTBOX_MAX_ATTEMPTS="3",
+            OUTBOX_RETENTION_DAYS="0.5",
+            IMPORT_MAX_BYTES="1024",
+            KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+            KAFKA_SASL_MECHANISM="PLAIN",
+            KAFKA_SASL_USERNAME="u",
+            KAFKA_SASL_PASSWORD="p",
+        )
+    )
+    assert s.database_kind == "postgresql"
+    assert s.kafka_bootstrap_servers == "k1:9092,k2:9092"
+    assert s.redis_url == "redis://cache:6379/0"
+    assert (s.host, s.port, s.internal_api_key) == ("127.0.0.1", 8080, "secret")
+    assert (s.association_timeout_hours, s.confidence_threshold) == (1.5, 1.0)
+    assert s.timeout_check_interval_seconds == 30
+    assert (s.database_pool_size, s.database_max_overflow) == (3, 0)
+    assert (s.kafka_consumer_group, s.kafka_enable_idempotence) == ("g", False)
+    assert (s.log_level, s.log_format) == ("DEBUG", "console")
+    assert (s.outbox_max_attempts, s.outbox_retention_days, s.import_max_bytes) == (3, 0.5, 1024)
+    assert s.kafka_security_protocol == "SASL_SSL"
+    assert (s.kafka_sasl_mechanism, s.kafka_sasl_username, s.kafka_sasl_password) == (
+        "PLAIN",
+        "u",
+        "p",
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({}, True),
+        ({"DATABASE_URL": "sqlite:///x.db"}, True),
+        ({"DATABASE_URL": "postgresql://h/db"}, False),
+        ({"DATABASE_URL": "postgresql+asyncpg://h/db"}, False),
+        ({"DATABASE_URL": "postgresql://h/db", "USE_MOCK_REPOSITORY": "true"}, True),
+        ({"USE_MOCK_REPOSITORY": "1"}, True),
+        ({"DATABASE_URL": "postgresql://h/db", "RUN_WORKERS": "yes"}, True),
+        ({"RUN_WORKERS": "false"}, False),
+    ],
+)
+def test_run_workers_default_depends_on_the_database(
+    values: dict[str, str], expected: bool
+) -> None:
+    assert Settings.from_env(env(**values)).run_workers is expected
+
+
+def test_database_kind_of_the_mock_repository_is_memory() -> None:
+    assert Settings.from_env(env(USE_MOCK_REPOSITORY="true")).database_kind == "memory"
+
+
+def test_overrides_win_over_the_environment() -> None:
+    s = Settings.from_env(
+        env(DATABASE_URL="sqlite:///a.db"), database_url="postgresql://h/db", port=9000
+    )
+    assert (s.database_url, s.database_kind, s.run_workers, s.port) == (
+        "postgresql://h/db",
+        "postgresql",
+        False,
+        9000,
+    )
+
+
+BAD_VALUES = [
+    ("DATABASE_URL", "mysql://h/db"),
+    ("DATABASE_URL", "not a url"),
+    ("DATABASE_URL", "postgresql://h:notaport/db"),
+    ("DATABASE_URL", "postgresql://[::1/db"),
+    ("USE_MOCK_REPOSITORY", "maybe"),
+    ("REDIS_URL", "http://cache:6379"),
+    ("REDIS_URL", "redis://cache:99999"),
+    ("PORT", "http"),
+    ("PORT", "0"),
+    ("PORT", "65536"),
+    ("ASSOCIATION_TIMEOUT_HOURS", "-1"),
+    ("ASSOCIATION_TIMEOUT_HOURS", "soon"),
+    ("ASSOCIATION_TIMEOUT_HOURS", "nan"),
+    ("ASSOCIATION_TIMEOUT_HOURS", "inf"),
+    ("CONFIDENCE_THRESHOLD", "1.01"),
+    ("CONFIDENCE_THRESHOLD", "-0.1"),
+    ("CONFIDENCE_THRESHOLD", "high"),
+    ("TIMEOUT_CHECK_INTERVAL_SECONDS", "0"),
+    ("TIMEOUT_CHECK_INTERVAL_SECONDS", "-60"),
+    ("DATABASE_POOL_SIZE", "0"),
+    ("DATABASE_POOL_SIZE", "2.5"),
+    ("DATABASE_MAX_OVERFLOW", "-1"),
+    ("KAFKA_ENABLE_IDEMPOTENCE", "perhaps"),
+    ("RUN_WORKERS", "2"),
+    ("LOG_LEVEL", "LOUD"),
+    ("LOG_FORMAT", "xml"),
+    ("OUTBOX_MAX_ATTEMPTS", "0"),
+    ("OUTBOX_RETENTION_DAYS", "-1"),
+    ("IMPORT_MAX_BYTES", "0"),
+    ("IMPORT_MAX_BYTES", "50MB"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), BAD_VALUES)
+def test_a_bad_value_names_the_full_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(env(**{variable: value}))
+    assert info.value.variable == P + variable
+    assert str(info.value).startswith(P + variable + ":")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "variable"),
+    [
+        ({"timeout_hours": -0.5}, "ASSOCIATION_TIMEOUT_HOURS"),
+        ({"timeout_hours": float("nan")}, "ASSOCIATION_TIMEOUT_HOURS"),
+        ({"confidence_threshold": 1.5}, "CONFIDENCE_THRESHOLD"),
+        ({"confidence_threshold": float("nan")}, "CONFIDENCE_THRESHOLD"),
+    ],
+)
+def test_matching_policy_refuses_bad_values(kwargs: dict[str, float], variable: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        MatchingPolicy(**kwargs)
+    assert info.value.variable == P + variable
+
+
+def test_matching_policy_accepts_the_bounds() -> None:
+    assert MatchingPolicy(0.0, 0.0).confidence_threshold == 0.0
+    assert MatchingPolicy(24.0, 1.0).confidence_threshold == 1.0
