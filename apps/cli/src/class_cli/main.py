@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import typer
 
-from class_cli.commands import courses, db
+from class_cli.commands import associations, classes, courses, db, imports, outbox
 from class_cli.state import CliState
 
 app = typer.Typer(
     name="class-admin",
     help=(
         "Administer the Class Management Service. Uses the service's configuration "
-        "(CLASS_MANAGEMENT_SERVICE_* variables); data goes to stdout, messages to stderr."
+        "(CLASS_MANAGEMENT_SERVICE_* variables); data goes to stdout, messages to stderr. "
+        "Exit codes: 0 ok, 1 some rows or items failed, 2 usage error, 3 not found or "
+        "conflict, 4 database unreachable."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -37,6 +39,10 @@ def main(
 
 db.register(app)
 courses.register(app)
+classes.register(app)
+imports.register(app)
+associations.register(app)
+outbox.register(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

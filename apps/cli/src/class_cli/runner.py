@@ -23,6 +23,7 @@ from class_core.errors import (
     NotFoundError,
     ValidationError,
 )
+from class_core.settings import Settings
 
 T = TypeVar("T")
 
@@ -58,6 +59,25 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def describe(exc: ClassManagementError) -> str:
+    """One line for a core error, naming the fields or the object concerned."""
+    if isinstance(exc, ValidationError) and exc.errors:
+        parts = [f"{e.field}: {e.message}" for e in exc.errors]
+        if parts != [exc.detail]:
+            return _one_line(f"{exc.detail} ({'; '.join(parts)})")
+    if isinstance(exc, NotFoundError) and exc.identifier is not None:
+        return _one_line(f"{exc.resource} {exc.identifier} not found")
+    return _one_line(exc.detail)
+
+
+def settings_of(state: CliState) -> Settings:
+    """The configuration, or exit 2 naming the bad variable."""
+    try:
+        return state.settings()
+    except ConfigurationError as exc:
+        fail(_one_line(f"configuration: {exc.detail}"), ExitCode.USAGE)
+
+
 def run(state: CliState, work: Coroutine[Any, Any, T]) -> T:
     """Run ``work`` to completion; known failures exit with their code and one line."""
     try:
@@ -69,11 +89,11 @@ def run(state: CliState, work: Coroutine[Any, Any, T]) -> T:
     except SchemaNotAtHeadError as exc:
         fail(_one_line(exc.detail), ExitCode.FAILED)
     except (NotFoundError, ConflictError) as exc:
-        fail(_one_line(exc.detail), ExitCode.NOT_FOUND_OR_CONFLICT)
+        fail(describe(exc), ExitCode.NOT_FOUND_OR_CONFLICT)
     except ValidationError as exc:
-        fail(_one_line(exc.detail), ExitCode.USAGE)
+        fail(describe(exc), ExitCode.USAGE)
     except ClassManagementError as exc:
-        fail(_one_line(exc.detail), ExitCode.FAILED)
+        fail(describe(exc), ExitCode.FAILED)
     except KeyboardInterrupt:
         message("interrupted")
         sys.exit(130)

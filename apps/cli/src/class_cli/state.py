@@ -1,4 +1,5 @@
-"""What every command shares: the global options, the settings and the database engine."""
+"""What every command shares: the global options, the settings, the database engine and the
+runtime the core's use cases run with."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ import typer
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters_sql import create_engine
-from class_core.settings import Settings
+import adapters_sql
+from adapters_messaging.workers import build_notifier
+from class_core.errors import ConfigurationError
+from class_core.ports import NullNotifier, RealtimeNotifier
+from class_core.runtime import MatchingPolicy, Runtime
+from class_core.settings import PREFIX, Settings
 
 
 class CliState:
@@ -38,7 +43,7 @@ class CliState:
     async def engine(self) -> AsyncIterator[AsyncEngine]:
         """An engine on the configured database, disposed afterwards."""
         settings = self.settings()
-        engine = create_engine(
+        engine = adapters_sql.create_engine(
             settings.database_url,
             pool_size=min(settings.database_pool_size, 5),
             max_overflow=0,
@@ -47,6 +52,32 @@ class CliState:
             yield engine
         finally:
             await engine.dispose()
+
+    @asynccontextmanager
+    async def runtime(self) -> AsyncIterator[tuple[Runtime, AsyncEngine]]:
+        """The same runtime as the services' (SQL adapters, matching policy, Redis notifier
+        when ``REDIS_URL`` is set) on a schema that must be at head."""
+        settings = self.settings()
+        if settings.use_mock_repository:
+            raise ConfigurationError(
+                PREFIX + "USE_MOCK_REPOSITORY",
+                "class-admin works on a database; the in-memory store lives inside one process",
+            )
+        policy = MatchingPolicy(settings.association_timeout_hours, settings.confidence_threshold)
+        async with self.engine() as engine:
+            await adapters_sql.ensure_at_head(engine)
+            redis = build_notifier(settings)
+            notifier: RealtimeNotifier = redis if redis is not None else NullNotifier()
+            if redis is not None:
+                await redis.start()
+            try:
+                yield (
+                    adapters_sql.build_sql_runtime(engine, notifier=notifier, policy=policy),
+                    engine,
+                )
+            finally:
+                if redis is not None:
+                    await redis.stop()
 
 
 def state_of(ctx: typer.Context) -> CliState:

@@ -14,7 +14,7 @@ app = typer.Typer(
 )
 
 
-@app.command(epilog="Example: class-admin --database-url postgresql://cms@db/cms db upgrade")
+@app.command(epilog='Example: class-admin --database-url "$DATABASE_URL" db upgrade')
 def upgrade(ctx: typer.Context) -> None:
     """Migrate the database schema to the newest revision (creates it when missing)."""
     state = state_of(ctx)

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 from attrs import define, field, frozen
@@ -34,19 +35,21 @@ from class_core.errors import (
 from class_core.events import (
     ClassCreatedV1,
     DomainEvent,
+    OutboxMessage,
     StudentCreatedV1,
     StudentUpdatedV1,
     TeacherNotification,
+    build_outbox_message,
 )
 from class_core.model import SchoolClass, Student
 from class_core.ports import UnitOfWork
-from class_core.runtime import RequestContext, Runtime, record_events
+from class_core.runtime import RequestContext, Runtime
 from class_core.text import clean_email, clean_name
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("first_name", "last_name", "email")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("legal_full_name", "class_name", "course_code")
 CLASS_COLUMNS: tuple[str, ...] = ("class_name", "course_code")
-DEFAULT_CHUNK_SIZE = 5000
+DEFAULT_CHUNK_SIZE = 10_000
 _YIELD_EVERY = 200
 # A chunk that lost a race (an email or class taken by a concurrent writer) is planned again.
 _CONFLICT_RETRIES = 3
@@ -130,7 +133,9 @@ _ClassEntry = SchoolClass | _Ambiguous
 
 @define
 class _State:
-    """What the whole import remembers between chunks (only committed facts)."""
+    """What the import remembers between chunks: classes found or created (a chunk's new
+    classes and emails are shared as soon as it is planned, so that the next chunk can be
+    planned while this one is written)."""
 
     classes: dict[str, _ClassEntry] = field(factory=dict)  # casefolded name → class
     emails: dict[str, int] = field(factory=dict)  # email → line that imported it
@@ -150,6 +155,16 @@ class _Plan:
     emails: dict[str, int] = field(factory=dict)
     errors: list[RowError] = field(factory=list)
     unchanged: int = 0
+
+
+@define
+class _Job:
+    """One chunk on its way through the pipeline."""
+
+    checked: list[_Valid | RowError]
+    line: int
+    planned: asyncio.Future[None]
+    task: asyncio.Task[_Plan] | None = None
 
 
 def _clean(value: str, name: str, errors: list[str]) -> str:
@@ -214,25 +229,61 @@ async def import_students(
             raise NotFoundError("Class", options.class_id)
     summary = ImportSummary()
     records = iter(rows)
-    checked, last_line = await _read_chunk(records, options.chunk_size)
-    while checked:
-        # Read and validate the next chunk while this one waits for the database.
-        applying = asyncio.create_task(_apply_chunk(rt, ctx, state, checked, options.dry_run))
-        try:
-            following, following_line = await _read_chunk(records, options.chunk_size)
-            plan = await applying
-        except DependencyUnavailableError as exc:
-            raise ImportInterruptedError(summary) from exc
-        finally:
-            if not applying.done():
-                applying.cancel()
-                with contextlib.suppress(BaseException):
-                    await applying
-        _merge(state, summary, plan, checked, last_line)
-        if on_progress is not None:
-            on_progress(summary)
-        checked, last_line = following, following_line
+    loop = asyncio.get_running_loop()
+    jobs: list[_Job] = []
+    previous: _Job | None = None
+    try:
+        checked, line = await _read_chunk(records, options.chunk_size)
+        while checked:
+            # A pipeline two chunks deep: this chunk is planned (database reads, decisions,
+            # event envelopes) while the previous one is written; it is written once the
+            # previous one has committed. Meanwhile the next chunk is read and validated.
+            job = _Job(checked, line, loop.create_future())
+            job.task = asyncio.create_task(_run_job(rt, ctx, state, job, previous, options))
+            jobs.append(job)
+            waiting: set[asyncio.Future[Any]] = {job.planned, job.task}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if job.task.done():
+                job.task.result()  # it failed before it was planned: raise that
+            checked, line = await _read_chunk(records, options.chunk_size)
+            if previous is not None:
+                finished, previous = previous, None
+                _done(summary, finished, await _finished(finished), on_progress)
+            previous = job
+        if previous is not None:
+            finished, previous = previous, None
+            _done(summary, finished, await _finished(finished), on_progress)
+    except DependencyUnavailableError as exc:
+        if previous is not None:  # written before the failure surfaced? then it counts
+            with contextlib.suppress(BaseException):
+                _done(summary, previous, await _finished(previous), on_progress)
+        raise ImportInterruptedError(summary) from exc
+    finally:
+        for job in jobs:
+            if job.task is not None and not job.task.done():
+                job.task.cancel()
+            with contextlib.suppress(BaseException):
+                await _finished(job)
     return summary
+
+
+async def _finished(job: _Job) -> _Plan:
+    assert job.task is not None
+    return await job.task
+
+
+def _done(summary: ImportSummary, job: _Job, plan: _Plan, on_progress: Progress | None) -> None:
+    summary.classes_created.extend(c.name for c in plan.new_classes.values())
+    bad = sorted([c for c in job.checked if isinstance(c, RowError)] + plan.errors, key=_line)
+    summary.errors.extend(bad)
+    summary.failed += len(bad)
+    summary.created += len(plan.created)
+    summary.updated += len(plan.updated)
+    summary.unchanged += plan.unchanged
+    summary.rows += len(job.checked)
+    summary.last_line = job.line
+    if on_progress is not None:
+        on_progress(summary)
 
 
 async def _read_chunk(
@@ -252,59 +303,62 @@ async def _read_chunk(
     return checked, line
 
 
-def _merge(
-    state: _State, summary: ImportSummary, plan: _Plan, checked: Sequence[object], line: int
-) -> None:
-    for key, cls in plan.new_classes.items():
-        state.classes[key] = cls
-        summary.classes_created.append(cls.name)
-    state.emails.update(plan.emails)
-    bad = sorted([c for c in checked if isinstance(c, RowError)] + plan.errors, key=_line)
-    summary.errors.extend(bad)
-    summary.failed += len(bad)
-    summary.created += len(plan.created)
-    summary.updated += len(plan.updated)
-    summary.unchanged += plan.unchanged
-    summary.rows += len(checked)
-    summary.last_line = line
-
-
 def _line(error: RowError) -> int:
     return error.row
 
 
-async def _apply_chunk(
-    rt: Runtime, ctx: RequestContext, state: _State, checked: Sequence[_Valid | RowError], dry: bool
+async def _run_job(
+    rt: Runtime,
+    ctx: RequestContext,
+    state: _State,
+    job: _Job,
+    previous: _Job | None,
+    options: ImportOptions,
 ) -> _Plan:
-    valid = [c for c in checked if isinstance(c, _Valid)]
+    """Plan the chunk, share what it decided, wait for the previous chunk, write, commit."""
+    valid = [c for c in job.checked if isinstance(c, _Valid)]
+    retry_with: dict[str, SchoolClass] = {}
     attempt = 0
     while True:
         attempt += 1
+        plan = _Plan(rt.now(), new_classes=dict(retry_with))
         notes: list[TeacherNotification] = []
         try:
             async with rt.uow() as uow:
-                plan = await _plan(uow, ctx, state, valid, rt.now())
-                if not dry:
-                    notes = await _write(uow, ctx, plan)
+                await _plan(uow, ctx, state, valid, plan)
+                messages = _messages(plan, ctx)
+                if not job.planned.done():
+                    state.emails.update(plan.emails)
+                    state.classes.update(plan.new_classes)
+                    job.planned.set_result(None)
+                if previous is not None:
+                    await _finished(previous)  # write in file order, after it committed
+                if not options.dry_run:
+                    await _write(uow, plan, messages)
                     await uow.commit()
+                    notes = [e for e in plan.events if isinstance(e, TeacherNotification)]
         except ConflictError:
-            # An email or class appeared concurrently: nothing was written, plan again.
+            # An email was taken concurrently: nothing of this chunk was written; plan it
+            # again (classes it creates keep their ids: the next chunk may refer to them).
             if attempt >= _CONFLICT_RETRIES:
                 raise
+            retry_with = plan.new_classes
             continue
         rt.notifier.publish(notes)
         return plan
 
 
 async def _plan(
-    uow: UnitOfWork, ctx: RequestContext, state: _State, valid: Sequence[_Valid], now: datetime
-) -> _Plan:
-    plan = _Plan(now)
+    uow: UnitOfWork, ctx: RequestContext, state: _State, valid: Sequence[_Valid], plan: _Plan
+) -> None:
+    """Decide, record by record, what the chunk does (reads only)."""
+    for new in plan.new_classes.values():  # planned again after a conflict: same classes
+        _class_events(plan, ctx, new)
     owner = ctx.user_id
     existing = await uow.students.by_emails(owner, [v.email for v in valid]) if valid else {}
     for v in valid:
-        earlier = state.emails.get(v.email) or plan.emails.get(v.email)
-        if earlier is not None:
+        earlier = plan.emails.get(v.email) or state.emails.get(v.email)
+        if earlier is not None and earlier != v.line:
             plan.errors.append(
                 RowError(v.line, (f"email: {v.email} already appears on line {earlier}",))
             )
@@ -322,7 +376,6 @@ async def _plan(
             _create(plan, ctx, v, cls)
         else:
             _update(plan, ctx, v, cls, student)
-    return plan
 
 
 def _create(plan: _Plan, ctx: RequestContext, v: _Valid, cls: SchoolClass | None) -> None:
@@ -397,7 +450,7 @@ async def _class_for(
     """The owner's class named ``v.class_name`` (trimmed, case-insensitive), or a new one."""
     assert v.class_name is not None
     key = v.class_name.casefold()
-    entry: _ClassEntry | None = state.classes.get(key) or plan.new_classes.get(key)
+    entry: _ClassEntry | None = plan.new_classes.get(key) or state.classes.get(key)
     if entry is None:
         found = await uow.classes.find_by_name(ctx.user_id, v.class_name)
         if len(found) > 1:
@@ -429,15 +482,30 @@ async def _class_for(
 
 def _new_class(plan: _Plan, ctx: RequestContext, name: str, course_code: str) -> SchoolClass:
     cls = SchoolClass(uuid4(), ctx.user_id, name, course_code, plan.now, plan.now)
-    # The same events as creating the class over the API (classes.create_class).
-    plan.events.append(
-        ClassCreatedV1(cls.id, name, (course_code,), ctx.user_id, ctx.correlation_id, plan.now)
-    )
-    plan.events.append(notifications.class_created(cls, ctx.correlation_id, plan.now))
+    _class_events(plan, ctx, cls)
     return cls
 
 
-async def _write(uow: UnitOfWork, ctx: RequestContext, plan: _Plan) -> list[TeacherNotification]:
+def _class_events(plan: _Plan, ctx: RequestContext, cls: SchoolClass) -> None:
+    """The same events as creating the class over the API (``classes.create_class``)."""
+    plan.events.append(
+        ClassCreatedV1(
+            cls.id, cls.name, (cls.course_code,), ctx.user_id, ctx.correlation_id, plan.now
+        )
+    )
+    plan.events.append(notifications.class_created(cls, ctx.correlation_id, plan.now))
+
+
+def _messages(plan: _Plan, ctx: RequestContext) -> list[OutboxMessage]:
+    """The outbox rows of the plan's events, as ``runtime.record_events`` builds them; built
+    before the write so that rendering them overlaps the previous chunk's write."""
+    return [
+        build_outbox_message(e, event_id=uuid4(), correlation_id=ctx.correlation_id, at=plan.now)
+        for e in plan.events
+    ]
+
+
+async def _write(uow: UnitOfWork, plan: _Plan, messages: Sequence[OutboxMessage]) -> None:
     for cls in plan.new_classes.values():
         await uow.classes.add(cls)
     if plan.created:
@@ -446,4 +514,5 @@ async def _write(uow: UnitOfWork, ctx: RequestContext, plan: _Plan) -> list[Teac
         await uow.students.update_many(plan.updated)
     if plan.memberships:
         await uow.students.add_memberships(plan.memberships)
-    return await record_events(uow, plan.events, ctx.correlation_id, plan.now)
+    if messages:
+        await uow.outbox.add(messages)

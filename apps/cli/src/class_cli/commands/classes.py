@@ -1,0 +1,69 @@
+"""``class-admin classes list | create``: a teacher's classes, through the API's use cases."""
+
+from __future__ import annotations
+
+import typer
+
+from class_cli.runner import output, output_json, run
+from class_cli.state import state_of
+from class_cli.views import class_view
+from class_core.model import SchoolClass
+from class_core.queries import MAX_LIMIT, ClassQuery
+from class_core.runtime import RequestContext
+from class_core.use_cases.classes import CreateClass, create_class, list_classes
+
+app = typer.Typer(help="A teacher's classes.", no_args_is_help=True)
+
+OWNER = typer.Option(..., "--owner", help="The teacher (the X-User-ID the API would see).")
+AS_JSON = typer.Option(False, "--json", help="Print JSON.")
+
+
+@app.command("list", epilog="Example: class-admin classes list --owner teacher-1 --json")
+def list_(ctx: typer.Context, owner: str = OWNER, as_json: bool = AS_JSON) -> None:
+    """List the owner's classes, newest first (all of them, not one page)."""
+    state = state_of(ctx)
+
+    async def work() -> list[SchoolClass]:
+        found: list[SchoolClass] = []
+        async with state.runtime() as (rt, _):
+            while True:
+                query = ClassQuery.build(limit=MAX_LIMIT, offset=len(found))
+                page = await list_classes(rt, RequestContext(owner), query)
+                found.extend(page.items)
+                if not page.items or len(found) >= page.total:
+                    return found
+
+    classes = run(state, work())
+    if as_json:
+        output_json({"classes": [class_view(c) for c in classes]})
+        return
+    for c in classes:
+        output(f"{c.id}\t{c.name}\t{c.course_code}\t{c.student_count}")
+
+
+@app.command(
+    epilog="Example: class-admin classes create --owner teacher-1 --name '9A' --course ENG5"
+)
+def create(
+    ctx: typer.Context,
+    owner: str = OWNER,
+    name: str = typer.Option(..., "--name", help="The class name (1..255 characters)."),
+    course: str = typer.Option(..., "--course", help="The course code, e.g. ENG5 (see courses)."),
+    as_json: bool = AS_JSON,
+) -> None:
+    """Create a class for one course (publishes ClassCreatedV1, like the API)."""
+    state = state_of(ctx)
+
+    async def work() -> SchoolClass:
+        async with state.runtime() as (rt, _):
+            return await create_class(rt, RequestContext(owner), CreateClass(name, [course]))
+
+    cls = run(state, work())
+    if as_json:
+        output_json(class_view(cls))
+    else:
+        output(str(cls.id))
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="classes")

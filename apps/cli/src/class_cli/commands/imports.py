@@ -1,0 +1,162 @@
+"""``class-admin import students FILE``: a roster import through the core's import use case
+(the CSV reading lives here, in :mod:`class_cli.roster_csv`)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from uuid import UUID
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from class_cli.roster_csv import (
+    RosterColumnsError,
+    RosterFile,
+    RosterFileError,
+    allow_large_cells,
+    open_roster,
+)
+from class_cli.runner import ExitCode, fail, message, output, output_json, run, settings_of
+from class_cli.state import state_of
+from class_cli.views import import_summary_view
+from class_core.runtime import RequestContext
+from class_core.use_cases.imports import (
+    DEFAULT_CHUNK_SIZE,
+    ImportInterruptedError,
+    ImportOptions,
+    ImportSummary,
+    import_students,
+)
+from class_core.use_cases.imports import Progress as ProgressCallback
+
+app = typer.Typer(help="Import data from files.", no_args_is_help=True)
+
+EXAMPLE = "Example: class-admin import students roster.csv --owner teacher-1 --dry-run --json"
+
+
+@app.command(epilog=EXAMPLE)
+def students(
+    ctx: typer.Context,
+    file: Path = typer.Argument(
+        ...,
+        help="CSV with a header: first_name, last_name, email [, legal_full_name] "
+        "[, class_name, course_code].",
+        show_default=False,
+    ),
+    owner: str = typer.Option(..., "--owner", help="The teacher who owns the students."),
+    class_id: UUID | None = typer.Option(
+        None, "--class-id", help="Put every student in this class of the owner's."
+    ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Report what would be created, updated or unchanged; write nothing.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    chunk_size: int = typer.Option(
+        DEFAULT_CHUNK_SIZE, "--chunk-size", min=1, max=100_000, help="Records per transaction."
+    ),
+) -> None:
+    """Import students from a roster CSV, matched by email per owner.
+
+    New emails are created; known students are updated when their names
+    differ or they join a class; the others are left unchanged.
+
+    Exit codes:
+    0  every record imported
+    1  some records failed (the others were imported; nothing with --dry-run),
+       or required columns are missing
+    2  unusable file or flags
+    3  --class-id is not one of the owner's classes
+    4  database unreachable (the records already applied are reported)
+    """
+    state = state_of(ctx)
+    max_bytes = settings_of(state).import_max_bytes
+    try:
+        roster = open_roster(file, max_bytes)
+    except RosterFileError as exc:
+        fail(str(exc), ExitCode.USAGE)
+    except RosterColumnsError as exc:
+        fail(str(exc), ExitCode.FAILED)
+    if class_id is not None and roster.class_columns:
+        fail(
+            f"--class-id cannot be combined with the file's {' and '.join(roster.class_columns)} "
+            "column(s)",
+            ExitCode.USAGE,
+        )
+    allow_large_cells(max_bytes)
+    options = ImportOptions(class_id=class_id, dry_run=dry_run, chunk_size=chunk_size)
+
+    async def work() -> ImportSummary | ImportInterruptedError:
+        with _progress(roster, show=not as_json and sys.stderr.isatty()) as on_progress:
+            async with state.runtime() as (rt, _):
+                try:
+                    return await import_students(
+                        rt, RequestContext(owner), roster.rows(), options, on_progress
+                    )
+                except ImportInterruptedError as exc:
+                    return exc
+
+    outcome = run(state, work())
+    if isinstance(outcome, ImportInterruptedError):
+        _print_summary(outcome.summary, as_json)
+        s = outcome.summary
+        fail(
+            f"the database became unreachable; {s.rows} record(s) up to line {s.last_line} were "
+            f"applied ({s.created} created, {s.updated} updated, {s.unchanged} unchanged, "
+            f"{s.failed} failed); re-run the same file to import the rest",
+            ExitCode.UNAVAILABLE,
+        )
+    summary = outcome
+    _print_summary(summary, as_json)
+    for name in summary.classes_created:
+        message(f"{'would create' if dry_run else 'created'} class {name!r}")
+    if dry_run:
+        message("dry run: nothing was written")
+    if summary.failed:
+        raise typer.Exit(int(ExitCode.FAILED))
+
+
+def _print_summary(summary: ImportSummary, as_json: bool) -> None:
+    if as_json:
+        output_json(import_summary_view(summary))
+        return
+    output(
+        f"created {summary.created}, updated {summary.updated}, "
+        f"unchanged {summary.unchanged}, failed {summary.failed}"
+    )
+    for error in summary.errors:
+        for text in error.errors:
+            output(f"line {error.row}: {text}")
+
+
+@contextmanager
+def _progress(roster: RosterFile, *, show: bool) -> Iterator[ProgressCallback | None]:
+    """A Rich progress bar on stderr (by physical line) when asked for, else nothing."""
+    if not show:
+        with nullcontext():
+            yield None
+        return
+    bar = Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("lines"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+    with bar:
+        task = bar.add_task("import", total=roster.lines)
+
+        def advance(summary: ImportSummary) -> None:
+            bar.update(task, completed=summary.last_line)
+
+        yield advance
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="import")

@@ -1,0 +1,53 @@
+"""Bulk writes on PostgreSQL: ``COPY`` into a table inside the unit of work's transaction.
+
+Only the bulk paths use this (roster imports: many students, memberships and outbox rows at
+once); single-row writes keep their ordinary statements. Errors are translated like every
+other statement's (a unique or foreign-key violation becomes the same core error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Table, text
+from sqlalchemy import exc as sa_exc
+
+from adapters_sql.errors import translate_errors
+from adapters_sql.transaction import SqlTransaction
+
+# Below this many rows an ordinary INSERT is as fast (COPY first looks the columns up).
+COPY_MIN_ROWS = 64
+
+
+def use_copy(tx: SqlTransaction, rows: int) -> bool:
+    """Whether ``rows`` rows are worth a ``COPY`` on this connection."""
+    return rows >= COPY_MIN_ROWS and tx.is_postgresql
+
+
+async def copy_records(
+    tx: SqlTransaction,
+    table: Table,
+    columns: Sequence[str],
+    records: Iterable[tuple[Any, ...]],
+) -> None:
+    """``COPY table (columns) FROM STDIN`` (binary) in the current transaction.
+
+    Values go to asyncpg as they are: aware datetimes, UUIDs, JSON as text.
+    """
+    conn = tx.conn
+    with translate_errors():
+        raw = await conn.get_raw_connection()
+        driver: asyncpg.Connection = raw.driver_connection
+        if not driver.is_in_transaction():
+            # Let SQLAlchemy open the unit of work's transaction first, so that the COPY
+            # is part of it rather than committed on its own.
+            await conn.execute(text("SELECT 1"))
+        try:
+            await driver.copy_records_to_table(
+                table.name, records=records, columns=list(columns), schema_name=table.schema
+            )
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            # Same shape as a failed INSERT, so that the one translation table applies.
+            raise sa_exc.IntegrityError(f"COPY {table.name}", None, exc) from exc
