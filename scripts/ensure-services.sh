@@ -34,4 +34,13 @@ if [ -z "${CLASS_MANAGEMENT_SERVICE_TEST_REDIS_URL:-}" ] && ! redis_ok; then
     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no || true
   fi
 fi
+# PgBouncer (Debian's package) for the transaction-mode test of the SQL adapter.
+if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ] \
+   && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  echo "services: installing pgbouncer (apt-get)" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer) \
+    >/dev/null 2>&1 || echo "services: pgbouncer could not be installed" >&2
+  # The package starts its own instance on 6432; the tests run a private one instead.
+  (service pgbouncer stop || pkill -x pgbouncer) >/dev/null 2>&1 || true
+fi
 exit 0

@@ -13,12 +13,12 @@ from typing import Any
 
 from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
 
 from class_api.edge import correlation_id
 from class_api.errors import AuthenticationRequiredError
-from class_core.runtime import RequestContext
+from class_core.runtime import RequestContext, Runtime
 from class_core.settings import Settings
 
 USER_HEADER = "X-User-ID"
@@ -35,13 +35,20 @@ USER_OR_INTERNAL_AUTH = USER_AUTH + INTERNAL_AUTH
 
 
 def user_id(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    """The caller's ``X-User-ID``; missing, blank or longer than 255 characters → 401."""
+    """The caller's ``X-User-ID``; missing, blank, longer than 255 characters or holding an
+    ASCII control character (NUL cannot even be stored) → 401."""
     value = connection.headers.get(USER_HEADER)
     if value is None or not value.strip():
         raise AuthenticationRequiredError(f"The {USER_HEADER} header is required.")
     if len(value) > MAX_USER_ID_LENGTH:
         raise AuthenticationRequiredError(
             f"The {USER_HEADER} header must be at most {MAX_USER_ID_LENGTH} characters."
+        )
+    # Only C0 and DEL: header values arrive decoded as Latin-1, so UTF-8 bytes of a non-ASCII
+    # id land in U+0080..U+00FF and must stay accepted.
+    if any(ch < " " or ch == "\x7f" for ch in value):
+        raise AuthenticationRequiredError(
+            f"The {USER_HEADER} header must not contain control characters."
         )
     return value
 
@@ -67,15 +74,18 @@ def is_internal_call(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     return INTERNAL_KEY_HEADER in connection.headers
 
 
-def require_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+# Guards are coroutines: Litestar runs a plain-function guard in a worker thread per request.
+async def require_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     user_id(connection)
 
 
-def require_internal(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def require_internal(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
     _check_internal(connection)
 
 
-def require_user_or_internal(
+async def require_user_or_internal(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
     if is_internal_call(connection):
@@ -84,12 +94,21 @@ def require_user_or_internal(
         user_id(connection)
 
 
-def provide_context(request: Request[Any, Any, Any]) -> RequestContext:
+# The providers below take the runtime (``rt``) although they do not use it: a handler's
+# dependencies that do not depend on each other are resolved in an anyio task group, two tasks
+# per request; chained, they are simply called one after the other.
+
+
+def provide_context(
+    request: Request[Any, Any, Any], rt: NamedDependency[Runtime]
+) -> RequestContext:
     """Who acts, and under which correlation id (carried into every event)."""
     return RequestContext(user_id(request), correlation_id(request.scope))
 
 
-def provide_roster_owner(request: Request[Any, Any, Any]) -> str | None:
+def provide_roster_owner(
+    request: Request[Any, Any, Any], rt: NamedDependency[Runtime]
+) -> str | None:
     """The owner whose class may be read, or ``None`` for a trusted internal caller."""
     return None if is_internal_call(request) else user_id(request)
 

@@ -56,7 +56,7 @@ def decode_body(body: bytes, target: Any) -> Any:
         error = field_error(exc)
         detail = f"{error.field}: {error.message}" if error.field else error.message
         raise ValidationError(f"Invalid request body ({detail})", [error]) from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # invalid UTF-8 raises the latter
         raise ValidationError("The request body is not valid JSON") from None
 
 

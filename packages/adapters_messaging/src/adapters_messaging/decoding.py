@@ -58,13 +58,28 @@ def _required_uuid(data: dict[str, Any], name: str) -> UUID:
     return value
 
 
+def _storable(text: str) -> bool:
+    """Whether the text can be stored: PostgreSQL text and JSON hold no NUL, and UTF-8 has no
+    lone surrogates (which JSON escapes can carry). Such a value would fail the transaction
+    every time, and the consumer would retry it forever."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _message_id(value: Any) -> str:
     if isinstance(value, str) and value.strip():
         parsed = _uuid(value)
         text = str(parsed) if parsed is not None else value.strip()
-        if len(text) <= MAX_MESSAGE_ID_LENGTH:
+        if len(text) <= MAX_MESSAGE_ID_LENGTH and _storable(text):
             return text
-    raise UndecodableMessage(INVALID_ENVELOPE, "event_id: missing, empty or too long")
+    raise UndecodableMessage(
+        INVALID_ENVELOPE, "event_id: missing, empty, too long or not storable text"
+    )
 
 
 def _confidence(value: Any) -> float | None:
@@ -85,6 +100,8 @@ def _suggestion(raw: Any) -> Suggestion | None:
         return None
     reasons = raw.get("match_reasons")
     kept = tuple(r for r in reasons if isinstance(r, str)) if isinstance(reasons, list) else ()
+    if not all(_storable(r) for r in kept):
+        return None
     return Suggestion(student_id=student_id, confidence_score=confidence, match_reasons=kept)
 
 
