@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -72,11 +73,14 @@ def format_table(rows: Sequence[Measurement]) -> str:
     return "\n".join(out)
 
 
-def write_json(rows: Sequence[Measurement], path: Path) -> None:
+def write_json(
+    rows: Sequence[Measurement], path: Path, extra: Mapping[str, Any] | None = None
+) -> None:
     doc = {
         "generated_at": datetime.now(UTC).isoformat(),
         "python": sys.version.split()[0],
         "machine": platform.machine(),
+        **(extra or {}),
         "results": [{**attrs.asdict(m), "ratio": m.ratio, "met": m.met} for m in rows],
     }
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

@@ -30,6 +30,7 @@ from class_core.ports import OutboxStatus
 CONTENT_TYPE = "text/plain; version=0.0.4"
 UNMATCHED_ROUTE = "<unmatched>"
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_MAX_CACHED_LABELS = 1024  # bounded: methods outside _KNOWN_METHODS are open-ended
 _LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
@@ -57,6 +58,8 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        # (method, route template, status) → the counter's and the histogram's children.
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.outbox_pending = Gauge(
             "cms_outbox_pending", "Outbox events not yet published (not dead).", registry=r
         )
@@ -91,9 +94,18 @@ class ServiceMetrics:
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request; ``route`` is the route template, never a raw path."""
-        method = method if method in _KNOWN_METHODS else "OTHER"
-        self.http_requests.labels(method, route, str(status)).inc()
-        self.http_latency.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:  # labels() per request costs more than the counting itself
+            label = method if method in _KNOWN_METHODS else "OTHER"
+            children = (
+                self.http_requests.labels(label, route, str(status)),
+                self.http_latency.labels(label, route),
+            )
+            if len(self._request_children) < _MAX_CACHED_LABELS:
+                self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def watch_messaging(
         self, relay: OutboxRelay | None, consumer: SuggestionsConsumer | None

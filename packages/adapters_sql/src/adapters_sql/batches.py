@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, exists, insert, or_, select, update
+from sqlalchemy import (
+    Double,
+    String,
+    Text,
+    Uuid,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.types import TypeEngine
 
 from adapters_sql.mapping import association_from_row, association_row, batch_from_row, batch_row
 from adapters_sql.schema import batches, classes, essay_associations
 from adapters_sql.transaction import SqlTransaction
+from adapters_sql.types import UTCDateTime
 from class_core.model import Association, Batch, BatchStatus, ValidationStatus
 
 _a = essay_associations
@@ -32,6 +49,13 @@ _UPDATE = (
 _ASSOC_ORDER = (_a.c.created_at, _a.c.essay_id)
 _ASSOCIATIONS = select(_a).where(_a.c.batch_id == bindparam("batch_id")).order_by(*_ASSOC_ORDER)
 _BY_ESSAY = select(_a).where(_a.c.essay_id.in_(bindparam("essay_ids", expanding=True)))
+# PostgreSQL: the ids as one array parameter (one prepared statement whatever their number),
+# joined rather than ``= ANY(...)``: a cached generic plan of ``= ANY`` compares every row with
+# every id when the planner believes the table small.
+_essay_ids = (
+    func.unnest(bindparam("essay_ids", type_=ARRAY(Uuid()))).table_valued("id").render_derived("k")
+)
+_BY_ESSAY_PG = select(_a).join(_essay_ids, _a.c.essay_id == _essay_ids.c.id)
 _INSERT_ASSOC = insert(_a)
 _UPDATED_ASSOC_FIELDS = (
     "suggested_student_id",
@@ -49,6 +73,65 @@ _UPDATE_ASSOC = (
     .where(_a.c.essay_id == bindparam("v_essay_id"))
     .values({name: bindparam(f"v_{name}") for name in _UPDATED_ASSOC_FIELDS})
 )
+# PostgreSQL: a whole batch of associations in one statement (column arrays, unnest), rather
+# than one execution per row.
+_Column = tuple[str, str, TypeEngine[Any]]  # name, PostgreSQL array element type, bind type
+_ASSOC_COLUMNS: tuple[_Column, ...] = (
+    ("essay_id", "uuid", Uuid()),
+    ("batch_id", "uuid", Uuid()),
+    ("class_id", "uuid", Uuid()),
+    ("suggested_student_id", "uuid", Uuid()),
+    ("confidence_score", "float8", Double()),
+    ("match_reasons", "text", Text()),
+    ("student_id", "uuid", Uuid()),
+    ("validation_status", "text", String()),
+    ("validation_method", "text", String()),
+    ("validated_by", "text", String()),
+    ("validated_at", "timestamptz", UTCDateTime()),
+    ("created_at", "timestamptz", UTCDateTime()),
+    ("updated_at", "timestamptz", UTCDateTime()),
+)
+
+
+def _unnest(columns: Sequence[_Column]) -> str:
+    arrays = ", ".join(f"CAST(:c_{name} AS {sql}[])" for name, sql, _ in columns)
+    return f"unnest({arrays}) AS v({', '.join(name for name, _, _ in columns)})"
+
+
+def _array_params(columns: Sequence[_Column]) -> list[Any]:
+    return [bindparam(f"c_{name}", type_=ARRAY(type_)) for name, _, type_ in columns]
+
+
+def _value(name: str) -> str:
+    return "v.match_reasons::jsonb" if name == "match_reasons" else f"v.{name}"
+
+
+_INSERT_ASSOC_PG = text(
+    f"INSERT INTO {_a.name} ({', '.join(n for n, _, _ in _ASSOC_COLUMNS)}) "
+    f"SELECT {', '.join(_value(n) for n, _, _ in _ASSOC_COLUMNS)} "
+    f"FROM {_unnest(_ASSOC_COLUMNS)}"
+).bindparams(*_array_params(_ASSOC_COLUMNS))
+_UPDATED_ASSOC_COLUMNS = [c for c in _ASSOC_COLUMNS if c[0] in ("essay_id", *_UPDATED_ASSOC_FIELDS)]
+_UPDATE_ASSOC_PG = text(
+    f"UPDATE {_a.name} AS a SET "
+    + ", ".join(f"{n} = {_value(n)}" for n in _UPDATED_ASSOC_FIELDS)
+    + f" FROM {_unnest(_UPDATED_ASSOC_COLUMNS)} WHERE a.essay_id = v.essay_id"
+).bindparams(*_array_params(_UPDATED_ASSOC_COLUMNS))
+
+
+def _column_arrays(
+    items: Sequence[Association], columns: Sequence[_Column]
+) -> dict[str, list[Any]]:
+    rows = [association_row(a) for a in items]
+    arrays: dict[str, list[Any]] = {}
+    for name, _, _ in columns:
+        values = [row[name] for row in rows]
+        if name == "match_reasons":
+            values = [json.dumps(v) for v in values]
+        arrays[f"c_{name}"] = values
+    return arrays
+
+
 _DUE = (
     select(batches)
     .where(
@@ -96,9 +179,8 @@ class SqlBatchRepository:
         self._tx = tx
 
     async def get(self, batch_id: UUID, *, lock: bool = False) -> Batch | None:
-        result = await self._tx.execute(_GET_LOCKED if lock else _GET, {"batch_id": batch_id})
-        row = result.mappings().first()
-        return batch_from_row(row) if row is not None else None
+        rows = await self._tx.fetch_rows(_GET_LOCKED if lock else _GET, {"batch_id": batch_id})
+        return batch_from_row(rows[0]) if rows else None
 
     async def add(self, batch: Batch) -> None:
         await self._tx.execute(_INSERT, batch_row(batch))
@@ -107,22 +189,32 @@ class SqlBatchRepository:
         await self._tx.execute(_UPDATE, _batch_update_params(batch))
 
     async def associations(self, batch_id: UUID) -> list[Association]:
-        result = await self._tx.execute(_ASSOCIATIONS, {"batch_id": batch_id})
-        return [association_from_row(r) for r in result.mappings()]
+        rows = await self._tx.fetch_rows(_ASSOCIATIONS, {"batch_id": batch_id})
+        return [association_from_row(r) for r in rows]
 
     async def associations_by_essay(self, essay_ids: Collection[UUID]) -> dict[UUID, Association]:
         if not essay_ids:
             return {}
-        result = await self._tx.execute(_BY_ESSAY, {"essay_ids": list(set(essay_ids))})
-        return {r["essay_id"]: association_from_row(r) for r in result.mappings()}
+        params = {"essay_ids": list(set(essay_ids))}
+        if self._tx.is_postgresql:
+            rows = await self._tx.fetch_rows(_BY_ESSAY_PG, params)
+        else:
+            rows = list((await self._tx.execute(_BY_ESSAY, params)).mappings())
+        return {r["essay_id"]: association_from_row(r) for r in rows}
 
     async def add_associations(self, items: Sequence[Association]) -> None:
-        if items:
+        if len(items) > 1 and self._tx.is_postgresql:
+            await self._tx.execute(_INSERT_ASSOC_PG, _column_arrays(items, _ASSOC_COLUMNS))
+        elif items:
             rows = [association_row(a) for a in items]
             await self._tx.execute(_INSERT_ASSOC, rows if len(rows) > 1 else rows[0])
 
     async def update_associations(self, items: Sequence[Association]) -> None:
-        if items:
+        distinct = len({a.essay_id for a in items}) == len(items)
+        if len(items) > 1 and distinct and self._tx.is_postgresql:
+            arrays = _column_arrays(items, _UPDATED_ASSOC_COLUMNS)
+            await self._tx.execute(_UPDATE_ASSOC_PG, arrays)
+        elif items:
             params = [_association_update_params(a) for a in items]
             await self._tx.execute(_UPDATE_ASSOC, params if len(params) > 1 else params[0])
 

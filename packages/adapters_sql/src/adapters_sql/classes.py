@@ -33,6 +33,10 @@ _GET_MANY = select(classes).where(
     classes.c.owner_id == bindparam("owner_id"),
     classes.c.id.in_(bindparam("class_ids", expanding=True)),
 )
+# One id (a new student in a class): no list to expand into the statement at every call.
+_GET_ONE = select(classes).where(
+    classes.c.owner_id == bindparam("owner_id"), classes.c.id == bindparam("class_id")
+)
 _BY_OWNER = (
     select(classes, _student_count)
     .where(classes.c.owner_id == bindparam("owner_id"))
@@ -71,22 +75,23 @@ class SqlClassRepository:
         await self._tx.execute(_INSERT, class_row(cls))
 
     async def get(self, owner_id: str, class_id: UUID) -> SchoolClass | None:
-        result = await self._tx.execute(_GET, {"class_id": class_id, "owner_id": owner_id})
-        row = result.mappings().first()
-        return class_from_row(row, row["student_count"]) if row is not None else None
+        rows = await self._tx.fetch_rows(_GET, {"class_id": class_id, "owner_id": owner_id})
+        return class_from_row(rows[0], rows[0]["student_count"]) if rows else None
 
     async def get_unscoped(self, class_id: UUID) -> SchoolClass | None:
-        result = await self._tx.execute(_GET_UNSCOPED, {"class_id": class_id})
-        row = result.mappings().first()
-        return class_from_row(row, row["student_count"]) if row is not None else None
+        rows = await self._tx.fetch_rows(_GET_UNSCOPED, {"class_id": class_id})
+        return class_from_row(rows[0], rows[0]["student_count"]) if rows else None
 
     async def get_many(self, owner_id: str, class_ids: Collection[UUID]) -> dict[UUID, SchoolClass]:
         if not class_ids:
             return {}
-        result = await self._tx.execute(
-            _GET_MANY, {"owner_id": owner_id, "class_ids": list(set(class_ids))}
-        )
-        return {row["id"]: class_from_row(row) for row in result.mappings()}
+        ids = list(set(class_ids))
+        if len(ids) == 1:
+            rows = await self._tx.fetch_rows(_GET_ONE, {"owner_id": owner_id, "class_id": ids[0]})
+        else:
+            result = await self._tx.execute(_GET_MANY, {"owner_id": owner_id, "class_ids": ids})
+            rows = list(result.mappings())
+        return {row["id"]: class_from_row(row) for row in rows}
 
     async def search(self, owner_id: str, query: ClassQuery) -> Page[SchoolClass]:
         conds = _filters(owner_id, query)

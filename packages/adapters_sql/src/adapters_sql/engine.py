@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -62,18 +62,65 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> A
     """
     parsed = normalize_url(url)
     if parsed.drivername == "postgresql+asyncpg":
-        return create_async_engine(
+        parsed, driver_options = _asyncpg_url_options(parsed)
+        pg_engine = create_async_engine(
             parsed,
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_timeout=POOL_TIMEOUT_SECONDS,
-            connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
+            connect_args={"timeout": CONNECT_TIMEOUT_SECONDS, **driver_options},
+            # Statement parameters (names, emails) stay out of error messages and so out of logs.
+            hide_parameters=True,
         )
+        event.listen(pg_engine.sync_engine, "checkout", _discard_closed_connection)
+        return pg_engine
     memory = parsed.database in (None, "", ":memory:")
     options: dict[str, Any] = {} if memory else {"pool_size": pool_size, "max_overflow": 0}
-    engine = create_async_engine(parsed, pool_timeout=60.0, **options)
+    engine = create_async_engine(parsed, pool_timeout=60.0, hide_parameters=True, **options)
     _configure_sqlite(engine.sync_engine)
     return engine
+
+
+# asyncpg connection options that may be given in the URL's query string. SQLAlchemy hands
+# query values to the driver as strings, and asyncpg needs numbers for these. Behind PgBouncer
+# in transaction mode, add ``?statement_cache_size=0&prepared_statement_cache_size=0`` (the
+# latter is SQLAlchemy's own and already understood); ``command_timeout`` (seconds) bounds
+# every statement, so a stalled server turns into 503s instead of hung requests.
+_ASYNCPG_INT_OPTIONS = (
+    "statement_cache_size",
+    "max_cached_statement_lifetime",
+    "max_cacheable_statement_size",
+)
+
+
+def _asyncpg_url_options(url: URL) -> tuple[URL, dict[str, int]]:
+    """Move the numeric asyncpg options out of ``url``'s query, as numbers."""
+    query = dict(url.query)
+    options: dict[str, int] = {}
+    for name in _ASYNCPG_INT_OPTIONS:
+        if name not in query:
+            continue
+        value = query.pop(name)
+        text_value = value if isinstance(value, str) else (value[-1] if value else "")
+        try:
+            number = int(text_value)
+        except ValueError:
+            number = -1
+        if number < 0:
+            raise ConfigurationError(
+                DATABASE_URL_VARIABLE, f"{name} must be a whole number >= 0"
+            ) from None
+        options[name] = number
+    return (url.set(query=query) if options else url), options
+
+
+def _discard_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled connection that the server (or the network) has already closed is replaced at
+    checkout, without a round trip: after a database restart or a cut connection the next
+    request gets a fresh connection instead of a 503."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if driver is not None and driver.is_closed():
+        raise DisconnectionError("the pooled connection was closed by the server")
 
 
 def _configure_sqlite(sync_engine: Engine) -> None:

@@ -10,7 +10,20 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, exists, func, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    and_,
+    any_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
@@ -32,7 +45,20 @@ NOTIFY_CHANNEL = "cms_outbox"
 LEADERSHIP_LOCK_KEY = 0x636D735F6F757462
 
 _o = outbox
-_earlier = outbox.alias("earlier")
+# Keys held back: the first unpublished row of the key that is dead or waiting for its retry.
+# Few rows ever qualify, so this is computed once per fetch over the unpublished rows and
+# anti-joined, instead of probing every candidate's earlier rows (a correlated NOT EXISTS,
+# whose plan degrades to a scan of the whole table, published rows included, when the
+# statistics are stale; and which walks all earlier rows of hot keys such as a teacher's).
+_blocked = (
+    select(_o.c.topic, _o.c.key, func.min(_o.c.seq).label("first_seq"))
+    .where(
+        _o.c.published_at.is_(None),
+        (_o.c.dead_at.is_not(None)) | (_o.c.next_attempt_at > bindparam("now")),
+    )
+    .group_by(_o.c.topic, _o.c.key)
+    .cte("blocked")
+)
 _FETCH = (
     select(_o.c.seq, _o.c.event_id, _o.c.topic, _o.c.key, _o.c.payload, _o.c.headers)
     .add_columns(_o.c.created_at, _o.c.attempts)
@@ -41,11 +67,9 @@ _FETCH = (
         _o.c.dead_at.is_(None),
         _o.c.next_attempt_at <= bindparam("now"),
         ~exists().where(
-            _earlier.c.topic == _o.c.topic,
-            _earlier.c.key == _o.c.key,
-            _earlier.c.seq < _o.c.seq,
-            _earlier.c.published_at.is_(None),
-            (_earlier.c.dead_at.is_not(None)) | (_earlier.c.next_attempt_at > bindparam("now")),
+            _blocked.c.topic == _o.c.topic,
+            _blocked.c.key == _o.c.key,
+            _blocked.c.first_seq < _o.c.seq,
         ),
     )
     .order_by(_o.c.seq)
@@ -56,6 +80,16 @@ _MARK = (
     .where(_o.c.seq.in_(bindparam("seqs", expanding=True)))
     .values(published_at=bindparam("at"))
 )
+# PostgreSQL: one array parameter, so one prepared statement whatever the batch size.
+_MARK_PG = (
+    update(_o)
+    .where(_o.c.seq == any_(bindparam("seqs", type_=postgresql.ARRAY(BigInteger()))))
+    .values(published_at=bindparam("at"))
+)
+# The blocked keys are few and found through the partial index of unpublished rows; stale
+# statistics (after a burst, before autovacuum's ANALYZE) would have the planner scan the whole
+# table (published rows included) instead. One fetch's transaction says so.
+_PREFER_INDEXES = text("SET LOCAL enable_seqscan = off")
 _FAIL = (
     update(_o)
     .where(_o.c.seq == bindparam("v_seq"))
@@ -92,8 +126,16 @@ class SqlOutboxStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._lock = sqlite_write_lock(engine)
+        self._leader_conn: AsyncConnection | None = None
 
-    async def _run(self, statement: Executable, params: dict[str, Any], *, write: bool) -> Any:
+    async def _run(
+        self,
+        statement: Executable,
+        params: dict[str, Any],
+        *,
+        write: bool,
+        pg_prelude: Executable | None = None,
+    ) -> Any:
         lock = self._lock if write else None
         if lock is not None:
             await lock.acquire()
@@ -102,6 +144,8 @@ class SqlOutboxStore:
                 async with self._engine.connect() as conn:
                     if not write:
                         conn = await conn.execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"})
+                    if pg_prelude is not None and conn.dialect.name == "postgresql":
+                        await conn.execute(pg_prelude)
                     result = await conn.execute(statement, params)
                     rows = list(result.mappings()) if result.returns_rows else None
                     count = result.rowcount
@@ -131,19 +175,34 @@ class SqlOutboxStore:
                 )
             if not leader:
                 await conn.close()
+            self._leader_conn = conn if leader else None
             yield leader
         finally:
+            self._leader_conn = None
             if leader:
                 await release_advisory_lock(conn, LEADERSHIP_LOCK_KEY)
             await conn.close()
 
+    async def _confirm_leadership(self) -> None:
+        """While leading, the lock's session must still be alive: when it ended (killed, a
+        failover) the lock went with it, perhaps to a standby, and publishing on would publish
+        every event twice. Raises ``DependencyUnavailableError`` then; the relay steps down."""
+        conn = self._leader_conn
+        if conn is not None:
+            with translate_errors():
+                await conn.execute(text("SELECT 1"))
+
     async def fetch_ready(self, now: datetime, limit: int) -> list[StoredOutboxMessage]:
-        rows = await self._run(_FETCH, {"now": now, "limit": limit}, write=False)
+        await self._confirm_leadership()
+        rows = await self._run(
+            _FETCH, {"now": now, "limit": limit}, write=False, pg_prelude=_PREFER_INDEXES
+        )
         return [outbox_from_row(r) for r in rows]
 
     async def mark_published(self, seqs: Collection[int], at: datetime) -> None:
         if seqs:
-            await self._run(_MARK, {"seqs": list(seqs), "at": at}, write=True)
+            statement = _MARK_PG if is_postgresql(self._engine) else _MARK
+            await self._run(statement, {"seqs": list(seqs), "at": at}, write=True)
 
     async def record_failure(
         self, seq: int, error: str, next_attempt_at: datetime, dead: bool

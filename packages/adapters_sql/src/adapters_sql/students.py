@@ -11,6 +11,7 @@ from uuid import UUID
 from sqlalchemy import (
     ColumnElement,
     RowMapping,
+    Text,
     Uuid,
     bindparam,
     delete,
@@ -23,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
+from adapters_sql.bulk import copy_records, use_copy
 from adapters_sql.mapping import student_from_row, student_row
 from adapters_sql.schema import class_students, students
 from adapters_sql.transaction import SqlTransaction
@@ -35,6 +37,20 @@ _SELECT = select(students, _members.c.class_id).select_from(_with_classes)
 _ORDER = (students.c.last_name, students.c.first_name, students.c.id)
 
 _INSERT = insert(students)
+# Every column a bulk insert writes (the keys of ``student_row``).
+_COPY_COLUMNS = (
+    "id",
+    "owner_id",
+    "first_name",
+    "last_name",
+    "legal_full_name",
+    "email",
+    "search_key",
+    "is_placeholder",
+    "placeholder_class_id",
+    "created_at",
+    "updated_at",
+)
 _INSERT_MEMBERSHIP = insert(class_students).values(
     class_id=bindparam("class_id"), student_id=bindparam("student_id")
 )
@@ -58,6 +74,24 @@ _GET_MANY = _SELECT.where(students.c.id.in_(bindparam("student_ids", expanding=T
 _BY_EMAILS = _SELECT.where(
     students.c.owner_id == bindparam("owner_id"),
     students.c.email.in_(bindparam("emails", expanding=True)),
+)
+# Bulk lookups (imports) on PostgreSQL join the wanted emails as one array parameter. With an
+# IN list (or ``= ANY(array)``) a prepared statement's generic plan may filter every row of the
+# owner against every email, unhashed: seconds per lookup once an import has grown the table.
+_BY_EMAILS_MANY = 64
+_wanted = (
+    func.unnest(bindparam("emails", type_=postgresql.ARRAY(Text())))
+    .table_valued("email")
+    .render_derived(name="wanted")
+)
+_BY_EMAILS_ARRAY = (
+    select(students, _members.c.class_id)
+    .select_from(
+        _wanted.join(students, students.c.email == _wanted.c.email).outerjoin(
+            _members, _members.c.student_id == students.c.id
+        )
+    )
+    .where(students.c.owner_id == bindparam("owner_id"))
 )
 _PLACEHOLDER = _SELECT.where(students.c.placeholder_class_id == bindparam("class_id"))
 _UPDATE = (
@@ -169,12 +203,20 @@ class SqlStudentRepository:
             )
             return
         rows = [student_row(s) for s in students_]
-        await self._tx.execute(_INSERT, rows if len(rows) > 1 else rows[0])
+        if use_copy(self._tx, len(rows)):
+            # Imports: one COPY instead of thousands of INSERT rows.
+            records = [tuple(r[c] for c in _COPY_COLUMNS) for r in rows]
+            await copy_records(self._tx, students, _COPY_COLUMNS, records)
+        else:
+            await self._tx.execute(_INSERT, rows if len(rows) > 1 else rows[0])
         pairs = [(c, s.id) for s in students_ for c in dict.fromkeys(s.class_ids)]
         await self._insert_memberships(pairs)
 
     async def _insert_memberships(self, pairs: Sequence[tuple[UUID, UUID]]) -> None:
         if not pairs:
+            return
+        if use_copy(self._tx, len(pairs)):
+            await copy_records(self._tx, class_students, ("class_id", "student_id"), pairs)
             return
         params = [{"class_id": c, "student_id": s} for c, s in pairs]
         await self._tx.execute(_INSERT_MEMBERSHIP, params if len(params) > 1 else params[0])
@@ -193,8 +235,10 @@ class SqlStudentRepository:
     async def by_emails(self, owner_id: str, emails: Collection[str]) -> dict[str, Student]:
         if not emails:
             return {}
+        wanted = list(set(emails))
+        many = len(wanted) >= _BY_EMAILS_MANY and self._tx.is_postgresql
         result = await self._tx.execute(
-            _BY_EMAILS, {"owner_id": owner_id, "emails": list(set(emails))}
+            _BY_EMAILS_ARRAY if many else _BY_EMAILS, {"owner_id": owner_id, "emails": wanted}
         )
         return {s.email: s for s in _grouped(result.mappings()) if s.email is not None}
 

@@ -1,19 +1,61 @@
-"""The connection one unit of work runs on; every statement goes through error translation."""
+"""The connection one unit of work runs on; every statement goes through error translation.
+
+Deferred ``BEGIN`` (PostgreSQL, READ COMMITTED): the plain ``SELECT``s a unit of work runs
+before its first write or locking read run outside a transaction, and the transaction begins
+with that first write. Under READ COMMITTED every statement sees the data committed when it
+starts, inside a transaction or not, so the results are the same; a read-only unit of work
+then costs one round trip per query instead of ``BEGIN`` + queries + ``ROLLBACK``.
+
+Hot plain reads (:meth:`SqlTransaction.fetch_rows`) on such a connection go straight to the
+driver with the statement compiled once: the same SQL on the same connection, so inside the
+transaction once it has begun, and the same rows (SQLAlchemy's asyncpg dialect returns the
+driver's values for these column types), without the per-execution cost of SQLAlchemy's
+execution context, which is larger than the query itself for a primary-key read.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table
+import asyncpg
+from sqlalchemy import Select, Table
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
 from adapters_sql.errors import translate_errors
+from adapters_sql.types import UTCDateTime
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]]
+_UTC = UTCDateTime()
+# statement id → (statement, SQL, parameter names in order); module-level statements only.
+_DRIVER_SQL: dict[int, tuple[Select[Any], str, tuple[str, ...]]] = {}
+
+
+def _is_plain_read(statement: Executable) -> bool:
+    """A ``SELECT`` that neither writes nor locks (no ``FOR UPDATE``/``FOR SHARE``)."""
+    return isinstance(statement, Select) and getattr(statement, "_for_update_arg", None) is None
+
+
+def _driver_sql(statement: Select[Any], conn: AsyncConnection) -> tuple[str, tuple[str, ...]]:
+    entry = _DRIVER_SQL.get(id(statement))
+    if entry is None or entry[0] is not statement:
+        compiled = statement.compile(dialect=conn.dialect)
+        names = compiled.positiontup
+        if names is None or any(b.expanding for b in compiled.binds.values()):
+            raise ValueError("fetch_rows needs a statement with plain positional parameters")
+        entry = _DRIVER_SQL[id(statement)] = (statement, compiled.string, tuple(names))
+    return entry[1], entry[2]
+
+
+def _driver_value(value: Any, dialect: Dialect) -> Any:
+    if isinstance(value, datetime):  # what the UTCDateTime columns' bind processing does
+        return _UTC.process_bind_param(value, dialect)
+    return value
 
 
 class SqlTransaction:
@@ -21,20 +63,51 @@ class SqlTransaction:
 
     def __init__(self) -> None:
         self._conn: AsyncConnection | None = None
+        self._deferred: Any = None  # the DBAPI connection while BEGIN is deferred
+        self._driver: Any = None  # the driver (asyncpg) connection, on such connections
         self.added_outbox = False
 
-    def bind(self, conn: AsyncConnection | None) -> None:
+    def bind(
+        self, conn: AsyncConnection | None, *, deferred: Any = None, driver: Any = None
+    ) -> None:
+        """Use ``conn``; ``deferred`` is its DBAPI connection, already in autocommit mode,
+        when ``BEGIN`` waits for the first write, and ``driver`` the asyncpg connection under
+        it (see the module's docstring)."""
         self._conn = conn
+        self._deferred = deferred
+        self._driver = driver if deferred is not None else None
+
+    @property
+    def deferring(self) -> bool:
+        """Whether ``BEGIN`` is still deferred (no write or locking read so far)."""
+        return self._deferred is not None
+
+    def begin_now(self) -> None:
+        """End the deferral: the next statement opens the transaction (no round trip here)."""
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            deferred.autocommit = False
+
+    def unbind(self) -> None:
+        """Forget the connection, put back in transactional mode (it returns to the pool)."""
+        self.begin_now()
+        self._conn = self._driver = None
 
     @property
     def conn(self) -> AsyncConnection:
+        """The connection, inside the unit of work's transaction from its next statement on."""
+        self.begin_now()
+        return self._connection
+
+    @property
+    def _connection(self) -> AsyncConnection:
         if self._conn is None:
             raise RuntimeError("the unit of work is not entered (use `async with uow:`)")
         return self._conn
 
     @property
     def is_postgresql(self) -> bool:
-        return self.conn.dialect.name == "postgresql"
+        return self._connection.dialect.name == "postgresql"
 
     def insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
         """A dialect ``INSERT`` (for ``ON CONFLICT``)."""
@@ -45,5 +118,44 @@ class SqlTransaction:
     async def execute(
         self, statement: Executable, params: Params | None = None
     ) -> CursorResult[Any]:
+        if self._deferred is not None and not _is_plain_read(statement):
+            self.begin_now()
         with translate_errors():
-            return await self.conn.execute(statement, params)
+            return await self._connection.execute(statement, params)
+
+    async def executemany_in_transaction(self, sql: str, records: Sequence[Sequence[Any]]) -> bool:
+        """Run ``sql`` (PostgreSQL text, positional parameters) once per record through the
+        driver when the unit of work's transaction is already open on it; returns ``False``
+        (nothing done) otherwise, and the caller goes through :meth:`execute`.
+
+        Values go to asyncpg as they are (JSON as text); datetimes are checked and converted
+        as the ``UTCDateTime`` columns do.
+        """
+        driver = self._driver
+        if driver is None or not driver.is_in_transaction():
+            return False
+        dialect = self._connection.dialect
+        args = [tuple(_driver_value(v, dialect) for v in record) for record in records]
+        with translate_errors():
+            try:
+                await driver.executemany(sql, args)
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                # Same shape as a failed INSERT through SQLAlchemy: one translation table.
+                raise sa_exc.IntegrityError(sql, None, exc) from exc
+        return True
+
+    async def fetch_rows(self, statement: Select[Any], params: Mapping[str, Any]) -> list[Any]:
+        """The rows of a plain read, as mappings (``row["column"]``).
+
+        On PostgreSQL at READ COMMITTED: through the driver (see the module's docstring);
+        otherwise through SQLAlchemy. Only for statements with plain parameters (no expanding
+        ``IN``) whose result columns have distinct names.
+        """
+        driver = self._driver
+        if driver is not None and _is_plain_read(statement):
+            conn = self._connection
+            sql, names = _driver_sql(statement, conn)
+            args = [_driver_value(params[n], conn.dialect) for n in names]
+            with translate_errors():
+                return list(await driver.fetch(sql, *args))
+        return list((await self.execute(statement, params)).mappings())

@@ -42,8 +42,14 @@ PUBLISHED_TOPICS: tuple[str, ...] = (
 )
 
 
+# Exact types that are JSON already (a StrEnum member's type is its enum: it is converted).
+_PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
 def to_json_value(value: Any) -> Any:
     """Plain JSON values: UUIDs and enums as strings, datetimes as ISO 8601 with offset."""
+    if type(value) in _PLAIN_TYPES:  # most values; skips the isinstance chain (Mapping is slow)
+        return value
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, datetime):

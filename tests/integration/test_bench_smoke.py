@@ -1,0 +1,74 @@
+"""Every benchmark runs end to end with tiny sizes, so that ``make bench`` cannot rot.
+
+Nothing here is timed: the figures of such short runs mean nothing. The benchmarks provision
+their own servers (uvicorn processes on free loopback ports); the databases and the broker
+come from the test fixtures.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bench.results import Measurement, format_table
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _check(rows: list[Measurement], names: set[str]) -> None:
+    assert {m.name for m in rows} >= names
+    for m in rows:
+        assert m.value > 0, m
+        assert math.isfinite(m.value), m
+        if m.reference_value is not None:
+            assert m.reference_value > 0, m
+    assert all(name in format_table(rows) for name in names)
+
+
+async def test_http_benchmark_runs(pg_database_factory: object) -> None:
+    from bench import http_bench
+
+    url = await pg_database_factory(migrated=True)  # type: ignore[operator]
+    rows = await http_bench.run(url, duration=0.3, warmup=0.1, rounds=1)
+    _check(rows, {"http POST student", "http GET class", "http GET class p95"})
+
+
+async def test_matching_benchmark_runs(pg_database_factory: object) -> None:
+    from bench import matching_bench
+
+    url = await pg_database_factory(migrated=True)  # type: ignore[operator]
+    rows = await matching_bench.run(url, batches=2, essays_per_batch=5, per_transaction=1)
+    _check(rows, {"ingest suggestions", "timeout sweep"})
+
+
+async def test_relay_benchmark_runs(pg_database_factory: object, kafka_bootstrap: str) -> None:
+    from bench import relay_bench
+
+    url = await pg_database_factory(migrated=True)  # type: ignore[operator]
+    rows = await relay_bench.run(url, kafka_bootstrap, prefill=40, rate=40.0, seconds=0.5)
+    _check(rows, {"relay throughput", "relay lag p95"})
+
+
+async def test_import_benchmark_runs(pg_database_factory: object) -> None:
+    import_bench = pytest.importorskip("bench.import_bench")
+    url = await pg_database_factory(migrated=True)  # type: ignore[operator]
+    rows: list[Measurement] = await import_bench.run(url, rows=50)
+    assert rows
+    assert all(m.value > 0 for m in rows)
+
+
+def test_bench_command_line_answers() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--only" in done.stdout
+    assert "--quick" in done.stdout
