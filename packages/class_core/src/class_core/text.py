@@ -13,6 +13,8 @@ RESERVED_EMAIL_DOMAIN = "huleedu.system"
 
 def has_control(value: str) -> bool:
     """Whether the text holds a control character (Unicode category Cc, NUL and C1 included)."""
+    if value.isprintable():  # fast path: printable text has no Cc character at all
+        return False
     return any(unicodedata.category(ch) == "Cc" for ch in value)
 
 
