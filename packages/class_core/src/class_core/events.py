@@ -264,21 +264,22 @@ def build_outbox_message(
             "class_id": str(event.class_id),
             "partition_key": str(event.batch_id),
         }
+    eid, cid = str(event_id), str(correlation_id)  # each rendered once (UUID.__str__ is slow)
     envelope = {
-        "event_id": str(event_id),
+        "event_id": eid,
         "event_type": topic,
         "event_timestamp": at.isoformat(),
         "source_service": SOURCE_SERVICE,
         "schema_version": SCHEMA_VERSION,
-        "correlation_id": str(correlation_id),
+        "correlation_id": cid,
         "data_schema_uri": None,
         "data": event_data(event),
         "metadata": dict(metadata) if metadata is not None else None,
     }
     headers = (
-        ("event_id", str(event_id)),
+        ("event_id", eid),
         ("event_type", topic),
-        ("correlation_id", str(correlation_id)),
+        ("correlation_id", cid),
         ("source_service", SOURCE_SERVICE),
     )
     return OutboxMessage(
