@@ -217,19 +217,30 @@ async def test_use_cases_publish_the_contract_events(
     await delete_class(rt, ctx, cls.id)
 
     sink = RecordingSink(kafka_sink(kafka_bootstrap))
-    published = await relay_for(messaging_backend, sink).run_once()
+    relay = relay_for(messaging_backend, sink)
+    published = 0
+    for _ in range(30):  # the test broker may answer "not leader" for a moment: next round
+        published += await relay.run_once()
+        if published >= 8:
+            break
+        await asyncio.sleep(0.2)
     assert published == 8
     assert (await status(messaging_backend)).pending == 0
-    assert [m.topic for m in sink.delivered] == [
-        CLASS_CREATED,
-        TEACHER_NOTIFICATION,
-        CLASS_UPDATED,
-        STUDENT_CREATED,
-        TEACHER_NOTIFICATION,
-        STUDENT_UPDATED,
-        STUDENT_DELETED,
-        CLASS_DELETED,
-    ]
+    # Order holds per (topic, key), Kafka's promise; a retried round may interleave the rest.
+    by_key: dict[tuple[str, str], list[str]] = {}
+    for m in sink.delivered:
+        by_key.setdefault((m.topic, m.key), []).append(
+            json.loads(m.payload)["data"].get("notification_type", m.topic)
+        )
+    assert by_key == {
+        (CLASS_CREATED, str(cls.id)): [CLASS_CREATED],
+        (CLASS_UPDATED, str(cls.id)): [CLASS_UPDATED],
+        (CLASS_DELETED, str(cls.id)): [CLASS_DELETED],
+        (TEACHER_NOTIFICATION, owner): ["class_created", "student_added_to_class"],
+        (STUDENT_CREATED, str(student.id)): [STUDENT_CREATED],
+        (STUDENT_UPDATED, str(student.id)): [STUDENT_UPDATED],
+        (STUDENT_DELETED, str(student.id)): [STUDENT_DELETED],
+    }
 
     records = await records_with_ids(kafka_bootstrap, sink.ids())
     by_id = {header(r, "event_id"): r for r in records}
