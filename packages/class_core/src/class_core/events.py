@@ -16,6 +16,8 @@ from uuid import UUID
 import attrs
 from attrs import frozen
 
+from class_core.model import Student
+
 SOURCE_SERVICE = "class_management_service"
 SCHEMA_VERSION = 1
 
@@ -109,6 +111,27 @@ class StudentCreatedV1:
     correlation_id: UUID
     timestamp: datetime
     event: str = "student.created"
+
+    @classmethod
+    def of(
+        cls,
+        student: Student,
+        class_ids: tuple[UUID, ...],
+        by: str,
+        correlation_id: UUID,
+        at: datetime,
+    ) -> StudentCreatedV1:
+        """The event for a new student, joining ``class_ids`` (in the order given)."""
+        return cls(
+            student.id,
+            student.first_name,
+            student.last_name,
+            student.email,
+            class_ids,
+            by,
+            correlation_id,
+            at,
+        )
 
 
 @frozen

@@ -393,16 +393,7 @@ def _create(plan: _Plan, ctx: RequestContext, v: _Valid, cls: SchoolClass | None
     )
     plan.created.append(student)
     plan.events.append(
-        StudentCreatedV1(
-            student.id,
-            student.first_name,
-            student.last_name,
-            student.email,
-            class_ids,
-            ctx.user_id,
-            ctx.correlation_id,
-            plan.now,
-        )
+        StudentCreatedV1.of(student, class_ids, ctx.user_id, ctx.correlation_id, plan.now)
     )
 
 

@@ -408,15 +408,8 @@ async def _placeholder(
         class_ids=(cls.id,),
     )
     if await uow.students.add_placeholder(candidate, cls.id):
-        return candidate, StudentCreatedV1(
-            candidate.id,
-            candidate.first_name,
-            candidate.last_name,
-            candidate.email,
-            (cls.id,),
-            cls.owner_id,
-            correlation_id,
-            now,
+        return candidate, StudentCreatedV1.of(
+            candidate, (cls.id,), cls.owner_id, correlation_id, now
         )
     existing = await uow.students.placeholder(cls.id)
     if existing is None:  # pragma: no cover - the constraint said it exists

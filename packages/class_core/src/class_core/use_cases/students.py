@@ -146,16 +146,7 @@ async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -
         # unique constraint): no look-up first, one round trip less per new student.
         await uow.students.add(student)
         events: list[DomainEvent] = [
-            StudentCreatedV1(
-                student.id,
-                student.first_name,
-                student.last_name,
-                student.email,
-                tuple(class_ids),
-                ctx.user_id,
-                ctx.correlation_id,
-                now,
-            )
+            StudentCreatedV1.of(student, tuple(class_ids), ctx.user_id, ctx.correlation_id, now)
         ]
         events += [
             notifications.student_added_to_class(student, classes[c], ctx.correlation_id, now)
