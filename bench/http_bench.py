@@ -41,6 +41,10 @@ def _env(pg_url: str) -> dict[str, str]:
         {
             "CLASS_MANAGEMENT_SERVICE_DATABASE_URL": pg_url,
             "CLASS_MANAGEMENT_SERVICE_RUN_WORKERS": "false",
+            # A connection per client, as the reference's pool keeps (asyncpg, 10..30 open).
+            # With the default 10 (+20 overflow) SQLAlchemy closes an overflow connection when
+            # it is returned, so 16 clients would open and close connections all the time.
+            "CLASS_MANAGEMENT_SERVICE_DATABASE_POOL_SIZE": str(POST_CONNECTIONS),
             "BENCH_REFERENCE_DATABASE_URL": pg_url,
             "PYTHONPATH": root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""),
         }

@@ -1,10 +1,12 @@
 """The bare reference for the HTTP benchmark: Litestar + asyncpg, no layers.
 
-It serves the two benchmarked routes on the service's own schema with hand-written SQL:
-``POST /v1/classes/students`` inserts the student, its memberships and two outbox rows (the
-created event and the teacher notification) in one transaction; ``GET /v1/classes/{id}``
-selects the owner's class with its student count. No ownership checks beyond the SQL, no
-metrics, no correlation ids, no problem details: the floor a real service is measured against.
+It serves the two benchmarked routes on the service's own schema with the same SQL as the
+service: ``POST /v1/classes/students`` reads the owner's classes named in the body (the
+service's ownership check), then inserts the student, its memberships and two outbox rows (the
+created event and the teacher notification) as one statement, the service's own
+(:data:`adapters_sql.held.COMBINED_SQL`); ``GET /v1/classes/{id}`` selects the owner's class
+with its student count. No layers, metrics, correlation ids or problem details: the floor a
+real service is measured against.
 
 Served by uvicorn with the same options as ``class-api``:
 ``BENCH_REFERENCE_DATABASE_URL=postgresql://… uvicorn --factory bench.reference_app:create_app``
@@ -26,18 +28,11 @@ from litestar import Litestar, Request, get, post
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 
+from adapters_sql.held import COMBINED_SQL
+
 DATABASE_URL_VARIABLE = "BENCH_REFERENCE_DATABASE_URL"
 
-INSERT_STUDENT = """
-INSERT INTO cms_students (id, owner_id, first_name, last_name, legal_full_name, email,
-                          search_key, is_placeholder, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, false, $8, $8)
-"""
-INSERT_MEMBERSHIP = "INSERT INTO cms_class_students (class_id, student_id) VALUES ($1, $2)"
-INSERT_OUTBOX = """
-INSERT INTO cms_outbox (event_id, topic, key, payload, headers, created_at, next_attempt_at)
-VALUES ($1, $2, $3, $4, $5::jsonb, $6, $6)
-"""
+OWNED_CLASSES = "SELECT id, name FROM cms_classes WHERE owner_id = $1 AND id = ANY($2::uuid[])"
 SELECT_CLASS = """
 SELECT c.id, c.name, c.course_code, c.created_at, c.updated_at,
        (SELECT count(*) FROM cms_class_students m JOIN cms_students s ON s.id = m.student_id
@@ -119,24 +114,25 @@ async def create_student(request: Request[Any, Any, Any], data: CreateStudentIn)
         }
         outbox.append(("huleedu.notification.teacher.requested.v1", owner, note))
     pool: asyncpg.Pool = request.app.state.pool
-    async with pool.acquire() as conn, conn.transaction():
+    rows = []
+    for topic, key, event in outbox:
+        event_id, payload, headers = _envelope(topic, event, now)
+        rows.append((event_id, topic, key, payload, headers, now, now))
+    student = [sid, owner, name.first_name, name.last_name, name.legal_full_name, email, search]
+    async with pool.acquire() as conn:
+        owned = await conn.fetch(OWNED_CLASSES, owner, data.class_ids)
+        if len(owned) != len(set(data.class_ids)):
+            raise NotFoundException()
         await conn.execute(
-            INSERT_STUDENT,
-            sid,
-            owner,
-            name.first_name,
-            name.last_name,
-            name.legal_full_name,
-            email,
-            search,
+            COMBINED_SQL,
+            *student,
+            False,
+            None,
             now,
+            now,
+            list(dict.fromkeys(data.class_ids)),
+            *[list(column) for column in zip(*rows, strict=True)],
         )
-        await conn.executemany(INSERT_MEMBERSHIP, [(c, sid) for c in data.class_ids])
-        rows = []
-        for topic, key, event in outbox:
-            event_id, payload, headers = _envelope(topic, event, now)
-            rows.append((event_id, topic, key, payload, headers, now))
-        await conn.executemany(INSERT_OUTBOX, rows)
     return {
         "id": str(sid),
         "first_name": name.first_name,

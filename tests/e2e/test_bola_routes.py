@@ -178,3 +178,26 @@ async def test_owner_b_gets_nothing_of_owner_a_on_any_route(api: ApiHarness) -> 
         f"/internal/v1/batches/{world.a_batch}/student-names", headers=INTERNAL
     )
     assert [n["student_id"] for n in names.json()] == [world.a_student]
+
+
+def test_every_route_declares_who_may_call_it(api: ApiHarness) -> None:
+    """Auth is declared per router (``opt={"auth": ...}``) and checked before the body is
+    read; a route without the option is public, so the public ones are listed here."""
+    from litestar.routes import HTTPRoute
+
+    from class_api.auth import AUTH_MODES, AUTH_OPT
+
+    public = {"/healthz", "/metrics"}
+    undeclared = []
+    for route in api.app.routes:
+        if not isinstance(route, HTTPRoute) or route.path.startswith("/schema"):
+            continue
+        for handler in route.route_handlers:
+            if handler.http_methods == {"OPTIONS"}:  # Litestar's own: answers Allow, no data
+                continue
+            mode = handler.opt.get(AUTH_OPT)
+            if route.path in public:
+                assert mode is None, route.path
+            elif mode not in AUTH_MODES:
+                undeclared.append((sorted(handler.http_methods), route.path))
+    assert not undeclared, f"routes without an auth mode: {undeclared}"

@@ -237,6 +237,70 @@ async def test_unusable_files_exit_2_before_anything_is_written(
     assert await table_counts(url) == before
 
 
+async def test_chunks_written_side_by_side_keep_file_order_and_classes(
+    url: str, tmp_path: Path
+) -> None:
+    """Small chunks, so that each is written while the one before it still is: classes
+    created by one chunk and joined by the next ones, a bad row in the middle, every event
+    once, memberships complete, and a rerun changes nothing."""
+    owner = f"chunks-{uuid4().hex[:8]}"
+    roster = tmp_path / "roster.csv"
+    records = [["first_name", "last_name", "email", "class_name", "course_code"]]
+    for i in range(1000):
+        # "7A" from the first chunk on, "8B" from the third, "9C" from the seventh.
+        name = "7A" if i % 3 == 0 or i < 200 else ("8B" if i % 3 == 1 or i < 600 else "9C")
+        course = {"7A": "ENG5", "8B": "ENG6", "9C": "SV2"}[name]
+        records.append(["Elev", f"Nr{i}", f"c{i}@chunks.example", name, course])
+    records[455][2] = "broken"  # line 456: a row error in the fifth chunk
+    _write(roster, records)
+
+    result = await inproc(
+        url, "import", "students", str(roster), "--owner", owner, "--chunk-size", "100", "--json"
+    )
+    assert result.exit_code == 1, result.output
+    summary: dict[str, Any] = as_json(result.stdout)
+    assert (summary["created"], summary["failed"]) == (999, 1)
+    assert [e["row"] for e in summary["errors"]] == [456]
+    classes = {
+        r["name"]: r["id"]
+        for r in await fetch(url, "SELECT id, name FROM cms_classes WHERE owner_id = $1", owner)
+    }
+    assert sorted(classes) == ["7A", "8B", "9C"]
+    members = {
+        r["name"]: r["n"]
+        for r in await fetch(
+            url,
+            "SELECT c.name, count(*) AS n FROM cms_class_students m "
+            "JOIN cms_classes c ON c.id = m.class_id WHERE c.owner_id = $1 GROUP BY c.name",
+            owner,
+        )
+    }
+    expected: dict[str, int] = {"7A": 0, "8B": 0, "9C": 0}
+    for record in records[1:]:
+        if record[2] != "broken":
+            expected[record[3]] += 1
+    assert members == expected
+    events = {
+        r["topic"]: r["n"]
+        for r in await fetch(
+            url,
+            "SELECT topic, count(*) AS n FROM cms_outbox o "
+            "WHERE (o.topic = $2 AND o.key IN (SELECT id::text FROM cms_students "
+            "WHERE owner_id = $1)) OR (o.topic = $3 AND o.key IN (SELECT id::text "
+            "FROM cms_classes WHERE owner_id = $1)) GROUP BY topic",
+            owner,
+            STUDENT_CREATED,
+            CLASS_CREATED,
+        )
+    }
+    assert events == {STUDENT_CREATED: 999, CLASS_CREATED: 3}
+
+    rerun = await inproc(url, "import", "students", str(roster), "--owner", owner,
+                         "--chunk-size", "100", "--json")  # fmt: skip
+    again: dict[str, Any] = as_json(rerun.stdout)
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 999)
+
+
 async def test_class_id_flags(url: str, tmp_path: Path) -> None:
     with_classes = tmp_path / "with-classes.csv"
     _write(

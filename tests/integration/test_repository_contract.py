@@ -11,9 +11,12 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import UUID, uuid4
 
+import attrs
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters_sql import (
@@ -23,6 +26,7 @@ from adapters_sql import (
     build_sql_runtime,
     create_engine,
     ping,
+    upgrade,
 )
 from class_core.errors import (
     CourseNotFoundError,
@@ -33,6 +37,7 @@ from class_core.errors import (
     ResourceInUseError,
 )
 from class_core.events import (
+    ASSOCIATIONS_CONFIRMED,
     CLASS_CREATED,
     CLASS_DELETED,
     CLASS_UPDATED,
@@ -45,7 +50,14 @@ from class_core.events import (
     build_outbox_message,
 )
 from class_core.matching import EssayMatch, Suggestion, SuggestionsMessage
-from class_core.model import Batch, BatchStatus, SchoolClass, Student, ValidationStatus
+from class_core.model import (
+    Batch,
+    BatchStatus,
+    SchoolClass,
+    Student,
+    ValidationMethod,
+    ValidationStatus,
+)
 from class_core.ports import OutboxStore, UnitOfWorkFactory
 from class_core.queries import ClassQuery, StudentQuery
 from class_core.runtime import RequestContext, Runtime
@@ -106,11 +118,10 @@ class Backend:
         return [m.topic for m in await self.messages()]
 
 
-@pytest.fixture(params=["memory", "postgres"])
-def backend(request: pytest.FixtureRequest) -> Backend:
+def _memory_or_pg(request: pytest.FixtureRequest, name: str) -> Backend:
     clock = FixedClock()
     notifier = RecordingNotifier()
-    if request.param == "memory":
+    if name == "memory":
         store = InMemoryStore()
         rt = memory_runtime(store, clock, notifier)
         return Backend(
@@ -119,6 +130,33 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     engine: AsyncEngine = request.getfixturevalue("clean_pg")
     rt = build_sql_runtime(engine, clock=clock, notifier=notifier)
     return Backend("postgres", rt.uow, SqlOutboxStore(engine), clock, notifier, rt)
+
+
+@pytest.fixture(params=["memory", "postgres"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return _memory_or_pg(request, request.param)
+
+
+@pytest.fixture
+async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'cms.db'}")
+    try:
+        await upgrade(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=["memory", "postgres", "sqlite"])
+def any_backend(request: pytest.FixtureRequest) -> Backend:
+    """``backend`` plus SQLite (the embedded default), for the statements that differ by
+    dialect (the sweep's bulk reads and writes)."""
+    if request.param != "sqlite":
+        return _memory_or_pg(request, request.param)
+    engine: AsyncEngine = request.getfixturevalue("sqlite_engine")
+    clock, notifier = FixedClock(), RecordingNotifier()
+    rt = build_sql_runtime(engine, clock=clock, notifier=notifier)
+    return Backend("sqlite", rt.uow, SqlOutboxStore(engine), clock, notifier, rt)
 
 
 def ctx(user: str = T1) -> RequestContext:
@@ -721,6 +759,223 @@ async def test_timeout_sweep_claims_due_batches_and_makes_one_placeholder(
         assert await uow.batches.claim_due(FAR_FUTURE, 10) == []
 
 
+async def test_bulk_reads_of_a_sweep(any_backend: Backend) -> None:
+    b = any_backend
+    c1 = await new_class(b, "9A")
+    c2 = await new_class(b, "9B", owner=T2)
+    ann = await new_student(b, "Ann", "A", class_ids=(c1.id,))
+    bo = await new_student(b, "Bo", "B", class_ids=(c2.id,), owner=T2)
+    both = await new_student(b, "Cy", "C", class_ids=(c1.id,))
+    now = b.clock.now()
+    placeholder = Student(uuid4(), T1, "UNKNOWN", "STUDENT", None, None, now, now)
+    async with b.uow() as uow:
+        assert await uow.students.add_placeholder(placeholder, c1.id) is True
+        await uow.students.add_memberships([(c2.id, both.id)])
+        await uow.commit()
+    first, second, empty = uuid4(), uuid4(), uuid4()
+    e1, e2, e3 = sorted(uuid4() for _ in range(3))
+    await ingest_suggestions(b.rt, suggestions(first, c1.id, (e3, ann.id, 0.9), (e1, None, 0)))
+    b.clock.advance(minutes=1)
+    await ingest_suggestions(b.rt, suggestions(first, c1.id, (e2, both.id, 0.5)))  # later
+    await ingest_suggestions(b.rt, suggestions(second, c2.id, (uuid4(), bo.id, 0.8)))
+    await ingest_suggestions(b.rt, suggestions(empty, c2.id))
+
+    async with b.uow() as uow:
+        classes = await uow.classes.get_unscoped_many([c1.id, c2.id, uuid4()])
+        assert {c: (k.owner_id, k.name) for c, k in classes.items()} == {
+            c1.id: (T1, "9A"),
+            c2.id: (T2, "9B"),
+        }
+        assert await uow.classes.get_unscoped_many([]) == {}
+
+        members = await uow.students.members_by_class(
+            {c1.id: [ann.id, bo.id, both.id, placeholder.id], c2.id: {ann.id, both.id}}
+        )
+        assert members == {c1.id: {ann.id, both.id}, c2.id: {both.id}}
+        gone = uuid4()
+        assert await uow.students.members_by_class({gone: [ann.id], c2.id: []}) == {
+            gone: set(),
+            c2.id: set(),
+        }
+        assert await uow.students.members_by_class({}) == {}
+
+        placeholders = await uow.students.placeholders([c1.id, c2.id, uuid4()])
+        assert list(placeholders) == [c1.id]
+        assert placeholders[c1.id].id == placeholder.id
+        assert placeholders[c1.id].is_placeholder
+        assert placeholders[c1.id].class_ids == (c1.id,)
+        assert await uow.students.placeholders([]) == {}
+
+        found = await uow.batches.associations_of([first, second, empty, uuid4()])
+        assert set(found) == {first, second}  # no associations, no entry
+        assert [a.essay_id for a in found[first]] == [e1, e3, e2]  # created_at, essay_id
+        for batch_id in (first, second):
+            assert found[batch_id] == await uow.batches.associations(batch_id)
+        assert found[first][1].match_reasons == ("name",)
+        assert await uow.batches.associations_of([]) == {}
+
+
+async def test_bulk_writes_of_a_sweep(any_backend: Backend) -> None:
+    b = any_backend
+    cls = await new_class(b)
+    ann = await new_student(b, "Ann", "A", class_ids=(cls.id,))
+    bo = await new_student(b, "Bo", "B", class_ids=(cls.id,))
+    first, second, untouched = uuid4(), uuid4(), uuid4()
+    e1, e2, e3, e4 = uuid4(), uuid4(), uuid4(), uuid4()
+    await ingest_suggestions(b.rt, suggestions(first, cls.id, (e1, ann.id, 0.9), (e2, bo.id, 0.3)))
+    await ingest_suggestions(b.rt, suggestions(second, cls.id, (e3, bo.id, 0.8)))
+    await ingest_suggestions(b.rt, suggestions(untouched, cls.id, (e4, ann.id, 0.8)))
+    b.clock.advance(hours=1)
+    now, later = b.clock.now(), b.clock.now() + timedelta(minutes=5)
+
+    async with b.uow() as uow:
+        read = await uow.batches.associations_by_essay([e1, e2, e3])
+        a1, a2, a3 = read[e1], read[e2], read[e3]
+        timeout, method = ValidationStatus.TIMEOUT_CONFIRMED, ValidationMethod.TIMEOUT
+        a1.decide(timeout, ann.id, method, "SYSTEM_TIMEOUT", now)
+        a2.decide(timeout, ann.id, method, "SYSTEM_TIMEOUT", now)
+        a3.decide(ValidationStatus.REJECTED, None, ValidationMethod.HUMAN, T1, later)
+        a1.suggested_student_id, a1.match_reasons = bo.id, ("changed",)  # not a decision
+        a2_first = attrs.evolve(a2)
+        a2.decide(timeout, bo.id, method, "SYSTEM_TIMEOUT", now)  # the last one given wins
+        await uow.batches.update_decisions([a1, a2_first, a3, a2])
+        await uow.batches.update_decisions([])
+        batches = [await uow.batches.get(x, lock=True) for x in (first, second)]
+        for batch in batches:
+            assert batch is not None
+            batch.status, batch.finalized_at, batch.updated_at = BatchStatus.FINALIZED, now, now
+            batch.timeout_triggered = True
+        await uow.batches.update_many([x for x in batches if x is not None])
+        await uow.batches.update_many([])
+        await uow.commit()
+
+    async with b.uow() as uow:
+        stored = await uow.batches.associations_by_essay([e1, e2, e3, e4])
+        assert (stored[e1].student_id, stored[e2].student_id, stored[e3].student_id) == (
+            ann.id,
+            bo.id,
+            None,
+        )
+        assert (stored[e1].suggested_student_id, stored[e1].match_reasons) == (ann.id, ("name",))
+        assert stored[e1].confidence_score == 0.9
+        assert stored[e2].validation_status is ValidationStatus.TIMEOUT_CONFIRMED
+        assert (stored[e2].validation_method, stored[e2].validated_by) == (
+            ValidationMethod.TIMEOUT,
+            "SYSTEM_TIMEOUT",
+        )
+        assert (stored[e2].validated_at, stored[e2].updated_at) == (now, now)
+        assert stored[e3].validation_status is ValidationStatus.REJECTED
+        assert (stored[e3].validation_method, stored[e3].validated_by) == (
+            ValidationMethod.HUMAN,
+            T1,
+        )
+        assert (stored[e3].validated_at, stored[e3].updated_at) == (later, later)
+        assert stored[e4].is_pending
+        for batch_id in (first, second):
+            batch = await uow.batches.get(batch_id)
+            assert batch is not None
+            assert (batch.status, batch.finalized_at, batch.timeout_triggered) == (
+                BatchStatus.FINALIZED,
+                now,
+                True,
+            )
+        other = await uow.batches.get(untouched)
+        assert other is not None
+        assert other.status is BatchStatus.PENDING
+
+
+async def test_one_sweep_transaction_over_several_classes(any_backend: Backend) -> None:
+    b = any_backend
+    c1 = await new_class(b, "9A")
+    c2 = await new_class(b, "9B", owner=T2)
+    ann = await new_student(b, "Ann", "A", class_ids=(c1.id,))
+    bo = await new_student(b, "Bo", "B", class_ids=(c2.id,), owner=T2)
+    b1, b2, b3, b4, b5 = (uuid4() for _ in range(5))
+    e_keep, e_stranger, e_low, e_none, e_bo, e_also = (uuid4() for _ in range(6))
+    await ingest_suggestions(b.rt, suggestions(b1, c1.id, (e_keep, ann.id, 0.7)))
+    b.clock.advance(minutes=1)
+    await ingest_suggestions(b.rt, suggestions(b2, c2.id, (e_bo, bo.id, 0.95), (e_none, None, 0)))
+    b.clock.advance(minutes=1)
+    await ingest_suggestions(b.rt, suggestions(b3, c1.id, (e_low, ann.id, 0.69)))
+    b.clock.advance(minutes=1)
+    await ingest_suggestions(b.rt, suggestions(b5, c1.id, (e_also, None, 0)))
+    b.clock.advance(minutes=1)
+    await ingest_suggestions(b.rt, suggestions(b4, c2.id))  # no essays: finalized already
+    # Ann was a member when suggested for class 2's essay, and is not any more.
+    async with b.uow() as uow:
+        await uow.students.add_memberships([(c2.id, ann.id)])
+        await uow.commit()
+    await ingest_suggestions(b.rt, suggestions(b2, c2.id, (e_stranger, ann.id, 0.99)))
+    async with b.uow() as uow:
+        await uow.students.remove_memberships([(c2.id, ann.id)])
+        await uow.commit()
+    before = len(await b.messages())
+    b.clock.advance(hours=25)
+
+    done = await expire_due_batches(b.rt)
+    assert [(d.batch_id, d.class_id, d.auto_confirmed, d.unknown_assigned) for d in done] == [
+        (b1, c1.id, 1, 0),
+        (b2, c2.id, 1, 2),
+        (b3, c1.id, 0, 1),
+        (b5, c1.id, 0, 1),
+    ]
+    async with b.uow() as uow:
+        placeholders = await uow.students.placeholders([c1.id, c2.id])
+        stored = await uow.batches.associations_by_essay(
+            [e_keep, e_stranger, e_low, e_none, e_bo, e_also]
+        )
+    assert {e: a.student_id for e, a in stored.items()} == {
+        e_keep: ann.id,
+        e_bo: bo.id,
+        e_stranger: placeholders[c2.id].id,
+        e_none: placeholders[c2.id].id,
+        e_low: placeholders[c1.id].id,
+        e_also: placeholders[c1.id].id,
+    }
+    assert stored[e_stranger].suggested_student_id == ann.id
+
+    messages = (await b.messages())[before:]
+    envelopes = [json.loads(m.payload) for m in messages]
+    # Per batch in claim order: the placeholder's creation (first batch of a class needing
+    # it), the one confirmed event, the notification; all under the batch's correlation id.
+    assert [(m.topic, m.key) for m in messages] == [
+        (ASSOCIATIONS_CONFIRMED, str(b1)),
+        (TEACHER_NOTIFICATION, T1),
+        (STUDENT_CREATED, str(placeholders[c2.id].id)),
+        (ASSOCIATIONS_CONFIRMED, str(b2)),
+        (TEACHER_NOTIFICATION, T2),
+        (STUDENT_CREATED, str(placeholders[c1.id].id)),
+        (ASSOCIATIONS_CONFIRMED, str(b3)),
+        (TEACHER_NOTIFICATION, T1),
+        (ASSOCIATIONS_CONFIRMED, str(b5)),
+        (TEACHER_NOTIFICATION, T1),
+    ]
+    correlation = [e["correlation_id"] for e in envelopes]
+    assert correlation[0] == correlation[1]
+    assert correlation[2] == correlation[3] == correlation[4]
+    assert correlation[5] == correlation[6] == correlation[7]
+    assert correlation[8] == correlation[9]
+    assert len({correlation[0], correlation[2], correlation[5], correlation[8]}) == 4
+    assert envelopes[2]["data"]["class_ids"] == [str(c2.id)]
+    assert envelopes[2]["data"]["created_by_user_id"] == T2
+    confirmed = envelopes[3]["data"]
+    assert [a["essay_id"] for a in confirmed["associations"]] == [
+        str(e) for e in sorted([e_bo, e_none])
+    ] + [str(e_stranger)]
+    scores = {a["essay_id"]: a["confidence_score"] for a in confirmed["associations"]}
+    assert scores == {str(e_bo): 0.95, str(e_none): 0.0, str(e_stranger): 0.0}
+    assert confirmed["validation_summary"] == {
+        "total_associations": 3,
+        "confirmed": 3,
+        "rejected": 0,
+        "human_confirmed": 0,
+        "timeout_confirmed": 3,
+    }
+    assert [n.batch_id for n in b.notifier.sent[-4:]] == [b1, b2, b3, b5]
+    assert b.notifier.sent[-3].payload["unknown_assigned_count"] == 2
+    assert await expire_due_batches(b.rt) == []
+
+
 # --------------------------------------------------------------------------- outbox store
 
 
@@ -855,6 +1110,53 @@ async def test_pg_concurrent_sweeps_finalize_each_batch_once(clean_pg: AsyncEngi
     assert sorted(m.key for m in messages if "associations" in m.topic) == sorted(
         str(b) for b in batch_ids
     )
+
+
+@pytest.mark.parametrize("table", ["cms_essay_associations", "cms_outbox"])
+async def test_pg_failed_sweep_write_changes_nothing(clean_pg: AsyncEngine, table: str) -> None:
+    """A write of the sweep fails in the database (the decisions, written while the events
+    are rendered, or the events): no decision, no finalization, no event, no notification."""
+    clock, notifier = FixedClock(), RecordingNotifier()
+    rt = build_sql_runtime(clean_pg, clock=clock, notifier=notifier)
+    cls = await create_class(rt, ctx(), CreateClass("9A", ["ENG5"]))
+    batch_id, essay_id = uuid4(), uuid4()
+    await ingest_suggestions(rt, suggestions(batch_id, cls.id, (essay_id, None, 0.0)))
+    clock.advance(hours=25)
+    store = SqlOutboxStore(clean_pg)
+    outbox_before = len(await store.fetch_ready(FAR_FUTURE, 1000))
+    notes_before = len(notifier.sent)
+    async with clean_pg.begin() as conn:
+        await conn.execute(
+            text(
+                "CREATE FUNCTION cms_test_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+            )
+        )
+        await conn.execute(
+            text(
+                f"CREATE TRIGGER cms_test_refuse BEFORE UPDATE OR INSERT ON {table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION cms_test_refuse()"
+            )
+        )
+    try:
+        with pytest.raises(Exception, match="refused by the test"):  # the driver's error
+            await expire_due_batches(rt)
+    finally:
+        async with clean_pg.begin() as conn:
+            await conn.execute(text(f"DROP TRIGGER cms_test_refuse ON {table}"))
+            await conn.execute(text("DROP FUNCTION cms_test_refuse()"))
+
+    async with rt.uow() as uow:
+        batch = await uow.batches.get(batch_id)
+        assert batch is not None
+        assert batch.status is BatchStatus.PENDING
+        [association] = await uow.batches.associations(batch_id)
+        assert association.is_pending
+        assert await uow.students.placeholder(cls.id) is None
+    assert len(await store.fetch_ready(FAR_FUTURE, 1000)) == outbox_before
+    assert len(notifier.sent) == notes_before
+    [done] = await expire_due_batches(rt)  # the connection went back to the pool usable
+    assert (done.batch_id, done.unknown_assigned) == (batch_id, 1)
 
 
 async def test_pg_claim_due_skips_batches_locked_elsewhere(clean_pg: AsyncEngine) -> None:

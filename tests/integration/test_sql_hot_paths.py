@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
+from typing import Any
+from uuid import UUID, uuid4
 
 import pytest
 import pytest_asyncio
@@ -20,9 +21,17 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters_sql import SqlOutboxStore, build_sql_runtime, create_engine
-from class_core.errors import DuplicateStudentEmailError
+from adapters_sql.transaction import SqlTransaction
+from class_core.errors import ClassManagementError, DuplicateStudentEmailError
 from class_core.events import OutboxMessage
-from class_core.model import Association, Batch, BatchStatus, ValidationMethod, ValidationStatus
+from class_core.model import (
+    Association,
+    Batch,
+    BatchStatus,
+    Student,
+    ValidationMethod,
+    ValidationStatus,
+)
 from class_core.runtime import RequestContext
 from class_core.testing import FixedClock
 from class_core.use_cases.classes import CreateClass, create_class, get_class
@@ -169,3 +178,164 @@ async def test_fetch_holds_a_key_behind_a_row_not_yet_due(clean_pg: AsyncEngine)
         assert [r.message.event_id for r in ready] == [b1.event_id]
         later = await store.fetch_ready(now + timedelta(seconds=30), 100)
         assert [r.message.event_id for r in later] == [ahead.event_id, a2.event_id, b1.event_id]
+
+
+async def test_new_student_in_a_class_commits_as_one_statement(
+    one_connection: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """create_student's writes are held and sent with the commit as one statement; what
+    lands is exactly what the separate inserts write."""
+    engine = one_connection
+    rt = build_sql_runtime(engine)
+    ctx = RequestContext(OWNER)
+    cls = await create_class(rt, ctx, CreateClass("9H", ["SV1"]))
+    combined: list[bool] = []
+    original = SqlTransaction.commit_held
+
+    async def spy(self: SqlTransaction) -> bool:
+        done = await original(self)
+        combined.append(done)
+        return done
+
+    monkeypatch.setattr(SqlTransaction, "commit_held", spy)
+    outbox_before = await _count(engine, "cms_outbox")
+    cmd = CreateStudent(PersonName("Åsa", "Öberg", "Åsa Maria Öberg"), "asa@example.org", (cls.id,))
+    held = await create_student(rt, ctx, cmd)
+    monkeypatch.setattr(SqlTransaction, "hold_student_insert", lambda self, insert: False)
+    cmd2 = CreateStudent(
+        PersonName("Åsa", "Öberg", "Åsa Maria Öberg"), "asa2@example.org", (cls.id,)
+    )
+    plain = await create_student(rt, ctx, cmd2)
+    assert combined == [True, False]
+
+    async with engine.connect() as conn:
+        rows = {
+            r.email: r
+            for r in await conn.execute(
+                text(
+                    "SELECT s.*, m.class_id FROM cms_students s "
+                    "JOIN cms_class_students m ON m.student_id = s.id"
+                )
+            )
+        }
+        events = (
+            await conn.execute(
+                text("SELECT topic, key, headers FROM cms_outbox ORDER BY seq OFFSET :n"),
+                {"n": outbox_before},
+            )
+        ).all()
+    a, b = rows["asa@example.org"], rows["asa2@example.org"]
+    assert a.id == held.id
+    assert b.id == plain.id
+    assert a.class_id == b.class_id == cls.id
+    skip = {"id", "email", "search_key", "created_at", "updated_at"}
+    assert {k: v for k, v in a._mapping.items() if k not in skip} == {
+        k: v for k, v in b._mapping.items() if k not in skip
+    }
+    assert a.created_at == held.created_at
+    assert a.search_key.replace("asa@", "asa2@") == (b.search_key)
+    assert [(t, k) for t, k, _ in events] == [
+        ("huleedu.class.student.created.v1", str(held.id)),
+        ("huleedu.notification.teacher.requested.v1", OWNER),
+        ("huleedu.class.student.created.v1", str(plain.id)),
+        ("huleedu.notification.teacher.requested.v1", OWNER),
+    ]
+    assert [[h[0] for h in headers] for _, _, headers in events] == [
+        ["event_id", "event_type", "correlation_id", "source_service"]
+    ] * 4
+    assert (await get_class(rt, ctx, cls.id)).student_count == 2
+
+
+async def test_held_writes_are_sent_before_any_other_statement(
+    one_connection: AsyncEngine,
+) -> None:
+    """A statement after a held insert sees it (sent first, in the transaction); leaving
+    without commit leaves nothing, and the pooled connection is transactional again."""
+    engine = one_connection
+    rt = build_sql_runtime(engine)
+    ctx = RequestContext(OWNER)
+    cls = await create_class(rt, ctx, CreateClass("9F", ["ENG6"]))
+    students_before = await _count(engine, "cms_students")
+    outbox_before = await _count(engine, "cms_outbox")
+    now = datetime.now(UTC)
+
+    def new_student() -> Student:
+        return Student(uuid4(), OWNER, "Held", "Write", None, None, now, now, class_ids=(cls.id,))
+
+    class Boom(Exception):
+        pass
+
+    async def read_after_held_then_fail(student: Student) -> None:
+        async with rt.uow() as uow:
+            await uow.students.add(student)  # held
+            await uow.outbox.add([_message("k", now)])  # held with it
+            found = await uow.students.get(OWNER, student.id)  # sends both, then reads
+            assert found is not None
+            assert found.class_ids == (cls.id,)
+            raise Boom()
+
+    async def held_then_fail(student: Student) -> None:
+        async with rt.uow() as uow:
+            await uow.students.add(student)
+            await uow.outbox.add([_message("k", now)])
+            raise Boom()  # never sent at all
+
+    with pytest.raises(Boom):
+        await read_after_held_then_fail(new_student())
+    with pytest.raises(Boom):
+        await held_then_fail(new_student())
+    assert await _count(engine, "cms_students") == students_before
+    assert await _count(engine, "cms_outbox") == outbox_before
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        assert raw.dbapi_connection is not None
+        assert not raw.dbapi_connection.autocommit
+
+    # Held, then sent by a later write, then committed as usual: all of it lands.
+    student = new_student()
+    async with rt.uow() as uow:
+        await uow.students.add(student)
+        await uow.outbox.add([_message("k", now)])
+        await uow.students.add_memberships([])  # nothing to send: still held
+        other = await create_class_row(uow, now)
+        await uow.outbox.add([_message("k2", now)])
+        await uow.commit()
+    assert await _count(engine, "cms_students") == students_before + 1
+    assert await _count(engine, "cms_outbox") == outbox_before + 2
+    async with rt.uow() as uow:
+        assert await uow.classes.get(OWNER, other) is not None
+
+
+async def create_class_row(uow: Any, now: datetime) -> UUID:
+    from class_core.model import SchoolClass
+
+    cls = SchoolClass(uuid4(), OWNER, f"Other {uuid4().hex[:6]}", "SV2", now, now)
+    await uow.classes.add(cls)
+    return cls.id
+
+
+async def test_held_insert_into_a_vanished_class_fails_like_the_plain_insert(
+    clean_pg: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A class deleted between the read and the commit: the same error as the separate
+    inserts, and nothing written."""
+    rt = build_sql_runtime(clean_pg)
+    now = datetime.now(UTC)
+    errors: list[type[BaseException]] = []
+
+    async def write(student: Student) -> None:
+        async with rt.uow() as uow:
+            await uow.students.add(student)
+            await uow.outbox.add([_message("k", now)])
+            await uow.commit()
+
+    for hold in (True, False):
+        if not hold:
+            monkeypatch.setattr(SqlTransaction, "hold_student_insert", lambda self, insert: False)
+        student = Student(uuid4(), OWNER, "No", "Class", None, None, now, now, class_ids=(uuid4(),))
+        with pytest.raises(ClassManagementError) as caught:
+            await write(student)
+        errors.append(type(caught.value))
+    assert errors[0] is errors[1]
+    assert await _count(clean_pg, "cms_students") == 0
+    assert await _count(clean_pg, "cms_outbox") == 0

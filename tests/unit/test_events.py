@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any
 from uuid import UUID, uuid4
 
+import attrs
 import pytest
 
 from class_core import notifications
@@ -31,6 +34,7 @@ from class_core.events import (
     StudentUpdatedV1,
     TeacherNotification,
     build_outbox_message,
+    topic_and_key,
 )
 from class_core.model import SchoolClass, Student
 
@@ -356,3 +360,80 @@ def test_notification_payload_values() -> None:
     added = NOTIFICATIONS[1][0]
     assert added.payload["student_name"] == "Ada Lovelace"
     assert added.payload["class_designation"] == "9A"
+
+
+# ----------------------------------------------------------------------------- fast paths
+
+
+def _reference_json(value: Any) -> Any:
+    """The plain conversion the envelope is defined by (no fast paths, no memory)."""
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): _reference_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | frozenset | set):
+        return [_reference_json(v) for v in value]
+    if attrs.has(type(value)):
+        return {f.name: _reference_json(getattr(value, f.name)) for f in attrs.fields(type(value))}
+    return value
+
+
+def _reference_payload(
+    event: DomainEvent, event_id: UUID, cid: UUID, at: datetime, metadata: Any
+) -> str:
+    data = _reference_json(event)
+    if metadata is None and isinstance(event, StudentAssociationsConfirmedV1):
+        metadata = {"batch_id": str(BATCH), "class_id": str(CLASS), "partition_key": str(BATCH)}
+    return json.dumps(
+        {
+            "event_id": str(event_id),
+            "event_type": topic_and_key(event)[0],
+            "event_timestamp": at.isoformat(),
+            "source_service": "class_management_service",
+            "schema_version": 1,
+            "correlation_id": str(cid),
+            "data_schema_uri": None,
+            "data": data,
+            "metadata": _reference_json(metadata),
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+ALL_EVENTS = [e for e, *_ in EVENTS] + [associations_event()]
+
+
+@pytest.mark.parametrize("event", ALL_EVENTS)
+@pytest.mark.parametrize("same_context", [True, False])
+@pytest.mark.parametrize("metadata", [None, {"partition_key": "k", "n": 1, "ä": ["ö", None]}])
+def test_the_payload_is_exactly_the_json_of_the_envelope(
+    event: DomainEvent, same_context: bool, metadata: dict[str, Any] | None
+) -> None:
+    # The event's own correlation id and time may or may not be the envelope's.
+    cid, at = (CID, AT) if same_context else (uuid4(), AT + timedelta(seconds=1))
+    event_id = uuid4()
+    msg = build_outbox_message(
+        event, event_id=event_id, correlation_id=cid, at=at, metadata=metadata
+    )
+    assert msg.payload == _reference_payload(event, event_id, cid, at, metadata)
+    assert (msg.topic, msg.key) == topic_and_key(event)
+    assert dict(msg.headers)["correlation_id"] == str(cid)
+
+
+def test_many_distinct_ids_render_correctly() -> None:
+    # More ids than the rendering memory holds: each one still renders as itself.
+    ids = [uuid4() for _ in range(10_000)]
+    for student_id in ids + ids[:100]:
+        event = StudentCreatedV1(student_id, "A", "B", None, (CLASS,), "t", CID, AT)
+        msg = build_outbox_message(event, event_id=student_id, correlation_id=CID, at=AT)
+        data = json.loads(msg.payload)["data"]
+        assert (msg.key, data["student_id"], data["class_ids"]) == (
+            str(student_id),
+            str(student_id),
+            [str(CLASS)],
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 import unicodedata
 
@@ -186,3 +187,43 @@ def test_fold_examples() -> None:
 def test_search_key_joins_the_given_parts_and_skips_missing_ones() -> None:
     assert search_key("Åsa", None, "Öberg", "", "A@B.se") == "asa oberg a@b.se"
     assert search_key(None) == ""
+
+
+# ----------------------------------------------------------------------------- fast paths
+
+
+def _fold_reference(value: str) -> str:
+    """The definition of fold, one character at a time (the fast paths must equal it)."""
+    decomposed = unicodedata.normalize("NFKD", value)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return unicodedata.normalize("NFC", stripped.casefold())
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(max_size=60), latin, st.text(string.printable, max_size=60)))
+def test_fold_equals_its_per_character_definition(value: str) -> None:
+    assert fold(value) == _fold_reference(value)
+
+
+def test_fold_drops_every_combining_mark_and_nothing_else() -> None:
+    every = "".join(chr(cp) for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF)
+    assert fold(every) == _fold_reference(every)
+    assert fold("a\u0345b\u1dffc\U0001e944d") == _fold_reference("a\u0345b\u1dffc\U0001e944d")
+    assert fold("İ") == _fold_reference("İ")  # case folding that adds a combining mark
+
+
+def test_the_email_whitespace_check_is_str_isspace_for_every_code_point() -> None:
+    for cp in range(0x110000):
+        ch = chr(cp)
+        if ch.isspace():
+            with pytest.raises(ValidationError):
+                clean_email(f"a{ch}b@example.com")
+    assert [cp for cp in range(0x110000) if chr(cp).isspace()] == [
+        cp for cp in range(0x110000) if re.fullmatch(r"\s", chr(cp))
+    ]
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u2003", "\u3000", "\u1680", "\u2028", "\u205f"])
+def test_clean_email_refuses_unicode_spaces_inside(space: str) -> None:
+    with pytest.raises(ValidationError):
+        clean_email(f"ab{space}c@example.com")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
 
+from class_api.auth import authorize
 from class_api.body import MAX_BODY_BYTES, check_json_body
 from class_api.bootstrap import Services, open_services
 from class_api.edge import EdgeMiddleware
@@ -30,6 +32,13 @@ from class_core.settings import Settings
 def provide_runtime(state: State) -> Runtime:
     services: Services = state.services
     return services.runtime
+
+
+async def before_request(request: Request[Any, Any, Any]) -> None:
+    """Every route: the caller first (401, see :func:`class_api.auth.authorize`), then the
+    body (413/415/400, :func:`class_api.body.check_json_body`), before the handler runs."""
+    authorize(request)
+    await check_json_body(request)
 
 
 def _logging_config() -> LoggingConfig:
@@ -72,7 +81,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             ops.metrics,
         ],
         dependencies={"rt": Provide(provide_runtime, sync_to_thread=False)},
-        before_request=check_json_body,
+        before_request=before_request,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State({"settings": settings, "metrics": metrics}),

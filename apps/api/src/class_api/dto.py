@@ -143,6 +143,8 @@ REQUEST_STRUCTS: tuple[type[Struct], ...] = (
 
 def timestamp(value: datetime) -> str:
     """ISO 8601 in UTC with an explicit ``+00:00`` offset (contract conventions)."""
+    if value.tzinfo is UTC:  # what the database adapters return: no conversion needed
+        return value.isoformat()
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).isoformat()

@@ -29,7 +29,13 @@ from adapters_sql.mapping import association_from_row, association_row, batch_fr
 from adapters_sql.schema import batches, classes, essay_associations
 from adapters_sql.transaction import SqlTransaction
 from adapters_sql.types import UTCDateTime
-from class_core.model import Association, Batch, BatchStatus, ValidationStatus
+from class_core.model import (
+    Association,
+    Batch,
+    BatchStatus,
+    ValidationMethod,
+    ValidationStatus,
+)
 
 _a = essay_associations
 _GET = select(batches).where(batches.c.batch_id == bindparam("batch_id"))
@@ -56,6 +62,19 @@ _essay_ids = (
     func.unnest(bindparam("essay_ids", type_=ARRAY(Uuid()))).table_valued("id").render_derived("k")
 )
 _BY_ESSAY_PG = select(_a).join(_essay_ids, _a.c.essay_id == _essay_ids.c.id)
+# Several batches' associations (sweeps), grouped by batch in the batch index's order.
+_OF_BATCHES_ORDER = (_a.c.batch_id, *_ASSOC_ORDER)
+_OF_BATCHES = (
+    select(_a)
+    .where(_a.c.batch_id.in_(bindparam("batch_ids", expanding=True)))
+    .order_by(*_OF_BATCHES_ORDER)
+)
+_batch_ids = (
+    func.unnest(bindparam("batch_ids", type_=ARRAY(Uuid()))).table_valued("id").render_derived("k")
+)
+_OF_BATCHES_PG = (
+    select(_a).join(_batch_ids, _a.c.batch_id == _batch_ids.c.id).order_by(*_OF_BATCHES_ORDER)
+)
 _INSERT_ASSOC = insert(_a)
 _UPDATED_ASSOC_FIELDS = (
     "suggested_student_id",
@@ -72,6 +91,21 @@ _UPDATE_ASSOC = (
     update(_a)
     .where(_a.c.essay_id == bindparam("v_essay_id"))
     .values({name: bindparam(f"v_{name}") for name in _UPDATED_ASSOC_FIELDS})
+)
+# A decision leaves the suggestion (and its JSON reasons) as stored. One execution per row
+# where there are no arrays (SQLite); PostgreSQL below.
+_DECISION_FIELDS = (
+    "student_id",
+    "validation_status",
+    "validation_method",
+    "validated_by",
+    "validated_at",
+    "updated_at",
+)
+_UPDATE_DECISION = (
+    update(_a)
+    .where(_a.c.essay_id == bindparam("v_essay_id"))
+    .values({name: bindparam(f"v_{name}") for name in _DECISION_FIELDS})
 )
 # PostgreSQL: a whole batch of associations in one statement (column arrays, unnest), rather
 # than one execution per row.
@@ -117,6 +151,58 @@ _UPDATE_ASSOC_PG = text(
     + ", ".join(f"{n} = {_value(n)}" for n in _UPDATED_ASSOC_FIELDS)
     + f" FROM {_unnest(_UPDATED_ASSOC_COLUMNS)} WHERE a.essay_id = v.essay_id"
 ).bindparams(*_array_params(_UPDATED_ASSOC_COLUMNS))
+
+
+# PostgreSQL: decisions that share status, method, author and time (a sweep's) in one
+# statement, the essays and chosen students as two arrays.
+_UPDATE_DECISIONS_PG = text(
+    f"UPDATE {_a.name} AS a SET student_id = v.student_id, "
+    "validation_status = :status, validation_method = :method, validated_by = :by, "
+    "validated_at = :at, updated_at = :updated_at "
+    "FROM unnest(CAST(:essay_ids AS uuid[]), CAST(:student_ids AS uuid[])) "
+    "AS v(essay_id, student_id) WHERE a.essay_id = v.essay_id"
+).bindparams(
+    bindparam("essay_ids", type_=ARRAY(Uuid())),
+    bindparam("student_ids", type_=ARRAY(Uuid())),
+    bindparam("status", type_=String()),
+    bindparam("method", type_=String()),
+    bindparam("by", type_=String()),
+    bindparam("at", type_=UTCDateTime()),
+    bindparam("updated_at", type_=UTCDateTime()),
+)
+_DecisionKey = tuple[
+    ValidationStatus, ValidationMethod | None, str | None, datetime | None, datetime
+]
+
+
+def _decision_params(a: Association) -> dict[str, Any]:
+    return {
+        "v_essay_id": a.essay_id,
+        "v_student_id": a.student_id,
+        "v_validation_status": a.validation_status.value,
+        "v_validation_method": a.validation_method.value if a.validation_method else None,
+        "v_validated_by": a.validated_by,
+        "v_validated_at": a.validated_at,
+        "v_updated_at": a.updated_at,
+    }
+
+
+def _decision_groups(items: Sequence[Association]) -> dict[_DecisionKey, list[Association]]:
+    """The last decision given per essay, grouped by everything but the chosen student."""
+    groups: dict[_DecisionKey, list[Association]] = {}
+    for a in {a.essay_id: a for a in items}.values():
+        key = (
+            a.validation_status,
+            a.validation_method,
+            a.validated_by,
+            a.validated_at,
+            a.updated_at,
+        )
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = []
+        group.append(a)
+    return groups
 
 
 def _column_arrays(
@@ -188,9 +274,31 @@ class SqlBatchRepository:
     async def update(self, batch: Batch) -> None:
         await self._tx.execute(_UPDATE, _batch_update_params(batch))
 
+    async def update_many(self, batches_: Sequence[Batch]) -> None:
+        if batches_:
+            params = [_batch_update_params(b) for b in batches_]
+            await self._tx.execute(_UPDATE, params if len(params) > 1 else params[0])
+
     async def associations(self, batch_id: UUID) -> list[Association]:
         rows = await self._tx.fetch_rows(_ASSOCIATIONS, {"batch_id": batch_id})
         return [association_from_row(r) for r in rows]
+
+    async def associations_of(self, batch_ids: Collection[UUID]) -> dict[UUID, list[Association]]:
+        if not batch_ids:
+            return {}
+        params = {"batch_ids": list(set(batch_ids))}
+        if self._tx.is_postgresql:
+            rows = await self._tx.fetch_rows(_OF_BATCHES_PG, params)
+        else:
+            rows = list((await self._tx.execute(_OF_BATCHES, params)).mappings())
+        found: dict[UUID, list[Association]] = {}
+        for row in rows:
+            a = association_from_row(row)
+            group = found.get(a.batch_id)
+            if group is None:
+                group = found[a.batch_id] = []
+            group.append(a)
+        return found
 
     async def associations_by_essay(self, essay_ids: Collection[UUID]) -> dict[UUID, Association]:
         if not essay_ids:
@@ -217,6 +325,25 @@ class SqlBatchRepository:
         elif items:
             params = [_association_update_params(a) for a in items]
             await self._tx.execute(_UPDATE_ASSOC, params if len(params) > 1 else params[0])
+
+    async def update_decisions(self, items: Sequence[Association]) -> None:
+        if not items:
+            return
+        if not self._tx.is_postgresql:
+            rows = [_decision_params(a) for a in items]
+            await self._tx.execute(_UPDATE_DECISION, rows if len(rows) > 1 else rows[0])
+            return
+        for (status, method, by, at, updated_at), group in _decision_groups(items).items():
+            params: dict[str, Any] = {
+                "essay_ids": [a.essay_id for a in group],
+                "student_ids": [a.student_id for a in group],
+                "status": status.value,
+                "method": method.value if method is not None else None,
+                "by": by,
+                "at": at,
+                "updated_at": updated_at,
+            }
+            await self._tx.execute(_UPDATE_DECISIONS_PG, params)
 
     async def claim_due(self, now: datetime, limit: int) -> list[Batch]:
         result = await self._tx.execute(_DUE, {"now": now, "limit": limit})

@@ -36,6 +36,7 @@ async def copy_records(
 
     Values go to asyncpg as they are: aware datetimes, UUIDs, JSON as text.
     """
+    await tx.flush()  # a held first write goes before (see transaction.py)
     conn = tx.conn
     with translate_errors():
         raw = await conn.get_raw_connection()

@@ -53,6 +53,7 @@ _UPDATE = (
     )
 )
 _DELETE = delete(classes).where(classes.c.id == bindparam("class_id"))
+_GET_UNSCOPED_MANY = select(classes).where(classes.c.id.in_(bindparam("class_ids", expanding=True)))
 _ORDER = (classes.c.created_at.desc(), classes.c.id.desc())
 
 
@@ -139,3 +140,9 @@ class SqlClassRepository:
 
     async def delete(self, class_id: UUID) -> None:
         await self._tx.execute(_DELETE, {"class_id": class_id})
+
+    async def get_unscoped_many(self, class_ids: Collection[UUID]) -> dict[UUID, SchoolClass]:
+        if not class_ids:
+            return {}
+        result = await self._tx.execute(_GET_UNSCOPED_MANY, {"class_ids": list(set(class_ids))})
+        return {row["id"]: class_from_row(row) for row in result.mappings()}

@@ -2,43 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import insert
 
 from adapters_sql.bulk import copy_records, use_copy
-from adapters_sql.mapping import outbox_row
+from adapters_sql.mapping import OUTBOX_RECORD_COLUMNS, outbox_record, outbox_row
 from adapters_sql.schema import inbox, outbox
 from adapters_sql.transaction import SqlTransaction
 from class_core.events import OutboxMessage
 
 _INSERT = insert(outbox)
-# A bulk insert's columns; the rest have defaults (``seq``, ``attempts``) or start empty.
-_COPY_COLUMNS = (
-    "event_id",
-    "topic",
-    "key",
-    "payload",
-    "headers",
-    "created_at",
-    "next_attempt_at",
-)
-
-
 # The same rows through the driver, once the unit of work's transaction is open.
 _DRIVER_INSERT = (
-    f"INSERT INTO {outbox.name} ({', '.join(_COPY_COLUMNS)}) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_COPY_COLUMNS) + 1))})"
+    f"INSERT INTO {outbox.name} ({', '.join(OUTBOX_RECORD_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(OUTBOX_RECORD_COLUMNS) + 1))})"
 )
-
-
-def _copy_record(m: OutboxMessage) -> tuple[Any, ...]:
-    """``outbox_row`` as a COPY record (JSON columns as text)."""
-    row = outbox_row(m)
-    row["headers"] = json.dumps(row["headers"])
-    return tuple(row[c] for c in _COPY_COLUMNS)
 
 
 class SqlOutbox:
@@ -51,12 +30,19 @@ class SqlOutbox:
         if not messages:
             return
         if use_copy(self._tx, len(messages)):
-            # Imports: one COPY per chunk (the statement-level NOTIFY trigger fires for it too).
-            records = [_copy_record(m) for m in messages]
-            await copy_records(self._tx, outbox, _COPY_COLUMNS, records)
-        elif not await self._tx.executemany_in_transaction(
-            _DRIVER_INSERT, [_copy_record(m) for m in messages]
-        ):
+            # Imports: one COPY per chunk (the statement-level NOTIFY trigger fires for it too;
+            # a held first write is sent before it). The records are made as the COPY streams:
+            # the server works on the first ones while the next are encoded.
+            streamed = map(outbox_record, messages)
+            await copy_records(self._tx, outbox, OUTBOX_RECORD_COLUMNS, streamed)
+            self._tx.added_outbox = True
+            return
+        records = [outbox_record(m) for m in messages]
+        if self._tx.hold_outbox(records):
+            # After a held student insert: committed with it in one statement (transaction.py).
+            self._tx.added_outbox = True
+            return
+        if not await self._tx.executemany_in_transaction(_DRIVER_INSERT, records):
             rows = [outbox_row(m) for m in messages]
             await self._tx.execute(_INSERT, rows if len(rows) > 1 else rows[0])
         self._tx.added_outbox = True

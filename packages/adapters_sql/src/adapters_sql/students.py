@@ -3,7 +3,7 @@ statement (one round trip), grouped here."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -20,12 +20,19 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql
 
 from adapters_sql.bulk import copy_records, use_copy
-from adapters_sql.mapping import student_from_row, student_row
+from adapters_sql.held import STUDENT_COLUMNS, HeldStudentInsert
+from adapters_sql.mapping import (
+    STUDENT_RECORD_COLUMNS,
+    student_from_row,
+    student_record,
+    student_row,
+)
 from adapters_sql.schema import class_students, students
 from adapters_sql.transaction import SqlTransaction
 from class_core.model import Page, Student
@@ -37,20 +44,6 @@ _SELECT = select(students, _members.c.class_id).select_from(_with_classes)
 _ORDER = (students.c.last_name, students.c.first_name, students.c.id)
 
 _INSERT = insert(students)
-# Every column a bulk insert writes (the keys of ``student_row``).
-_COPY_COLUMNS = (
-    "id",
-    "owner_id",
-    "first_name",
-    "last_name",
-    "legal_full_name",
-    "email",
-    "search_key",
-    "is_placeholder",
-    "placeholder_class_id",
-    "created_at",
-    "updated_at",
-)
 _INSERT_MEMBERSHIP = insert(class_students).values(
     class_id=bindparam("class_id"), student_id=bindparam("student_id")
 )
@@ -142,6 +135,41 @@ _MEMBERS_AMONG = (
     )
 )
 
+# Bulk membership checks (sweeps): the (class, student) pairs as two arrays on PostgreSQL (one
+# prepared statement whatever their number), a row-value IN list elsewhere.
+_candidates = (
+    func.unnest(
+        bindparam("class_ids", type_=postgresql.ARRAY(Uuid())),
+        bindparam("student_ids", type_=postgresql.ARRAY(Uuid())),
+    )
+    .table_valued("class_id", "student_id")
+    .render_derived(name="k")
+)
+_MEMBERS_BY_CLASS_PG = (
+    select(class_students.c.class_id, class_students.c.student_id)
+    .select_from(
+        _candidates.join(
+            class_students,
+            (class_students.c.class_id == _candidates.c.class_id)
+            & (class_students.c.student_id == _candidates.c.student_id),
+        ).join(students, students.c.id == class_students.c.student_id)
+    )
+    .where(students.c.is_placeholder == false())
+)
+_MEMBERS_BY_CLASS = (
+    select(class_students.c.class_id, class_students.c.student_id)
+    .join(students, students.c.id == class_students.c.student_id)
+    .where(
+        tuple_(class_students.c.class_id, class_students.c.student_id).in_(
+            bindparam("pairs", expanding=True)
+        ),
+        students.c.is_placeholder == false(),
+    )
+)
+_PLACEHOLDERS = _SELECT.where(
+    students.c.placeholder_class_id.in_(bindparam("class_ids", expanding=True))
+)
+
 
 def _grouped(rows: Iterable[RowMapping]) -> list[Student]:
     """One student per id, in row order, with the class ids of its rows."""
@@ -197,19 +225,28 @@ class SqlStudentRepository:
         if len(students_) == 1 and students_[0].class_ids and self._tx.is_postgresql:
             # The hot path (one new student in classes): one round trip instead of two.
             student = students_[0]
-            await self._tx.execute(
-                _PG_INSERT_WITH_MEMBERSHIPS,
-                {**student_row(student), "class_ids": list(dict.fromkeys(student.class_ids))},
-            )
+            params = {
+                **student_row(student),
+                "class_ids": list(dict.fromkeys(student.class_ids)),
+            }
+            args = [*(params[c] for c in STUDENT_COLUMNS), params["class_ids"]]
+            held = HeldStudentInsert(_PG_INSERT_WITH_MEMBERSHIPS, params, args)
+            if not self._tx.hold_student_insert(held):  # held: sent at commit (transaction.py)
+                await self._tx.execute(_PG_INSERT_WITH_MEMBERSHIPS, params)
             return
-        rows = [student_row(s) for s in students_]
-        if use_copy(self._tx, len(rows)):
-            # Imports: one COPY instead of thousands of INSERT rows.
-            records = [tuple(r[c] for c in _COPY_COLUMNS) for r in rows]
-            await copy_records(self._tx, students, _COPY_COLUMNS, records)
+        if use_copy(self._tx, len(students_)):
+            # Imports: one COPY instead of thousands of INSERT rows, its records made as it
+            # streams (the server works on the first ones while the next are encoded).
+            records = map(student_record, students_)
+            await copy_records(self._tx, students, STUDENT_RECORD_COLUMNS, records)
         else:
+            rows = [student_row(s) for s in students_]
             await self._tx.execute(_INSERT, rows if len(rows) > 1 else rows[0])
-        pairs = [(c, s.id) for s in students_ for c in dict.fromkeys(s.class_ids)]
+        pairs = [
+            (c, s.id)
+            for s in students_
+            for c in (s.class_ids if len(s.class_ids) < 2 else dict.fromkeys(s.class_ids))
+        ]
         await self._insert_memberships(pairs)
 
     async def _insert_memberships(self, pairs: Sequence[tuple[UUID, UUID]]) -> None:
@@ -330,3 +367,27 @@ class SqlStudentRepository:
         if inserted:
             await self._insert_memberships([(class_id, student.id)])
         return inserted
+
+    async def members_by_class(
+        self, candidates: Mapping[UUID, Collection[UUID]]
+    ) -> dict[UUID, set[UUID]]:
+        found: dict[UUID, set[UUID]] = {c: set() for c in candidates}
+        pairs = list({(c, s) for c, ids in candidates.items() for s in ids})
+        if not pairs:
+            return found
+        if self._tx.is_postgresql:
+            params = {"class_ids": [c for c, _ in pairs], "student_ids": [s for _, s in pairs]}
+            rows = await self._tx.fetch_rows(_MEMBERS_BY_CLASS_PG, params)
+        else:
+            rows = list((await self._tx.execute(_MEMBERS_BY_CLASS, {"pairs": pairs})).mappings())
+        for row in rows:
+            found[row["class_id"]].add(row["student_id"])
+        return found
+
+    async def placeholders(self, class_ids: Collection[UUID]) -> dict[UUID, Student]:
+        if not class_ids:
+            return {}
+        result = await self._tx.execute(_PLACEHOLDERS, {"class_ids": list(set(class_ids))})
+        rows = list(result.mappings())
+        of_student = {row["id"]: row["placeholder_class_id"] for row in rows}
+        return {of_student[s.id]: s for s in _grouped(rows)}

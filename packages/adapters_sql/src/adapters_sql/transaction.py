@@ -11,6 +11,15 @@ driver with the statement compiled once: the same SQL on the same connection, so
 transaction once it has begun, and the same rows (SQLAlchemy's asyncpg dialect returns the
 driver's values for these column types), without the per-execution cost of SQLAlchemy's
 execution context, which is larger than the query itself for a primary-key read.
+
+Held first writes (PostgreSQL, while ``BEGIN`` is deferred): a new student's insert (with its
+memberships) and then the outbox rows of the same unit of work are held instead of being sent
+at once (:meth:`SqlTransaction.hold_student_insert`, :meth:`SqlTransaction.hold_outbox`). If
+the unit of work commits with nothing else written, they go to the server as ONE statement
+(data-modifying CTEs) in autocommit mode: a single statement is atomic by itself, so this is
+the same all-or-nothing change as ``BEGIN`` + inserts + ``COMMIT``, in one round trip instead
+of four. Any other statement first sends what is held inside a transaction (:meth:`flush`),
+so later statements see it; leaving without commit drops it (nothing reached the server).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
 from adapters_sql.errors import translate_errors
+from adapters_sql.held import OUTBOX_INSERT_SQL, HeldStudentInsert, HeldWrites
 from adapters_sql.types import UTCDateTime
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]]
@@ -65,6 +75,7 @@ class SqlTransaction:
         self._conn: AsyncConnection | None = None
         self._deferred: Any = None  # the DBAPI connection while BEGIN is deferred
         self._driver: Any = None  # the driver (asyncpg) connection, on such connections
+        self._held: HeldWrites | None = None
         self.added_outbox = False
 
     def bind(
@@ -89,13 +100,18 @@ class SqlTransaction:
             deferred.autocommit = False
 
     def unbind(self) -> None:
-        """Forget the connection, put back in transactional mode (it returns to the pool)."""
+        """Forget the connection, put back in transactional mode (it returns to the pool).
+        Held writes that were not committed are dropped: they never reached the server."""
+        self._held = None
         self.begin_now()
         self._conn = self._driver = None
 
     @property
     def conn(self) -> AsyncConnection:
-        """The connection, inside the unit of work's transaction from its next statement on."""
+        """The connection, inside the unit of work's transaction from its next statement on.
+        Callers that may follow held writes call :meth:`flush` first."""
+        if self._held is not None:
+            raise RuntimeError("held writes must be flushed before using the connection")
         self.begin_now()
         return self._connection
 
@@ -118,6 +134,8 @@ class SqlTransaction:
     async def execute(
         self, statement: Executable, params: Params | None = None
     ) -> CursorResult[Any]:
+        if self._held is not None:
+            await self.flush()
         if self._deferred is not None and not _is_plain_read(statement):
             self.begin_now()
         with translate_errors():
@@ -131,6 +149,8 @@ class SqlTransaction:
         Values go to asyncpg as they are (JSON as text); datetimes are checked and converted
         as the ``UTCDateTime`` columns do.
         """
+        if self._held is not None:
+            await self.flush()
         driver = self._driver
         if driver is None or not driver.is_in_transaction():
             return False
@@ -151,6 +171,8 @@ class SqlTransaction:
         otherwise through SQLAlchemy. Only for statements with plain parameters (no expanding
         ``IN``) whose result columns have distinct names.
         """
+        if self._held is not None:
+            await self.flush()
         driver = self._driver
         if driver is not None and _is_plain_read(statement):
             conn = self._connection
@@ -159,3 +181,56 @@ class SqlTransaction:
             with translate_errors():
                 return list(await driver.fetch(sql, *args))
         return list((await self.execute(statement, params)).mappings())
+
+    # ------------------------------------------------------------------ held first writes
+
+    def hold_student_insert(self, insert: HeldStudentInsert) -> bool:
+        """Hold a new student's insert (see the module's docstring); ``False`` when it must be
+        executed now (not PostgreSQL, transaction already begun, or something held)."""
+        if self._deferred is None or self._driver is None or self._held is not None:
+            return False
+        self._held = HeldWrites(insert)
+        return True
+
+    def hold_outbox(self, records: Sequence[Sequence[Any]]) -> bool:
+        """Add outbox rows (``held.OUTBOX_COLUMNS`` order, JSON as text) to the held writes;
+        ``False`` when nothing is held (the caller writes them itself)."""
+        if self._held is None:
+            return False
+        self._held.outbox.extend(records)
+        return True
+
+    async def flush(self) -> None:
+        """Send held writes now, inside the unit of work's transaction (which begins here)."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        self.begin_now()
+        await self.execute(held.insert.statement, held.insert.params)
+        if held.outbox and not await self.executemany_in_transaction(
+            OUTBOX_INSERT_SQL, held.outbox
+        ):  # pragma: no cover - the insert above began the transaction
+            raise RuntimeError("the unit of work's transaction did not begin")
+
+    async def commit_held(self) -> bool:
+        """Commit by sending the held writes as one autocommitted statement. ``False``
+        (nothing done) when nothing is held: the caller commits as usual."""
+        held, driver = self._held, self._driver
+        if held is None or self._deferred is None or driver is None:
+            return False
+        self._held = None
+        sql, args = held.combined()
+        dialect = self._connection.dialect
+        args = [
+            [_driver_value(v, dialect) for v in a]
+            if isinstance(a, list)
+            else _driver_value(a, dialect)
+            for a in args
+        ]
+        with translate_errors():
+            try:
+                await driver.execute(sql, *args)
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                # Same shape as a failed INSERT through SQLAlchemy: one translation table.
+                raise sa_exc.IntegrityError(sql, None, exc) from exc
+        return True

@@ -83,8 +83,10 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         if self._conn is None:
             raise RuntimeError("the unit of work is not entered (use `async with uow:`)")
-        with translate_errors():
-            await self._conn.commit()
+        # Held first writes and nothing else: one autocommitted statement (see transaction.py).
+        if not await self._tx.commit_held():
+            with translate_errors():
+                await self._conn.commit()
         self._committed = True
 
 

@@ -7,9 +7,10 @@ envelope text as built here so that the event id and bytes never change across r
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
+from operator import attrgetter
 from typing import Any
 from uuid import UUID
 
@@ -46,12 +47,33 @@ PUBLISHED_TOPICS: tuple[str, ...] = (
 
 # Exact types that are JSON already (a StrEnum member's type is its enum: it is converted).
 _PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
+# One encoder for every envelope: ``json.dumps`` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+# The text of recently rendered UUIDs by value: the same few ids (a correlation id, a class)
+# recur in many events, and UUID.__str__ is slow Python. Bounded: emptied when full.
+_UUID_TEXT: dict[int, str] = {}
+_UUID_TEXT_MAX = 4096
+
+
+def _uuid_text(value: UUID) -> str:
+    key = value.int
+    text = _UUID_TEXT.get(key)
+    if text is None:
+        if len(_UUID_TEXT) >= _UUID_TEXT_MAX:
+            _UUID_TEXT.clear()
+        text = _UUID_TEXT[key] = str(value)
+    return text
 
 
 def to_json_value(value: Any) -> Any:
     """Plain JSON values: UUIDs and enums as strings, datetimes as ISO 8601 with offset."""
-    if type(value) in _PLAIN_TYPES:  # most values; skips the isinstance chain (Mapping is slow)
+    kind = type(value)
+    if kind in _PLAIN_TYPES:  # most values; skips the isinstance chain (Mapping is slow)
         return value
+    if kind is UUID:
+        return _uuid_text(value)
+    if kind is tuple:
+        return [to_json_value(v) for v in value]
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, datetime):
@@ -65,8 +87,23 @@ def to_json_value(value: Any) -> Any:
     return value
 
 
+# Event class → its field names and a getter of all their values at once (one C call).
+_FIELDS: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
+
+
+def _fields_of(cls: type) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
+    entry = _FIELDS.get(cls)
+    if entry is None:
+        names = tuple(f.name for f in attrs.fields(cls))
+        many = attrgetter(*names) if len(names) > 1 else None
+        getter = many if many is not None else (lambda e: tuple(getattr(e, n) for n in names))
+        entry = _FIELDS[cls] = (names, getter)
+    return entry
+
+
 def _data(event: Any) -> dict[str, Any]:
-    return {f.name: to_json_value(getattr(event, f.name)) for f in attrs.fields(type(event))}
+    names, values = _fields_of(type(event))
+    return dict(zip(names, map(to_json_value, values(event)), strict=True))
 
 
 @frozen
@@ -253,6 +290,19 @@ def topic_and_key(event: DomainEvent) -> tuple[str, str]:
             return TEACHER_NOTIFICATION, event.teacher_id
 
 
+# Event class → its topic and the data field that is its partition key (see topic_and_key).
+_ROUTES: dict[type, tuple[str, str]] = {
+    ClassCreatedV1: (CLASS_CREATED, "class_id"),
+    ClassUpdatedV1: (CLASS_UPDATED, "class_id"),
+    ClassDeletedV1: (CLASS_DELETED, "class_id"),
+    StudentCreatedV1: (STUDENT_CREATED, "student_id"),
+    StudentUpdatedV1: (STUDENT_UPDATED, "student_id"),
+    StudentDeletedV1: (STUDENT_DELETED, "student_id"),
+    StudentAssociationsConfirmedV1: (ASSOCIATIONS_CONFIRMED, "batch_id"),
+    TeacherNotification: (TEACHER_NOTIFICATION, "teacher_id"),
+}
+
+
 def event_data(event: DomainEvent) -> dict[str, Any]:
     if isinstance(event, StudentAssociationsConfirmedV1):
         return event.to_data()
@@ -280,25 +330,17 @@ def build_outbox_message(
     metadata: Mapping[str, Any] | None = None,
 ) -> OutboxMessage:
     """Wrap an event in the §5.1 envelope; the id is fixed here, once."""
-    topic, key = topic_and_key(event)
+    data = event_data(event)
+    route = _ROUTES.get(type(event))
+    if route is not None:
+        topic, key = route[0], data[route[1]]  # the text topic_and_key renders, made once
+    else:
+        topic, key = topic_and_key(event)
     if metadata is None and isinstance(event, StudentAssociationsConfirmedV1):
-        metadata = {
-            "batch_id": str(event.batch_id),
-            "class_id": str(event.class_id),
-            "partition_key": str(event.batch_id),
-        }
-    eid, cid = str(event_id), str(correlation_id)  # each rendered once (UUID.__str__ is slow)
-    envelope = {
-        "event_id": eid,
-        "event_type": topic,
-        "event_timestamp": at.isoformat(),
-        "source_service": SOURCE_SERVICE,
-        "schema_version": SCHEMA_VERSION,
-        "correlation_id": cid,
-        "data_schema_uri": None,
-        "data": event_data(event),
-        "metadata": dict(metadata) if metadata is not None else None,
-    }
+        metadata = {"batch_id": key, "class_id": data["class_id"], "partition_key": key}
+    # The event usually carries the envelope's time: its data holds the text already.
+    eid, cid = str(event_id), _uuid_text(correlation_id)
+    stamp = data["timestamp"] if getattr(event, "timestamp", None) is at else at.isoformat()
     headers = (
         ("event_id", eid),
         ("event_type", topic),
@@ -309,10 +351,35 @@ def build_outbox_message(
         event_id=event_id,
         topic=topic,
         key=key,
-        payload=json.dumps(envelope, ensure_ascii=False, separators=(",", ":")),
+        payload=_envelope_json(eid, topic, stamp, cid, data, metadata),
         headers=headers,
         created_at=at,
     )
+
+
+def _envelope_json(
+    event_id: str,
+    topic: str,
+    timestamp: str,
+    correlation_id: str,
+    data: dict[str, Any],
+    metadata: Mapping[str, Any] | None,
+) -> str:
+    """The §5.1 envelope as compact JSON text, keys in this order (what ``json.dumps`` of the
+    envelope dictionary gives, with the fixed parts encoded once)."""
+    encode = _ENCODER.encode
+    meta = encode(dict(metadata)) if metadata is not None else "null"
+    return (
+        f'{{"event_id":{encode(event_id)},"event_type":{encode(topic)},'
+        f'"event_timestamp":{encode(timestamp)},{_ENVELOPE_FIXED},'
+        f'"correlation_id":{encode(correlation_id)},"data_schema_uri":null,'
+        f'"data":{encode(data)},"metadata":{meta}}}'
+    )
+
+
+_ENVELOPE_FIXED = _ENCODER.encode(
+    {"source_service": SOURCE_SERVICE, "schema_version": SCHEMA_VERSION}
+)[1:-1]
 
 
 def notifications_of(events: Sequence[DomainEvent]) -> list[TeacherNotification]:

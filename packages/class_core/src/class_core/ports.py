@@ -6,7 +6,7 @@ owner's objects, so that "not yours" and "does not exist" are indistinguishable.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from types import TracebackType
@@ -33,6 +33,10 @@ class ClassRepository(Protocol):
 
     async def get_many(self, owner_id: str, class_ids: Collection[UUID]) -> dict[UUID, SchoolClass]:
         """The owner's classes among ``class_ids`` (``student_count`` may be 0)."""
+        ...
+
+    async def get_unscoped_many(self, class_ids: Collection[UUID]) -> dict[UUID, SchoolClass]:
+        """Any owner's classes among ``class_ids`` (sweeps; ``student_count`` may be 0)."""
         ...
 
     async def search(self, owner_id: str, query: ClassQuery) -> Page[SchoolClass]:
@@ -110,7 +114,18 @@ class StudentRepository(Protocol):
         """Which of ``student_ids`` are non-placeholder members of the class."""
         ...
 
+    async def members_by_class(
+        self, candidates: Mapping[UUID, Collection[UUID]]
+    ) -> dict[UUID, set[UUID]]:
+        """Bulk :meth:`members_among`: ``class_id -> candidates`` in, ``class_id -> members``
+        out, one entry per class given (an empty set when none is a member)."""
+        ...
+
     async def placeholder(self, class_id: UUID) -> Student | None: ...
+
+    async def placeholders(self, class_ids: Collection[UUID]) -> dict[UUID, Student]:
+        """``class_id -> UNKNOWN student`` for the classes among ``class_ids`` that have one."""
+        ...
 
     async def add_placeholder(self, student: Student, class_id: UUID) -> bool:
         """Insert the class's UNKNOWN student and its membership unless one exists.
@@ -130,8 +145,17 @@ class BatchRepository(Protocol):
 
     async def update(self, batch: Batch) -> None: ...
 
+    async def update_many(self, batches: Sequence[Batch]) -> None:
+        """Bulk form of :meth:`update`."""
+        ...
+
     async def associations(self, batch_id: UUID) -> list[Association]:
         """Ordered by ``created_at`` then ``essay_id``."""
+        ...
+
+    async def associations_of(self, batch_ids: Collection[UUID]) -> dict[UUID, list[Association]]:
+        """Bulk :meth:`associations`: ``batch_id -> associations`` in the same order; a batch
+        without associations has no entry."""
         ...
 
     async def associations_by_essay(
@@ -142,6 +166,11 @@ class BatchRepository(Protocol):
 
     async def update_associations(self, items: Sequence[Association]) -> None:
         """Store suggestion and decision fields and ``updated_at``."""
+        ...
+
+    async def update_decisions(self, items: Sequence[Association]) -> None:
+        """Store the decision fields (``student_id``, status, method, by, at) and
+        ``updated_at``; the stored suggestion is left as it is."""
         ...
 
     async def claim_due(self, now: datetime, limit: int) -> list[Batch]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import Router, get, post
 from litestar.params import JSONBody
 
-from class_api.auth import CONTEXT, USER_AUTH, require_user
+from class_api.auth import AUTH_OPT, CONTEXT, USER, USER_AUTH
 from class_api.dto import (
     BatchAssociationsOut,
     ConfirmIn,
@@ -39,7 +39,7 @@ async def confirm_associations(
 routes = Router(
     "/v1/batches",
     route_handlers=[get_associations, confirm_associations],
-    guards=[require_user],
+    opt={AUTH_OPT: USER},
     dependencies=CONTEXT,
     security=USER_AUTH,
     tags=["associations"],

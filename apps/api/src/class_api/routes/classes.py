@@ -7,12 +7,13 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from class_api.auth import (
+    AUTH_OPT,
     CONTEXT,
     ROSTER_OWNER,
+    USER,
     USER_AUTH,
+    USER_OR_INTERNAL,
     USER_OR_INTERNAL_AUTH,
-    require_user,
-    require_user_or_internal,
 )
 from class_api.dto import (
     ClassListOut,
@@ -88,7 +89,7 @@ async def delete_class(rt: Rt, ctx: Ctx, class_id: PathId) -> MessageOut:
 
 @get(
     CLASS_PATH + "/roster",
-    guards=[require_user_or_internal],
+    opt={AUTH_OPT: USER_OR_INTERNAL},
     dependencies=ROSTER_OWNER,
     security=USER_OR_INTERNAL_AUTH,
     responses=READ,
@@ -103,7 +104,7 @@ async def get_roster(rt: Rt, owner_id: RosterOwner, class_id: PathId) -> RosterO
 owner_routes = Router(
     "/v1/classes",
     route_handlers=[create_class, list_classes, get_class, update_class, delete_class],
-    guards=[require_user],
+    opt={AUTH_OPT: USER},
     dependencies=CONTEXT,
     security=USER_AUTH,
     tags=["classes"],

@@ -8,7 +8,7 @@ from uuid import UUID
 from litestar import Router, get
 from litestar.params import QueryParameter
 
-from class_api.auth import INTERNAL_AUTH, require_internal
+from class_api.auth import AUTH_OPT, INTERNAL, INTERNAL_AUTH
 from class_api.dto import ClassInfoOut, DecidedStudentOut, class_info_out, decided_out
 from class_api.openapi import problems
 from class_api.routes.params import PathId, Rt
@@ -60,7 +60,7 @@ async def class_info(rt: Rt, batch_ids: BatchIds) -> dict[str, ClassInfoOut | No
 routes = Router(
     "/internal/v1",
     route_handlers=[student_names, essay_student, class_info],
-    guards=[require_internal],
+    opt={AUTH_OPT: INTERNAL},
     security=INTERNAL_AUTH,
     tags=["internal"],
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar import Router, delete, get, post, put
 from litestar.params import JSONBody
 
-from class_api.auth import CONTEXT, USER_AUTH, require_user
+from class_api.auth import AUTH_OPT, CONTEXT, USER, USER_AUTH
 from class_api.dto import (
     CreateStudentIn,
     MessageOut,
@@ -79,7 +79,7 @@ async def delete_student(rt: Rt, ctx: Ctx, student_id: PathId) -> MessageOut:
 routes = Router(
     "/v1/classes/students",
     route_handlers=[create_student, list_students, get_student, update_student, delete_student],
-    guards=[require_user],
+    opt={AUTH_OPT: USER},
     dependencies=CONTEXT,
     security=USER_AUTH,
     tags=["students"],

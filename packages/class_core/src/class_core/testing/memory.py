@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from types import TracebackType
@@ -124,6 +124,13 @@ class InMemoryClassRepository(_Repo):
             c: self._out(self.t.classes[c], with_count=False)
             for c in set(class_ids)
             if c in self.t.classes and self.t.classes[c].owner_id == owner_id
+        }
+
+    async def get_unscoped_many(self, class_ids: Collection[UUID]) -> dict[UUID, SchoolClass]:
+        return {
+            c: self._out(self.t.classes[c], with_count=False)
+            for c in set(class_ids)
+            if c in self.t.classes
         }
 
     async def search(self, owner_id: str, query: ClassQuery) -> Page[SchoolClass]:
@@ -276,9 +283,21 @@ class InMemoryStudentRepository(_Repo):
             if (class_id, s) in self.t.memberships and not self.t.students[s].is_placeholder
         }
 
+    async def members_by_class(
+        self, candidates: Mapping[UUID, Collection[UUID]]
+    ) -> dict[UUID, set[UUID]]:
+        return {c: await self.members_among(c, ids) for c, ids in candidates.items()}
+
     async def placeholder(self, class_id: UUID) -> Student | None:
         sid = self.t.placeholders.get(class_id)
         return self._out(self.t.students[sid]) if sid is not None else None
+
+    async def placeholders(self, class_ids: Collection[UUID]) -> dict[UUID, Student]:
+        return {
+            c: self._out(self.t.students[self.t.placeholders[c]])
+            for c in set(class_ids)
+            if c in self.t.placeholders
+        }
 
     async def add_placeholder(self, student: Student, class_id: UUID) -> bool:
         if class_id in self.t.placeholders:
@@ -299,10 +318,23 @@ class InMemoryBatchRepository(_Repo):
     async def update(self, batch: Batch) -> None:
         self.t.batches[batch.batch_id] = _copy(batch)
 
+    async def update_many(self, batches: Sequence[Batch]) -> None:
+        for batch in batches:
+            await self.update(batch)
+
     async def associations(self, batch_id: UUID) -> list[Association]:
         found = [a for a in self.t.associations.values() if a.batch_id == batch_id]
         found.sort(key=lambda a: (a.created_at, a.essay_id))
         return [_copy(a) for a in found]
+
+    async def associations_of(self, batch_ids: Collection[UUID]) -> dict[UUID, list[Association]]:
+        wanted = set(batch_ids)
+        found = [a for a in self.t.associations.values() if a.batch_id in wanted]
+        found.sort(key=lambda a: (a.created_at, a.essay_id))
+        out: dict[UUID, list[Association]] = {}
+        for a in found:
+            out.setdefault(a.batch_id, []).append(_copy(a))
+        return out
 
     async def associations_by_essay(self, essay_ids: Collection[UUID]) -> dict[UUID, Association]:
         return {
@@ -318,6 +350,21 @@ class InMemoryBatchRepository(_Repo):
     async def update_associations(self, items: Sequence[Association]) -> None:
         for a in items:
             self.t.associations[a.essay_id] = _copy(a)
+
+    async def update_decisions(self, items: Sequence[Association]) -> None:
+        for a in items:
+            stored = self.t.associations.get(a.essay_id)
+            if stored is None:
+                continue  # an UPDATE of no row
+            self.t.associations[a.essay_id] = attrs.evolve(
+                stored,
+                student_id=a.student_id,
+                validation_status=a.validation_status,
+                validation_method=a.validation_method,
+                validated_by=a.validated_by,
+                validated_at=a.validated_at,
+                updated_at=a.updated_at,
+            )
 
     async def claim_due(self, now: datetime, limit: int) -> list[Batch]:
         due = [

@@ -41,6 +41,7 @@ from class_core.events import (
     TeacherNotification,
     build_outbox_message,
 )
+from class_core.ids import uuid4_many
 from class_core.model import SchoolClass, Student
 from class_core.ports import UnitOfWork
 from class_core.runtime import RequestContext, Runtime
@@ -140,6 +141,7 @@ class _State:
     classes: dict[str, _ClassEntry] = field(factory=dict)  # casefolded name → class
     emails: dict[str, int] = field(factory=dict)  # email → line that imported it
     fixed_class: SchoolClass | None = None
+    uncommitted: set[UUID] = field(factory=set)  # ids of planned classes not committed yet
 
 
 @define
@@ -155,6 +157,12 @@ class _Plan:
     emails: dict[str, int] = field(factory=dict)
     errors: list[RowError] = field(factory=list)
     unchanged: int = 0
+    classes: set[UUID] = field(factory=set)  # ids of the classes its records join
+
+    def needs_commit_of_earlier_classes(self, state: _State) -> bool:
+        """Whether it joins a class that an earlier chunk created and has not committed."""
+        own = {c.id for c in self.new_classes.values()}
+        return not state.uncommitted.isdisjoint(self.classes - own)
 
 
 @define
@@ -330,12 +338,23 @@ async def _run_job(
                 if not job.planned.done():
                     state.emails.update(plan.emails)
                     state.classes.update(plan.new_classes)
+                    state.uncommitted.update(c.id for c in plan.new_classes.values())
                     job.planned.set_result(None)
-                if previous is not None:
-                    await _finished(previous)  # write in file order, after it committed
+                # Written while the previous chunk is still being written (on the other
+                # connection) and committed after it, so that the committed chunks are
+                # always the first ones. The two touch different students (an email appears
+                # once per import); only a class that the previous chunk creates must be
+                # committed before this chunk writes (else a retry of that chunk, which
+                # rolls it back, would leave this one's memberships without their class).
+                if previous is not None and plan.needs_commit_of_earlier_classes(state):
+                    await _finished(previous)
                 if not options.dry_run:
                     await _write(uow, plan, messages)
+                if previous is not None:
+                    await _finished(previous)  # commit in file order; its failure rolls back
+                if not options.dry_run:
                     await uow.commit()
+                    state.uncommitted.difference_update(c.id for c in plan.new_classes.values())
                     notes = [e for e in plan.events if isinstance(e, TeacherNotification)]
         except ConflictError:
             # An email was taken concurrently: nothing of this chunk was written; plan it
@@ -356,6 +375,7 @@ async def _plan(
         _class_events(plan, ctx, new)
     owner = ctx.user_id
     existing = await uow.students.by_emails(owner, [v.email for v in valid]) if valid else {}
+    new_ids = iter(uuid4_many(len(valid)))
     for v in valid:
         earlier = plan.emails.get(v.email) or state.emails.get(v.email)
         if earlier is not None and earlier != v.line:
@@ -370,18 +390,22 @@ async def _plan(
                 plan.errors.append(found)
                 continue
             cls = found
+        if cls is not None:
+            plan.classes.add(cls.id)
         plan.emails[v.email] = v.line
         student = existing.get(v.email)
         if student is None:
-            _create(plan, ctx, v, cls)
+            _create(plan, ctx, v, cls, next(new_ids))
         else:
             _update(plan, ctx, v, cls, student)
 
 
-def _create(plan: _Plan, ctx: RequestContext, v: _Valid, cls: SchoolClass | None) -> None:
+def _create(
+    plan: _Plan, ctx: RequestContext, v: _Valid, cls: SchoolClass | None, student_id: UUID
+) -> None:
     class_ids = (cls.id,) if cls is not None else ()
     student = Student(
-        id=uuid4(),
+        id=student_id,
         owner_id=ctx.user_id,
         first_name=v.first_name,
         last_name=v.last_name,
@@ -490,9 +514,10 @@ def _class_events(plan: _Plan, ctx: RequestContext, cls: SchoolClass) -> None:
 def _messages(plan: _Plan, ctx: RequestContext) -> list[OutboxMessage]:
     """The outbox rows of the plan's events, as ``runtime.record_events`` builds them; built
     before the write so that rendering them overlaps the previous chunk's write."""
+    cid, at = ctx.correlation_id, plan.now
     return [
-        build_outbox_message(e, event_id=uuid4(), correlation_id=ctx.correlation_id, at=plan.now)
-        for e in plan.events
+        build_outbox_message(e, event_id=event_id, correlation_id=cid, at=at)
+        for e, event_id in zip(plan.events, uuid4_many(len(plan.events)), strict=True)
     ]
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from uuid import UUID, uuid4
 
-from attrs import frozen
+from attrs import define, field, frozen
 
 from class_core import notifications
 from class_core.errors import (
@@ -17,7 +18,13 @@ from class_core.errors import (
     StudentNotInClassError,
     ValidationError,
 )
-from class_core.events import DomainEvent, StudentCreatedV1, TeacherNotification
+from class_core.events import (
+    DomainEvent,
+    OutboxMessage,
+    StudentCreatedV1,
+    TeacherNotification,
+    build_outbox_message,
+)
 from class_core.matching import (
     SuggestionsMessage,
     best_suggestion,
@@ -350,6 +357,13 @@ def _result(batch: Batch, associations: Sequence[Association]) -> ConfirmResult:
     )
 
 
+def _mark_finalized(batch: Batch, timeout_triggered: bool, now: datetime) -> None:
+    batch.status = BatchStatus.FINALIZED
+    batch.finalized_at = now
+    batch.updated_at = now
+    batch.timeout_triggered = timeout_triggered
+
+
 async def _finalize(
     uow: UnitOfWork,
     batch: Batch,
@@ -358,28 +372,21 @@ async def _finalize(
     timeout_triggered: bool,
     correlation_id: UUID,
     now: datetime,
-    extra: Sequence[DomainEvent] = (),
-    note: TeacherNotification | None = None,
 ) -> list[TeacherNotification]:
     """Finalize: state change, the one confirmed event and the notification, together."""
-    batch.status = BatchStatus.FINALIZED
-    batch.finalized_at = now
-    batch.updated_at = now
-    batch.timeout_triggered = timeout_triggered
+    _mark_finalized(batch, timeout_triggered, now)
     await uow.batches.update(batch)
     counts = count(associations)
-    if note is None:
-        note = notifications.associations_confirmed(
-            cls.owner_id,
-            batch.batch_id,
-            cls.id,
-            counts.confirmed,
-            counts.rejected,
-            correlation_id,
-            now,
-        )
+    note = notifications.associations_confirmed(
+        cls.owner_id,
+        batch.batch_id,
+        cls.id,
+        counts.confirmed,
+        counts.rejected,
+        correlation_id,
+        now,
+    )
     events: list[DomainEvent] = [
-        *extra,
         confirmed_event(batch, associations, timeout_triggered, now),
         note,
     ]
@@ -389,12 +396,10 @@ async def _finalize(
 # --------------------------------------------------------------------------- timeout
 
 
-async def _placeholder(
+async def _create_placeholder(
     uow: UnitOfWork, cls: SchoolClass, now: datetime, correlation_id: UUID
 ) -> tuple[Student, StudentCreatedV1 | None]:
-    existing = await uow.students.placeholder(cls.id)
-    if existing is not None:
-        return existing, None
+    """The class's UNKNOWN student, inserted unless a concurrent transaction already did."""
     candidate = Student(
         id=uuid4(),
         owner_id=cls.owner_id,
@@ -417,67 +422,143 @@ async def _placeholder(
     return existing, None
 
 
-async def _finalize_by_timeout(
-    rt: Runtime, uow: UnitOfWork, batch: Batch, correlation_id: UUID, now: datetime
-) -> tuple[FinalizedBatch, list[TeacherNotification]]:
-    cls = await uow.classes.get_unscoped(batch.class_id)
-    if cls is None:  # pragma: no cover - a class with batches cannot be deleted
-        raise NotFoundError("Class", batch.class_id)
-    associations = await uow.batches.associations(batch.batch_id)
-    pending = [a for a in associations if a.is_pending]
-    suggested = {a.suggested_student_id for a in pending if a.suggested_student_id is not None}
-    members = await uow.students.members_among(cls.id, suggested) if suggested else set()
-    threshold = rt.policy.confidence_threshold
-    keep = [a for a in pending if keeps_suggestion(a, threshold, members)]
-    unknown = [a for a in pending if not keeps_suggestion(a, threshold, members)]
-    extra: list[DomainEvent] = []
-    if unknown:
-        placeholder, created = await _placeholder(uow, cls, now, correlation_id)
-        if created is not None:
-            extra.append(created)
-        for a in unknown:
-            a.decide(
-                ValidationStatus.TIMEOUT_CONFIRMED,
-                placeholder.id,
-                ValidationMethod.TIMEOUT,
-                SYSTEM_TIMEOUT_USER,
-                now,
-            )
-    for a in keep:
-        a.decide(
-            ValidationStatus.TIMEOUT_CONFIRMED,
-            a.suggested_student_id,
-            ValidationMethod.TIMEOUT,
-            SYSTEM_TIMEOUT_USER,
-            now,
+@define
+class _TimeoutDecision:
+    """One claimed batch as the timeout rule settled it (before anything is written)."""
+
+    batch: Batch
+    cls: SchoolClass
+    associations: Sequence[Association]
+    keep: list[Association] = field(factory=list)
+    unknown: list[Association] = field(factory=list)
+    correlation_id: UUID = field(factory=uuid4)
+    placeholder_created: StudentCreatedV1 | None = None
+
+
+async def _decide_by_timeout(
+    rt: Runtime, uow: UnitOfWork, batches: Sequence[Batch], now: datetime
+) -> list[_TimeoutDecision]:
+    """Apply the timeout rule to the pending associations of locked batches (in memory).
+
+    One read of each kind for all the batches: classes, associations, memberships of the
+    suggested students, placeholders (a class without one gets it here, announced with the
+    first batch that needs it).
+    """
+    classes = await uow.classes.get_unscoped_many({b.class_id for b in batches})
+    by_batch = await uow.batches.associations_of([b.batch_id for b in batches])
+    decisions: list[_TimeoutDecision] = []
+    candidates: dict[UUID, set[UUID]] = {}
+    for batch in batches:
+        cls = classes.get(batch.class_id)
+        if cls is None:  # pragma: no cover - a class with batches cannot be deleted
+            raise NotFoundError("Class", batch.class_id)
+        decisions.append(_TimeoutDecision(batch, cls, by_batch.get(batch.batch_id, [])))
+        candidates.setdefault(cls.id, set()).update(
+            a.suggested_student_id
+            for a in decisions[-1].associations
+            if a.is_pending and a.suggested_student_id is not None
         )
-    if pending:
-        await uow.batches.update_associations(pending)
+    members = await uow.students.members_by_class({c: ids for c, ids in candidates.items() if ids})
+    threshold = rt.policy.confidence_threshold
+    for d in decisions:
+        class_members = members.get(d.cls.id, set())
+        for a in d.associations:
+            if a.is_pending:
+                (d.keep if keeps_suggestion(a, threshold, class_members) else d.unknown).append(a)
+
+    first_needing: dict[UUID, _TimeoutDecision] = {}
+    for d in decisions:
+        if d.unknown:
+            first_needing.setdefault(d.cls.id, d)
+    placeholders = await uow.students.placeholders(first_needing.keys())
+    # Created in class-id order: concurrent sweepers wait for each other's new placeholders
+    # in one order, never in a cycle.
+    for class_id in sorted(first_needing.keys() - placeholders.keys()):
+        d = first_needing[class_id]
+        placeholder, d.placeholder_created = await _create_placeholder(
+            uow, d.cls, now, d.correlation_id
+        )
+        placeholders[class_id] = placeholder
+    timeout, method = ValidationStatus.TIMEOUT_CONFIRMED, ValidationMethod.TIMEOUT
+    for d in decisions:
+        for a in d.unknown:
+            a.decide(timeout, placeholders[d.cls.id].id, method, SYSTEM_TIMEOUT_USER, now)
+        for a in d.keep:
+            a.decide(timeout, a.suggested_student_id, method, SYSTEM_TIMEOUT_USER, now)
+        _mark_finalized(d.batch, True, now)
+    return decisions
+
+
+async def _store_timeout_decisions(uow: UnitOfWork, decisions: Sequence[_TimeoutDecision]) -> None:
+    decided = [a for d in decisions for a in (*d.keep, *d.unknown)]
+    if decided:
+        await uow.batches.update_decisions(decided)
+    await uow.batches.update_many([d.batch for d in decisions])
+
+
+def _timeout_messages(
+    rt: Runtime, d: _TimeoutDecision, now: datetime
+) -> tuple[list[OutboxMessage], TeacherNotification]:
+    """A finalized batch's outbox messages (what ``record_events`` would store) and its
+    notification: the placeholder's creation if it made it, the one confirmed event, the
+    notification."""
     note = notifications.validation_timeout_processed(
-        cls.owner_id,
-        batch.batch_id,
-        cls.id,
-        auto_confirmed_count=len(keep),
-        unknown_assigned_count=len(unknown),
+        d.cls.owner_id,
+        d.batch.batch_id,
+        d.cls.id,
+        auto_confirmed_count=len(d.keep),
+        unknown_assigned_count=len(d.unknown),
         timeout_hours=rt.policy.timeout_hours,
-        correlation_id=correlation_id,
+        correlation_id=d.correlation_id,
         at=now,
     )
-    notes = await _finalize(uow, batch, cls, associations, True, correlation_id, now, extra, note)
-    return FinalizedBatch(batch.batch_id, cls.id, len(keep), len(unknown)), notes
+    events: list[DomainEvent] = [confirmed_event(d.batch, d.associations, True, now), note]
+    if d.placeholder_created is not None:
+        events.insert(0, d.placeholder_created)
+    messages = [
+        build_outbox_message(e, event_id=uuid4(), correlation_id=d.correlation_id, at=now)
+        for e in events
+    ]
+    return messages, note
+
+
+async def _finalize_by_timeout(
+    rt: Runtime, uow: UnitOfWork, batches: Sequence[Batch], now: datetime
+) -> tuple[list[FinalizedBatch], list[TeacherNotification]]:
+    """Apply the timeout rule to locked pending batches and finalize them, with a fixed
+    number of statements whatever the number of batches. Each batch keeps its own
+    correlation id, its one confirmed event and its notification."""
+    decisions = await _decide_by_timeout(rt, uow, batches, now)
+    # The database applies the decisions while the events are rendered (Python only; nothing
+    # else uses the unit of work meanwhile): the two largest costs of a sweep overlap.
+    writes = asyncio.ensure_future(_store_timeout_decisions(uow, decisions))
+    messages: list[OutboxMessage] = []
+    notes: list[TeacherNotification] = []
+    try:
+        for d in decisions:
+            await asyncio.sleep(0)  # let the writes go on (e.g. send a statement once prepared)
+            batch_messages, note = _timeout_messages(rt, d, now)
+            messages.extend(batch_messages)
+            notes.append(note)
+    finally:
+        await writes
+    await uow.outbox.add(messages)  # every batch's events in one insert
+    results = [
+        FinalizedBatch(d.batch.batch_id, d.cls.id, len(d.keep), len(d.unknown)) for d in decisions
+    ]
+    return results, notes
 
 
 async def finalize_batch(rt: Runtime, batch_id: UUID) -> FinalizedBatch:
     """Apply the timeout rule to one batch now (admin), whatever its deadline."""
     now = rt.now()
-    correlation_id = uuid4()
     async with rt.uow() as uow:
         batch = await uow.batches.get(batch_id, lock=True)
         if batch is None:
             raise NotFoundError("Batch", batch_id)
         if batch.is_finalized:
             raise BatchFinalizedError()
-        result, notes = await _finalize_by_timeout(rt, uow, batch, correlation_id, now)
+        [result], notes = await _finalize_by_timeout(rt, uow, [batch], now)
         await uow.commit()
     rt.notifier.publish(notes)
     return result
@@ -486,21 +567,19 @@ async def finalize_batch(rt: Runtime, batch_id: UUID) -> FinalizedBatch:
 async def expire_due_batches(rt: Runtime, per_transaction: int = 50) -> list[FinalizedBatch]:
     """One timeout sweep: finalize every pending batch past its deadline.
 
-    Batches are claimed with a lock that concurrent sweepers skip, so each is finalized once.
+    Batches are claimed with a lock that concurrent sweepers skip, so each is finalized once;
+    up to ``per_transaction`` of them are finalized together in one transaction.
     """
     finalized: list[FinalizedBatch] = []
     while True:
         now = rt.now()
-        notes: list[TeacherNotification] = []
         async with rt.uow() as uow:
             due = await uow.batches.claim_due(now, per_transaction)
             if not due:
                 return finalized
-            for batch in due:
-                result, batch_notes = await _finalize_by_timeout(rt, uow, batch, uuid4(), now)
-                finalized.append(result)
-                notes.extend(batch_notes)
+            results, notes = await _finalize_by_timeout(rt, uow, due, now)
             await uow.commit()
+        finalized.extend(results)
         rt.notifier.publish(notes)
 
 
