@@ -12,6 +12,7 @@ from sqlalchemy import (
     Double,
     String,
     Text,
+    Update,
     Uuid,
     bindparam,
     exists,
@@ -87,11 +88,18 @@ _UPDATED_ASSOC_FIELDS = (
     "validated_at",
     "updated_at",
 )
-_UPDATE_ASSOC = (
-    update(_a)
-    .where(_a.c.essay_id == bindparam("v_essay_id"))
-    .values({name: bindparam(f"v_{name}") for name in _UPDATED_ASSOC_FIELDS})
-)
+
+
+def _update_by_essay(fields: Sequence[str]) -> Update:
+    """``UPDATE`` of ``fields`` of one association, by essay (parameters ``v_<field>``)."""
+    return (
+        update(_a)
+        .where(_a.c.essay_id == bindparam("v_essay_id"))
+        .values({name: bindparam(f"v_{name}") for name in fields})
+    )
+
+
+_UPDATE_ASSOC = _update_by_essay(_UPDATED_ASSOC_FIELDS)
 # A decision leaves the suggestion (and its JSON reasons) as stored. One execution per row
 # where there are no arrays (SQLite); PostgreSQL below.
 _DECISION_FIELDS = (
@@ -102,11 +110,7 @@ _DECISION_FIELDS = (
     "validated_at",
     "updated_at",
 )
-_UPDATE_DECISION = (
-    update(_a)
-    .where(_a.c.essay_id == bindparam("v_essay_id"))
-    .values({name: bindparam(f"v_{name}") for name in _DECISION_FIELDS})
-)
+_UPDATE_DECISION = _update_by_essay(_DECISION_FIELDS)
 # PostgreSQL: a whole batch of associations in one statement (column arrays, unnest), rather
 # than one execution per row.
 _Column = tuple[str, str, TypeEngine[Any]]  # name, PostgreSQL array element type, bind type
@@ -175,18 +179,6 @@ _DecisionKey = tuple[
 ]
 
 
-def _decision_params(a: Association) -> dict[str, Any]:
-    return {
-        "v_essay_id": a.essay_id,
-        "v_student_id": a.student_id,
-        "v_validation_status": a.validation_status.value,
-        "v_validation_method": a.validation_method.value if a.validation_method else None,
-        "v_validated_by": a.validated_by,
-        "v_validated_at": a.validated_at,
-        "v_updated_at": a.updated_at,
-    }
-
-
 def _decision_groups(items: Sequence[Association]) -> dict[_DecisionKey, list[Association]]:
     """The last decision given per essay, grouped by everything but the chosen student."""
     groups: dict[_DecisionKey, list[Association]] = {}
@@ -253,9 +245,10 @@ def _batch_update_params(b: Batch) -> dict[str, Any]:
     return {f"v_{k}": v for k, v in row.items() if k != "created_at"}
 
 
-def _association_update_params(a: Association) -> dict[str, Any]:
+def _update_params(a: Association, fields: Sequence[str]) -> dict[str, Any]:
+    """Parameters of :func:`_update_by_essay` for ``a``."""
     row = association_row(a)
-    params = {f"v_{name}": row[name] for name in _UPDATED_ASSOC_FIELDS}
+    params = {f"v_{name}": row[name] for name in fields}
     params["v_essay_id"] = a.essay_id
     return params
 
@@ -323,14 +316,14 @@ class SqlBatchRepository:
             arrays = _column_arrays(items, _UPDATED_ASSOC_COLUMNS)
             await self._tx.execute(_UPDATE_ASSOC_PG, arrays)
         elif items:
-            params = [_association_update_params(a) for a in items]
+            params = [_update_params(a, _UPDATED_ASSOC_FIELDS) for a in items]
             await self._tx.execute(_UPDATE_ASSOC, params if len(params) > 1 else params[0])
 
     async def update_decisions(self, items: Sequence[Association]) -> None:
         if not items:
             return
         if not self._tx.is_postgresql:
-            rows = [_decision_params(a) for a in items]
+            rows = [_update_params(a, _DECISION_FIELDS) for a in items]
             await self._tx.execute(_UPDATE_DECISION, rows if len(rows) > 1 else rows[0])
             return
         for (status, method, by, at, updated_at), group in _decision_groups(items).items():

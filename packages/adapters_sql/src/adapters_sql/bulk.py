@@ -12,10 +12,9 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import Table, text
-from sqlalchemy import exc as sa_exc
 
 from adapters_sql.errors import translate_errors
-from adapters_sql.transaction import SqlTransaction
+from adapters_sql.transaction import SqlTransaction, driver_errors
 
 # Below this many rows an ordinary INSERT is as fast (COPY first looks the columns up).
 COPY_MIN_ROWS = 64
@@ -45,10 +44,7 @@ async def copy_records(
             # Let SQLAlchemy open the unit of work's transaction first, so that the COPY
             # is part of it rather than committed on its own.
             await conn.execute(text("SELECT 1"))
-        try:
+        with driver_errors(f"COPY {table.name}"):
             await driver.copy_records_to_table(
                 table.name, records=records, columns=list(columns), schema_name=table.schema
             )
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            # Same shape as a failed INSERT, so that the one translation table applies.
-            raise sa_exc.IntegrityError(f"COPY {table.name}", None, exc) from exc

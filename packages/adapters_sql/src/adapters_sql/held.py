@@ -14,44 +14,21 @@ from typing import Any
 from attrs import define, field
 from sqlalchemy.sql import Executable
 
+from adapters_sql.mapping import OUTBOX_RECORD_COLUMNS, STUDENT_RECORD_COLUMNS
 from adapters_sql.schema import class_students, outbox, students
 
-# The student's columns, in the order of ``HeldStudentInsert.student_args`` (then the array
-# of class ids), and the outbox columns in the order of the held outbox records.
-STUDENT_COLUMNS: tuple[str, ...] = (
-    "id",
-    "owner_id",
-    "first_name",
-    "last_name",
-    "legal_full_name",
-    "email",
-    "search_key",
-    "is_placeholder",
-    "placeholder_class_id",
-    "created_at",
-    "updated_at",
-)
-OUTBOX_COLUMNS: tuple[str, ...] = (
-    "event_id",
-    "topic",
-    "key",
-    "payload",
-    "headers",
-    "created_at",
-    "next_attempt_at",
-)
 OUTBOX_INSERT_SQL = (
-    f"INSERT INTO {outbox.name} ({', '.join(OUTBOX_COLUMNS)}) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(OUTBOX_COLUMNS) + 1))})"
+    f"INSERT INTO {outbox.name} ({', '.join(OUTBOX_RECORD_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(OUTBOX_RECORD_COLUMNS) + 1))})"
 )
 _OUTBOX_TYPES = ("uuid", "text", "text", "text", "jsonb", "timestamptz", "timestamptz")
 
 
 def _combined_sql(with_outbox: bool) -> str:
-    n = len(STUDENT_COLUMNS)
+    n = len(STUDENT_RECORD_COLUMNS)
     values = ", ".join(f"${i}" for i in range(1, n + 1))
     sql = (
-        f"WITH s AS (INSERT INTO {students.name} ({', '.join(STUDENT_COLUMNS)}) "
+        f"WITH s AS (INSERT INTO {students.name} ({', '.join(STUDENT_RECORD_COLUMNS)}) "
         f"VALUES ({values}) RETURNING id), "
         f"m AS (INSERT INTO {class_students.name} (class_id, student_id) "
         f"SELECT c, s.id FROM s, unnest(${n + 1}::uuid[]) AS c)"
@@ -60,10 +37,10 @@ def _combined_sql(with_outbox: bool) -> str:
         arrays = ", ".join(
             f"${n + 2 + i}::{t.replace('jsonb', 'text')}[]" for i, t in enumerate(_OUTBOX_TYPES)
         )
-        names = ", ".join(f"u{i}" for i in range(len(OUTBOX_COLUMNS)))
+        names = ", ".join(f"u{i}" for i in range(len(OUTBOX_RECORD_COLUMNS)))
         casts = ", ".join(f"u{i}::{t}" for i, t in enumerate(_OUTBOX_TYPES))
         sql += (
-            f", o AS (INSERT INTO {outbox.name} ({', '.join(OUTBOX_COLUMNS)}) "
+            f", o AS (INSERT INTO {outbox.name} ({', '.join(OUTBOX_RECORD_COLUMNS)}) "
             f"SELECT {casts} FROM unnest({arrays}) AS u({names}))"
         )
     return sql + " SELECT 1"
@@ -77,7 +54,7 @@ COMBINED_SQL_WITHOUT_OUTBOX = _combined_sql(False)
 class HeldStudentInsert:
     """A new student's insert with memberships: as the repository would send it on its own
     (``statement`` and ``params``, through SQLAlchemy) and as the combined statement's first
-    arguments (``student_args``: ``STUDENT_COLUMNS`` then the list of class ids)."""
+    arguments (``student_args``: ``mapping.STUDENT_RECORD_COLUMNS`` then the list of class ids)."""
 
     statement: Executable
     params: dict[str, Any]
@@ -87,7 +64,7 @@ class HeldStudentInsert:
 @define
 class HeldWrites:
     insert: HeldStudentInsert
-    outbox: list[Sequence[Any]] = field(factory=list)  # records in OUTBOX_COLUMNS order
+    outbox: list[Sequence[Any]] = field(factory=list)  # records in OUTBOX_RECORD_COLUMNS order
 
     def combined(self) -> tuple[str, list[Any]]:
         """The SQL and its arguments (one array per outbox column)."""

@@ -7,17 +7,13 @@ from collections.abc import Sequence
 from sqlalchemy import insert
 
 from adapters_sql.bulk import copy_records, use_copy
+from adapters_sql.held import OUTBOX_INSERT_SQL
 from adapters_sql.mapping import OUTBOX_RECORD_COLUMNS, outbox_record, outbox_row
 from adapters_sql.schema import inbox, outbox
 from adapters_sql.transaction import SqlTransaction
 from class_core.events import OutboxMessage
 
 _INSERT = insert(outbox)
-# The same rows through the driver, once the unit of work's transaction is open.
-_DRIVER_INSERT = (
-    f"INSERT INTO {outbox.name} ({', '.join(OUTBOX_RECORD_COLUMNS)}) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, len(OUTBOX_RECORD_COLUMNS) + 1))})"
-)
 
 
 class SqlOutbox:
@@ -42,7 +38,7 @@ class SqlOutbox:
             # After a held student insert: committed with it in one statement (transaction.py).
             self._tx.added_outbox = True
             return
-        if not await self._tx.executemany_in_transaction(_DRIVER_INSERT, records):
+        if not await self._tx.executemany_in_transaction(OUTBOX_INSERT_SQL, records):
             rows = [outbox_row(m) for m in messages]
             await self._tx.execute(_INSERT, rows if len(rows) > 1 else rows[0])
         self._tx.added_outbox = True

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 from adapters_sql.bulk import copy_records, use_copy
-from adapters_sql.held import STUDENT_COLUMNS, HeldStudentInsert
+from adapters_sql.held import HeldStudentInsert
 from adapters_sql.mapping import (
     STUDENT_RECORD_COLUMNS,
     student_from_row,
@@ -229,7 +229,7 @@ class SqlStudentRepository:
                 **student_row(student),
                 "class_ids": list(dict.fromkeys(student.class_ids)),
             }
-            args = [*(params[c] for c in STUDENT_COLUMNS), params["class_ids"]]
+            args = [*(params[c] for c in STUDENT_RECORD_COLUMNS), params["class_ids"]]
             held = HeldStudentInsert(_PG_INSERT_WITH_MEMBERSHIPS, params, args)
             if not self._tx.hold_student_insert(held):  # held: sent at commit (transaction.py)
                 await self._tx.execute(_PG_INSERT_WITH_MEMBERSHIPS, params)

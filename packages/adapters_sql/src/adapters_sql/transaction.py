@@ -24,7 +24,8 @@ so later statements see it; leaving without commit drops it (nothing reached the
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -60,6 +61,17 @@ def _driver_sql(statement: Select[Any], conn: AsyncConnection) -> tuple[str, tup
             raise ValueError("fetch_rows needs a statement with plain positional parameters")
         entry = _DRIVER_SQL[id(statement)] = (statement, compiled.string, tuple(names))
     return entry[1], entry[2]
+
+
+@contextmanager
+def driver_errors(statement: str) -> Iterator[None]:
+    """Translate errors of a statement sent straight to asyncpg like any other: an integrity
+    violation takes the shape of a failed INSERT through SQLAlchemy (one translation table)."""
+    with translate_errors():
+        try:
+            yield
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise sa_exc.IntegrityError(statement, None, exc) from exc
 
 
 def _driver_value(value: Any, dialect: Dialect) -> Any:
@@ -156,12 +168,8 @@ class SqlTransaction:
             return False
         dialect = self._connection.dialect
         args = [tuple(_driver_value(v, dialect) for v in record) for record in records]
-        with translate_errors():
-            try:
-                await driver.executemany(sql, args)
-            except asyncpg.IntegrityConstraintViolationError as exc:
-                # Same shape as a failed INSERT through SQLAlchemy: one translation table.
-                raise sa_exc.IntegrityError(sql, None, exc) from exc
+        with driver_errors(sql):
+            await driver.executemany(sql, args)
         return True
 
     async def fetch_rows(self, statement: Select[Any], params: Mapping[str, Any]) -> list[Any]:
@@ -227,10 +235,6 @@ class SqlTransaction:
             else _driver_value(a, dialect)
             for a in args
         ]
-        with translate_errors():
-            try:
-                await driver.execute(sql, *args)
-            except asyncpg.IntegrityConstraintViolationError as exc:
-                # Same shape as a failed INSERT through SQLAlchemy: one translation table.
-                raise sa_exc.IntegrityError(sql, None, exc) from exc
+        with driver_errors(sql):
+            await driver.execute(sql, *args)
         return True
