@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event, text
@@ -12,6 +15,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import await_only
 
 from adapters_sql.errors import translate_errors
 from class_core.errors import ConfigurationError
@@ -27,6 +31,7 @@ SQLITE_BEGIN_OPTION = "cms_sqlite_begin"
 
 _PG_SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg"}
 _SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite"}
+_SQLITE_BUSY = re.compile(r"database is locked|busy", re.IGNORECASE)
 _sqlite_locks: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
@@ -123,6 +128,35 @@ def _discard_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any)
         raise DisconnectionError("the pooled connection was closed by the server")
 
 
+def use_wal(cursor: Any, sleep: Callable[[float], object]) -> None:
+    """Put the database file in WAL mode (a property of the file, so this is done once).
+
+    Converting the journal needs the file to itself and SQLite does *not* run the busy handler
+    for ``PRAGMA journal_mode = WAL``: two processes opening a fresh file at once (two
+    ``class-admin db upgrade``, the API and its workers) could fail at once with "database is
+    locked". So the mode is read first (no lock when it is already WAL) and the conversion is
+    retried with back-off within the busy timeout; someone else converting meanwhile is fine.
+    ``sleep`` waits without blocking the caller's event loop."""
+    cursor.execute("PRAGMA journal_mode")
+    if str(cursor.fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.fetchone()  # the mode the file is in now ("memory" for :memory:)
+            return
+        except Exception as exc:
+            if not _SQLITE_BUSY.search(str(exc)) or time.monotonic() + pause > deadline:
+                raise
+        sleep(pause)
+        pause = min(pause * 2, 0.1)
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() == "wal":
+            return
+
+
 def _configure_sqlite(sync_engine: Engine) -> None:
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -131,7 +165,7 @@ def _configure_sqlite(sync_engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            use_wal(cursor, lambda seconds: await_only(asyncio.sleep(seconds)))
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
