@@ -11,6 +11,8 @@ from uuid import UUID, uuid4
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from class_core import notifications
 from class_core.events import (
@@ -437,3 +439,38 @@ def test_many_distinct_ids_render_correctly() -> None:
             str(student_id),
             [str(CLASS)],
         )
+
+
+_TEXT = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    first=_TEXT,
+    last=_TEXT,
+    email=st.none() | _TEXT,
+    teacher=_TEXT,
+    classes=st.lists(st.uuids(), max_size=3),
+    at=st.datetimes(timezones=st.just(UTC)),
+    stamp_is_envelope_time=st.booleans(),
+)
+def test_any_text_renders_exactly_as_json_dumps(
+    first: str,
+    last: str,
+    email: str | None,
+    teacher: str,
+    classes: list[UUID],
+    at: datetime,
+    stamp_is_envelope_time: bool,
+) -> None:
+    # Quotes, backslashes, control characters, non-ASCII and lone surrogates alike.
+    event = StudentCreatedV1(uuid4(), first, last, email, tuple(classes), teacher, CID, at)
+    envelope_at = at if stamp_is_envelope_time else AT
+    event_id = uuid4()
+    msg = build_outbox_message(event, event_id=event_id, correlation_id=CID, at=envelope_at)
+    assert msg.payload == _reference_payload(event, event_id, CID, envelope_at, None)
+    updated = StudentUpdatedV1(
+        uuid4(), first, None, email, tuple(classes) or None, (), teacher, CID, at
+    )
+    msg = build_outbox_message(updated, event_id=event_id, correlation_id=CID, at=envelope_at)
+    assert msg.payload == _reference_payload(updated, event_id, CID, envelope_at, None)

@@ -330,17 +330,18 @@ def build_outbox_message(
     metadata: Mapping[str, Any] | None = None,
 ) -> OutboxMessage:
     """Wrap an event in the §5.1 envelope; the id is fixed here, once."""
-    data = event_data(event)
     route = _ROUTES.get(type(event))
-    if route is not None:
-        topic, key = route[0], data[route[1]]  # the text topic_and_key renders, made once
+    if route is not None and type(event) is not StudentAssociationsConfirmedV1:
+        # The common case: the data object rendered straight from the event's fields.
+        data_json, key = _data_json(event, route[1])
+        topic = route[0]
     else:
+        data = event_data(event)
         topic, key = topic_and_key(event)
-    if metadata is None and isinstance(event, StudentAssociationsConfirmedV1):
-        metadata = {"batch_id": key, "class_id": data["class_id"], "partition_key": key}
-    # The event usually carries the envelope's time: its data holds the text already.
+        if metadata is None and isinstance(event, StudentAssociationsConfirmedV1):
+            metadata = {"batch_id": key, "class_id": data["class_id"], "partition_key": key}
+        data_json = _ENCODER.encode(data)
     eid, cid = str(event_id), _uuid_text(correlation_id)
-    stamp = data["timestamp"] if getattr(event, "timestamp", None) is at else at.isoformat()
     headers = (
         ("event_id", eid),
         ("event_type", topic),
@@ -351,10 +352,46 @@ def build_outbox_message(
         event_id=event_id,
         topic=topic,
         key=key,
-        payload=_envelope_json(eid, topic, stamp, cid, data, metadata),
+        payload=_envelope_json(eid, topic, at.isoformat(), cid, data_json, metadata),
         headers=headers,
         created_at=at,
     )
+
+
+_encode_str = json.encoder.encode_basestring  # what _ENCODER uses for text (no ASCII escaping)
+
+
+def _json_text(value: Any) -> str:
+    """``_ENCODER.encode(to_json_value(value))``, with the common kinds of value done at once."""
+    kind = type(value)
+    if kind is str:
+        return _encode_str(value)
+    if value is None:
+        return "null"
+    if kind is UUID:
+        return f'"{_uuid_text(value)}"'
+    if kind is tuple:
+        return f"[{','.join(map(_json_text, value))}]"
+    if kind is datetime:
+        return f'"{value.isoformat()}"'  # digits, "-", ":", "+", "T", ".": nothing to escape
+    return _ENCODER.encode(to_json_value(value))
+
+
+# Event class → the '"name":' prefix of each of its fields, in order.
+_PREFIXES: dict[type, tuple[str, ...]] = {}
+
+
+def _data_json(event: Any, key_field: str) -> tuple[str, str]:
+    """The event's data object as compact JSON text (exactly ``_ENCODER.encode(_data(event))``)
+    and the text of its ``key_field``."""
+    cls = type(event)
+    names, values_of = _fields_of(cls)
+    prefixes = _PREFIXES.get(cls)
+    if prefixes is None:
+        prefixes = _PREFIXES[cls] = tuple(f"{_encode_str(n)}:" for n in names)
+    values = values_of(event)
+    text = ",".join([p + _json_text(v) for p, v in zip(prefixes, values, strict=True)])
+    return f"{{{text}}}", to_json_value(getattr(event, key_field))
 
 
 def _envelope_json(
@@ -362,7 +399,7 @@ def _envelope_json(
     topic: str,
     timestamp: str,
     correlation_id: str,
-    data: dict[str, Any],
+    data_json: str,
     metadata: Mapping[str, Any] | None,
 ) -> str:
     """The §5.1 envelope as compact JSON text, keys in this order (what ``json.dumps`` of the
@@ -373,7 +410,7 @@ def _envelope_json(
         f'{{"event_id":{encode(event_id)},"event_type":{encode(topic)},'
         f'"event_timestamp":{encode(timestamp)},{_ENVELOPE_FIXED},'
         f'"correlation_id":{encode(correlation_id)},"data_schema_uri":null,'
-        f'"data":{encode(data)},"metadata":{meta}}}'
+        f'"data":{data_json},"metadata":{meta}}}'
     )
 
 

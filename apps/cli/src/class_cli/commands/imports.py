@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from class_cli.gc_tuning import fewer_collections
 from class_cli.roster_csv import (
     RosterColumnsError,
     RosterFile,
@@ -101,7 +102,8 @@ def students(
                 except ImportInterruptedError as exc:
                     return exc
 
-    outcome = run(state, work())
+    with fewer_collections():
+        outcome = run(state, work())
     if isinstance(outcome, ImportInterruptedError):
         _print_summary(outcome.summary, as_json)
         s = outcome.summary
