@@ -59,6 +59,28 @@ async def test_x_user_id_is_required_on_every_v1_route(memory_api: ApiHarness) -
     assert longest.status_code == 200
 
 
+async def test_a_non_ascii_user_id_is_read_as_the_utf8_it_was_sent_in(
+    memory_api: ApiHarness,
+) -> None:
+    client = memory_api.client
+    utf8 = {b"X-User-ID": "lärare".encode()}
+    created = await client.post(
+        "/v1/classes", json={"name": "9A", "course_codes": ["SV1"]}, headers=utf8
+    )
+    assert created.status_code == 201, created.text
+    assert memory_api.events()[-2]["data"]["user_id"] == "lärare"
+    # The same id sent as Latin-1 (what some clients do) is the same owner.
+    latin1 = {b"X-User-ID": "lärare".encode("latin-1")}
+    same = await client.get(f"/v1/classes/{created.json()['id']}", headers=latin1)
+    assert same.status_code == 200
+    # The length limit counts characters, not bytes.
+    longest = await client.get("/v1/courses", headers={b"X-User-ID": ("é" * 255).encode()})
+    assert longest.status_code == 200
+    for bad in ("é" * 256, "lärare\u0085", "a\x7fb"):
+        r = await client.get("/v1/courses", headers={b"X-User-ID": bad.encode()})
+        assert_problem(r, 401, "AUTHENTICATION_REQUIRED")
+
+
 async def test_unknown_route_and_wrong_method(memory_api: ApiHarness) -> None:
     for path in ("/nope", "/v1", "/v1/unknown", "/internal/v1/nothing", "/v2/classes"):
         assert_problem(await memory_api.client.get(path, headers=A), 404, "RESOURCE_NOT_FOUND")

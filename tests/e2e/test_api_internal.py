@@ -98,6 +98,14 @@ async def test_class_info(api: ApiHarness) -> None:
         "/internal/v1/batches/class-info", params={"batch_ids": hundred}, headers=INTERNAL
     )
     assert len(ok.json()) == 100
+    # A repeated parameter adds its ids to the others' (none is dropped).
+    repeated = await api.client.get(
+        "/internal/v1/batches/class-info",
+        params=[("batch_ids", str(batch)), ("batch_ids", f"{unknown}")],
+        headers=INTERNAL,
+    )
+    assert repeated.status_code == 200
+    assert set(repeated.json()) == {str(batch), str(unknown)}
 
 
 @pytest.mark.parametrize(

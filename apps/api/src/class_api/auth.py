@@ -34,22 +34,35 @@ USER_OR_INTERNAL_AUTH = USER_AUTH + INTERNAL_AUTH
 
 
 def user_id(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    """The caller's ``X-User-ID``; missing, blank, longer than 255 characters or holding an
-    ASCII control character (NUL cannot even be stored) → 401."""
+    """The caller's ``X-User-ID``; missing, blank, longer than 255 characters or holding a
+    control character (NUL cannot even be stored) → 401.
+
+    Header values arrive as bytes, which the server hands over decoded as Latin-1. A gateway
+    sends a non-ASCII id as UTF-8, so bytes that are valid UTF-8 are read as UTF-8 (the length
+    counts characters, and the id stored in ``validated_by`` and in events is the one sent);
+    anything else stays as Latin-1 read it."""
     value = connection.headers.get(USER_HEADER)
     if value is None or not value.strip():
         raise AuthenticationRequiredError(f"The {USER_HEADER} header is required.")
+    if not value.isascii():
+        value = _utf8_or_as_is(value)
     if len(value) > MAX_USER_ID_LENGTH:
         raise AuthenticationRequiredError(
             f"The {USER_HEADER} header must be at most {MAX_USER_ID_LENGTH} characters."
         )
-    # Only C0 and DEL: header values arrive decoded as Latin-1, so UTF-8 bytes of a non-ASCII
-    # id land in U+0080..U+00FF and must stay accepted.
-    if any(ch < " " or ch == "\x7f" for ch in value):
+    if any(ch < " " or "\x7f" <= ch <= "\x9f" for ch in value):  # Unicode Cc
         raise AuthenticationRequiredError(
             f"The {USER_HEADER} header must not contain control characters."
         )
     return value
+
+
+def _utf8_or_as_is(value: str) -> str:
+    raw = value.encode("latin-1", errors="replace")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return value
 
 
 def _check_internal(connection: ASGIConnection[Any, Any, Any, Any]) -> None:

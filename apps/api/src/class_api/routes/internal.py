@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Router, get
+from litestar import Request, Router, get
 from litestar.params import QueryParameter
 
 from class_api.auth import AUTH_OPT, INTERNAL, INTERNAL_AUTH
@@ -52,9 +52,13 @@ async def essay_student(rt: Rt, essay_id: PathId) -> DecidedStudentOut:
 
 
 @get("/batches/class-info", responses=problems(400, 401, 500, 503))
-async def class_info(rt: Rt, batch_ids: BatchIds) -> dict[str, ClassInfoOut | None]:
-    """``{batch_id: {"class_id", "class_name"} | null}`` for every id asked."""
-    return class_info_out(await matching.batch_class_info(rt, parse_batch_ids(batch_ids)))
+async def class_info(
+    rt: Rt, request: Request[Any, Any, Any], batch_ids: BatchIds
+) -> dict[str, ClassInfoOut | None]:
+    """``{batch_id: {"class_id", "class_name"} | null}`` for every id asked (a repeated
+    ``batch_ids`` parameter adds its ids to the others')."""
+    every = ",".join(request.query_params.getall("batch_ids", [batch_ids]))
+    return class_info_out(await matching.batch_class_info(rt, parse_batch_ids(every)))
 
 
 routes = Router(
