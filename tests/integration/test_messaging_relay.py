@@ -22,6 +22,7 @@ from adapters_messaging import (
     DeliveryStatus,
     EventSink,
     KafkaEventSink,
+    KafkaSecurity,
     OutboxRelay,
 )
 from class_core.errors import DependencyUnavailableError, DuplicateStudentEmailError
@@ -417,6 +418,23 @@ async def test_an_unreachable_broker_is_an_outage_not_a_failure(
     assert (after.pending, after.dead) == (2, 0)
     assert (relay.stats.outages, relay.stats.failures) == (3, 0)
     assert "kafka unreachable" in (relay.stats.last_error or "")
+    await sink.stop()
+
+
+async def test_a_producer_that_cannot_be_built_is_an_outage_not_a_failure(
+    messaging_backend: MessagingBackend,
+) -> None:
+    # Bad security options (which configuration now refuses at start-up) make aiokafka
+    # refuse to build a producer: no event is charged an attempt for that.
+    await create_class(messaging_backend.runtime, RequestContext("t"), CreateClass("u", ["SV1"]))
+    sink = kafka_sink(f"127.0.0.1:{free_port()}", security=KafkaSecurity(security_protocol="BOGUS"))
+    relay = relay_for(messaging_backend, sink, max_attempts=1)
+    for _ in range(2):
+        assert await relay.run_once() == 0
+    after = await status(messaging_backend)
+    assert (after.pending, after.dead) == (2, 0)
+    assert (relay.stats.outages, relay.stats.failures) == (2, 0)
+    assert "kafka producer not usable" in (relay.stats.last_error or "")
     await sink.stop()
 
 

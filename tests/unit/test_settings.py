@@ -161,7 +161,43 @@ BAD_VALUES = [
     ("OUTBOX_RETENTION_DAYS", "-1"),
     ("IMPORT_MAX_BYTES", "0"),
     ("IMPORT_MAX_BYTES", "50MB"),
+    ("KAFKA_SECURITY_PROTOCOL", "BOGUS"),
+    ("KAFKA_SECURITY_PROTOCOL", "TLS"),
+    ("KAFKA_SASL_MECHANISM", "MD5"),
 ]
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        # SASL without credentials, or SASL settings that a non-SASL protocol would ignore.
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "KAFKA_SASL_USERNAME"),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "u"},
+            "KAFKA_SASL_PASSWORD",
+        ),
+        ({"KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "s3cret"}, "KAFKA_SASL_USERNAME"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SASL_MECHANISM": "PLAIN"}, "MECHANISM"),
+    ],
+)
+def test_kafka_security_settings_are_checked_together(values: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(env(**values))
+    assert named in info.value.variable
+    assert "s3cret" not in str(info.value)
+
+
+def test_kafka_security_values_are_canonical() -> None:
+    s = Settings.from_env(
+        env(
+            KAFKA_SECURITY_PROTOCOL="sasl_ssl",
+            KAFKA_SASL_MECHANISM="scram-sha-512",
+            KAFKA_SASL_USERNAME="u",
+            KAFKA_SASL_PASSWORD="p",
+        )
+    )
+    assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert Settings.from_env(env(KAFKA_SECURITY_PROTOCOL="ssl")).kafka_security_protocol == "SSL"
 
 
 @pytest.mark.parametrize(("variable", "value"), BAD_VALUES)

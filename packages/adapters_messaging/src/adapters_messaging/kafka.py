@@ -146,12 +146,15 @@ async def kafka_ping(
     client_id: str = "class_management_service-health",
 ) -> bool:
     """Whether the cluster answers a metadata request within ``timeout`` seconds."""
-    client = AIOKafkaClient(
-        bootstrap_servers=bootstrap_servers,
-        client_id=client_id,
-        request_timeout_ms=max(1, int(timeout * 1000)),
-        **(security or KafkaSecurity()).client_kwargs(),
-    )
+    try:
+        client = AIOKafkaClient(
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            request_timeout_ms=max(1, int(timeout * 1000)),
+            **(security or KafkaSecurity()).client_kwargs(),
+        )
+    except Exception:
+        return False  # cannot be built with these options: not usable
     try:
         async with asyncio.timeout(timeout):
             await client.bootstrap()

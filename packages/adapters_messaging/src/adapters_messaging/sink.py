@@ -123,11 +123,16 @@ class KafkaEventSink:
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is not None:
             return self._producer
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap_servers,
-            **self._options,
-            **self._security.client_kwargs(),
-        )
+        try:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap_servers,
+                **self._options,
+                **self._security.client_kwargs(),
+            )
+        except Exception as exc:
+            # A producer that cannot even be built (bad security options) is no event's
+            # fault: an outage, retried and never counted against the events.
+            raise SinkUnavailableError(f"kafka producer not usable: {describe(exc)}") from exc
         try:
             async with asyncio.timeout(self._send_timeout):
                 await producer.start()

@@ -95,13 +95,53 @@ class Settings:
             "outbox_max_attempts": reader.integer("OUTBOX_MAX_ATTEMPTS", 10, 1, 1_000_000),
             "outbox_retention_days": reader.number("OUTBOX_RETENTION_DAYS", 7.0, 0.0),
             "import_max_bytes": reader.integer("IMPORT_MAX_BYTES", 52_428_800, 1, 2**62),
-            "kafka_security_protocol": reader.text("KAFKA_SECURITY_PROTOCOL"),
-            "kafka_sasl_mechanism": reader.text("KAFKA_SASL_MECHANISM"),
-            "kafka_sasl_username": reader.text("KAFKA_SASL_USERNAME"),
-            "kafka_sasl_password": reader.text("KAFKA_SASL_PASSWORD"),
+            **_kafka_security(reader),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+# The mechanisms that work from a user name and a password (all that configuration can give).
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _kafka_security(reader: _Reader) -> dict[str, str | None]:
+    """The Kafka security variables, checked together: a protocol aiokafka knows, a SASL
+    mechanism that works with a user name and password, both of those given for SASL, and no
+    SASL settings that a non-SASL protocol would silently ignore."""
+    protocol_given = reader.text("KAFKA_SECURITY_PROTOCOL") is not None
+    protocol = reader.choice("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", KAFKA_SECURITY_PROTOCOLS)
+    mechanism = (
+        reader.choice("KAFKA_SASL_MECHANISM", "PLAIN", KAFKA_SASL_MECHANISMS)
+        if reader.text("KAFKA_SASL_MECHANISM") is not None
+        else None
+    )
+    username = reader.text("KAFKA_SASL_USERNAME")
+    password = reader.text("KAFKA_SASL_PASSWORD")
+    if protocol.startswith("SASL_"):
+        for var, value in (("KAFKA_SASL_USERNAME", username), ("KAFKA_SASL_PASSWORD", password)):
+            if value is None:
+                raise ConfigurationError(
+                    _name(var), f"is required when KAFKA_SECURITY_PROTOCOL is {protocol}"
+                )
+    else:
+        for var, value in (
+            ("KAFKA_SASL_MECHANISM", mechanism),
+            ("KAFKA_SASL_USERNAME", username),
+            ("KAFKA_SASL_PASSWORD", password),
+        ):
+            if value is not None:
+                raise ConfigurationError(
+                    _name(var),
+                    "is set, but KAFKA_SECURITY_PROTOCOL is not SASL_PLAINTEXT or SASL_SSL",
+                )
+    return {
+        "kafka_security_protocol": protocol if protocol_given else None,
+        "kafka_sasl_mechanism": mechanism,
+        "kafka_sasl_username": username,
+        "kafka_sasl_password": password,
+    }
 
 
 def database_kind(url: str) -> str:
