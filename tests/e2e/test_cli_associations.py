@@ -208,8 +208,17 @@ async def test_wrong_owner_unknown_essay_and_all_suggested(
     assert r.status_code == 404
     unknown = await inproc(url, "associations", "reject", "--batch", b, "--as", TEACHER,
                            "--essay", str(uuid4()))  # fmt: skip
-    assert unknown.exit_code == 2
+    assert unknown.exit_code == 1  # the item failed (HTTP 400), nothing applied
     assert "not in this batch" in one_line(unknown.stderr)
+    stranger_student = await inproc(url, "associations", "confirm", "--batch", b, "--as",
+                                    TEACHER, "--essay", str(essays[0]), "--student",
+                                    str(uuid4()))  # fmt: skip
+    assert stranger_student.exit_code == 1
+    for bad_user in ("", " ", "x" * 256, "a\tb"):
+        refused = await inproc(url, "associations", "reject", "--batch", b, "--as", bad_user,
+                               "--essay", str(essays[0]))  # fmt: skip
+        assert refused.exit_code == 2, bad_user
+        assert "--as" in one_line(refused.stderr)
     missing = await inproc(url, "associations", "finalize", "--batch", str(uuid4()))
     assert missing.exit_code == 3
     usage = await inproc(url, "associations", "confirm", "--batch", b, "--as", TEACHER)
@@ -221,8 +230,10 @@ async def test_wrong_owner_unknown_essay_and_all_suggested(
     assert as_json(everything.stdout)["associations_confirmed"] == 2
     assert as_json(everything.stdout)["pending"] == 1  # the essay without a suggestion
     nothing = await inproc(url, "associations", "confirm", "--batch", b, "--as", TEACHER,
-                           "--all-suggested")  # fmt: skip
+                           "--all-suggested", "--json")  # fmt: skip
     assert nothing.exit_code == 0
+    assert as_json(nothing.stdout) == as_json(everything.stdout)  # the batch as it stands
+    assert "nothing was confirmed" in nothing.stderr
     assert "nothing was confirmed" in nothing.stderr
 
 
@@ -289,9 +300,13 @@ async def test_list_pending_shows_every_owner(url: str, http: AsyncTestClient[Li
     by_batch = {b: [a for a in pending if a["batch_id"] == str(b)] for b in (mine, theirs)}
     assert [len(v) for v in by_batch.values()] == [1, 2]
     assert by_batch[mine][0]["suggested_student_id"] == str(s0)
+    # student_name as in the HTTP representation: the suggested student's full name.
+    assert by_batch[mine][0]["student_name"] == "S0 Elev"
+    assert [a["student_name"] for a in by_batch[theirs]] == [None, None]
     assert all(a["validation_status"] == "pending_validation" for a in pending)
     text = await inproc(url, "associations", "list", "--pending")
     assert str(theirs) in text.stdout
+    assert "S0 Elev" in text.stdout
     both = await inproc(url, "associations", "list", "--pending", "--batch", str(mine))
     assert both.exit_code == 2
 
@@ -314,6 +329,11 @@ async def test_classes_create_and_list_match_the_api(
     assert as_json(
         (await inproc(url, "classes", "list", "--owner", "nobody", "--json")).stdout
     ) == {"classes": []}
+    for bad_owner in ("", "x" * 256, "a\x00b"):  # the API's X-User-ID rules
+        for args in (("list",), ("create", "--name", "X", "--course", "ENG5")):
+            refused = await inproc(url, "classes", *args, "--owner", bad_owner)
+            assert refused.exit_code == 2
+            assert "--owner" in one_line(refused.stderr)
     unknown = await inproc(url, "classes", "create", "--owner", TEACHER, "--name", "X",
                            "--course", "MATH1")  # fmt: skip
     assert unknown.exit_code == 2

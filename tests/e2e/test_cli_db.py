@@ -143,7 +143,26 @@ async def test_bad_configuration_exits_2_naming_the_variable(tmp_path: Path) -> 
     assert "CLASS_MANAGEMENT_SERVICE_CONFIDENCE_THRESHOLD" in _one_line(result.stderr)
     bad_url = await cli("mysql://somewhere/db", "db", "check")
     assert bad_url.returncode == 2
-    assert "CLASS_MANAGEMENT_SERVICE_DATABASE_URL" in _one_line(bad_url.stderr)
+    assert "--database-url: must be" in _one_line(bad_url.stderr)  # the flag it came from
+    bad_env = await cli(None, "db", "check", env=_env(DATABASE_URL="mysql://somewhere/db"))
+    assert bad_env.returncode == 2
+    assert "CLASS_MANAGEMENT_SERVICE_DATABASE_URL" in _one_line(bad_env.stderr)
+
+
+async def test_database_url_is_accepted_after_the_command_too(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'late.db'}"
+    env = _env(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'env.db'}")
+    upgraded = await asyncio.to_thread(
+        lambda: _finish(_start(None, "db", "upgrade", "--database-url", url, env=env))
+    )
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert (tmp_path / "late.db").exists()
+    assert not (tmp_path / "env.db").exists()
+    listed = await asyncio.to_thread(
+        lambda: _finish(_start(None, "courses", f"--database-url={url}", "--json", env=env))
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)["courses"]) == 6
 
 
 async def test_usage_errors_exit_2_and_help_shows_examples() -> None:

@@ -191,6 +191,33 @@ async def test_bom_and_semicolons_are_read(url: str, tmp_path: Path) -> None:
     assert [tuple(r) for r in names] == [("Åsa", "Öberg; Lund"), ("Émile", "Zola")]
 
 
+async def test_blank_lines_before_a_semicolon_header(url: str, tmp_path: Path) -> None:
+    roster = tmp_path / "padded.csv"
+    roster.write_text(
+        "\r\n  \r\nfirst_name;last_name;email\r\nAda;Lovelace;ada@s.example\r\nBad;;x\r\n",
+        encoding="utf-8",
+    )
+
+    result = await inproc(url, "import", "students", str(roster), "--owner", "pad", "--json")
+
+    summary = as_json(result.stdout)
+    assert (result.exit_code, summary["created"], summary["failed"]) == (1, 1, 1)
+    assert summary["errors"][0]["row"] == 5  # physical lines, the blank ones counted
+
+
+async def test_an_unusable_owner_is_refused_before_anything_is_written(
+    url: str, tmp_path: Path
+) -> None:
+    roster = tmp_path / "owner.csv"
+    _write(roster, [["first_name", "last_name", "email"], ["Ada", "L", "ada@s.example"]])
+    before = await table_counts(url)
+    for owner in ("", "   ", "o" * 256):
+        result = await inproc(url, "import", "students", str(roster), "--owner", owner)
+        assert result.exit_code == 2
+        assert "--owner" in one_line(result.stderr)
+    assert await table_counts(url) == before
+
+
 async def test_missing_columns_are_refused_before_anything_is_written(
     url: str, tmp_path: Path
 ) -> None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from class_cli.commands import associations, classes, courses, db, imports, outbox
@@ -44,5 +46,37 @@ imports.register(app)
 associations.register(app)
 outbox.register(app)
 
+GLOBAL_OPTION = "--database-url"
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """``--database-url`` belongs to ``class-admin`` itself, before the command words; it is
+    accepted anywhere (``class-admin db check --database-url …`` too) by moving it to the
+    front. Nothing after ``--`` is touched."""
+    moved: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        if arg == GLOBAL_OPTION and i + 1 < len(argv):
+            moved += argv[i : i + 2]
+            i += 2
+            continue
+        if arg.startswith(GLOBAL_OPTION + "="):
+            moved.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return moved + rest
+
+
+def cli() -> None:
+    """The ``class-admin`` console script."""
+    app(args=hoist_global_options(sys.argv[1:]), prog_name="class-admin")
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    cli()

@@ -108,7 +108,11 @@ def open_roster(path: Path, max_bytes: int) -> RosterFile:
             raise RosterFileError(_too_large(path, size, max_bytes))
         lines = _check_utf8(path, max_bytes)
         with _open_text(path) as f:
-            first_line = f.readline()
+            first_line = ""
+            for line in f:  # the header is the first non-blank line
+                if line.strip():
+                    first_line = line
+                    break
             f.seek(0)
             delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
             header = _header(csv.reader(f, delimiter=delimiter))

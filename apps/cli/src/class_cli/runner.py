@@ -23,9 +23,10 @@ from class_core.errors import (
     NotFoundError,
     ValidationError,
 )
-from class_core.settings import Settings
+from class_core.settings import PREFIX, Settings
 
 T = TypeVar("T")
+DATABASE_URL_VARIABLE = PREFIX + "DATABASE_URL"
 
 
 class ExitCode(IntEnum):
@@ -70,20 +71,45 @@ def describe(exc: ClassManagementError) -> str:
     return _one_line(exc.detail)
 
 
+MAX_USER_ID_LENGTH = 255  # as the API's X-User-ID
+
+
+def user_id(value: str, flag: str) -> str:
+    """A teacher id given as ``--owner``/``--as``, held to the API's ``X-User-ID`` rules
+    (non-blank, at most 255 characters, no control character); else exit 2."""
+    if not value.strip():
+        fail(f"{flag} must not be empty", ExitCode.USAGE)
+    if len(value) > MAX_USER_ID_LENGTH:
+        fail(f"{flag} must be at most {MAX_USER_ID_LENGTH} characters", ExitCode.USAGE)
+    if any(ch < " " or "\x7f" <= ch <= "\x9f" for ch in value):
+        fail(f"{flag} must not contain control characters", ExitCode.USAGE)
+    return value
+
+
+def _configuration(state: CliState, exc: ConfigurationError) -> str:
+    detail = exc.detail
+    if state.database_url is not None and exc.variable == DATABASE_URL_VARIABLE:
+        detail = detail.replace(DATABASE_URL_VARIABLE, "--database-url", 1)
+    return _one_line(f"configuration: {detail}")
+
+
 def settings_of(state: CliState) -> Settings:
-    """The configuration, or exit 2 naming the bad variable."""
+    """The configuration, or exit 2 naming the bad variable (or ``--database-url``)."""
     try:
         return state.settings()
     except ConfigurationError as exc:
-        fail(_one_line(f"configuration: {exc.detail}"), ExitCode.USAGE)
+        fail(_configuration(state, exc), ExitCode.USAGE)
 
 
-def run(state: CliState, work: Coroutine[Any, Any, T]) -> T:
-    """Run ``work`` to completion; known failures exit with their code and one line."""
+def run(state: CliState, work: Coroutine[Any, Any, T], *, invalid: ExitCode = ExitCode.USAGE) -> T:
+    """Run ``work`` to completion; known failures exit with their code and one line.
+
+    ``invalid`` is the exit code of a validation error: 2 (usage) where the input is the
+    command's flags, 1 (items failed) where it is items such as a confirmation's."""
     try:
         return asyncio.run(work)
     except ConfigurationError as exc:
-        fail(_one_line(f"configuration: {exc.detail}"), ExitCode.USAGE)
+        fail(_configuration(state, exc), ExitCode.USAGE)
     except DependencyUnavailableError:
         fail(f"the database is unreachable at {state.database_label()}", ExitCode.UNAVAILABLE)
     except SchemaNotAtHeadError as exc:
@@ -91,7 +117,7 @@ def run(state: CliState, work: Coroutine[Any, Any, T]) -> T:
     except (NotFoundError, ConflictError) as exc:
         fail(describe(exc), ExitCode.NOT_FOUND_OR_CONFLICT)
     except ValidationError as exc:
-        fail(describe(exc), ExitCode.USAGE)
+        fail(describe(exc), invalid)
     except ClassManagementError as exc:
         fail(describe(exc), ExitCode.FAILED)
     except KeyboardInterrupt:

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import typer
 
-from class_cli.runner import ExitCode, fail, message, output, output_json, run
+from class_cli.runner import ExitCode, fail, message, output, output_json, run, user_id
 from class_cli.state import state_of
 from class_cli.views import association_view, batch_view, confirm_result_view, finalized_view
 from class_core.errors import BatchFinalizedError, NotFoundError
@@ -19,11 +19,12 @@ from class_core.use_cases.matching import (
     ConfirmItem,
     ConfirmResult,
     FinalizedBatch,
+    NamedAssociations,
     confirm_associations,
     expire_due_batches,
     finalize_batch,
     get_batch_associations,
-    list_pending_associations,
+    list_pending_associations_named,
 )
 
 app = typer.Typer(
@@ -83,18 +84,24 @@ def list_(
             output(_line(a, view.student_name(a)))
         return
 
-    async def every() -> list[Association]:
+    async def every() -> NamedAssociations:
         async with state.runtime() as (rt, _):
-            return await list_pending_associations(rt, limit)
+            return await list_pending_associations_named(rt, limit)
 
     found = run(state, every())
-    if len(found) == limit:
+    if len(found.associations) == limit:
         message(f"showing the first {limit} pending associations (use --limit for more)")
     if as_json:
-        output_json({"associations": [association_view(a) for a in found]})
+        output_json(
+            {
+                "associations": [
+                    association_view(a, found.student_name(a)) for a in found.associations
+                ]
+            }
+        )
         return
-    for a in found:
-        output(_line(a, None))
+    for a in found.associations:
+        output(_line(a, found.student_name(a)))
 
 
 def _line(a: Association, name: str | None) -> str:
@@ -147,9 +154,10 @@ def confirm(
         fail("give exactly one of --essay ID or --all-suggested", ExitCode.USAGE)
     if student is not None and essay is None:
         fail("--student goes with --essay", ExitCode.USAGE)
+    as_user = user_id(as_user, "--as")
     state = state_of(ctx)
 
-    async def work() -> ConfirmResult | None:
+    async def work() -> tuple[ConfirmResult, bool]:
         async with state.runtime() as (rt, _):
             ctx_ = RequestContext(as_user)
             if essay is not None:
@@ -164,13 +172,12 @@ def confirm(
                     if a.is_pending and a.suggested_student_id is not None
                 ]
                 if not items:
-                    return None
-            return await confirm_associations(rt, ctx_, batch, items)
+                    return view.result(), False
+            return await confirm_associations(rt, ctx_, batch, items), True
 
-    result = run(state, work())
-    if result is None:
+    result, confirmed = run(state, work(), invalid=ExitCode.FAILED)
+    if not confirmed:
         message("no pending essay of the batch has a suggestion; nothing was confirmed")
-        return
     _print_result(result, as_json)
 
 
@@ -186,6 +193,7 @@ def reject(
     as_json: bool = AS_JSON,
 ) -> None:
     """Reject an essay's suggestion (the HTTP confirm with confirmed: false)."""
+    as_user = user_id(as_user, "--as")
     state = state_of(ctx)
 
     async def work() -> ConfirmResult:
@@ -193,7 +201,7 @@ def reject(
             items = [ConfirmItem(essay, False)]
             return await confirm_associations(rt, RequestContext(as_user), batch, items)
 
-    _print_result(run(state, work()), as_json)
+    _print_result(run(state, work(), invalid=ExitCode.FAILED), as_json)
 
 
 @app.command(epilog='Example: class-admin associations finalize --batch "$BATCH_ID"')

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from class_cli.runner import output, output_json, run
+from class_cli.runner import output, output_json, run, user_id
 from class_cli.state import state_of
 from class_cli.views import class_view
 from class_core.model import SchoolClass
@@ -21,6 +21,7 @@ AS_JSON = typer.Option(False, "--json", help="Print JSON.")
 @app.command("list", epilog="Example: class-admin classes list --owner teacher-1 --json")
 def list_(ctx: typer.Context, owner: str = OWNER, as_json: bool = AS_JSON) -> None:
     """List the owner's classes, newest first (all of them, not one page)."""
+    owner = user_id(owner, "--owner")
     state = state_of(ctx)
 
     async def work() -> list[SchoolClass]:
@@ -52,6 +53,7 @@ def create(
     as_json: bool = AS_JSON,
 ) -> None:
     """Create a class for one course (publishes ClassCreatedV1, like the API)."""
+    owner = user_id(owner, "--owner")
     state = state_of(ctx)
 
     async def work() -> SchoolClass:

@@ -21,7 +21,16 @@ from class_cli.roster_csv import (
     allow_large_cells,
     open_roster,
 )
-from class_cli.runner import ExitCode, fail, message, output, output_json, run, settings_of
+from class_cli.runner import (
+    ExitCode,
+    fail,
+    message,
+    output,
+    output_json,
+    run,
+    settings_of,
+    user_id,
+)
 from class_cli.state import state_of
 from class_cli.views import import_summary_view
 from class_core.runtime import RequestContext
@@ -75,6 +84,7 @@ def students(
     3  --class-id is not one of the owner's classes
     4  database unreachable (the records already applied are reported)
     """
+    owner = user_id(owner, "--owner")
     state = state_of(ctx)
     max_bytes = settings_of(state).import_max_bytes
     try:

@@ -76,6 +76,10 @@ class BatchView:
         chosen = association.student_id or association.suggested_student_id
         return self.student_names.get(chosen) if chosen is not None else None
 
+    def result(self) -> ConfirmResult:
+        """The batch's status and counts, as a confirmation answers them."""
+        return _result(self.batch, self.associations)
+
 
 @frozen
 class ConfirmItem:
@@ -624,3 +628,24 @@ async def batch_class_info(
 async def list_pending_associations(rt: Runtime, limit: int = 1000) -> list[Association]:
     async with rt.uow() as uow:
         return await uow.batches.pending_associations(limit)
+
+
+@frozen
+class NamedAssociations:
+    """Associations with the full names of the students they name (``student_name``)."""
+
+    associations: tuple[Association, ...]
+    student_names: dict[UUID, str]
+
+    def student_name(self, association: Association) -> str | None:
+        chosen = association.student_id or association.suggested_student_id
+        return self.student_names.get(chosen) if chosen is not None else None
+
+
+async def list_pending_associations_named(rt: Runtime, limit: int = 1000) -> NamedAssociations:
+    """:func:`list_pending_associations` with the students' names, read in the same unit of
+    work (an admin view: every owner's)."""
+    async with rt.uow() as uow:
+        found = await uow.batches.pending_associations(limit)
+        names = await _names(uow, found)
+    return NamedAssociations(tuple(found), names)
