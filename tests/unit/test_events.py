@@ -474,3 +474,33 @@ def test_any_text_renders_exactly_as_json_dumps(
     )
     msg = build_outbox_message(updated, event_id=event_id, correlation_id=CID, at=envelope_at)
     assert msg.payload == _reference_payload(updated, event_id, CID, envelope_at, None)
+
+
+_ITEM = st.builds(
+    ConfirmedAssociation,
+    essay_id=st.uuids(),
+    student_id=st.none() | st.uuids(),
+    confidence_score=st.floats(allow_nan=True, allow_infinity=True),
+    validation_method=st.sampled_from([None, "human", "timeout"]),
+    validated_by=st.none() | _TEXT,
+    validated_at=st.none() | st.datetimes(timezones=st.just(UTC)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    items=st.lists(_ITEM, max_size=5),
+    course=_TEXT,
+    timeout=st.booleans(),
+    summary=st.dictionaries(_TEXT, st.integers(), max_size=3),
+)
+def test_any_associations_event_renders_exactly_as_json_dumps(
+    items: list[ConfirmedAssociation], course: str, timeout: bool, summary: dict[str, int]
+) -> None:
+    event = StudentAssociationsConfirmedV1(
+        BATCH, CLASS, course, tuple(items), timeout, summary, AT
+    )
+    event_id = uuid4()
+    msg = build_outbox_message(event, event_id=event_id, correlation_id=CID, at=AT)
+    assert msg.payload == _reference_payload(event, event_id, CID, AT, None)
+    assert (msg.topic, msg.key) == topic_and_key(event)

@@ -7,6 +7,7 @@ envelope text as built here so that the event id and bytes never change across r
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
@@ -331,16 +332,21 @@ def build_outbox_message(
 ) -> OutboxMessage:
     """Wrap an event in the §5.1 envelope; the id is fixed here, once."""
     route = _ROUTES.get(type(event))
-    if route is not None and type(event) is not StudentAssociationsConfirmedV1:
-        # The common case: the data object rendered straight from the event's fields.
-        data_json, key = _data_json(event, route[1])
+    if route is not None:
+        # The data object rendered straight from the event's fields.
         topic = route[0]
+        data_json = _object_json(event)
+        key = to_json_value(getattr(event, route[1]))
     else:
         data = event_data(event)
         topic, key = topic_and_key(event)
-        if metadata is None and isinstance(event, StudentAssociationsConfirmedV1):
-            metadata = {"batch_id": key, "class_id": data["class_id"], "partition_key": key}
         data_json = _ENCODER.encode(data)
+    if metadata is None and isinstance(event, StudentAssociationsConfirmedV1):
+        metadata = {
+            "batch_id": key,
+            "class_id": _uuid_text(event.class_id),
+            "partition_key": key,
+        }
     eid, cid = str(event_id), _uuid_text(correlation_id)
     headers = (
         ("event_id", eid),
@@ -362,7 +368,8 @@ _encode_str = json.encoder.encode_basestring  # what _ENCODER uses for text (no 
 
 
 def _json_text(value: Any) -> str:
-    """``_ENCODER.encode(to_json_value(value))``, with the common kinds of value done at once."""
+    """``_ENCODER.encode(to_json_value(value))`` (an attrs object as the dictionary of its
+    fields, as :func:`event_data` gives it), with the common kinds of value done at once."""
     kind = type(value)
     if kind is str:
         return _encode_str(value)
@@ -374,24 +381,29 @@ def _json_text(value: Any) -> str:
         return f"[{','.join(map(_json_text, value))}]"
     if kind is datetime:
         return f'"{value.isoformat()}"'  # digits, "-", ":", "+", "T", ".": nothing to escape
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)  # what the encoder writes for a finite float
+    if kind in _PREFIXES or attrs.has(kind):
+        return _object_json(value)
     return _ENCODER.encode(to_json_value(value))
 
 
-# Event class → the '"name":' prefix of each of its fields, in order.
+# attrs class → the '"name":' prefix of each of its fields, in order.
 _PREFIXES: dict[type, tuple[str, ...]] = {}
 
 
-def _data_json(event: Any, key_field: str) -> tuple[str, str]:
-    """The event's data object as compact JSON text (exactly ``_ENCODER.encode(_data(event))``)
-    and the text of its ``key_field``."""
-    cls = type(event)
+def _object_json(obj: Any) -> str:
+    """An attrs object (an event, or an item of one) as the compact JSON text of the
+    dictionary of its fields: exactly ``_ENCODER.encode(_data(obj))``, nested objects alike."""
+    cls = type(obj)
     names, values_of = _fields_of(cls)
     prefixes = _PREFIXES.get(cls)
     if prefixes is None:
         prefixes = _PREFIXES[cls] = tuple(f"{_encode_str(n)}:" for n in names)
-    values = values_of(event)
-    text = ",".join([p + _json_text(v) for p, v in zip(prefixes, values, strict=True)])
-    return f"{{{text}}}", to_json_value(getattr(event, key_field))
+    text = ",".join([p + _json_text(v) for p, v in zip(prefixes, values_of(obj), strict=True)])
+    return f"{{{text}}}"
 
 
 def _envelope_json(
