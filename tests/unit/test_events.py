@@ -497,9 +497,7 @@ _ITEM = st.builds(
 def test_any_associations_event_renders_exactly_as_json_dumps(
     items: list[ConfirmedAssociation], course: str, timeout: bool, summary: dict[str, int]
 ) -> None:
-    event = StudentAssociationsConfirmedV1(
-        BATCH, CLASS, course, tuple(items), timeout, summary, AT
-    )
+    event = StudentAssociationsConfirmedV1(BATCH, CLASS, course, tuple(items), timeout, summary, AT)
     event_id = uuid4()
     msg = build_outbox_message(event, event_id=event_id, correlation_id=CID, at=AT)
     assert msg.payload == _reference_payload(event, event_id, CID, AT, None)
