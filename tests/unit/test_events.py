@@ -502,3 +502,14 @@ def test_any_associations_event_renders_exactly_as_json_dumps(
     msg = build_outbox_message(event, event_id=event_id, correlation_id=CID, at=AT)
     assert msg.payload == _reference_payload(event, event_id, CID, AT, None)
     assert (msg.topic, msg.key) == topic_and_key(event)
+
+
+def test_a_subclass_of_an_event_type_routes_as_its_base() -> None:
+    @attrs.frozen
+    class Extended(StudentCreatedV1):
+        pass
+
+    event = Extended(STUDENT, "A", "B", None, (), "t", CID, AT)
+    assert topic_and_key(event) == (STUDENT_CREATED, str(STUDENT))
+    with pytest.raises(TypeError, match="not a domain event"):
+        topic_and_key(object())  # type: ignore[arg-type]

@@ -102,11 +102,6 @@ def _fields_of(cls: type) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, .
     return entry
 
 
-def _data(event: Any) -> dict[str, Any]:
-    names, values = _fields_of(type(event))
-    return dict(zip(names, map(to_json_value, values(event)), strict=True))
-
-
 @frozen
 class ClassCreatedV1:
     class_id: UUID
@@ -220,11 +215,6 @@ class StudentAssociationsConfirmedV1:
     entity_type: None = None
     parent_id: None = None
 
-    def to_data(self) -> dict[str, Any]:
-        data = _data(self)
-        data["associations"] = [_data(a) for a in self.associations]
-        return data
-
 
 @frozen
 class TeacherNotification:
@@ -270,28 +260,7 @@ DomainEvent = (
 )
 
 
-def topic_and_key(event: DomainEvent) -> tuple[str, str]:
-    """The §5.2 topic and partition key of an event."""
-    match event:
-        case ClassCreatedV1():
-            return CLASS_CREATED, str(event.class_id)
-        case ClassUpdatedV1():
-            return CLASS_UPDATED, str(event.class_id)
-        case ClassDeletedV1():
-            return CLASS_DELETED, str(event.class_id)
-        case StudentCreatedV1():
-            return STUDENT_CREATED, str(event.student_id)
-        case StudentUpdatedV1():
-            return STUDENT_UPDATED, str(event.student_id)
-        case StudentDeletedV1():
-            return STUDENT_DELETED, str(event.student_id)
-        case StudentAssociationsConfirmedV1():
-            return ASSOCIATIONS_CONFIRMED, str(event.batch_id)
-        case TeacherNotification():
-            return TEACHER_NOTIFICATION, event.teacher_id
-
-
-# Event class → its topic and the data field that is its partition key (see topic_and_key).
+# Event class → its topic and the data field that is its partition key (§5.2).
 _ROUTES: dict[type, tuple[str, str]] = {
     ClassCreatedV1: (CLASS_CREATED, "class_id"),
     ClassUpdatedV1: (CLASS_UPDATED, "class_id"),
@@ -304,10 +273,16 @@ _ROUTES: dict[type, tuple[str, str]] = {
 }
 
 
-def event_data(event: DomainEvent) -> dict[str, Any]:
-    if isinstance(event, StudentAssociationsConfirmedV1):
-        return event.to_data()
-    return _data(event)
+def topic_and_key(event: DomainEvent) -> tuple[str, str]:
+    """The §5.2 topic and partition key (as text) of an event."""
+    route = _ROUTES.get(type(event))
+    if route is None:  # an instance of a subclass of an event type
+        found = next((_ROUTES[c] for c in type(event).__mro__ if c in _ROUTES), None)
+        if found is None:
+            raise TypeError(f"not a domain event: {type(event).__name__}")
+        route = found
+    topic, key_field = route
+    return topic, to_json_value(getattr(event, key_field))
 
 
 @frozen
@@ -331,16 +306,8 @@ def build_outbox_message(
     metadata: Mapping[str, Any] | None = None,
 ) -> OutboxMessage:
     """Wrap an event in the §5.1 envelope; the id is fixed here, once."""
-    route = _ROUTES.get(type(event))
-    if route is not None:
-        # The data object rendered straight from the event's fields.
-        topic = route[0]
-        data_json = _object_json(event)
-        key = to_json_value(getattr(event, route[1]))
-    else:
-        data = event_data(event)
-        topic, key = topic_and_key(event)
-        data_json = _ENCODER.encode(data)
+    topic, key = topic_and_key(event)
+    data_json = _object_json(event)  # the data object, straight from the event's fields
     if metadata is None and isinstance(event, StudentAssociationsConfirmedV1):
         metadata = {
             "batch_id": key,
@@ -369,7 +336,7 @@ _encode_str = json.encoder.encode_basestring  # what _ENCODER uses for text (no 
 
 def _json_text(value: Any) -> str:
     """``_ENCODER.encode(to_json_value(value))`` (an attrs object as the dictionary of its
-    fields, as :func:`event_data` gives it), with the common kinds of value done at once."""
+    fields), with the common kinds of value done at once."""
     kind = type(value)
     if kind is str:
         return _encode_str(value)
@@ -396,7 +363,7 @@ _PREFIXES: dict[type, tuple[str, ...]] = {}
 
 def _object_json(obj: Any) -> str:
     """An attrs object (an event, or an item of one) as the compact JSON text of the
-    dictionary of its fields: exactly ``_ENCODER.encode(_data(obj))``, nested objects alike."""
+    dictionary of its fields (each through :func:`to_json_value`), nested objects alike."""
     cls = type(obj)
     names, values_of = _fields_of(cls)
     prefixes = _PREFIXES.get(cls)
