@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from class_core.errors import ValidationError
-from class_core.text import clean_email, clean_name, fold, search_key
+from class_core.text import clean_email, clean_name, fold, search_key, user_id_problem
 
 FAST = settings(max_examples=150, deadline=None)
 
@@ -227,3 +227,24 @@ def test_the_email_whitespace_check_is_str_isspace_for_every_code_point() -> Non
 def test_clean_email_refuses_unicode_spaces_inside(space: str) -> None:
     with pytest.raises(ValidationError):
         clean_email(f"ab{space}c@example.com")
+
+
+# ----------------------------------------------------------------------------- user ids
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("teacher-1", None),
+        (" lärare ", None),  # kept as given: only refused, never rewritten
+        ("é" * 255, None),
+        ("", "must not be empty"),
+        (" \t", "must not be empty"),
+        ("é" * 256, "must be at most 255 characters"),
+        ("a\x00b", "must not contain control characters"),
+        ("a\x7fb", "must not contain control characters"),
+        ("a\x85b", "must not contain control characters"),
+    ],
+)
+def test_user_id_problem(value: str, problem: str | None) -> None:
+    assert user_id_problem(value) == problem

@@ -19,11 +19,11 @@ from class_api.edge import correlation_id
 from class_api.errors import AuthenticationRequiredError
 from class_core.runtime import RequestContext, Runtime
 from class_core.settings import Settings
+from class_core.text import user_id_problem
 
 USER_HEADER = "X-User-ID"
 INTERNAL_KEY_HEADER = "X-Internal-API-Key"
 SERVICE_HEADER = "X-Service-ID"
-MAX_USER_ID_LENGTH = 255
 
 USER_SECURITY = "UserId"
 INTERNAL_KEY_SECURITY = "InternalApiKey"
@@ -46,14 +46,9 @@ def user_id(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
         raise AuthenticationRequiredError(f"The {USER_HEADER} header is required.")
     if not value.isascii():
         value = _utf8_or_as_is(value)
-    if len(value) > MAX_USER_ID_LENGTH:
-        raise AuthenticationRequiredError(
-            f"The {USER_HEADER} header must be at most {MAX_USER_ID_LENGTH} characters."
-        )
-    if any(ch < " " or "\x7f" <= ch <= "\x9f" for ch in value):  # Unicode Cc
-        raise AuthenticationRequiredError(
-            f"The {USER_HEADER} header must not contain control characters."
-        )
+    problem = user_id_problem(value)
+    if problem is not None:
+        raise AuthenticationRequiredError(f"The {USER_HEADER} header {problem}.")
     return value
 
 

@@ -24,6 +24,7 @@ from class_core.errors import (
     ValidationError,
 )
 from class_core.settings import PREFIX, Settings
+from class_core.text import user_id_problem
 
 T = TypeVar("T")
 DATABASE_URL_VARIABLE = PREFIX + "DATABASE_URL"
@@ -71,18 +72,12 @@ def describe(exc: ClassManagementError) -> str:
     return _one_line(exc.detail)
 
 
-MAX_USER_ID_LENGTH = 255  # as the API's X-User-ID
-
-
 def user_id(value: str, flag: str) -> str:
     """A teacher id given as ``--owner``/``--as``, held to the API's ``X-User-ID`` rules
-    (non-blank, at most 255 characters, no control character); else exit 2."""
-    if not value.strip():
-        fail(f"{flag} must not be empty", ExitCode.USAGE)
-    if len(value) > MAX_USER_ID_LENGTH:
-        fail(f"{flag} must be at most {MAX_USER_ID_LENGTH} characters", ExitCode.USAGE)
-    if any(ch < " " or "\x7f" <= ch <= "\x9f" for ch in value):
-        fail(f"{flag} must not contain control characters", ExitCode.USAGE)
+    (:func:`class_core.text.user_id_problem`); else exit 2."""
+    problem = user_id_problem(value)
+    if problem is not None:
+        fail(f"{flag} {problem}", ExitCode.USAGE)
     return value
 
 

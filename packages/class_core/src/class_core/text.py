@@ -25,6 +25,21 @@ def has_control(value: str) -> bool:
 
 _has_control = has_control
 
+MAX_USER_ID_LENGTH = 255
+
+
+def user_id_problem(value: str) -> str | None:
+    """Why ``value`` cannot name a user (the API's ``X-User-ID``, the CLI's ``--owner`` and
+    ``--as``), as the end of a sentence; ``None`` when it can. Blank, longer than 255
+    characters or holding a control character is refused; the id is otherwise kept as given."""
+    if not value.strip():
+        return "must not be empty"
+    if len(value) > MAX_USER_ID_LENGTH:
+        return f"must be at most {MAX_USER_ID_LENGTH} characters"
+    if has_control(value):
+        return "must not contain control characters"
+    return None
+
 
 def clean_name(value: str, field: str) -> str:
     """NFC-normalise and trim a name; 1..255 code points, no control characters."""
