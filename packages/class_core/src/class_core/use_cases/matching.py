@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from uuid import UUID, uuid4
@@ -66,6 +66,13 @@ class IngestResult:
     ignored_essays: int = 0
 
 
+def chosen_student_name(names: Mapping[UUID, str], association: Association) -> str | None:
+    """``student_name`` of §3.2: the full name of the chosen student, else of the suggested
+    one, else ``None`` (``names`` as :func:`_names` reads them)."""
+    chosen = association.student_id or association.suggested_student_id
+    return names.get(chosen) if chosen is not None else None
+
+
 @frozen
 class BatchView:
     batch: Batch
@@ -73,8 +80,7 @@ class BatchView:
     student_names: dict[UUID, str]
 
     def student_name(self, association: Association) -> str | None:
-        chosen = association.student_id or association.suggested_student_id
-        return self.student_names.get(chosen) if chosen is not None else None
+        return chosen_student_name(self.student_names, association)
 
     def result(self) -> ConfirmResult:
         """The batch's status and counts, as a confirmation answers them."""
@@ -638,8 +644,7 @@ class NamedAssociations:
     student_names: dict[UUID, str]
 
     def student_name(self, association: Association) -> str | None:
-        chosen = association.student_id or association.suggested_student_id
-        return self.student_names.get(chosen) if chosen is not None else None
+        return chosen_student_name(self.student_names, association)
 
 
 async def list_pending_associations_named(rt: Runtime, limit: int = 1000) -> NamedAssociations:
