@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaProducer
 
 from adapters_messaging import KafkaEventSink, OutboxRelay
 from adapters_sql import OutboxWakeups, SqlOutboxStore, build_sql_runtime, create_engine
+from adapters_sql.mapping import OUTBOX_RECORD_COLUMNS, outbox_record
 from bench.loadgen import percentile
 from bench.results import Measurement
 from class_core.events import (
@@ -82,35 +83,12 @@ def _sample_messages(n: int, at: datetime) -> list[OutboxMessage]:
 
 
 async def _prefill(pg_url: str, messages: list[OutboxMessage]) -> None:
-    import json
-
     conn = await asyncpg.connect(pg_url)
     try:
         await conn.copy_records_to_table(
             "cms_outbox",
-            columns=[
-                "event_id",
-                "topic",
-                "key",
-                "payload",
-                "headers",
-                "created_at",
-                "next_attempt_at",
-                "attempts",
-            ],
-            records=[
-                (
-                    m.event_id,
-                    m.topic,
-                    m.key,
-                    m.payload,
-                    json.dumps([list(h) for h in m.headers]),
-                    m.created_at,
-                    m.created_at,
-                    0,
-                )
-                for m in messages
-            ],
+            columns=list(OUTBOX_RECORD_COLUMNS),
+            records=[outbox_record(m) for m in messages],
         )
         await conn.execute("ANALYZE cms_outbox")
     finally:

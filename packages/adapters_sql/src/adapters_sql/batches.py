@@ -10,6 +10,7 @@ from uuid import UUID
 
 from sqlalchemy import (
     Double,
+    Select,
     String,
     Text,
     Update,
@@ -257,6 +258,15 @@ class SqlBatchRepository:
     def __init__(self, tx: SqlTransaction) -> None:
         self._tx = tx
 
+    async def _by_ids(
+        self, pg: Select[Any], portable: Select[Any], params: dict[str, Any]
+    ) -> list[Any]:
+        """Rows (mappings) of a look-up by an id list: the array-joining statement through
+        the driver on PostgreSQL, the expanding ``IN`` one elsewhere."""
+        if self._tx.is_postgresql:
+            return await self._tx.fetch_rows(pg, params)
+        return list((await self._tx.execute(portable, params)).mappings())
+
     async def get(self, batch_id: UUID, *, lock: bool = False) -> Batch | None:
         rows = await self._tx.fetch_rows(_GET_LOCKED if lock else _GET, {"batch_id": batch_id})
         return batch_from_row(rows[0]) if rows else None
@@ -279,11 +289,7 @@ class SqlBatchRepository:
     async def associations_of(self, batch_ids: Collection[UUID]) -> dict[UUID, list[Association]]:
         if not batch_ids:
             return {}
-        params = {"batch_ids": list(set(batch_ids))}
-        if self._tx.is_postgresql:
-            rows = await self._tx.fetch_rows(_OF_BATCHES_PG, params)
-        else:
-            rows = list((await self._tx.execute(_OF_BATCHES, params)).mappings())
+        rows = await self._by_ids(_OF_BATCHES_PG, _OF_BATCHES, {"batch_ids": list(set(batch_ids))})
         found: dict[UUID, list[Association]] = {}
         for row in rows:
             a = association_from_row(row)
@@ -296,11 +302,7 @@ class SqlBatchRepository:
     async def associations_by_essay(self, essay_ids: Collection[UUID]) -> dict[UUID, Association]:
         if not essay_ids:
             return {}
-        params = {"essay_ids": list(set(essay_ids))}
-        if self._tx.is_postgresql:
-            rows = await self._tx.fetch_rows(_BY_ESSAY_PG, params)
-        else:
-            rows = list((await self._tx.execute(_BY_ESSAY, params)).mappings())
+        rows = await self._by_ids(_BY_ESSAY_PG, _BY_ESSAY, {"essay_ids": list(set(essay_ids))})
         return {r["essay_id"]: association_from_row(r) for r in rows}
 
     async def add_associations(self, items: Sequence[Association]) -> None:
