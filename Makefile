@@ -1,17 +1,38 @@
-# The README's commands. Everything runs from a project-local virtual environment (.venv).
+# The README's commands. Everything runs from a project-local virtual environment (.venv),
+# installed from the lock (uv.lock: exact versions and hashes of every package, extras and dev
+# tools included). uv itself is pinned by hash in tools/uv.txt and lives in .tools/.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+# uv: never download an interpreter, never touch any environment but ours.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+export UV_NO_PROGRESS := 1
 
-.PHONY: venv run test check lint typecheck imports pytest bench services clean
+.PHONY: venv run test check lint typecheck imports pytest bench services clean lock lock-check
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+$(UV): tools/uv.txt
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --no-deps --require-hashes -r tools/uv.txt
+	@touch $(UV)
+
+## make lock: re-resolve uv.lock from pyproject.toml (on purpose: this is how versions move)
+lock: $(UV)
+	$(UV) lock --python $(PYTHON)
+
+## lock-check: fail in one line when pyproject.toml and uv.lock disagree
+lock-check: $(UV)
+	@$(UV) lock --check --python $(PYTHON) --quiet >/dev/null 2>&1 || \
+	  { echo "uv.lock does not match pyproject.toml: run 'make lock' and commit uv.lock" >&2; exit 1; }
+
+$(STAMP): pyproject.toml uv.lock $(UV)
+	@$(MAKE) --no-print-directory lock-check
+	$(UV) sync --locked --extra dev --python $(PYTHON) --quiet
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -39,7 +60,7 @@ services:
 	@bash scripts/ensure-services.sh
 
 ## make test: environment, services, static checks and the whole pytest suite
-test: $(STAMP) services check
+test: lock-check $(STAMP) services check
 	$(BIN)/python -m pytest
 
 pytest: $(STAMP)
@@ -50,4 +71,4 @@ bench: $(STAMP) services
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

@@ -127,5 +127,5 @@ async def test_redis_stalled_or_down_leaves_requests_fast_and_health_degraded(
         assert back, "notifications did not resume after Redis came back"
         assert back[0]["event"] == "class_created"
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
         await listener.aclose()

@@ -62,7 +62,7 @@ async def test_notifications_arrive_on_the_teacher_channel(
         )
         added = await next_message(pubsub)
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
         await client.aclose()
 
     assert created == {

