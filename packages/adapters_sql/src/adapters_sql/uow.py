@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -51,9 +51,7 @@ class SqlUnitOfWork:
             if self._lock is not None:
                 self._lock.release()
             raise
-        deferred = _defer_begin(self._conn)
-        driver = _driver_connection(self._conn) if deferred is not None else None
-        self._tx.bind(self._conn, deferred=deferred, driver=driver)
+        self._tx.bind(self._conn)
         self._tx.added_outbox = False
         self._committed = False
         return self
@@ -65,12 +63,10 @@ class SqlUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         conn, self._conn = self._conn, None
-        # Reads only, BEGIN still deferred: no transaction on the server, nothing to roll back.
-        began = not self._tx.deferring
-        self._tx.unbind()  # back to transactional mode before the connection is pooled
+        self._tx.bind(None)
         try:
             if conn is not None:
-                await _release(conn, rollback=began and not self._committed)
+                await _release(conn, rollback=conn.in_transaction())
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -83,32 +79,9 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         if self._conn is None:
             raise RuntimeError("the unit of work is not entered (use `async with uow:`)")
-        # Held first writes and nothing else: one autocommitted statement (see transaction.py).
-        if not await self._tx.commit_held():
-            with translate_errors():
-                await self._conn.commit()
+        with translate_errors():
+            await self._conn.commit()
         self._committed = True
-
-
-def _defer_begin(conn: AsyncConnection) -> Any:
-    """PostgreSQL at READ COMMITTED: the DBAPI connection, switched to autocommit until the
-    unit of work's first write (see :mod:`adapters_sql.transaction`); else ``None``.
-
-    Only the client-side flag of SQLAlchemy's asyncpg adapter changes: no round trip.
-    """
-    if conn.dialect.name != "postgresql" or conn.dialect.default_isolation_level != (
-        "READ COMMITTED"
-    ):
-        return None
-    dbapi_connection: Any = conn.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
-    if getattr(dbapi_connection, "isolation_level", "") not in (None, "read_committed"):
-        return None  # an engine configured for another isolation level keeps plain BEGIN
-    dbapi_connection.autocommit = True
-    return dbapi_connection
-
-
-def _driver_connection(conn: AsyncConnection) -> Any:
-    return conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
 
 
 async def _release(conn: AsyncConnection, *, rollback: bool) -> None:
