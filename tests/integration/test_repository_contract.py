@@ -643,6 +643,25 @@ async def test_failure_after_a_write_rolls_back_change_and_events(backend: Backe
     assert (await list_students(b.rt, ctx(), StudentQuery.build())).items[0].id == existing.id
 
 
+async def test_a_read_only_unit_of_work_reads_and_never_stores(backend: Backend) -> None:
+    """``Runtime.read()``: the committed data, and no commit (writes are refused or lost)."""
+    b = backend
+    existing = await create_class(b.rt, ctx(), CreateClass("Read", ["ENG5"]))
+    now = b.clock.now()
+    cls = SchoolClass(uuid4(), T1, "Never", "ENG5", now, now)
+    async with b.rt.read() as uow:
+        found = await uow.classes.get(T1, existing.id)
+        assert found is not None
+        assert found.name == "Read"
+    with pytest.raises(RuntimeError, match="read-only"):  # noqa: PT012 - one unit of work
+        async with b.rt.read() as uow:
+            await uow.classes.add(cls)
+            await uow.commit()
+    async with b.uow() as uow:
+        assert await uow.classes.get_unscoped(cls.id) is None
+        assert await uow.classes.get_unscoped(existing.id) is not None
+
+
 async def test_inbox_claims_once_and_only_when_committed(backend: Backend) -> None:
     b = backend
     async with b.uow() as uow:

@@ -128,7 +128,9 @@ async def open_services(
     async with open_notifier(settings) as notifier:
         if settings.use_mock_repository:
             store = InMemoryStore()
-            rt = Runtime(uow=store.unit_of_work, notifier=notifier, policy=policy)
+            rt = Runtime(
+                uow=store.unit_of_work, notifier=notifier, policy=policy, reads=store.reader
+            )
             yield Services(
                 rt,
                 {"database": _always_up, **extra},

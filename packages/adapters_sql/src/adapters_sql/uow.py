@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters_sql.batches import SqlBatchRepository
 from adapters_sql.classes import SqlClassRepository
-from adapters_sql.engine import sqlite_write_lock
+from adapters_sql.engine import is_postgresql, sqlite_write_lock
 from adapters_sql.errors import translate_errors
 from adapters_sql.messaging import SqlInbox, SqlOutbox
 from adapters_sql.students import SqlStudentRepository
@@ -27,12 +27,19 @@ class SqlUnitOfWork:
     """One transaction; leaving without :meth:`commit` rolls back. Not reusable concurrently."""
 
     def __init__(
-        self, engine: AsyncEngine, on_outbox_commit: OutboxCommitCallback | None = None
+        self,
+        engine: AsyncEngine,
+        on_outbox_commit: OutboxCommitCallback | None = None,
+        *,
+        read_only: bool = False,
     ) -> None:
         self._engine = engine
         self._on_outbox_commit = on_outbox_commit
         self._lock: asyncio.Lock | None = sqlite_write_lock(engine)
-        self._tx = SqlTransaction()
+        # PostgreSQL: reads without a transaction (see adapters_sql.transaction). SQLite keeps
+        # its serialised transactions.
+        self._autocommit = read_only and is_postgresql(engine)
+        self._tx = SqlTransaction(read_only=read_only)
         self._conn: AsyncConnection | None = None
         self._committed = False
         self.classes = SqlClassRepository(self._tx)
@@ -47,6 +54,8 @@ class SqlUnitOfWork:
         try:
             with translate_errors():
                 self._conn = await self._engine.connect()
+                if self._autocommit:  # reset by the pool when the connection goes back
+                    await self._conn.execution_options(isolation_level="AUTOCOMMIT")
         except BaseException:
             if self._lock is not None:
                 self._lock.release()
@@ -79,6 +88,8 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         if self._conn is None:
             raise RuntimeError("the unit of work is not entered (use `async with uow:`)")
+        if self._tx.read_only:
+            raise RuntimeError("a read-only unit of work does not commit")
         with translate_errors():
             await self._conn.commit()
         self._committed = True
@@ -110,10 +121,15 @@ class SqlUnitOfWorkFactory:
     """
 
     def __init__(
-        self, engine: AsyncEngine, *, on_outbox_commit: OutboxCommitCallback | None = None
+        self,
+        engine: AsyncEngine,
+        *,
+        on_outbox_commit: OutboxCommitCallback | None = None,
+        read_only: bool = False,
     ) -> None:
         self.engine = engine
         self.on_outbox_commit = on_outbox_commit
+        self.read_only = read_only
 
     def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, self.on_outbox_commit)
+        return SqlUnitOfWork(self.engine, self.on_outbox_commit, read_only=self.read_only)

@@ -72,6 +72,10 @@ class InMemoryStore:
     def unit_of_work(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self)
 
+    def reader(self) -> InMemoryUnitOfWork:
+        """A read-only unit of work (``Runtime.reads``): it cannot commit."""
+        return InMemoryUnitOfWork(self, read_only=True)
+
     __call__ = unit_of_work
 
 
@@ -420,8 +424,9 @@ class InMemoryInbox(_Repo):
 class InMemoryUnitOfWork:
     """One serialised transaction over :class:`InMemoryStore`; rolls back unless committed."""
 
-    def __init__(self, store: InMemoryStore) -> None:
+    def __init__(self, store: InMemoryStore, *, read_only: bool = False) -> None:
         self.store = store
+        self.read_only = read_only
         self.tables = store.tables
         self.classes = InMemoryClassRepository(self)
         self.students = InMemoryStudentRepository(self)
@@ -449,6 +454,8 @@ class InMemoryUnitOfWork:
             self.store.outbox_added.set()
 
     async def commit(self) -> None:
+        if self.read_only:
+            raise RuntimeError("a read-only unit of work does not commit")
         self.store.tables = self.tables
         self.store.commits += 1
         self._committed = True
@@ -560,4 +567,5 @@ def memory_runtime(
         clock=clock or SystemClock(),
         notifier=notifier or RecordingNotifier(),
         policy=policy or MatchingPolicy(),
+        reads=store.reader,
     )

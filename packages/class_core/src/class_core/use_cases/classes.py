@@ -54,7 +54,7 @@ async def create_class(rt: Runtime, ctx: RequestContext, cmd: CreateClass) -> Sc
 
 
 async def get_class(rt: Runtime, ctx: RequestContext, class_id: UUID) -> SchoolClass:
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         cls = await uow.classes.get(ctx.user_id, class_id)
     if cls is None:
         raise NotFoundError("Class", class_id)
@@ -64,7 +64,7 @@ async def get_class(rt: Runtime, ctx: RequestContext, class_id: UUID) -> SchoolC
 async def list_classes(rt: Runtime, ctx: RequestContext, query: ClassQuery) -> Page[SchoolClass]:
     if query.course_code is not None:
         get_course(query.course_code, "course_code")
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         return await uow.classes.search(ctx.user_id, query)
 
 
@@ -127,7 +127,7 @@ async def delete_class(rt: Runtime, ctx: RequestContext, class_id: UUID) -> None
 async def get_roster(rt: Runtime, owner_id: str | None, class_id: UUID) -> list[Student]:
     """The class's students without the placeholder. ``owner_id=None`` is the trusted
     internal caller, who may read any class."""
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         if owner_id is None:
             cls = await uow.classes.get_unscoped(class_id)
         else:

@@ -231,7 +231,7 @@ async def import_students(
         raise ValueError("chunk_size must be at least 1")
     state = _State()
     if options.class_id is not None:
-        async with rt.uow() as uow:
+        async with rt.read() as uow:
             state.fixed_class = await uow.classes.get(ctx.user_id, options.class_id)
         if state.fixed_class is None:
             raise NotFoundError("Class", options.class_id)

@@ -265,7 +265,7 @@ async def _names(uow: UnitOfWork, associations: Sequence[Association]) -> dict[U
 
 
 async def get_batch_associations(rt: Runtime, ctx: RequestContext, batch_id: UUID) -> BatchView:
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         batch, _ = await _owned_batch(uow, ctx.user_id, batch_id)
         associations = await uow.batches.associations(batch_id)
         names = await _names(uow, associations)
@@ -598,7 +598,7 @@ async def expire_due_batches(rt: Runtime, per_transaction: int = 50) -> list[Fin
 
 async def decided_students(rt: Runtime, batch_id: UUID) -> list[DecidedEssay]:
     """Essays of a batch with a decided student (internal route); empty for unknown batches."""
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         associations = await uow.batches.associations(batch_id)
         decided = [a for a in associations if a.student_id is not None]
         students = await uow.students.get_unscoped_many(
@@ -612,7 +612,7 @@ async def decided_students(rt: Runtime, batch_id: UUID) -> list[DecidedEssay]:
 
 
 async def decided_student_for_essay(rt: Runtime, essay_id: UUID) -> DecidedEssay:
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         found = await uow.batches.associations_by_essay([essay_id])
         a = found.get(essay_id)
         if a is None or a.student_id is None:
@@ -626,13 +626,13 @@ async def decided_student_for_essay(rt: Runtime, essay_id: UUID) -> DecidedEssay
 async def batch_class_info(
     rt: Runtime, batch_ids: Sequence[UUID]
 ) -> dict[UUID, tuple[UUID, str] | None]:
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         info = await uow.batches.class_info(batch_ids)
     return {b: info.get(b) for b in batch_ids}
 
 
 async def list_pending_associations(rt: Runtime, limit: int = 1000) -> list[Association]:
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         return await uow.batches.pending_associations(limit)
 
 
@@ -650,7 +650,7 @@ class NamedAssociations:
 async def list_pending_associations_named(rt: Runtime, limit: int = 1000) -> NamedAssociations:
     """:func:`list_pending_associations` with the students' names, read in the same unit of
     work (an admin view: every owner's)."""
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         found = await uow.batches.pending_associations(limit)
         names = await _names(uow, found)
     return NamedAssociations(tuple(found), names)

@@ -159,7 +159,7 @@ async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -
 
 
 async def get_student(rt: Runtime, ctx: RequestContext, student_id: UUID) -> Student:
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         student = await uow.students.get(ctx.user_id, student_id)
     if student is None:
         raise NotFoundError("Student", student_id)
@@ -167,7 +167,7 @@ async def get_student(rt: Runtime, ctx: RequestContext, student_id: UUID) -> Stu
 
 
 async def list_students(rt: Runtime, ctx: RequestContext, query: StudentQuery) -> Page[Student]:
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         if query.class_id is not None:
             await owned_classes(uow, ctx.user_id, [query.class_id])
         return await uow.students.search(ctx.user_id, query)
