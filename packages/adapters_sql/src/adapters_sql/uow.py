@@ -33,12 +33,12 @@ class SqlUnitOfWork:
         *,
         read_only: bool = False,
     ) -> None:
+        self._lock: asyncio.Lock | None = sqlite_write_lock(engine)
+        # PostgreSQL: reads without a transaction (see adapters_sql.transaction), on an engine
+        # in autocommit mode (SqlUnitOfWorkFactory). SQLite keeps its serialised transactions.
+        self._autocommit = read_only and is_postgresql(engine)
         self._engine = engine
         self._on_outbox_commit = on_outbox_commit
-        self._lock: asyncio.Lock | None = sqlite_write_lock(engine)
-        # PostgreSQL: reads without a transaction (see adapters_sql.transaction). SQLite keeps
-        # its serialised transactions.
-        self._autocommit = read_only and is_postgresql(engine)
         self._tx = SqlTransaction(read_only=read_only)
         self._conn: AsyncConnection | None = None
         self._committed = False
@@ -54,13 +54,14 @@ class SqlUnitOfWork:
         try:
             with translate_errors():
                 self._conn = await self._engine.connect()
-                if self._autocommit:  # reset by the pool when the connection goes back
-                    await self._conn.execution_options(isolation_level="AUTOCOMMIT")
+                driver = None
+                if self._autocommit:
+                    driver = self._conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
         except BaseException:
             if self._lock is not None:
                 self._lock.release()
             raise
-        self._tx.bind(self._conn)
+        self._tx.bind(self._conn, driver)
         self._tx.added_outbox = False
         self._committed = False
         return self
@@ -130,6 +131,11 @@ class SqlUnitOfWorkFactory:
         self.engine = engine
         self.on_outbox_commit = on_outbox_commit
         self.read_only = read_only
+        # Read-only on PostgreSQL: the same pool, each connection in autocommit mode while it
+        # is checked out (the pool resets the level when it comes back).
+        self._connect_to = engine
+        if read_only and is_postgresql(engine):
+            self._connect_to = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, self.on_outbox_commit, read_only=self.read_only)
+        return SqlUnitOfWork(self._connect_to, self.on_outbox_commit, read_only=self.read_only)
