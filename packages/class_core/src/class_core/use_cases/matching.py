@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -539,19 +538,13 @@ async def _finalize_by_timeout(
     number of statements whatever the number of batches. Each batch keeps its own
     correlation id, its one confirmed event and its notification."""
     decisions = await _decide_by_timeout(rt, uow, batches, now)
-    # The database applies the decisions while the events are rendered (Python only; nothing
-    # else uses the unit of work meanwhile): the two largest costs of a sweep overlap.
-    writes = asyncio.ensure_future(_store_timeout_decisions(uow, decisions))
+    await _store_timeout_decisions(uow, decisions)
     messages: list[OutboxMessage] = []
     notes: list[TeacherNotification] = []
-    try:
-        for d in decisions:
-            await asyncio.sleep(0)  # let the writes go on (e.g. send a statement once prepared)
-            batch_messages, note = _timeout_messages(rt, d, now)
-            messages.extend(batch_messages)
-            notes.append(note)
-    finally:
-        await writes
+    for d in decisions:
+        batch_messages, note = _timeout_messages(rt, d, now)
+        messages.extend(batch_messages)
+        notes.append(note)
     await uow.outbox.add(messages)  # every batch's events in one insert
     results = [
         FinalizedBatch(d.batch.batch_id, d.cls.id, len(d.keep), len(d.unknown)) for d in decisions
