@@ -6,39 +6,19 @@ concurrently across replicas (batches are claimed with ``FOR UPDATE SKIP LOCKED`
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from class_core.runtime import Runtime
-from class_core.use_cases.matching import FinalizedBatch, expire_due_batches
-
-log = logging.getLogger("class_scheduler.jobs")
-
-
-async def sweep(rt: Runtime) -> list[FinalizedBatch]:
-    """One association-timeout sweep; failures are logged (the next run retries)."""
-    try:
-        finalized = await expire_due_batches(rt)
-    except Exception:
-        log.exception("timeout sweep failed")
-        return []
-    log.info(
-        "timeout sweep done",
-        extra={
-            "batches_finalized": len(finalized),
-            "auto_confirmed": sum(f.auto_confirmed for f in finalized),
-            "unknown_assigned": sum(f.unknown_assigned for f in finalized),
-        },
-    )
-    return finalized
+from class_runtime import sweep_once
 
 
 def schedule_sweep(scheduler: AsyncIOScheduler, rt: Runtime, interval_seconds: float) -> None:
-    """Once at start, then every ``interval_seconds``; missed runs coalesce into one."""
+    """:func:`class_runtime.sweep_once` (the API's in-process sweep too) once at start, then
+    every ``interval_seconds``; missed runs coalesce into one."""
     scheduler.add_job(
-        sweep,
+        sweep_once,
         "interval",
         args=[rt],
         seconds=interval_seconds,

@@ -12,19 +12,12 @@ import sys
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from adapters_messaging.workers import MessagingWorkers, build_notifier, notifier_or_null
-from adapters_sql import (
-    OutboxWakeups,
-    SchemaNotAtHeadError,
-    SqlOutboxStore,
-    build_sql_runtime,
-    create_engine,
-    ensure_at_head,
-)
+from adapters_messaging.workers import MessagingWorkers
+from adapters_sql import SchemaNotAtHeadError
 from class_core.errors import ConfigurationError, DependencyUnavailableError
 from class_core.logging_setup import configure_logging
-from class_core.runtime import MatchingPolicy
 from class_core.settings import Settings
+from class_runtime import open_runtime
 from class_scheduler.jobs import schedule_sweep
 
 log = logging.getLogger("class_scheduler")
@@ -47,58 +40,37 @@ def _parser() -> argparse.ArgumentParser:
 
 async def run(settings: Settings, args: argparse.Namespace) -> None:
     """Run until SIGTERM/SIGINT, then stop each part gracefully."""
-    engine = create_engine(
-        settings.database_url,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_max_overflow,
-    )
-    notifier = build_notifier(settings)
-    wakeups = OutboxWakeups(engine)
     scheduler: AsyncIOScheduler | None = None
     workers: MessagingWorkers | None = None
-    try:
-        await ensure_at_head(engine)
-        if notifier is not None:
-            await notifier.start()
-        runtime = build_sql_runtime(
-            engine,
-            notifier=notifier_or_null(notifier),
-            policy=MatchingPolicy(
-                settings.association_timeout_hours, settings.confidence_threshold
-            ),
-            on_outbox_commit=wakeups.notify,
-        )
-        workers = MessagingWorkers(
-            settings,
-            runtime,
-            SqlOutboxStore(engine),
-            wakeup=wakeups,
-            relay=not args.no_relay,
-            consumer=not args.no_consumer,
-        )
-        if not settings.kafka_bootstrap_servers:
-            log.warning("KAFKA_BOOTSTRAP_SERVERS is not set: events wait in the outbox")
-        workers.start()
-        if not args.no_sweep:
-            scheduler = AsyncIOScheduler(timezone="UTC")
-            schedule_sweep(scheduler, runtime, settings.timeout_check_interval_seconds)
-            scheduler.start()
-        log.info("class-scheduler started")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("class-scheduler stopping")
-    finally:
-        if scheduler is not None:
-            scheduler.shutdown(wait=False)
-        if workers is not None:
-            await workers.stop()
-        if notifier is not None:
-            await notifier.stop()
-        await wakeups.close()
-        await engine.dispose()
+    async with open_runtime(settings) as opened:
+        try:
+            workers = MessagingWorkers(
+                settings,
+                opened.runtime,
+                opened.outbox_store,
+                wakeup=opened.wakeup,
+                relay=not args.no_relay,
+                consumer=not args.no_consumer,
+            )
+            if not settings.kafka_bootstrap_servers:
+                log.warning("KAFKA_BOOTSTRAP_SERVERS is not set: events wait in the outbox")
+            workers.start()
+            if not args.no_sweep:
+                scheduler = AsyncIOScheduler(timezone="UTC")
+                schedule_sweep(scheduler, opened.runtime, settings.timeout_check_interval_seconds)
+                scheduler.start()
+            log.info("class-scheduler started")
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            log.info("class-scheduler stopping")
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
+            if workers is not None:
+                await workers.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

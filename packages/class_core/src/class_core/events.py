@@ -18,7 +18,7 @@ from uuid import UUID
 import attrs
 from attrs import frozen
 
-from class_core.model import Student
+from class_core.model import SchoolClass, Student
 
 SOURCE_SERVICE = "class_management_service"
 SCHEMA_VERSION = 1
@@ -112,6 +112,13 @@ class ClassCreatedV1:
     timestamp: datetime
     event: str = "class.created"
 
+    @classmethod
+    def of(
+        cls, created: SchoolClass, by: str, correlation_id: UUID, at: datetime
+    ) -> ClassCreatedV1:
+        """The event for a new class (the API's create and a roster import alike)."""
+        return cls(created.id, created.name, (created.course_code,), by, correlation_id, at)
+
 
 @frozen
 class ClassUpdatedV1:
@@ -179,6 +186,30 @@ class StudentUpdatedV1:
     correlation_id: UUID
     timestamp: datetime
     event: str = "student.updated"
+
+    @classmethod
+    def of(
+        cls,
+        student: Student,
+        added: Sequence[UUID],
+        removed: Sequence[UUID],
+        by: str,
+        correlation_id: UUID,
+        at: datetime,
+    ) -> StudentUpdatedV1:
+        """The event for a changed student (as it is now), with the memberships it gained and
+        lost (``None`` for none)."""
+        return cls(
+            student.id,
+            student.first_name,
+            student.last_name,
+            student.email,
+            tuple(added) or None,
+            tuple(removed) or None,
+            by,
+            correlation_id,
+            at,
+        )
 
 
 @frozen
@@ -399,4 +430,5 @@ _ENVELOPE_FIXED = _ENCODER.encode(
 
 
 def notifications_of(events: Sequence[DomainEvent]) -> list[TeacherNotification]:
+    """The teacher notifications among ``events`` (pushed to Redis after the commit)."""
     return [e for e in events if isinstance(e, TeacherNotification)]

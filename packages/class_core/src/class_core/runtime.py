@@ -10,7 +10,12 @@ from attrs import define, field, frozen
 
 from class_core.clock import Clock, SystemClock
 from class_core.errors import ConfigurationError
-from class_core.events import DomainEvent, TeacherNotification, build_outbox_message
+from class_core.events import (
+    DomainEvent,
+    TeacherNotification,
+    build_outbox_message,
+    notifications_of,
+)
 from class_core.ports import NullNotifier, RealtimeNotifier, UnitOfWork, UnitOfWorkFactory
 
 
@@ -76,4 +81,4 @@ async def record_events(
             for e in events
         ]
     )
-    return [e for e in events if isinstance(e, TeacherNotification)]
+    return notifications_of(events)

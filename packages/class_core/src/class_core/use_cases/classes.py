@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from uuid import UUID, uuid4
 
 from attrs import frozen
@@ -31,6 +32,15 @@ class UpdateClass:
     course_codes: Sequence[str] | None = None
 
 
+def class_created_events(cls: SchoolClass, ctx: RequestContext, at: datetime) -> list[DomainEvent]:
+    """What creating a class publishes (over the API or by a roster import): the created
+    event and the owner's notification."""
+    return [
+        ClassCreatedV1.of(cls, ctx.user_id, ctx.correlation_id, at),
+        notifications.class_created(cls, ctx.correlation_id, at),
+    ]
+
+
 async def create_class(rt: Runtime, ctx: RequestContext, cmd: CreateClass) -> SchoolClass:
     """Create a class for one course; publishes ``ClassCreatedV1`` and notifies the owner."""
     name = clean_name(cmd.name, "name")
@@ -40,13 +50,7 @@ async def create_class(rt: Runtime, ctx: RequestContext, cmd: CreateClass) -> Sc
     async with rt.uow() as uow:
         await uow.classes.add(cls)
         notes = await record_events(
-            uow,
-            [
-                ClassCreatedV1(cls.id, name, (course.code,), ctx.user_id, ctx.correlation_id, now),
-                notifications.class_created(cls, ctx.correlation_id, now),
-            ],
-            ctx.correlation_id,
-            now,
+            uow, class_created_events(cls, ctx, now), ctx.correlation_id, now
         )
         await uow.commit()
     rt.notifier.publish(notes)

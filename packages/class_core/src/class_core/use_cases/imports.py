@@ -21,7 +21,6 @@ from uuid import UUID, uuid4
 
 from attrs import define, field, frozen
 
-from class_core import notifications
 from class_core.courses import COURSES_BY_CODE
 from class_core.errors import (
     ConflictError,
@@ -30,19 +29,20 @@ from class_core.errors import (
     ValidationError,
 )
 from class_core.events import (
-    ClassCreatedV1,
     DomainEvent,
     OutboxMessage,
     StudentCreatedV1,
     StudentUpdatedV1,
     TeacherNotification,
     build_outbox_message,
+    notifications_of,
 )
 from class_core.ids import uuid4_many
 from class_core.model import SchoolClass, Student
 from class_core.ports import UnitOfWork
 from class_core.runtime import RequestContext, Runtime
 from class_core.text import clean_email, clean_name
+from class_core.use_cases.classes import class_created_events
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("first_name", "last_name", "email")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("legal_full_name", "class_name", "course_code")
@@ -282,7 +282,7 @@ async def _apply_chunk(
                 if not options.dry_run:
                     await _write(uow, plan, _messages(plan, ctx))
                     await uow.commit()
-                    notes = [e for e in plan.events if isinstance(e, TeacherNotification)]
+                    notes = notifications_of(plan.events)
         except ConflictError:
             # An email was taken concurrently: nothing of this chunk was written; plan it
             # again (classes it creates keep their ids, as the summary names them once).
@@ -365,24 +365,14 @@ def _update(
     student.last_name = v.last_name
     student.legal_full_name = legal
     student.updated_at = plan.now
-    added: tuple[UUID, ...] | None = None
+    added: tuple[UUID, ...] = ()
     if cls is not None and joins:
         added = (cls.id,)
         plan.memberships.append((cls.id, student.id))
         student.class_ids = tuple(sorted((*student.class_ids, cls.id)))
     plan.updated.append(student)
     plan.events.append(
-        StudentUpdatedV1(
-            student.id,
-            student.first_name,
-            student.last_name,
-            student.email,
-            added,
-            None,
-            ctx.user_id,
-            ctx.correlation_id,
-            plan.now,
-        )
+        StudentUpdatedV1.of(student, added, (), ctx.user_id, ctx.correlation_id, plan.now)
     )
 
 
@@ -429,13 +419,8 @@ def _new_class(plan: _Plan, ctx: RequestContext, name: str, course_code: str) ->
 
 
 def _class_events(plan: _Plan, ctx: RequestContext, cls: SchoolClass) -> None:
-    """The same events as creating the class over the API (``classes.create_class``)."""
-    plan.events.append(
-        ClassCreatedV1(
-            cls.id, cls.name, (cls.course_code,), ctx.user_id, ctx.correlation_id, plan.now
-        )
-    )
-    plan.events.append(notifications.class_created(cls, ctx.correlation_id, plan.now))
+    """The same events as creating the class over the API."""
+    plan.events.extend(class_created_events(cls, ctx, plan.now))
 
 
 def _messages(plan: _Plan, ctx: RequestContext) -> list[OutboxMessage]:

@@ -237,17 +237,7 @@ async def update_student(
             sorted([c for c in student.class_ids if c not in set(removed)] + added)
         )
         events: list[DomainEvent] = [
-            StudentUpdatedV1(
-                student.id,
-                student.first_name,
-                student.last_name,
-                student.email,
-                tuple(added) or None,
-                tuple(removed) or None,
-                ctx.user_id,
-                ctx.correlation_id,
-                now,
-            )
+            StudentUpdatedV1.of(student, added, removed, ctx.user_id, ctx.correlation_id, now)
         ]
         events += [
             notifications.student_added_to_class(student, classes[c], ctx.correlation_id, now)
