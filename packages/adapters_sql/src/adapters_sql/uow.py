@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters_sql.batches import SqlBatchRepository
 from adapters_sql.classes import SqlClassRepository
-from adapters_sql.engine import is_postgresql, sqlite_write_lock
+from adapters_sql.engine import discard_connection, is_postgresql, sqlite_write_lock
 from adapters_sql.errors import translate_errors
 from adapters_sql.messaging import SqlInbox, SqlOutbox
 from adapters_sql.students import SqlStudentRepository
@@ -103,10 +103,7 @@ async def _release(conn: AsyncConnection, *, rollback: bool) -> None:
             await conn.rollback()
     except Exception:
         log.debug("rollback failed; discarding the connection", exc_info=True)
-        try:
-            await conn.invalidate()
-        except Exception:  # pragma: no cover - already gone
-            log.debug("invalidate failed", exc_info=True)
+        await discard_connection(conn)
     finally:
         try:
             await conn.close()

@@ -62,6 +62,31 @@ def notification(
     )
 
 
+def _batch_notification(
+    notification_type: str,
+    owner_id: str,
+    batch_id: UUID,
+    class_id: UUID,
+    counts: dict[str, Any],
+    correlation_id: UUID,
+    at: datetime,
+    deadline: datetime | None = None,
+) -> TeacherNotification:
+    """A batch's notification: ``batch_id`` and ``class_id`` first in the payload, then
+    ``counts`` (its figures and message)."""
+    payload = {"batch_id": str(batch_id), "class_id": str(class_id), **counts}
+    return notification(
+        notification_type,
+        owner_id,
+        payload,
+        class_id=class_id,
+        batch_id=batch_id,
+        deadline=deadline,
+        correlation_id=correlation_id,
+        at=at,
+    )
+
+
 def class_created(cls: SchoolClass, correlation_id: UUID, at: datetime) -> TeacherNotification:
     payload = {
         "class_id": str(cls.id),
@@ -109,9 +134,7 @@ def associations_suggested(
     correlation_id: UUID,
     at: datetime,
 ) -> TeacherNotification:
-    payload = {
-        "batch_id": str(batch_id),
-        "class_id": str(class_id),
+    counts = {
         "essay_count": essay_count,
         "suggested_count": suggested_count,
         "message": (
@@ -119,15 +142,15 @@ def associations_suggested(
             "unconfirmed matches are settled automatically at the deadline"
         ),
     }
-    return notification(
+    return _batch_notification(
         "student_associations_suggested",
         owner_id,
-        payload,
-        class_id=class_id,
-        batch_id=batch_id,
-        deadline=deadline,
-        correlation_id=correlation_id,
-        at=at,
+        batch_id,
+        class_id,
+        counts,
+        correlation_id,
+        at,
+        deadline,
     )
 
 
@@ -140,21 +163,13 @@ def associations_confirmed(
     correlation_id: UUID,
     at: datetime,
 ) -> TeacherNotification:
-    payload = {
-        "batch_id": str(batch_id),
-        "class_id": str(class_id),
+    counts = {
         "confirmed_count": confirmed_count,
         "rejected_count": rejected_count,
         "message": "Student matches of the batch are confirmed",
     }
-    return notification(
-        "student_associations_confirmed",
-        owner_id,
-        payload,
-        class_id=class_id,
-        batch_id=batch_id,
-        correlation_id=correlation_id,
-        at=at,
+    return _batch_notification(
+        "student_associations_confirmed", owner_id, batch_id, class_id, counts, correlation_id, at
     )
 
 
@@ -168,20 +183,12 @@ def validation_timeout_processed(
     correlation_id: UUID,
     at: datetime,
 ) -> TeacherNotification:
-    payload = {
-        "batch_id": str(batch_id),
-        "class_id": str(class_id),
+    counts = {
         "auto_confirmed_count": auto_confirmed_count,
         "unknown_assigned_count": unknown_assigned_count,
         "timeout_hours": timeout_hours,
         "message": "Unconfirmed student matches were settled at the deadline",
     }
-    return notification(
-        "validation_timeout_processed",
-        owner_id,
-        payload,
-        class_id=class_id,
-        batch_id=batch_id,
-        correlation_id=correlation_id,
-        at=at,
+    return _batch_notification(
+        "validation_timeout_processed", owner_id, batch_id, class_id, counts, correlation_id, at
     )

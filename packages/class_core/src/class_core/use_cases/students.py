@@ -22,6 +22,7 @@ from class_core.events import (
     StudentCreatedV1,
     StudentDeletedV1,
     StudentUpdatedV1,
+    TeacherNotification,
 )
 from class_core.model import Page, SchoolClass, Student
 from class_core.ports import UnitOfWork
@@ -123,6 +124,25 @@ async def owned_classes(
     return found
 
 
+async def _commit_change(
+    uow: UnitOfWork,
+    ctx: RequestContext,
+    student: Student,
+    event: StudentCreatedV1 | StudentUpdatedV1,
+    joined: Sequence[SchoolClass],
+) -> list[TeacherNotification]:
+    """Record a student's change (its event and one notification per class it joined, to
+    that class's owner) and commit; returns the notifications to push after the commit."""
+    at = event.timestamp
+    events: list[DomainEvent] = [event]
+    events += [
+        notifications.student_added_to_class(student, c, ctx.correlation_id, at) for c in joined
+    ]
+    notes = await record_events(uow, events, ctx.correlation_id, at)
+    await uow.commit()
+    return notes
+
+
 async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -> Student:
     """Create a student, optionally in classes; publishes ``StudentCreatedV1`` and tells the
     owner of each class joined."""
@@ -145,15 +165,10 @@ async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -
         # A taken email is refused by ``add`` itself (the port promises it; the SQL adapter's
         # unique constraint): no look-up first, one round trip less per new student.
         await uow.students.add(student)
-        events: list[DomainEvent] = [
-            StudentCreatedV1.of(student, tuple(class_ids), ctx.user_id, ctx.correlation_id, now)
-        ]
-        events += [
-            notifications.student_added_to_class(student, classes[c], ctx.correlation_id, now)
-            for c in class_ids
-        ]
-        notes = await record_events(uow, events, ctx.correlation_id, now)
-        await uow.commit()
+        created = StudentCreatedV1.of(
+            student, tuple(class_ids), ctx.user_id, ctx.correlation_id, now
+        )
+        notes = await _commit_change(uow, ctx, student, created, [classes[c] for c in class_ids])
     rt.notifier.publish(notes)
     return student
 
@@ -236,15 +251,8 @@ async def update_student(
         student.class_ids = tuple(
             sorted([c for c in student.class_ids if c not in set(removed)] + added)
         )
-        events: list[DomainEvent] = [
-            StudentUpdatedV1.of(student, added, removed, ctx.user_id, ctx.correlation_id, now)
-        ]
-        events += [
-            notifications.student_added_to_class(student, classes[c], ctx.correlation_id, now)
-            for c in added
-        ]
-        notes = await record_events(uow, events, ctx.correlation_id, now)
-        await uow.commit()
+        updated = StudentUpdatedV1.of(student, added, removed, ctx.user_id, ctx.correlation_id, now)
+        notes = await _commit_change(uow, ctx, student, updated, [classes[c] for c in added])
     rt.notifier.publish(notes)
     return student
 
