@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Self
+from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -17,6 +19,8 @@ from adapters_sql.errors import translate_errors
 from adapters_sql.messaging import SqlInbox, SqlOutbox
 from adapters_sql.students import SqlStudentRepository
 from adapters_sql.transaction import SqlTransaction
+from class_core.events import DomainEvent, TeacherNotification
+from class_core.recording import RecordedEvents
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,13 @@ class SqlUnitOfWork:
         self.batches = SqlBatchRepository(self._tx)
         self.outbox = SqlOutbox(self._tx)
         self.inbox = SqlInbox(self._tx)
+        self._recorded = RecordedEvents()
+
+    def record(
+        self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime
+    ) -> list[TeacherNotification]:
+        """See ``UnitOfWork.record``: written to the outbox by :meth:`commit`."""
+        return self._recorded.record(events, correlation_id, at)
 
     async def __aenter__(self) -> Self:
         if self._lock is not None:
@@ -64,6 +75,7 @@ class SqlUnitOfWork:
         self._tx.bind(self._conn, driver)
         self._tx.added_outbox = False
         self._committed = False
+        self._recorded.take()
         return self
 
     async def __aexit__(
@@ -91,6 +103,9 @@ class SqlUnitOfWork:
             raise RuntimeError("the unit of work is not entered (use `async with uow:`)")
         if self._tx.read_only:
             raise RuntimeError("a read-only unit of work does not commit")
+        recorded = self._recorded.take()
+        if recorded:
+            await self.outbox.add(recorded)
         with translate_errors():
             await self._conn.commit()
         self._committed = True

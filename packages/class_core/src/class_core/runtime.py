@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID, uuid4
 
@@ -10,12 +9,6 @@ from attrs import define, field, frozen
 
 from class_core.clock import Clock, SystemClock
 from class_core.errors import ConfigurationError
-from class_core.events import (
-    DomainEvent,
-    TeacherNotification,
-    build_outbox_message,
-    notifications_of,
-)
 from class_core.ports import NullNotifier, RealtimeNotifier, UnitOfWork, UnitOfWorkFactory
 
 
@@ -63,22 +56,3 @@ class Runtime:
     def read(self) -> UnitOfWork:
         """A unit of work for reading only (``reads``, else an ordinary one)."""
         return (self.reads or self.uow)()
-
-
-async def record_events(
-    uow: UnitOfWork,
-    events: Sequence[DomainEvent],
-    correlation_id: UUID,
-    at: datetime,
-) -> list[TeacherNotification]:
-    """Put events into the outbox of the current transaction; returns the notifications among
-    them, to be pushed to the real-time channel once the transaction has committed."""
-    if not events:
-        return []
-    await uow.outbox.add(
-        [
-            build_outbox_message(e, event_id=uuid4(), correlation_id=correlation_id, at=at)
-            for e in events
-        ]
-    )
-    return notifications_of(events)

@@ -14,10 +14,11 @@ import attrs
 
 from class_core.clock import Clock, SystemClock
 from class_core.errors import DuplicateStudentEmailError
-from class_core.events import OutboxMessage, TeacherNotification
+from class_core.events import DomainEvent, OutboxMessage, TeacherNotification
 from class_core.model import Association, Batch, BatchStatus, Page, SchoolClass, Student
 from class_core.ports import OutboxStatus, RealtimeNotifier, StoredOutboxMessage
 from class_core.queries import ClassQuery, StudentQuery
+from class_core.recording import RecordedEvents
 from class_core.runtime import MatchingPolicy, Runtime
 from class_core.text import search_key
 
@@ -435,12 +436,19 @@ class InMemoryUnitOfWork:
         self.inbox = InMemoryInbox(self)
         self.added_outbox = False
         self._committed = False
+        self._recorded = RecordedEvents()
+
+    def record(
+        self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime
+    ) -> list[TeacherNotification]:
+        return self._recorded.record(events, correlation_id, at)
 
     async def __aenter__(self) -> Self:
         await self.store.lock.acquire()
         self.tables = self.store.tables.copy()
         self._committed = False
         self.added_outbox = False
+        self._recorded.take()
         return self
 
     async def __aexit__(
@@ -456,6 +464,9 @@ class InMemoryUnitOfWork:
     async def commit(self) -> None:
         if self.read_only:
             raise RuntimeError("a read-only unit of work does not commit")
+        recorded = self._recorded.take()
+        if recorded:
+            await self.outbox.add(recorded)
         self.store.tables = self.tables
         self.store.commits += 1
         self._committed = True

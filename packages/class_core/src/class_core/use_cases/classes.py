@@ -14,7 +14,7 @@ from class_core.errors import NotFoundError, ResourceInUseError
 from class_core.events import ClassCreatedV1, ClassDeletedV1, ClassUpdatedV1, DomainEvent
 from class_core.model import Page, SchoolClass, Student
 from class_core.queries import ClassQuery
-from class_core.runtime import RequestContext, Runtime, record_events
+from class_core.runtime import RequestContext, Runtime
 from class_core.text import clean_name
 
 
@@ -49,9 +49,7 @@ async def create_class(rt: Runtime, ctx: RequestContext, cmd: CreateClass) -> Sc
     cls = SchoolClass(uuid4(), ctx.user_id, name, course.code, now, now)
     async with rt.uow() as uow:
         await uow.classes.add(cls)
-        notes = await record_events(
-            uow, class_created_events(cls, ctx, now), ctx.correlation_id, now
-        )
+        notes = uow.record(class_created_events(cls, ctx, now), ctx.correlation_id, now)
         await uow.commit()
     rt.notifier.publish(notes)
     return cls
@@ -91,8 +89,7 @@ async def update_class(
         cls.course_code = new_course or cls.course_code
         cls.updated_at = now
         await uow.classes.update(cls)
-        await record_events(
-            uow,
+        uow.record(
             [
                 ClassUpdatedV1(
                     cls.id,
@@ -124,7 +121,7 @@ async def delete_class(rt: Runtime, ctx: RequestContext, class_id: UUID) -> None
             await uow.students.touch(members, now)
         await uow.classes.delete(class_id)
         events: list[DomainEvent] = [ClassDeletedV1(class_id, ctx.user_id, ctx.correlation_id, now)]
-        await record_events(uow, events, ctx.correlation_id, now)
+        uow.record(events, ctx.correlation_id, now)
         await uow.commit()
 
 

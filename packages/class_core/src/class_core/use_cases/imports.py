@@ -30,12 +30,9 @@ from class_core.errors import (
 )
 from class_core.events import (
     DomainEvent,
-    OutboxMessage,
     StudentCreatedV1,
     StudentUpdatedV1,
     TeacherNotification,
-    build_outbox_message,
-    notifications_of,
 )
 from class_core.ids import uuid4_many
 from class_core.model import SchoolClass, Student
@@ -280,9 +277,9 @@ async def _apply_chunk(
             async with rt.uow() as uow:
                 await _plan(uow, ctx, state, valid, plan)
                 if not options.dry_run:
-                    await _write(uow, plan, _messages(plan, ctx))
+                    await _write(uow, plan)
+                    notes = uow.record(plan.events, ctx.correlation_id, plan.now)
                     await uow.commit()
-                    notes = notifications_of(plan.events)
         except ConflictError:
             # An email was taken concurrently: nothing of this chunk was written; plan it
             # again (classes it creates keep their ids, as the summary names them once).
@@ -423,16 +420,7 @@ def _class_events(plan: _Plan, ctx: RequestContext, cls: SchoolClass) -> None:
     plan.events.extend(class_created_events(cls, ctx, plan.now))
 
 
-def _messages(plan: _Plan, ctx: RequestContext) -> list[OutboxMessage]:
-    """The outbox rows of the plan's events, as ``runtime.record_events`` builds them."""
-    cid, at = ctx.correlation_id, plan.now
-    return [
-        build_outbox_message(e, event_id=event_id, correlation_id=cid, at=at)
-        for e, event_id in zip(plan.events, uuid4_many(len(plan.events)), strict=True)
-    ]
-
-
-async def _write(uow: UnitOfWork, plan: _Plan, messages: Sequence[OutboxMessage]) -> None:
+async def _write(uow: UnitOfWork, plan: _Plan) -> None:
     for cls in plan.new_classes.values():
         await uow.classes.add(cls)
     if plan.created:
@@ -441,5 +429,3 @@ async def _write(uow: UnitOfWork, plan: _Plan, messages: Sequence[OutboxMessage]
         await uow.students.update_many(plan.updated)
     if plan.memberships:
         await uow.students.add_memberships(plan.memberships)
-    if messages:
-        await uow.outbox.add(messages)

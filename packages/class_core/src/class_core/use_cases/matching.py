@@ -19,10 +19,8 @@ from class_core.errors import (
 )
 from class_core.events import (
     DomainEvent,
-    OutboxMessage,
     StudentCreatedV1,
     TeacherNotification,
-    build_outbox_message,
 )
 from class_core.matching import (
     SuggestionsMessage,
@@ -45,7 +43,7 @@ from class_core.model import (
     placeholder_email,
 )
 from class_core.ports import UnitOfWork
-from class_core.runtime import RequestContext, Runtime, record_events
+from class_core.runtime import RequestContext, Runtime
 
 SUGGESTIONS_CONSUMER = "batch_author_matches"
 
@@ -210,8 +208,7 @@ async def ingest_suggestions(rt: Runtime, msg: SuggestionsMessage) -> IngestResu
                 outcome = IngestOutcome.FINALIZED_EMPTY
                 notes = await _finalize(uow, batch, cls, [], False, msg.correlation_id, now)
             else:
-                notes = await record_events(
-                    uow,
+                notes = uow.record(
                     [
                         notifications.associations_suggested(
                             cls.owner_id,
@@ -399,7 +396,7 @@ async def _finalize(
         confirmed_event(batch, associations, timeout_triggered, now),
         note,
     ]
-    return await record_events(uow, events, correlation_id, now)
+    return uow.record(events, correlation_id, now)
 
 
 # --------------------------------------------------------------------------- timeout
@@ -505,12 +502,11 @@ async def _store_timeout_decisions(uow: UnitOfWork, decisions: Sequence[_Timeout
     await uow.batches.update_many([d.batch for d in decisions])
 
 
-def _timeout_messages(
+def _timeout_events(
     rt: Runtime, d: _TimeoutDecision, now: datetime
-) -> tuple[list[OutboxMessage], TeacherNotification]:
-    """A finalized batch's outbox messages (what ``record_events`` would store) and its
-    notification: the placeholder's creation if it made it, the one confirmed event, the
-    notification."""
+) -> tuple[list[DomainEvent], TeacherNotification]:
+    """A finalized batch's events and its notification: the placeholder's creation if it
+    made it, the one confirmed event, the notification."""
     note = notifications.validation_timeout_processed(
         d.cls.owner_id,
         d.batch.batch_id,
@@ -524,11 +520,7 @@ def _timeout_messages(
     events: list[DomainEvent] = [confirmed_event(d.batch, d.associations, True, now), note]
     if d.placeholder_created is not None:
         events.insert(0, d.placeholder_created)
-    messages = [
-        build_outbox_message(e, event_id=uuid4(), correlation_id=d.correlation_id, at=now)
-        for e in events
-    ]
-    return messages, note
+    return events, note
 
 
 async def _finalize_by_timeout(
@@ -539,13 +531,11 @@ async def _finalize_by_timeout(
     correlation id, its one confirmed event and its notification."""
     decisions = await _decide_by_timeout(rt, uow, batches, now)
     await _store_timeout_decisions(uow, decisions)
-    messages: list[OutboxMessage] = []
     notes: list[TeacherNotification] = []
-    for d in decisions:
-        batch_messages, note = _timeout_messages(rt, d, now)
-        messages.extend(batch_messages)
+    for d in decisions:  # each batch under its own correlation id; one insert at commit
+        events, note = _timeout_events(rt, d, now)
+        uow.record(events, d.correlation_id, now)
         notes.append(note)
-    await uow.outbox.add(messages)  # every batch's events in one insert
     results = [
         FinalizedBatch(d.batch.batch_id, d.cls.id, len(d.keep), len(d.unknown)) for d in decisions
     ]

@@ -27,7 +27,7 @@ from class_core.events import (
 from class_core.model import Page, SchoolClass, Student
 from class_core.ports import UnitOfWork
 from class_core.queries import StudentQuery
-from class_core.runtime import RequestContext, Runtime, record_events
+from class_core.runtime import RequestContext, Runtime
 from class_core.text import clean_email, clean_name
 
 
@@ -138,7 +138,7 @@ async def _commit_change(
     events += [
         notifications.student_added_to_class(student, c, ctx.correlation_id, at) for c in joined
     ]
-    notes = await record_events(uow, events, ctx.correlation_id, at)
+    notes = uow.record(events, ctx.correlation_id, at)
     await uow.commit()
     return notes
 
@@ -271,8 +271,7 @@ async def delete_student(rt: Runtime, ctx: RequestContext, student_id: UUID) -> 
         if student.class_ids:
             await uow.students.remove_memberships([(c, student_id) for c in student.class_ids])
         await uow.students.delete(student_id)
-        await record_events(
-            uow,
+        uow.record(
             [StudentDeletedV1(student_id, student.class_ids, ctx.user_id, ctx.correlation_id, now)],
             ctx.correlation_id,
             now,
