@@ -47,6 +47,7 @@ from class_core.events import (
     STUDENT_UPDATED,
     TEACHER_NOTIFICATION,
     ClassCreatedV1,
+    DomainEvent,
     OutboxMessage,
     build_outbox_message,
 )
@@ -652,7 +653,10 @@ async def test_recorded_events_reach_the_outbox_at_commit_only(backend: Backend)
     now = b.clock.now()
     cls = SchoolClass(uuid4(), T1, "Recorded", "ENG5", now, now)
     corr = uuid4()
-    events = [ClassCreatedV1.of(cls, T1, corr, now), notifications.class_created(cls, corr, now)]
+    events: list[DomainEvent] = [
+        ClassCreatedV1.of(cls, T1, corr, now),
+        notifications.class_created(cls, corr, now),
+    ]
     async with b.uow() as uow:
         await uow.classes.add(cls)
         notes = uow.record(events, corr, now)
