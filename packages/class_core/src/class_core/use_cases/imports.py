@@ -35,7 +35,7 @@ from class_core.events import (
     TeacherNotification,
 )
 from class_core.ids import uuid4_many
-from class_core.model import SchoolClass, Student
+from class_core.model import UNSET, SchoolClass, Student
 from class_core.ports import UnitOfWork
 from class_core.runtime import RequestContext, Runtime
 from class_core.text import clean_email, clean_name
@@ -348,25 +348,14 @@ def _create(
 def _update(
     plan: _Plan, ctx: RequestContext, v: _Valid, cls: SchoolClass | None, student: Student
 ) -> None:
-    legal = v.legal_full_name if v.legal_full_name is not None else student.legal_full_name
-    renamed = (v.first_name, v.last_name, legal) != (
-        student.first_name,
-        student.last_name,
-        student.legal_full_name,
-    )
-    joins = cls is not None and cls.id not in student.class_ids
-    if not renamed and not joins:
+    # An empty legal_full_name cell keeps the stored one; memberships are only ever added.
+    renamed = student.rename(v.first_name, v.last_name, v.legal_full_name or UNSET)
+    added = student.join([cls.id]) if cls is not None else []
+    if not renamed and not added:
         plan.unchanged += 1
         return
-    student.first_name = v.first_name
-    student.last_name = v.last_name
-    student.legal_full_name = legal
     student.updated_at = plan.now
-    added: tuple[UUID, ...] = ()
-    if cls is not None and joins:
-        added = (cls.id,)
-        plan.memberships.append((cls.id, student.id))
-        student.class_ids = tuple(sorted((*student.class_ids, cls.id)))
+    plan.memberships.extend((c, student.id) for c in added)
     plan.updated.append(student)
     plan.events.append(
         StudentUpdatedV1.of(student, added, (), ctx.user_id, ctx.correlation_id, plan.now)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from enum import Enum
-from typing import Final
+from collections.abc import Callable, Sequence
 from uuid import UUID, uuid4
 
 from attrs import frozen
@@ -24,19 +22,12 @@ from class_core.events import (
     StudentUpdatedV1,
     TeacherNotification,
 )
-from class_core.model import Page, SchoolClass, Student
+from class_core.model import UNSET as UNSET  # the commands' "not given", re-exported
+from class_core.model import Page, SchoolClass, Student, Unset
 from class_core.ports import UnitOfWork
 from class_core.queries import StudentQuery
 from class_core.runtime import RequestContext, Runtime
 from class_core.text import clean_email, clean_name
-
-
-class _Unset(Enum):
-    UNSET = "UNSET"
-
-
-UNSET: Final = _Unset.UNSET
-"""Marks an optional field that was not given (as opposed to an explicit ``None``)."""
 
 
 @frozen
@@ -59,8 +50,8 @@ class UpdateStudent:
 
     first_name: str | None = None
     last_name: str | None = None
-    legal_full_name: str | _Unset | None = UNSET
-    email: str | _Unset | None = UNSET
+    legal_full_name: str | Unset | None = UNSET
+    email: str | Unset | None = UNSET
     add_class_ids: Sequence[UUID] = ()
     remove_class_ids: Sequence[UUID] = ()
 
@@ -188,6 +179,37 @@ async def list_students(rt: Runtime, ctx: RequestContext, query: StudentQuery) -
         return await uow.students.search(ctx.user_id, query)
 
 
+def _clean_update(
+    cmd: UpdateStudent,
+) -> tuple[str | None, str | None, str | Unset | None, str | Unset | None]:
+    """The given names and email, cleaned; one error names every bad field."""
+    errors: list[FieldError] = []
+
+    def checked(value: str, clean: Callable[[str], str]) -> str:
+        try:
+            return clean(value)
+        except ValidationError as exc:
+            errors.extend(exc.errors)
+            return value
+
+    def name(value: str | None, field: str) -> str | None:
+        if value is None:
+            return None
+        return checked(value, lambda v: clean_name(v, f"person_name.{field}"))
+
+    first = name(cmd.first_name, "first_name")
+    last = name(cmd.last_name, "last_name")
+    legal = cmd.legal_full_name
+    if isinstance(legal, str):
+        legal = name(legal, "legal_full_name")
+    email = cmd.email
+    if isinstance(email, str):
+        email = checked(email, clean_email)
+    if errors:
+        raise ValidationError("Invalid student", errors)
+    return first, last, legal, email
+
+
 async def update_student(
     rt: Runtime, ctx: RequestContext, student_id: UUID, cmd: UpdateStudent
 ) -> Student:
@@ -198,22 +220,7 @@ async def update_student(
         raise ValidationError.for_field(
             "add_class_ids", "a class id may not be both added and removed"
         )
-    name, cleaned_email = _clean_name_and_email(
-        PersonName(
-            cmd.first_name if cmd.first_name is not None else "-",
-            cmd.last_name if cmd.last_name is not None else "-",
-            cmd.legal_full_name if isinstance(cmd.legal_full_name, str) else None,
-        ),
-        cmd.email if isinstance(cmd.email, str) else None,
-    )
-    first = name.first_name if cmd.first_name is not None else None
-    last = name.last_name if cmd.last_name is not None else None
-    legal: str | _Unset | None = cmd.legal_full_name
-    if isinstance(legal, str):
-        legal = name.legal_full_name
-    email: str | _Unset | None = cmd.email
-    if isinstance(email, str):
-        email = cleaned_email
+    first, last, legal, email = _clean_update(cmd)
     now = rt.now()
     async with rt.uow() as uow:
         student = await uow.students.get(ctx.user_id, student_id)
@@ -224,22 +231,17 @@ async def update_student(
         add_ids = _unique(cmd.add_class_ids)
         remove_ids = _unique(cmd.remove_class_ids)
         classes = await owned_classes(uow, ctx.user_id, add_ids + remove_ids)
-        current = set(student.class_ids)
-        added = [c for c in add_ids if c not in current]
-        removed = [c for c in remove_ids if c in current]
-
-        changed_fields = False
-        if first is not None and first != student.first_name:
-            student.first_name, changed_fields = first, True
-        if last is not None and last != student.last_name:
-            student.last_name, changed_fields = last, True
-        if not isinstance(legal, _Unset) and legal != student.legal_full_name:
-            student.legal_full_name, changed_fields = legal, True
-        if not isinstance(email, _Unset) and email != student.email:
-            if email is not None and await uow.students.by_emails(ctx.user_id, [email]):
-                raise DuplicateStudentEmailError()
-            student.email, changed_fields = email, True
-        if not changed_fields and not added and not removed:
+        if (
+            student.changes_email(email)
+            and isinstance(email, str)
+            and await uow.students.by_emails(ctx.user_id, [email])
+        ):
+            raise DuplicateStudentEmailError()
+        changed = student.rename(first, last, legal)
+        if student.changes_email(email):
+            student.email, changed = None if isinstance(email, Unset) else email, True
+        added, removed = student.join(add_ids), student.leave(remove_ids)
+        if not changed and not added and not removed:
             return student
 
         student.updated_at = now
@@ -248,9 +250,6 @@ async def update_student(
             await uow.students.add_memberships([(c, student.id) for c in added])
         if removed:
             await uow.students.remove_memberships([(c, student.id) for c in removed])
-        student.class_ids = tuple(
-            sorted([c for c in student.class_ids if c not in set(removed)] + added)
-        )
         updated = StudentUpdatedV1.of(student, added, removed, ctx.user_id, ctx.correlation_id, now)
         notes = await _commit_change(uow, ctx, student, updated, [classes[c] for c in added])
     rt.notifier.publish(notes)
