@@ -133,6 +133,13 @@ class Batch:
     def is_finalized(self) -> bool:
         return self.status is BatchStatus.FINALIZED
 
+    def finalize(self, at: datetime, *, timeout_triggered: bool) -> None:
+        """Close the batch: no decision changes after this."""
+        self.status = BatchStatus.FINALIZED
+        self.finalized_at = at
+        self.updated_at = at
+        self.timeout_triggered = timeout_triggered
+
 
 @define
 class Association:

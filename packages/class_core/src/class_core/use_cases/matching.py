@@ -24,7 +24,7 @@ from class_core.events import (
 )
 from class_core.matching import (
     SuggestionsMessage,
-    best_suggestion,
+    apply_suggestions,
     confirmed_event,
     count,
     keeps_suggestion,
@@ -152,51 +152,7 @@ async def ingest_suggestions(rt: Runtime, msg: SuggestionsMessage) -> IngestResu
         )
         essays = list(dict.fromkeys(m.essay_id for m in msg.matches))
         existing = await uow.batches.associations_by_essay(essays) if essays else {}
-        seen: set[UUID] = set()
-        new: list[Association] = []
-        changed: list[Association] = []
-        ignored = 0
-        for match in msg.matches:
-            if match.essay_id in seen:
-                continue
-            seen.add(match.essay_id)
-            best = best_suggestion(match.suggestions, members)
-            current = existing.get(match.essay_id)
-            if current is None:
-                new.append(
-                    Association(
-                        essay_id=match.essay_id,
-                        batch_id=batch.batch_id,
-                        class_id=cls.id,
-                        suggested_student_id=best.student_id if best else None,
-                        confidence_score=best.confidence_score if best else None,
-                        match_reasons=best.match_reasons if best else (),
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-            elif current.batch_id != batch.batch_id:
-                ignored += 1
-            elif current.is_pending:
-                suggestion = (
-                    (best.student_id, best.confidence_score, best.match_reasons)
-                    if best
-                    else (None, None, ())
-                )
-                stored = (
-                    current.suggested_student_id,
-                    current.confidence_score,
-                    current.match_reasons,
-                )
-                if suggestion == stored:
-                    continue  # a replay of the same suggestion changes nothing
-                (
-                    current.suggested_student_id,
-                    current.confidence_score,
-                    current.match_reasons,
-                ) = suggestion
-                current.updated_at = now
-                changed.append(current)
+        new, changed, ignored = apply_suggestions(batch, msg.matches, existing, members, now)
         if new:
             await uow.batches.add_associations(new)
         if changed:
@@ -363,13 +319,6 @@ def _result(batch: Batch, associations: Sequence[Association]) -> ConfirmResult:
     )
 
 
-def _mark_finalized(batch: Batch, timeout_triggered: bool, now: datetime) -> None:
-    batch.status = BatchStatus.FINALIZED
-    batch.finalized_at = now
-    batch.updated_at = now
-    batch.timeout_triggered = timeout_triggered
-
-
 async def _finalize(
     uow: UnitOfWork,
     batch: Batch,
@@ -380,7 +329,7 @@ async def _finalize(
     now: datetime,
 ) -> list[TeacherNotification]:
     """Finalize: state change, the one confirmed event and the notification, together."""
-    _mark_finalized(batch, timeout_triggered, now)
+    batch.finalize(now, timeout_triggered=timeout_triggered)
     await uow.batches.update(batch)
     counts = count(associations)
     note = notifications.associations_confirmed(
@@ -491,7 +440,7 @@ async def _decide_by_timeout(
             a.decide(timeout, placeholders[d.cls.id].id, method, SYSTEM_TIMEOUT_USER, now)
         for a in d.keep:
             a.decide(timeout, a.suggested_student_id, method, SYSTEM_TIMEOUT_USER, now)
-        _mark_finalized(d.batch, True, now)
+        d.batch.finalize(now, timeout_triggered=True)
     return decisions
 
 
