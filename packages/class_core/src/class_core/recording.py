@@ -10,8 +10,9 @@ across relay retries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import overload
 from uuid import UUID
 
 from attrs import define, field
@@ -25,26 +26,73 @@ from class_core.events import (
 )
 from class_core.ids import uuid4_many
 
+_Recorded = tuple[DomainEvent, UUID, UUID, datetime]  # event, its id, correlation id, time
+
+
+class RecordedMessages(Sequence[OutboxMessage]):
+    """The outbox messages of recorded events, each rendered once, when first read.
+
+    Rendered in order as the outbox adapter reads them, so that a bulk write (an import
+    chunk's ``COPY``) sends the first rows while the next are rendered; measured with
+    ``python -m bench --only import`` (docs/performance.md, issue 13). Ids were fixed when
+    the events were recorded; the text never changes once rendered.
+    """
+
+    def __init__(self, recorded: list[_Recorded]) -> None:
+        self._recorded = recorded
+        self._rendered: list[OutboxMessage] = []
+
+    def __len__(self) -> int:
+        return len(self._recorded)
+
+    def _upto(self, index: int) -> None:
+        rendered, recorded = self._rendered, self._recorded
+        for e, event_id, correlation_id, at in recorded[len(rendered) : index + 1]:
+            rendered.append(
+                build_outbox_message(e, event_id=event_id, correlation_id=correlation_id, at=at)
+            )
+
+    @overload
+    def __getitem__(self, index: int) -> OutboxMessage: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[OutboxMessage]: ...
+
+    def __getitem__(self, index: int | slice) -> OutboxMessage | Sequence[OutboxMessage]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        if index >= len(self._rendered):
+            self._upto(index)
+        return self._rendered[index]
+
+    def __iter__(self) -> Iterator[OutboxMessage]:
+        for i in range(len(self)):
+            yield self[i]
+
 
 @define
 class RecordedEvents:
-    """The outbox messages recorded so far in one unit of work."""
+    """The events recorded so far in one unit of work, with their ids."""
 
-    messages: list[OutboxMessage] = field(factory=list)
+    recorded: list[_Recorded] = field(factory=list)
 
     def record(
         self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime
     ) -> list[TeacherNotification]:
-        """Add the events' messages; returns the teacher notifications among them (to be
-        pushed to the real-time channel once the transaction has committed)."""
+        """Add the events (each gets its id now); returns the teacher notifications among them
+        (to be pushed to the real-time channel once the transaction has committed)."""
         ids = uuid4_many(len(events))
-        self.messages.extend(
-            build_outbox_message(e, event_id=event_id, correlation_id=correlation_id, at=at)
-            for e, event_id in zip(events, ids, strict=True)
+        self.recorded.extend(
+            (e, event_id, correlation_id, at) for e, event_id in zip(events, ids, strict=True)
         )
         return notifications_of(events)
 
-    def take(self) -> list[OutboxMessage]:
-        """Everything recorded, emptied (at commit, or when the unit of work is entered)."""
-        taken, self.messages = self.messages, []
-        return taken
+    def take(self) -> RecordedMessages:
+        """Everything recorded, as outbox messages, emptied (at commit, or when the unit of
+        work is entered)."""
+        taken, self.recorded = self.recorded, []
+        return RecordedMessages(taken)
