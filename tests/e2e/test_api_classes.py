@@ -15,7 +15,16 @@ from tests.e2e.conftest import (
     fields_of,
 )
 
-CLASS_KEYS = {"id", "name", "course_code", "course", "student_count", "created_at", "updated_at"}
+CLASS_KEYS = {
+    "id",
+    "name",
+    "course_code",
+    "course",
+    "student_count",
+    "created_at",
+    "updated_at",
+    "version",
+}
 
 
 def _has_offset(value: str) -> bool:

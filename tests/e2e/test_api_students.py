@@ -9,6 +9,7 @@ from tests.e2e.conftest import A, ApiHarness, assert_problem, fields_of
 
 NAME = {"first_name": "B", "last_name": "C"}
 STUDENT_KEYS = {
+    "version",
     "id",
     "first_name",
     "last_name",

@@ -154,7 +154,8 @@ def test_envelope_topic_key_headers_and_data_fields(
         "correlation_id": str(CID),
         "data_schema_uri": None,
         "data": env["data"],
-        "metadata": None,
+        # Contract §8: class and student events carry the version after the change.
+        "metadata": None if topic == TEACHER_NOTIFICATION else {"aggregate_version": 1},
     }
     assert set(env["data"]) == fields | {"correlation_id", "timestamp"}
     assert env["data"]["correlation_id"] == str(CID)
@@ -388,8 +389,11 @@ def _reference_payload(
     event: DomainEvent, event_id: UUID, cid: UUID, at: datetime, metadata: Any
 ) -> str:
     data = _reference_json(event)
+    version = data.pop("aggregate_version", None)  # contract §8: metadata, not data
     if metadata is None and isinstance(event, StudentAssociationsConfirmedV1):
         metadata = {"batch_id": str(BATCH), "class_id": str(CLASS), "partition_key": str(BATCH)}
+    elif metadata is None and version is not None:
+        metadata = {"aggregate_version": version}
     return json.dumps(
         {
             "event_id": str(event_id),
@@ -513,3 +517,12 @@ def test_a_subclass_of_an_event_type_routes_as_its_base() -> None:
     assert topic_and_key(event) == (STUDENT_CREATED, str(STUDENT))
     with pytest.raises(TypeError, match="not a domain event"):
         topic_and_key(object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("event", "topic"), [(e[0], e[1]) for e in EVENTS[:6]])
+def test_aggregate_version_goes_into_metadata_not_data(event: DomainEvent, topic: str) -> None:
+    versioned = attrs.evolve(event, aggregate_version=7)  # type: ignore[misc]
+    env = envelope(versioned)
+    assert env["event_type"] == topic
+    assert env["metadata"] == {"aggregate_version": 7}
+    assert "aggregate_version" not in env["data"]

@@ -168,6 +168,7 @@ class ClassOut(Struct):
     student_count: int
     created_at: Timestamp
     updated_at: Timestamp
+    version: int
 
 
 class PaginationOut(Struct):
@@ -193,6 +194,7 @@ class StudentOut(Struct):
     is_placeholder: bool
     created_at: Timestamp
     updated_at: Timestamp
+    version: int
 
 
 class StudentListOut(Struct):
@@ -305,6 +307,7 @@ def class_out(cls: SchoolClass) -> ClassOut:
         student_count=cls.student_count,
         created_at=timestamp(cls.created_at),
         updated_at=timestamp(cls.updated_at),
+        version=cls.version,
     )
 
 
@@ -328,6 +331,7 @@ def student_out(student: Student) -> StudentOut:
         is_placeholder=student.is_placeholder,
         created_at=timestamp(student.created_at),
         updated_at=timestamp(student.updated_at),
+        version=student.version,
     )
 
 

@@ -30,6 +30,7 @@ from class_core.errors import (
     DependencyUnavailableError,
     FieldError,
     NotFoundError,
+    PreconditionFailedError,
     ValidationError,
 )
 
@@ -51,6 +52,7 @@ ErrorCode = Literal[
     "RESOURCE_IN_USE",
     "BATCH_FINALIZED",
     "CONFLICT",
+    "PRECONDITION_FAILED",
     "PAYLOAD_TOO_LARGE",
     "UNSUPPORTED_MEDIA_TYPE",
     "INTERNAL_ERROR",
@@ -69,6 +71,7 @@ TITLES: Mapping[str, str] = {
     "RESOURCE_IN_USE": "Resource in use",
     "BATCH_FINALIZED": "Batch already finalized",
     "CONFLICT": "Conflict",
+    "PRECONDITION_FAILED": "Precondition failed",
     "PAYLOAD_TOO_LARGE": "Payload too large",
     "UNSUPPORTED_MEDIA_TYPE": "Unsupported media type",
     "INTERNAL_ERROR": "Internal server error",
@@ -153,6 +156,8 @@ def _core_status(exc: ClassManagementError) -> int:
         return 404
     if isinstance(exc, ConflictError):
         return 409
+    if isinstance(exc, PreconditionFailedError):
+        return 412
     if isinstance(exc, DependencyUnavailableError):
         return 503
     return 500

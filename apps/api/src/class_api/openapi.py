@@ -39,6 +39,7 @@ _DESCRIPTIONS: Mapping[int, str] = {
     401: "AUTHENTICATION_REQUIRED: identity headers missing or invalid",
     404: "RESOURCE_NOT_FOUND: does not exist or belongs to another owner",
     409: "DUPLICATE_STUDENT_EMAIL, RESOURCE_IN_USE or BATCH_FINALIZED",
+    412: "PRECONDITION_FAILED: If-Match names no version equal to the stored one; nothing changed",
     413: "PAYLOAD_TOO_LARGE: body over 1 MiB",
     415: "UNSUPPORTED_MEDIA_TYPE: the body is not application/json",
     500: "INTERNAL_ERROR",
@@ -62,6 +63,9 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
 READ = problems(400, 401, 404, 500, 503)
 WRITE = problems(400, 401, 404, 409, 413, 415, 500, 503)
 DELETE = problems(400, 401, 404, 409, 500, 503)
+# Writes that accept If-Match (contract §8).
+GUARDED_WRITE = problems(400, 401, 404, 409, 412, 413, 415, 500, 503)
+GUARDED_DELETE = problems(400, 401, 404, 409, 412, 500, 503)
 
 
 def openapi_config() -> OpenAPIConfig:

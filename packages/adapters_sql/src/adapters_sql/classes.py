@@ -28,6 +28,24 @@ _INSERT = insert(classes)
 _GET = select(classes, _student_count).where(
     classes.c.id == bindparam("class_id"), classes.c.owner_id == bindparam("owner_id")
 )
+# Writers lock the row first (PostgreSQL ``FOR UPDATE``; SQLite's write transactions are
+# serial already: ``BEGIN IMMEDIATE``), then read it as it is once locked: in READ COMMITTED
+# a new statement sees what the previous holder committed (contract §8, docs/architecture.md).
+_LOCK = (
+    select(classes.c.id)
+    .where(classes.c.id == bindparam("class_id"), classes.c.owner_id == bindparam("owner_id"))
+    .with_for_update()
+)
+# Shared locks on the classes a student joins or leaves: a class deletion waits for them.
+_LOCK_SHARED = (
+    select(classes.c.id)
+    .where(
+        classes.c.owner_id == bindparam("owner_id"),
+        classes.c.id.in_(bindparam("class_ids", expanding=True)),
+    )
+    .order_by(classes.c.id)
+    .with_for_update(read=True)
+)
 _GET_UNSCOPED = select(classes, _student_count).where(classes.c.id == bindparam("class_id"))
 _GET_MANY = select(classes).where(
     classes.c.owner_id == bindparam("owner_id"),
@@ -50,6 +68,7 @@ _UPDATE = (
         course_code=bindparam("v_course_code"),
         search_key=bindparam("v_search_key"),
         updated_at=bindparam("v_updated_at"),
+        version=bindparam("v_version"),
     )
 )
 _DELETE = delete(classes).where(classes.c.id == bindparam("class_id"))
@@ -75,18 +94,25 @@ class SqlClassRepository:
     async def add(self, cls: SchoolClass) -> None:
         await self._tx.execute(_INSERT, class_row(cls))
 
-    async def get(self, owner_id: str, class_id: UUID) -> SchoolClass | None:
-        rows = await self._tx.fetch_rows(_GET, {"class_id": class_id, "owner_id": owner_id})
+    async def get(self, owner_id: str, class_id: UUID, *, lock: bool = False) -> SchoolClass | None:
+        params = {"class_id": class_id, "owner_id": owner_id}
+        if lock and self._tx.is_postgresql and not await self._tx.fetch_rows(_LOCK, params):
+            return None
+        rows = await self._tx.fetch_rows(_GET, params)
         return class_from_row(rows[0], rows[0]["student_count"]) if rows else None
 
     async def get_unscoped(self, class_id: UUID) -> SchoolClass | None:
         rows = await self._tx.fetch_rows(_GET_UNSCOPED, {"class_id": class_id})
         return class_from_row(rows[0], rows[0]["student_count"]) if rows else None
 
-    async def get_many(self, owner_id: str, class_ids: Collection[UUID]) -> dict[UUID, SchoolClass]:
+    async def get_many(
+        self, owner_id: str, class_ids: Collection[UUID], *, lock: bool = False
+    ) -> dict[UUID, SchoolClass]:
         if not class_ids:
             return {}
         ids = list(set(class_ids))
+        if lock and self._tx.is_postgresql:
+            await self._tx.execute(_LOCK_SHARED, {"owner_id": owner_id, "class_ids": ids})
         if len(ids) == 1:
             rows = await self._tx.fetch_rows(_GET_ONE, {"owner_id": owner_id, "class_id": ids[0]})
         else:
@@ -135,6 +161,7 @@ class SqlClassRepository:
                 "v_course_code": row["course_code"],
                 "v_search_key": row["search_key"],
                 "v_updated_at": row["updated_at"],
+                "v_version": row["version"],
             },
         )
 

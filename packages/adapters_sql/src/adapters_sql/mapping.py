@@ -44,6 +44,7 @@ def class_row(cls: SchoolClass) -> dict[str, Any]:
         "search_key": class_search_key(cls),
         "created_at": cls.created_at,
         "updated_at": cls.updated_at,
+        "version": cls.version,
     }
 
 
@@ -56,6 +57,7 @@ def class_from_row(row: Row, student_count: int = 0) -> SchoolClass:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         student_count=student_count,
+        version=row["version"],
     )
 
 
@@ -72,6 +74,7 @@ def student_row(s: Student, placeholder_class_id: UUID | None = None) -> dict[st
         "placeholder_class_id": placeholder_class_id,
         "created_at": s.created_at,
         "updated_at": s.updated_at,
+        "version": s.version,
     }
 
 
@@ -88,6 +91,7 @@ STUDENT_RECORD_COLUMNS: tuple[str, ...] = (
     "placeholder_class_id",
     "created_at",
     "updated_at",
+    "version",
 )
 
 
@@ -106,6 +110,7 @@ def student_record(s: Student) -> tuple[Any, ...]:
         None,
         s.created_at,
         s.updated_at,
+        s.version,
     )
 
 
@@ -121,6 +126,7 @@ def student_from_row(row: Row, class_ids: Sequence[UUID] = ()) -> Student:
         updated_at=row["updated_at"],
         is_placeholder=bool(row["is_placeholder"]),
         class_ids=tuple(sorted(class_ids)),
+        version=row["version"],
     )
 
 

@@ -54,6 +54,7 @@ classes = Table(
     Column("search_key", code_point_string(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("version", Integer(), nullable=False, server_default=text("1")),
     PrimaryKeyConstraint("id", name="pk_cms_classes"),
     ForeignKeyConstraint(
         ["course_code"],
@@ -83,6 +84,7 @@ students = Table(
     Column("placeholder_class_id", Uuid(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("version", Integer(), nullable=False, server_default=text("1")),
     PrimaryKeyConstraint("id", name="pk_cms_students"),
     UniqueConstraint("owner_id", "email", name="uq_cms_students_owner_email"),
     UniqueConstraint("placeholder_class_id", name="uq_cms_students_placeholder_class_id"),

@@ -85,6 +85,28 @@ _BY_EMAILS_ARRAY = (
     )
     .where(students.c.owner_id == bindparam("owner_id"))
 )
+# Writers lock the rows first (PostgreSQL ``FOR UPDATE``, in id order; SQLite's write
+# transactions are serial already), then read them with their memberships as they are once
+# locked (contract §8, docs/architecture.md).
+_LOCK = (
+    select(students.c.id)
+    .where(students.c.id == bindparam("student_id"), students.c.owner_id == bindparam("owner_id"))
+    .with_for_update()
+)
+_LOCK_BY_EMAILS = (
+    select(students.c.id)
+    .select_from(_wanted.join(students, students.c.email == _wanted.c.email))
+    .where(students.c.owner_id == bindparam("owner_id"))
+    .order_by(students.c.id)
+    .with_for_update(of=students)
+)
+_LOCK_MEMBERS = (
+    select(students.c.id)
+    .select_from(class_students.join(students, students.c.id == class_students.c.student_id))
+    .where(class_students.c.class_id == bindparam("class_id"))
+    .order_by(students.c.id)
+    .with_for_update(of=students)
+)
 _PLACEHOLDER = _SELECT.where(students.c.placeholder_class_id == bindparam("class_id"))
 _UPDATE = (
     update(students)
@@ -96,6 +118,7 @@ _UPDATE = (
         email=bindparam("v_email"),
         search_key=bindparam("v_search_key"),
         updated_at=bindparam("v_updated_at"),
+        version=bindparam("v_version"),
     )
 )
 _DELETE = delete(students).where(students.c.id == bindparam("student_id"))
@@ -111,7 +134,7 @@ _REMOVE_CLASS = (
 _TOUCH = (
     update(students)
     .where(students.c.id.in_(bindparam("student_ids", expanding=True)))
-    .values(updated_at=bindparam("at"))
+    .values(updated_at=bindparam("at"), version=students.c.version + 1)
 )
 _roster_member = class_students.alias("r")
 _ROSTER = (
@@ -192,6 +215,7 @@ def _update_params(s: Student) -> dict[str, Any]:
         "v_email": row["email"],
         "v_search_key": row["search_key"],
         "v_updated_at": row["updated_at"],
+        "v_version": row["version"],
     }
 
 
@@ -255,8 +279,11 @@ class SqlStudentRepository:
         params = [{"class_id": c, "student_id": s} for c, s in pairs]
         await self._tx.execute(_INSERT_MEMBERSHIP, params if len(params) > 1 else params[0])
 
-    async def get(self, owner_id: str, student_id: UUID) -> Student | None:
-        result = await self._tx.execute(_GET, {"student_id": student_id, "owner_id": owner_id})
+    async def get(self, owner_id: str, student_id: UUID, *, lock: bool = False) -> Student | None:
+        params = {"student_id": student_id, "owner_id": owner_id}
+        if lock and self._tx.is_postgresql and not await self._tx.fetch_rows(_LOCK, params):
+            return None
+        result = await self._tx.execute(_GET, params)
         found = _grouped(result.mappings())
         return found[0] if found else None
 
@@ -266,10 +293,14 @@ class SqlStudentRepository:
         result = await self._tx.execute(_GET_MANY, {"student_ids": list(set(student_ids))})
         return {s.id: s for s in _grouped(result.mappings())}
 
-    async def by_emails(self, owner_id: str, emails: Collection[str]) -> dict[str, Student]:
+    async def by_emails(
+        self, owner_id: str, emails: Collection[str], *, lock: bool = False
+    ) -> dict[str, Student]:
         if not emails:
             return {}
         wanted = list(set(emails))
+        if lock and self._tx.is_postgresql:
+            await self._tx.execute(_LOCK_BY_EMAILS, {"owner_id": owner_id, "emails": wanted})
         many = len(wanted) >= _BY_EMAILS_MANY and self._tx.is_postgresql
         result = await self._tx.execute(
             _BY_EMAILS_ARRAY if many else _BY_EMAILS, {"owner_id": owner_id, "emails": wanted}
@@ -330,6 +361,10 @@ class SqlStudentRepository:
         await self._tx.execute(_REMOVE_MEMBERSHIP, params if len(params) > 1 else params[0])
 
     async def remove_class_memberships(self, class_id: UUID) -> list[UUID]:
+        if self._tx.is_postgresql:
+            # The members first (in id order, as every writer of students locks them), then
+            # their memberships: a concurrent delete of a member waits instead of deadlocking.
+            await self._tx.execute(_LOCK_MEMBERS, {"class_id": class_id})
         result = await self._tx.execute(_REMOVE_CLASS, {"class_id": class_id})
         return sorted(result.scalars())
 

@@ -95,6 +95,15 @@ class BatchFinalizedError(ConflictError):
         super().__init__(detail)
 
 
+class PreconditionFailedError(ClassManagementError):
+    """``If-Match`` names no version equal to the stored one (contract §8); nothing changed."""
+
+    code = "PRECONDITION_FAILED"
+
+    def __init__(self, detail: str = "The object has changed since the version named") -> None:
+        super().__init__(detail)
+
+
 class DependencyUnavailableError(ClassManagementError):
     """A backing service (database, broker) could not be reached; retrying later may work."""
 

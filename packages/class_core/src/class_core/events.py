@@ -76,9 +76,20 @@ def to_json_value(value: Any) -> Any:
     return value
 
 
+# Marks a field that goes into the envelope's ``metadata``, not into ``data``.
+_IN_METADATA = "in_metadata"
+
+
+def _aggregate_version() -> Any:
+    """Contract §8: the version of the class or student after the change, carried in the
+    envelope's ``metadata`` as ``aggregate_version`` (not in ``data``)."""
+    return attrs.field(default=1, kw_only=True, metadata={_IN_METADATA: True})
+
+
 def _fields_of(cls: type) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
-    """An attrs class's field names and a getter of all their values at once (one C call)."""
-    names = tuple(f.name for f in attrs.fields(cls))
+    """An attrs class's data field names and a getter of all their values at once (one C
+    call); fields that belong in the envelope's metadata are left out."""
+    names = tuple(f.name for f in attrs.fields(cls) if not f.metadata.get(_IN_METADATA))
     many = attrgetter(*names) if len(names) > 1 else None
     return names, many if many is not None else (lambda e: tuple(getattr(e, n) for n in names))
 
@@ -92,13 +103,22 @@ class ClassCreatedV1:
     correlation_id: UUID
     timestamp: datetime
     event: str = "class.created"
+    aggregate_version: int = _aggregate_version()
 
     @classmethod
     def of(
         cls, created: SchoolClass, by: str, correlation_id: UUID, at: datetime
     ) -> ClassCreatedV1:
         """The event for a new class (the API's create and a roster import alike)."""
-        return cls(created.id, created.name, (created.course_code,), by, correlation_id, at)
+        return cls(
+            created.id,
+            created.name,
+            (created.course_code,),
+            by,
+            correlation_id,
+            at,
+            aggregate_version=created.version,
+        )
 
 
 @frozen
@@ -110,6 +130,7 @@ class ClassUpdatedV1:
     correlation_id: UUID
     timestamp: datetime
     event: str = "class.updated"
+    aggregate_version: int = _aggregate_version()
 
 
 @frozen
@@ -119,6 +140,7 @@ class ClassDeletedV1:
     correlation_id: UUID
     timestamp: datetime
     event: str = "class.deleted"
+    aggregate_version: int = _aggregate_version()
 
 
 @frozen
@@ -132,6 +154,7 @@ class StudentCreatedV1:
     correlation_id: UUID
     timestamp: datetime
     event: str = "student.created"
+    aggregate_version: int = _aggregate_version()
 
     @classmethod
     def of(
@@ -152,6 +175,7 @@ class StudentCreatedV1:
             by,
             correlation_id,
             at,
+            aggregate_version=student.version,
         )
 
 
@@ -167,6 +191,7 @@ class StudentUpdatedV1:
     correlation_id: UUID
     timestamp: datetime
     event: str = "student.updated"
+    aggregate_version: int = _aggregate_version()
 
     @classmethod
     def of(
@@ -190,6 +215,7 @@ class StudentUpdatedV1:
             by,
             correlation_id,
             at,
+            aggregate_version=student.version,
         )
 
 
@@ -201,6 +227,7 @@ class StudentDeletedV1:
     correlation_id: UUID
     timestamp: datetime
     event: str = "student.deleted"
+    aggregate_version: int = _aggregate_version()
 
 
 @frozen
@@ -272,6 +299,17 @@ DomainEvent = (
 )
 
 
+# Events of one class or student: their envelope's metadata carries ``aggregate_version``.
+_VERSIONED = (
+    ClassCreatedV1,
+    ClassUpdatedV1,
+    ClassDeletedV1,
+    StudentCreatedV1,
+    StudentUpdatedV1,
+    StudentDeletedV1,
+)
+
+
 # Event class → its topic and the data field that is its partition key (§5.2).
 _ROUTES: dict[type, tuple[str, str]] = {
     ClassCreatedV1: (CLASS_CREATED, "class_id"),
@@ -326,6 +364,8 @@ def build_outbox_message(
             "class_id": _uuid_text(event.class_id),
             "partition_key": key,
         }
+    elif metadata is None and isinstance(event, _VERSIONED):
+        metadata = {"aggregate_version": event.aggregate_version}
     eid, cid = str(event_id), _uuid_text(correlation_id)
     headers = (
         ("event_id", eid),

@@ -62,6 +62,7 @@ class SchoolClass:
     created_at: datetime
     updated_at: datetime
     student_count: int = 0  # derived on read: members without the placeholder
+    version: int = 1  # contract §8: 1 at create, +1 per committed change of the class itself
 
 
 @define
@@ -78,6 +79,7 @@ class Student:
     updated_at: datetime
     is_placeholder: bool = False
     class_ids: tuple[UUID, ...] = field(factory=tuple)
+    version: int = 1  # contract §8: 1 at create, +1 per committed change (memberships too)
 
     @property
     def full_name(self) -> str:

@@ -23,16 +23,21 @@ from class_core.queries import ClassQuery, StudentQuery
 class ClassRepository(Protocol):
     async def add(self, cls: SchoolClass) -> None: ...
 
-    async def get(self, owner_id: str, class_id: UUID) -> SchoolClass | None:
-        """The owner's class with ``student_count`` (placeholder not counted)."""
+    async def get(self, owner_id: str, class_id: UUID, *, lock: bool = False) -> SchoolClass | None:
+        """The owner's class with ``student_count`` (placeholder not counted). ``lock`` holds
+        the row against concurrent changes until commit and reads it as it is once the lock
+        is held (a class deleted meanwhile is ``None``)."""
         ...
 
     async def get_unscoped(self, class_id: UUID) -> SchoolClass | None:
         """Any owner's class (for consumers, sweeps and internal routes)."""
         ...
 
-    async def get_many(self, owner_id: str, class_ids: Collection[UUID]) -> dict[UUID, SchoolClass]:
-        """The owner's classes among ``class_ids`` (``student_count`` may be 0)."""
+    async def get_many(
+        self, owner_id: str, class_ids: Collection[UUID], *, lock: bool = False
+    ) -> dict[UUID, SchoolClass]:
+        """The owner's classes among ``class_ids`` (``student_count`` may be 0). ``lock``
+        holds them against deletion (a shared lock) until commit."""
         ...
 
     async def get_unscoped_many(self, class_ids: Collection[UUID]) -> dict[UUID, SchoolClass]:
@@ -48,7 +53,7 @@ class ClassRepository(Protocol):
         ...
 
     async def update(self, cls: SchoolClass) -> None:
-        """Store name, course code and ``updated_at``."""
+        """Store name, course code, ``updated_at`` and ``version``."""
         ...
 
     async def delete(self, class_id: UUID) -> None:
@@ -68,14 +73,20 @@ class StudentRepository(Protocol):
         """Bulk form of :meth:`add` (imports)."""
         ...
 
-    async def get(self, owner_id: str, student_id: UUID) -> Student | None: ...
+    async def get(self, owner_id: str, student_id: UUID, *, lock: bool = False) -> Student | None:
+        """The owner's student with memberships. ``lock`` holds the row against concurrent
+        changes until commit and reads it (and its memberships) once the lock is held."""
+        ...
 
     async def get_unscoped_many(self, student_ids: Collection[UUID]) -> dict[UUID, Student]:
         """Students by id whatever their owner (names for associations); memberships optional."""
         ...
 
-    async def by_emails(self, owner_id: str, emails: Collection[str]) -> dict[str, Student]:
-        """The owner's students with these (normalised) emails, with memberships."""
+    async def by_emails(
+        self, owner_id: str, emails: Collection[str], *, lock: bool = False
+    ) -> dict[str, Student]:
+        """The owner's students with these (normalised) emails, with memberships; ``lock``
+        as in :meth:`get`."""
         ...
 
     async def search(self, owner_id: str, query: StudentQuery) -> Page[Student]:
@@ -83,7 +94,7 @@ class StudentRepository(Protocol):
         ...
 
     async def update(self, student: Student) -> None:
-        """Store names, email and ``updated_at`` (not memberships)."""
+        """Store names, email, ``updated_at`` and ``version`` (not memberships)."""
         ...
 
     async def update_many(self, students: Sequence[Student]) -> None: ...
@@ -99,11 +110,12 @@ class StudentRepository(Protocol):
     async def remove_memberships(self, pairs: Collection[tuple[UUID, UUID]]) -> None: ...
 
     async def remove_class_memberships(self, class_id: UUID) -> list[UUID]:
-        """Remove every membership of a class; returns the students that were members."""
+        """Remove every membership of a class; returns the students that were members (their
+        rows locked until commit, as :meth:`get` with ``lock`` would)."""
         ...
 
     async def touch(self, student_ids: Collection[UUID], at: datetime) -> None:
-        """Bump ``updated_at`` (a membership changed)."""
+        """Set ``updated_at`` and add 1 to ``version`` (a membership changed)."""
         ...
 
     async def roster(self, class_id: UUID) -> list[Student]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import Router, delete, get, post, put
+from litestar import Response, Router, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
@@ -26,7 +26,7 @@ from class_api.dto import (
     class_out,
     roster_out,
 )
-from class_api.openapi import DELETE, READ, WRITE
+from class_api.openapi import GUARDED_DELETE, GUARDED_WRITE, READ, WRITE
 from class_api.routes.params import (
     DEFAULT_PAGE_SIZE,
     Ctx,
@@ -39,6 +39,7 @@ from class_api.routes.params import (
     UpdatedSince,
     parse_updated_since,
 )
+from class_api.versions import ETAG_HEADERS, IfMatchHeader, if_match, with_etag
 from class_core.queries import ClassQuery
 from class_core.use_cases import classes
 
@@ -46,10 +47,11 @@ CLASS_PATH = "/{class_id:str}"
 RosterOwner = NamedDependency[str | None]
 
 
-@post("/", responses=WRITE, summary="Create a class")
-async def create_class(rt: Rt, ctx: Ctx, data: JSONBody[CreateClassIn]) -> ClassOut:
+@post("/", responses=WRITE, response_headers=ETAG_HEADERS, summary="Create a class")
+async def create_class(rt: Rt, ctx: Ctx, data: JSONBody[CreateClassIn]) -> Response[ClassOut]:
     """Create a class for exactly one course."""
-    return class_out(await classes.create_class(rt, ctx, data.command()))
+    cls = await classes.create_class(rt, ctx, data.command())
+    return with_etag(class_out(cls), cls.version, 201)
 
 
 @get("/", responses=READ, summary="List classes")
@@ -67,23 +69,33 @@ async def list_classes(
     return class_list_out(await classes.list_classes(rt, ctx, query))
 
 
-@get(CLASS_PATH, responses=READ, summary="Read a class")
-async def get_class(rt: Rt, ctx: Ctx, class_id: PathId) -> ClassOut:
-    return class_out(await classes.get_class(rt, ctx, class_id))
+@get(CLASS_PATH, responses=READ, response_headers=ETAG_HEADERS, summary="Read a class")
+async def get_class(rt: Rt, ctx: Ctx, class_id: PathId) -> Response[ClassOut]:
+    cls = await classes.get_class(rt, ctx, class_id)
+    return with_etag(class_out(cls), cls.version)
 
 
-@put(CLASS_PATH, responses=WRITE, summary="Update a class")
+@put(CLASS_PATH, responses=GUARDED_WRITE, response_headers=ETAG_HEADERS, summary="Update a class")
 async def update_class(
-    rt: Rt, ctx: Ctx, class_id: PathId, data: JSONBody[UpdateClassIn]
-) -> ClassOut:
-    """Partial update; ``{}`` changes nothing and publishes nothing."""
-    return class_out(await classes.update_class(rt, ctx, class_id, data.command()))
+    rt: Rt,
+    ctx: Ctx,
+    class_id: PathId,
+    data: JSONBody[UpdateClassIn],
+    if_match_header: IfMatchHeader = None,
+) -> Response[ClassOut]:
+    """Partial update; ``{}`` changes nothing and publishes nothing. The fields named are
+    applied to the class as it is when the change commits."""
+    cmd, guard = data.command(), if_match(if_match_header)
+    cls = await classes.update_class(rt, ctx, class_id, cmd, guard)
+    return with_etag(class_out(cls), cls.version)
 
 
-@delete(CLASS_PATH, status_code=200, responses=DELETE, summary="Delete a class")
-async def delete_class(rt: Rt, ctx: Ctx, class_id: PathId) -> MessageOut:
+@delete(CLASS_PATH, status_code=200, responses=GUARDED_DELETE, summary="Delete a class")
+async def delete_class(
+    rt: Rt, ctx: Ctx, class_id: PathId, if_match_header: IfMatchHeader = None
+) -> MessageOut:
     """Removes the class and its memberships (the students stay); refused while batches exist."""
-    await classes.delete_class(rt, ctx, class_id)
+    await classes.delete_class(rt, ctx, class_id, if_match(if_match_header))
     return MessageOut("Class deleted successfully")
 
 

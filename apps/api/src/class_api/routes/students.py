@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import Router, delete, get, post, put
+from litestar import Response, Router, delete, get, post, put
 from litestar.params import JSONBody
 
 from class_api.auth import AUTH_OPT, CONTEXT, USER, USER_AUTH
@@ -15,7 +15,7 @@ from class_api.dto import (
     student_list_out,
     student_out,
 )
-from class_api.openapi import DELETE, READ, WRITE
+from class_api.openapi import GUARDED_DELETE, GUARDED_WRITE, READ, WRITE
 from class_api.routes.params import (
     DEFAULT_PAGE_SIZE,
     Ctx,
@@ -28,16 +28,18 @@ from class_api.routes.params import (
     UpdatedSince,
     parse_updated_since,
 )
+from class_api.versions import ETAG_HEADERS, IfMatchHeader, if_match, with_etag
 from class_core.queries import StudentQuery
 from class_core.use_cases import students
 
 STUDENT_PATH = "/{student_id:str}"
 
 
-@post("/", responses=WRITE, summary="Create a student")
-async def create_student(rt: Rt, ctx: Ctx, data: JSONBody[CreateStudentIn]) -> StudentOut:
+@post("/", responses=WRITE, response_headers=ETAG_HEADERS, summary="Create a student")
+async def create_student(rt: Rt, ctx: Ctx, data: JSONBody[CreateStudentIn]) -> Response[StudentOut]:
     """Create a student, optionally in some of the caller's classes."""
-    return student_out(await students.create_student(rt, ctx, data.command()))
+    student = await students.create_student(rt, ctx, data.command())
+    return with_etag(student_out(student), student.version, 201)
 
 
 @get("/", responses=READ, summary="List students")
@@ -56,23 +58,35 @@ async def list_students(
     return student_list_out(await students.list_students(rt, ctx, query))
 
 
-@get(STUDENT_PATH, responses=READ, summary="Read a student")
-async def get_student(rt: Rt, ctx: Ctx, student_id: PathId) -> StudentOut:
-    return student_out(await students.get_student(rt, ctx, student_id))
+@get(STUDENT_PATH, responses=READ, response_headers=ETAG_HEADERS, summary="Read a student")
+async def get_student(rt: Rt, ctx: Ctx, student_id: PathId) -> Response[StudentOut]:
+    student = await students.get_student(rt, ctx, student_id)
+    return with_etag(student_out(student), student.version)
 
 
-@put(STUDENT_PATH, responses=WRITE, summary="Update a student")
+@put(
+    STUDENT_PATH, responses=GUARDED_WRITE, response_headers=ETAG_HEADERS, summary="Update a student"
+)
 async def update_student(
-    rt: Rt, ctx: Ctx, student_id: PathId, data: JSONBody[UpdateStudentIn]
-) -> StudentOut:
-    """Partial update: ``"email": null`` clears the email, an absent field is left as it is."""
-    return student_out(await students.update_student(rt, ctx, student_id, data.command()))
+    rt: Rt,
+    ctx: Ctx,
+    student_id: PathId,
+    data: JSONBody[UpdateStudentIn],
+    if_match_header: IfMatchHeader = None,
+) -> Response[StudentOut]:
+    """Partial update: ``"email": null`` clears the email, an absent field is left as it is.
+    The fields named are applied to the student as it is when the change commits."""
+    cmd, guard = data.command(), if_match(if_match_header)
+    student = await students.update_student(rt, ctx, student_id, cmd, guard)
+    return with_etag(student_out(student), student.version)
 
 
-@delete(STUDENT_PATH, status_code=200, responses=DELETE, summary="Delete a student")
-async def delete_student(rt: Rt, ctx: Ctx, student_id: PathId) -> MessageOut:
+@delete(STUDENT_PATH, status_code=200, responses=GUARDED_DELETE, summary="Delete a student")
+async def delete_student(
+    rt: Rt, ctx: Ctx, student_id: PathId, if_match_header: IfMatchHeader = None
+) -> MessageOut:
     """Refused (409) while an essay association names the student."""
-    await students.delete_student(rt, ctx, student_id)
+    await students.delete_student(rt, ctx, student_id, if_match(if_match_header))
     return MessageOut("Student deleted successfully")
 
 

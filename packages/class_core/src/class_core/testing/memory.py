@@ -114,7 +114,8 @@ class InMemoryClassRepository(_Repo):
     async def add(self, cls: SchoolClass) -> None:
         self.t.classes[cls.id] = _copy(cls)
 
-    async def get(self, owner_id: str, class_id: UUID) -> SchoolClass | None:
+    async def get(self, owner_id: str, class_id: UUID, *, lock: bool = False) -> SchoolClass | None:
+        # Units of work run one at a time here: every read is as good as locked.
         cls = self.t.classes.get(class_id)
         if cls is None or cls.owner_id != owner_id:
             return None
@@ -124,7 +125,9 @@ class InMemoryClassRepository(_Repo):
         cls = self.t.classes.get(class_id)
         return self._out(cls) if cls is not None else None
 
-    async def get_many(self, owner_id: str, class_ids: Collection[UUID]) -> dict[UUID, SchoolClass]:
+    async def get_many(
+        self, owner_id: str, class_ids: Collection[UUID], *, lock: bool = False
+    ) -> dict[UUID, SchoolClass]:
         return {
             c: self._out(self.t.classes[c], with_count=False)
             for c in set(class_ids)
@@ -162,7 +165,11 @@ class InMemoryClassRepository(_Repo):
     async def update(self, cls: SchoolClass) -> None:
         stored = self.t.classes[cls.id]
         self.t.classes[cls.id] = attrs.evolve(
-            stored, name=cls.name, course_code=cls.course_code, updated_at=cls.updated_at
+            stored,
+            name=cls.name,
+            course_code=cls.course_code,
+            updated_at=cls.updated_at,
+            version=cls.version,
         )
 
     async def delete(self, class_id: UUID) -> None:
@@ -198,7 +205,7 @@ class InMemoryStudentRepository(_Repo):
             self.t.students[student.id] = attrs.evolve(student, class_ids=())
             self.t.memberships.update((c, student.id) for c in student.class_ids)
 
-    async def get(self, owner_id: str, student_id: UUID) -> Student | None:
+    async def get(self, owner_id: str, student_id: UUID, *, lock: bool = False) -> Student | None:
         s = self.t.students.get(student_id)
         if s is None or s.owner_id != owner_id:
             return None
@@ -207,7 +214,9 @@ class InMemoryStudentRepository(_Repo):
     async def get_unscoped_many(self, student_ids: Collection[UUID]) -> dict[UUID, Student]:
         return {i: self._out(self.t.students[i]) for i in set(student_ids) if i in self.t.students}
 
-    async def by_emails(self, owner_id: str, emails: Collection[str]) -> dict[str, Student]:
+    async def by_emails(
+        self, owner_id: str, emails: Collection[str], *, lock: bool = False
+    ) -> dict[str, Student]:
         wanted = set(emails)
         return {
             s.email: self._out(s)
@@ -251,6 +260,7 @@ class InMemoryStudentRepository(_Repo):
                 legal_full_name=student.legal_full_name,
                 email=student.email,
                 updated_at=student.updated_at,
+                version=student.version,
             )
 
     async def delete(self, student_id: UUID) -> None:
@@ -271,7 +281,8 @@ class InMemoryStudentRepository(_Repo):
 
     async def touch(self, student_ids: Collection[UUID], at: datetime) -> None:
         for i in student_ids:
-            self.t.students[i] = attrs.evolve(self.t.students[i], updated_at=at)
+            stored = self.t.students[i]
+            self.t.students[i] = attrs.evolve(stored, updated_at=at, version=stored.version + 1)
 
     async def roster(self, class_id: UUID) -> list[Student]:
         members = [

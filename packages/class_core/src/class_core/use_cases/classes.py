@@ -16,6 +16,7 @@ from class_core.model import Page, SchoolClass, Student
 from class_core.queries import ClassQuery
 from class_core.runtime import RequestContext, Runtime
 from class_core.text import clean_name
+from class_core.versions import IfMatch, check_if_match
 
 
 @frozen
@@ -71,16 +72,24 @@ async def list_classes(rt: Runtime, ctx: RequestContext, query: ClassQuery) -> P
 
 
 async def update_class(
-    rt: Runtime, ctx: RequestContext, class_id: UUID, cmd: UpdateClass
+    rt: Runtime,
+    ctx: RequestContext,
+    class_id: UUID,
+    cmd: UpdateClass,
+    if_match: IfMatch | None = None,
 ) -> SchoolClass:
-    """Change name and/or course; nothing changed means nothing published."""
+    """Change name and/or course; nothing changed means nothing published.
+
+    The class is read locked (contract §8): the fields named are applied to the row as it is
+    when the change commits, and a class deleted meanwhile is not found."""
     name = clean_name(cmd.name, "name") if cmd.name is not None else None
     course = single_course(cmd.course_codes) if cmd.course_codes is not None else None
     now = rt.now()
     async with rt.uow() as uow:
-        cls = await uow.classes.get(ctx.user_id, class_id)
+        cls = await uow.classes.get(ctx.user_id, class_id, lock=True)
         if cls is None:
             raise NotFoundError("Class", class_id)
+        check_if_match(if_match, cls.version)
         new_name = name if name is not None and name != cls.name else None
         new_course = course.code if course is not None and course.code != cls.course_code else None
         if new_name is None and new_course is None:
@@ -88,6 +97,7 @@ async def update_class(
         cls.name = new_name or cls.name
         cls.course_code = new_course or cls.course_code
         cls.updated_at = now
+        cls.version += 1
         await uow.classes.update(cls)
         uow.record(
             [
@@ -98,6 +108,7 @@ async def update_class(
                     ctx.user_id,
                     ctx.correlation_id,
                     now,
+                    aggregate_version=cls.version,
                 )
             ],
             ctx.correlation_id,
@@ -107,20 +118,31 @@ async def update_class(
     return cls
 
 
-async def delete_class(rt: Runtime, ctx: RequestContext, class_id: UUID) -> None:
-    """Delete a class and its memberships (the students stay); refused while batches exist."""
+async def delete_class(
+    rt: Runtime, ctx: RequestContext, class_id: UUID, if_match: IfMatch | None = None
+) -> None:
+    """Delete a class and its memberships (the students stay); refused while batches exist.
+
+    The class is read locked: of two concurrent deletes one succeeds and the other finds
+    nothing (contract §8). Each member's version goes up (a membership change is a change of
+    the student) without a student event: ``ClassDeletedV1`` says it all."""
     now = rt.now()
     async with rt.uow() as uow:
-        cls = await uow.classes.get(ctx.user_id, class_id)
+        cls = await uow.classes.get(ctx.user_id, class_id, lock=True)
         if cls is None:
             raise NotFoundError("Class", class_id)
+        check_if_match(if_match, cls.version)
         if await uow.batches.class_has_batches(class_id):
             raise ResourceInUseError("The class has essay batches and cannot be deleted")
         members = await uow.students.remove_class_memberships(class_id)
         if members:
             await uow.students.touch(members, now)
         await uow.classes.delete(class_id)
-        events: list[DomainEvent] = [ClassDeletedV1(class_id, ctx.user_id, ctx.correlation_id, now)]
+        events: list[DomainEvent] = [
+            ClassDeletedV1(
+                class_id, ctx.user_id, ctx.correlation_id, now, aggregate_version=cls.version + 1
+            )
+        ]
         uow.record(events, ctx.correlation_id, now)
         await uow.commit()
 

@@ -300,7 +300,13 @@ async def _plan(
     for new in plan.new_classes.values():  # planned again after a conflict: same classes
         _class_events(plan, ctx, new)
     owner = ctx.user_id
-    existing = await uow.students.by_emails(owner, [v.email for v in valid]) if valid else {}
+    if state.fixed_class is not None:
+        # The class before the students, the order a class deletion takes them in.
+        await uow.classes.get_many(owner, [state.fixed_class.id], lock=True)
+    # Locked until the chunk commits: an update is applied to the rows as they are then, so
+    # that an import never reverts a concurrent API edit (contract §8).
+    emails = [v.email for v in valid]
+    existing = await uow.students.by_emails(owner, emails, lock=True) if valid else {}
     new_ids = iter(uuid4_many(len(valid)))
     for v in valid:
         earlier = plan.emails.get(v.email) or state.emails.get(v.email)
@@ -355,6 +361,7 @@ def _update(
         plan.unchanged += 1
         return
     student.updated_at = plan.now
+    student.version += 1
     plan.memberships.extend((c, student.id) for c in added)
     plan.updated.append(student)
     plan.events.append(

@@ -28,6 +28,7 @@ from class_core.ports import UnitOfWork
 from class_core.queries import StudentQuery
 from class_core.runtime import RequestContext, Runtime
 from class_core.text import clean_email, clean_name
+from class_core.versions import IfMatch, check_if_match
 
 
 @frozen
@@ -103,16 +104,21 @@ def _unique(ids: Sequence[UUID]) -> list[UUID]:
 
 
 async def owned_classes(
-    uow: UnitOfWork, owner_id: str, class_ids: Sequence[UUID]
+    uow: UnitOfWork, owner_id: str, class_ids: Sequence[UUID], *, lock: bool = False
 ) -> dict[UUID, SchoolClass]:
-    """The owner's classes for these ids; any other id is not found."""
+    """The owner's classes for these ids; any other id is not found. ``lock`` holds them
+    against deletion until commit (``ClassRepository.get_many``)."""
     if not class_ids:
         return {}
-    found = await uow.classes.get_many(owner_id, class_ids)
+    found = await uow.classes.get_many(owner_id, class_ids, lock=lock)
+    _all_found(found, class_ids)
+    return found
+
+
+def _all_found(found: dict[UUID, SchoolClass], class_ids: Sequence[UUID]) -> None:
     for class_id in class_ids:
         if class_id not in found:
             raise NotFoundError("Class", class_id)
-    return found
 
 
 async def _commit_change(
@@ -211,10 +217,18 @@ def _clean_update(
 
 
 async def update_student(
-    rt: Runtime, ctx: RequestContext, student_id: UUID, cmd: UpdateStudent
+    rt: Runtime,
+    ctx: RequestContext,
+    student_id: UUID,
+    cmd: UpdateStudent,
+    if_match: IfMatch | None = None,
 ) -> Student:
     """Apply a partial update; changes that change nothing are skipped, and a call that changes
-    nothing publishes nothing."""
+    nothing publishes nothing.
+
+    The classes named and then the student are read locked (always in that order, as a class
+    deletion takes them: no deadlock), so that the fields named are applied to the row as it
+    is when the change commits and a student deleted meanwhile is not found (contract §8)."""
     overlap = set(cmd.add_class_ids) & set(cmd.remove_class_ids)
     if overlap:
         raise ValidationError.for_field(
@@ -222,15 +236,17 @@ async def update_student(
         )
     first, last, legal, email = _clean_update(cmd)
     now = rt.now()
+    add_ids = _unique(cmd.add_class_ids)
+    remove_ids = _unique(cmd.remove_class_ids)
     async with rt.uow() as uow:
-        student = await uow.students.get(ctx.user_id, student_id)
+        classes = await uow.classes.get_many(ctx.user_id, add_ids + remove_ids, lock=True)
+        student = await uow.students.get(ctx.user_id, student_id, lock=True)
         if student is None:
             raise NotFoundError("Student", student_id)
+        check_if_match(if_match, student.version)
         if student.is_placeholder:
             raise ResourceInUseError("The UNKNOWN placeholder student is read-only")
-        add_ids = _unique(cmd.add_class_ids)
-        remove_ids = _unique(cmd.remove_class_ids)
-        classes = await owned_classes(uow, ctx.user_id, add_ids + remove_ids)
+        _all_found(classes, add_ids + remove_ids)
         if (
             student.changes_email(email)
             and isinstance(email, str)
@@ -245,6 +261,7 @@ async def update_student(
             return student
 
         student.updated_at = now
+        student.version += 1
         await uow.students.update(student)
         if added:
             await uow.students.add_memberships([(c, student.id) for c in added])
@@ -256,13 +273,19 @@ async def update_student(
     return student
 
 
-async def delete_student(rt: Runtime, ctx: RequestContext, student_id: UUID) -> None:
-    """Delete a student and its memberships; refused while an association names the student."""
+async def delete_student(
+    rt: Runtime, ctx: RequestContext, student_id: UUID, if_match: IfMatch | None = None
+) -> None:
+    """Delete a student and its memberships; refused while an association names the student.
+
+    The student is read locked: of two concurrent deletes one succeeds and the other finds
+    nothing (contract §8)."""
     now = rt.now()
     async with rt.uow() as uow:
-        student = await uow.students.get(ctx.user_id, student_id)
+        student = await uow.students.get(ctx.user_id, student_id, lock=True)
         if student is None:
             raise NotFoundError("Student", student_id)
+        check_if_match(if_match, student.version)
         if student.is_placeholder:
             raise ResourceInUseError("The UNKNOWN placeholder student is read-only")
         if await uow.batches.student_in_use(student_id):
@@ -271,7 +294,16 @@ async def delete_student(rt: Runtime, ctx: RequestContext, student_id: UUID) -> 
             await uow.students.remove_memberships([(c, student_id) for c in student.class_ids])
         await uow.students.delete(student_id)
         uow.record(
-            [StudentDeletedV1(student_id, student.class_ids, ctx.user_id, ctx.correlation_id, now)],
+            [
+                StudentDeletedV1(
+                    student_id,
+                    student.class_ids,
+                    ctx.user_id,
+                    ctx.correlation_id,
+                    now,
+                    aggregate_version=student.version + 1,
+                )
+            ],
             ctx.correlation_id,
             now,
         )

@@ -1,0 +1,310 @@
+"""Concurrent writers over real HTTP on PostgreSQL (contract §8).
+
+Two API replicas (two uvicorn servers, each with its own app and engine) on one migrated
+database; each round sends two requests at once, one to each replica, and checks the
+invariants: no lost update, no event for a change that did not happen, exactly one successful
+DELETE, and in the outbox, per key, versions that strictly grow per topic and nothing after a
+delete. The roster import (the CLI's use case, on a runtime of its own) races a PUT the same
+way. Rounds repeat until the race is hit; the interleaving differs from round to round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters_sql import create_engine
+from class_api.app import create_app
+from class_core.events import (
+    CLASS_CREATED,
+    CLASS_DELETED,
+    CLASS_UPDATED,
+    STUDENT_CREATED,
+    STUDENT_DELETED,
+    STUDENT_UPDATED,
+)
+from class_core.runtime import RequestContext
+from class_core.use_cases.imports import RosterRow, import_students
+from class_runtime import open_runtime
+from tests.e2e.conftest import A, OWNER_A, settings_for
+
+ROUNDS = 20
+DELETED = {CLASS_DELETED, STUDENT_DELETED}
+
+
+class _Server(uvicorn.Server):
+    """uvicorn inside the test's event loop: the test runner keeps its signal handlers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Replicas:
+    def __init__(self, clients: list[httpx.AsyncClient], engine: AsyncEngine, url: str) -> None:
+        self.clients = clients
+        self.engine = engine
+        self.url = url
+
+    async def both(
+        self, first: tuple[str, str, Any], second: tuple[str, str, Any]
+    ) -> tuple[httpx.Response, httpx.Response]:
+        """Send ``(method, path, json)`` to replica 1 and 2 at the same moment."""
+        barrier = asyncio.Barrier(2)
+
+        async def send(client: httpx.AsyncClient, request: tuple[str, str, Any]) -> httpx.Response:
+            method, path, body = request
+            await barrier.wait()
+            return await client.request(method, path, json=body, headers=A)
+
+        r1, r2 = await asyncio.gather(send(self.clients[0], first), send(self.clients[1], second))
+        return r1, r2
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        r = await self.clients[0].post(path, json=body, headers=A)
+        assert r.status_code == 201, r.text
+        created: dict[str, Any] = r.json()
+        return created
+
+    async def get(self, path: str) -> httpx.Response:
+        return await self.clients[1].get(path, headers=A)
+
+    async def outbox(self, key: str) -> list[tuple[str, dict[str, Any]]]:
+        """``(topic, envelope)`` of every outbox row of this key, in publication order."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT topic, payload FROM cms_outbox WHERE key = :key ORDER BY seq"),
+                {"key": key},
+            )
+            return [(topic, json.loads(payload)) for topic, payload in rows]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def replicas(pg_database_factory: Any) -> AsyncIterator[Replicas]:
+    url = await pg_database_factory(migrated=True)
+    settings = settings_for(use_mock_repository=False, database_url=url)
+    servers: list[tuple[_Server, asyncio.Task[None]]] = []
+    clients: list[httpx.AsyncClient] = []
+    engine = create_engine(url)
+    try:
+        for _ in range(2):
+            config = uvicorn.Config(
+                create_app(settings), host="127.0.0.1", port=0, log_level="warning"
+            )
+            server = _Server(config)
+            task = asyncio.create_task(server.serve())
+            for _ in range(500):
+                if server.started or task.done():
+                    break
+                await asyncio.sleep(0.01)
+            assert server.started, "uvicorn did not start"
+            servers.append((server, task))
+            port = server.servers[0].sockets[0].getsockname()[1]
+            clients.append(httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30))
+        yield Replicas(clients, engine, url)
+    finally:
+        for client in clients:
+            await client.aclose()
+        for server, task in servers:
+            server.should_exit = True
+            await task
+        await engine.dispose()
+
+
+def assert_outbox_invariants(events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Per topic, versions strictly grow in publication order; nothing follows a delete."""
+    highest: dict[str, int] = {}
+    deleted = False
+    for topic, envelope in events:
+        assert not deleted, f"{topic} after the delete: {[t for t, _ in events]}"
+        version = envelope["metadata"]["aggregate_version"]
+        assert version > highest.get(topic, 0), [
+            (t, e["metadata"]["aggregate_version"]) for t, e in events
+        ]
+        highest[topic] = version
+        deleted = topic in DELETED
+
+
+def student_body(n: int) -> dict[str, Any]:
+    return {
+        "person_name": {"first_name": "First", "last_name": "Last"},
+        "email": f"race-{n}-{uuid4().hex[:8]}@example.com",
+    }
+
+
+# ------------------------------------------------------------------------------ PUT vs PUT
+
+
+async def test_put_vs_put_on_different_fields_of_a_student(replicas: Replicas) -> None:
+    for n in range(ROUNDS):
+        student = await replicas.create("/v1/classes/students", student_body(n))
+        path = f"/v1/classes/students/{student['id']}"
+        new_email = f"changed-{n}-{uuid4().hex[:8]}@example.com"
+        r1, r2 = await replicas.both(
+            ("PUT", path, {"person_name": {"first_name": f"Renamed{n}"}}),
+            ("PUT", path, {"email": new_email}),
+        )
+        assert (r1.status_code, r2.status_code) == (200, 200), (r1.text, r2.text)
+        stored = (await replicas.get(path)).json()
+        # Both changes took effect: neither PUT wrote back the other's field as it read it.
+        assert (stored["first_name"], stored["email"]) == (f"Renamed{n}", new_email), n
+        assert stored["version"] == 3
+        assert sorted([r1.json()["version"], r2.json()["version"]]) == [2, 3]
+        events = await replicas.outbox(student["id"])
+        assert_outbox_invariants(events)
+        updates = [e for t, e in events if t == STUDENT_UPDATED]
+        assert [u["metadata"]["aggregate_version"] for u in updates] == [2, 3]
+        # Each event carries the state after its own change; the later one has both.
+        first, last = (u["data"] for u in updates)
+        assert (last["first_name"], last["student_email"]) == (f"Renamed{n}", new_email)
+        assert (first["first_name"], first["student_email"]) in {
+            (f"Renamed{n}", student["email"]),
+            ("First", new_email),
+        }
+
+
+async def test_put_vs_put_on_different_fields_of_a_class(replicas: Replicas) -> None:
+    for n in range(ROUNDS):
+        cls = await replicas.create("/v1/classes", {"name": f"Race {n}", "course_codes": ["ENG5"]})
+        path = f"/v1/classes/{cls['id']}"
+        r1, r2 = await replicas.both(
+            ("PUT", path, {"name": f"Renamed {n}"}), ("PUT", path, {"course_codes": ["SV1"]})
+        )
+        assert (r1.status_code, r2.status_code) == (200, 200), (r1.text, r2.text)
+        stored = (await replicas.get(path)).json()
+        assert (stored["name"], stored["course_code"], stored["version"]) == (
+            f"Renamed {n}",
+            "SV1",
+            3,
+        ), n
+        events = await replicas.outbox(cls["id"])
+        assert_outbox_invariants(events)
+        assert [e["metadata"]["aggregate_version"] for t, e in events if t == CLASS_UPDATED] == [
+            2,
+            3,
+        ]
+
+
+# --------------------------------------------------------------------------- PUT vs DELETE
+
+
+@pytest.mark.parametrize("kind", ["student", "class"])
+async def test_put_vs_delete(replicas: Replicas, kind: str) -> None:
+    outcomes: set[int] = set()
+    for n in range(ROUNDS):
+        if kind == "student":
+            obj = await replicas.create("/v1/classes/students", student_body(n))
+            path, change = f"/v1/classes/students/{obj['id']}", {"person_name": {"last_name": "X"}}
+            updated_topic = STUDENT_UPDATED
+        else:
+            obj = await replicas.create("/v1/classes", {"name": f"C{n}", "course_codes": ["ENG5"]})
+            path, change = f"/v1/classes/{obj['id']}", {"name": f"Renamed {n}"}
+            updated_topic = CLASS_UPDATED
+        put, delete = await replicas.both(("PUT", path, change), ("DELETE", path, None))
+        assert delete.status_code == 200, delete.text
+        assert put.status_code in (200, 404), put.text
+        outcomes.add(put.status_code)
+        assert (await replicas.get(path)).status_code == 404
+        events = await replicas.outbox(obj["id"])
+        assert_outbox_invariants(events)
+        topics = [t for t, _ in events]
+        # An update is published exactly when the PUT answered 200, and never after the delete.
+        assert topics.count(updated_topic) == (1 if put.status_code == 200 else 0), topics
+        assert sum(t in DELETED for t in topics) == 1
+    assert outcomes, "no round ran"
+
+
+# ------------------------------------------------------------------------ DELETE vs DELETE
+
+
+@pytest.mark.parametrize("kind", ["student", "class"])
+async def test_delete_vs_delete(replicas: Replicas, kind: str) -> None:
+    for n in range(ROUNDS):
+        if kind == "student":
+            obj = await replicas.create("/v1/classes/students", student_body(n))
+            path, created = f"/v1/classes/students/{obj['id']}", STUDENT_CREATED
+        else:
+            obj = await replicas.create("/v1/classes", {"name": f"D{n}", "course_codes": ["ENG5"]})
+            path, created = f"/v1/classes/{obj['id']}", CLASS_CREATED
+        r1, r2 = await replicas.both(("DELETE", path, None), ("DELETE", path, None))
+        assert sorted([r1.status_code, r2.status_code]) == [200, 404], (r1.text, r2.text)
+        events = await replicas.outbox(obj["id"])
+        assert_outbox_invariants(events)
+        assert [t for t, _ in events] == [created, DELETED_OF[created]]
+
+
+DELETED_OF = {STUDENT_CREATED: STUDENT_DELETED, CLASS_CREATED: CLASS_DELETED}
+
+
+# ----------------------------------------------------------------- class delete vs members
+
+
+async def test_class_delete_vs_member_put(replicas: Replicas) -> None:
+    """A class deletion bumps its members' versions without student events; a concurrent PUT
+    of a member keeps its change and its event's version still grows."""
+    for n in range(ROUNDS):
+        cls = await replicas.create("/v1/classes", {"name": f"M{n}", "course_codes": ["ENG5"]})
+        body = {**student_body(n), "class_ids": [cls["id"]]}
+        student = await replicas.create("/v1/classes/students", body)
+        s_path = f"/v1/classes/students/{student['id']}"
+        put, delete = await replicas.both(
+            ("PUT", s_path, {"person_name": {"first_name": f"P{n}"}}),
+            ("DELETE", f"/v1/classes/{cls['id']}", None),
+        )
+        assert (put.status_code, delete.status_code) == (200, 200), (put.text, delete.text)
+        stored = (await replicas.get(s_path)).json()
+        assert (stored["first_name"], stored["class_ids"], stored["version"]) == (f"P{n}", [], 3)
+        events = await replicas.outbox(student["id"])
+        assert_outbox_invariants(events)
+        assert [t for t, _ in events] == [STUDENT_CREATED, STUDENT_UPDATED]
+
+
+# ------------------------------------------------------------------------- import vs PUT
+
+
+async def test_import_vs_put_keeps_both_changes(replicas: Replicas) -> None:
+    settings = settings_for(use_mock_repository=False, database_url=replicas.url)
+    async with open_runtime(settings) as opened:
+        rt = opened.runtime
+        for n in range(ROUNDS):
+            student = await replicas.create("/v1/classes/students", student_body(n))
+            path = f"/v1/classes/students/{student['id']}"
+            row = RosterRow(2, f"Imported{n}", "Last", student["email"])
+            barrier = asyncio.Barrier(2)
+
+            async def run_import() -> Any:
+                await barrier.wait()
+                return await import_students(rt, RequestContext(OWNER_A, uuid4()), [row])
+
+            async def run_put() -> httpx.Response:
+                await barrier.wait()
+                return await replicas.clients[0].put(
+                    path, json={"person_name": {"legal_full_name": f"Legal {n}"}}, headers=A
+                )
+
+            summary, put = await asyncio.gather(run_import(), run_put())
+            assert put.status_code == 200, put.text
+            assert summary.updated == 1, summary
+            stored = (await replicas.get(path)).json()
+            # The import names no legal name: it must not write back the one it read.
+            assert (stored["first_name"], stored["legal_full_name"]) == (
+                f"Imported{n}",
+                f"Legal {n}",
+            ), n
+            assert stored["version"] == 3
+            events = await replicas.outbox(student["id"])
+            assert_outbox_invariants(events)
+            last = [e for t, e in events if t == STUDENT_UPDATED][-1]
+            assert last["metadata"]["aggregate_version"] == 3
+            assert last["data"]["first_name"] == f"Imported{n}"
