@@ -34,10 +34,10 @@ from class_core.events import (
     STUDENT_DELETED,
     STUDENT_UPDATED,
 )
-from class_core.runtime import RequestContext
-from class_core.use_cases.imports import RosterRow, import_students
+from class_core.runtime import RequestContext, Runtime
+from class_core.use_cases.imports import ImportSummary, RosterRow, import_students
 from class_runtime import open_runtime
-from tests.e2e.conftest import A, OWNER_A, settings_for
+from tests.e2e.conftest import OWNER_A, A, settings_for
 
 ROUNDS = 20
 DELETED = {CLASS_DELETED, STUDENT_DELETED}
@@ -203,6 +203,7 @@ async def test_put_vs_put_on_different_fields_of_a_class(replicas: Replicas) -> 
 async def test_put_vs_delete(replicas: Replicas, kind: str) -> None:
     outcomes: set[int] = set()
     for n in range(ROUNDS):
+        change: dict[str, Any]
         if kind == "student":
             obj = await replicas.create("/v1/classes/students", student_body(n))
             path, change = f"/v1/classes/students/{obj['id']}", {"person_name": {"last_name": "X"}}
@@ -273,6 +274,23 @@ async def test_class_delete_vs_member_put(replicas: Replicas) -> None:
 # ------------------------------------------------------------------------- import vs PUT
 
 
+async def _import_and_put(
+    rt: Runtime, row: RosterRow, client: httpx.AsyncClient, path: str, body: dict[str, Any]
+) -> tuple[ImportSummary, httpx.Response]:
+    """The CLI's import of one row and a PUT, started at the same moment."""
+    barrier = asyncio.Barrier(2)
+
+    async def run_import() -> ImportSummary:
+        await barrier.wait()
+        return await import_students(rt, RequestContext(OWNER_A, uuid4()), [row])
+
+    async def run_put() -> httpx.Response:
+        await barrier.wait()
+        return await client.put(path, json=body, headers=A)
+
+    return await asyncio.gather(run_import(), run_put())
+
+
 async def test_import_vs_put_keeps_both_changes(replicas: Replicas) -> None:
     settings = settings_for(use_mock_repository=False, database_url=replicas.url)
     async with open_runtime(settings) as opened:
@@ -281,19 +299,8 @@ async def test_import_vs_put_keeps_both_changes(replicas: Replicas) -> None:
             student = await replicas.create("/v1/classes/students", student_body(n))
             path = f"/v1/classes/students/{student['id']}"
             row = RosterRow(2, f"Imported{n}", "Last", student["email"])
-            barrier = asyncio.Barrier(2)
-
-            async def run_import() -> Any:
-                await barrier.wait()
-                return await import_students(rt, RequestContext(OWNER_A, uuid4()), [row])
-
-            async def run_put() -> httpx.Response:
-                await barrier.wait()
-                return await replicas.clients[0].put(
-                    path, json={"person_name": {"legal_full_name": f"Legal {n}"}}, headers=A
-                )
-
-            summary, put = await asyncio.gather(run_import(), run_put())
+            legal = {"person_name": {"legal_full_name": f"Legal {n}"}}
+            summary, put = await _import_and_put(rt, row, replicas.clients[0], path, legal)
             assert put.status_code == 200, put.text
             assert summary.updated == 1, summary
             stored = (await replicas.get(path)).json()

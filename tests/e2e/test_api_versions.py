@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from tests.e2e.conftest import A, B, ApiHarness, assert_problem
+from tests.e2e.conftest import A, ApiHarness, B, assert_problem
 
 CLASSES = "/v1/classes"
 STUDENTS = "/v1/classes/students"
@@ -63,6 +63,7 @@ async def test_single_object_responses_carry_version_and_etag(api: ApiHarness) -
 @pytest.mark.parametrize("kind", ["class", "student"])
 async def test_if_match_matrix(api: ApiHarness, kind: str) -> None:
     c = api.client
+    change: dict[str, Any]
     if kind == "class":
         obj = await api.create_class()
         path, change, field = f"{CLASSES}/{obj['id']}", {"name": "Renamed"}, "name"

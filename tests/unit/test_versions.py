@@ -76,7 +76,8 @@ def test_if_match_parses_star_and_quoted_versions(
 )
 def test_if_match_of_any_other_syntax_is_a_validation_error(header: str) -> None:
     parsed = IfMatch.parse(header)
-    assert parsed is not None and parsed.syntax_error is not None
+    assert parsed is not None
+    assert parsed.syntax_error is not None
     with pytest.raises(ValidationError) as caught:
         parsed.check(1)
     assert caught.value.errors[0].field == "If-Match"
