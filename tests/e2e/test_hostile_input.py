@@ -397,7 +397,66 @@ def _refusals(cls: str, student: str) -> list[Case]:
             401,
             AUTH,
         ),
+        *_if_match_refusals(cls, student),
     ]
+
+
+# Contract §8: If-Match values that are not `*` or quoted versions (400), or name no stored
+# version (412); each on the four guarded writes. Nothing changes.
+_BAD_IF_MATCH: list[str | bytes] = [
+    "1",
+    "'1'",
+    '"1" OR 1=1',
+    '"1";DROP',
+    "W/1",
+    '"1",,"2"',
+    '"',
+    "*,*",
+    '\\"1\\"',
+    '"1 "',
+]
+_STALE_IF_MATCH: list[str | bytes] = [
+    '"2"',
+    'W/"1"',
+    '"-1"',
+    '"1e0"',
+    '"' + "9" * 400 + '"',
+    '"١"'.encode(),
+    '"01x"',
+]
+
+
+def _if_match_refusals(cls: str, student: str) -> list[Case]:
+    cases: list[Case] = []
+    for path, body in (
+        (f"/v1/classes/{cls}", _class("Changed")),
+        (f"/v1/classes/students/{student}", _student("Changed")),
+    ):
+        for tag, status, code in [(t, 400, BAD) for t in _BAD_IF_MATCH] + [
+            (t, 412, "PRECONDITION_FAILED") for t in _STALE_IF_MATCH
+        ]:
+            headers = {**A, "If-Match": tag}
+            cases.append(
+                (
+                    f"If-Match {tag[:20]!r} PUT",
+                    "PUT",
+                    path,
+                    {"json": body, "headers": headers},
+                    status,
+                    code,
+                )
+            )
+            cases.append(
+                (
+                    f"If-Match {tag[:20]!r} DELETE",
+                    "DELETE",
+                    path,
+                    {"headers": headers},
+                    status,
+                    code,
+                )
+            )
+    return cases
 
 
 async def test_refusals_answer_the_documented_code_and_change_nothing(api: ApiHarness) -> None:

@@ -1364,3 +1364,76 @@ async def test_server_side_disconnect_is_dependency_unavailable(
         await list_classes(rt, ctx(), ClassQuery.build())
     finally:
         await engine.dispose()
+
+
+# --------------------------------------------------------------------------- versions (§8)
+
+
+async def test_versions_are_stored_and_bumped_alike(any_backend: Backend) -> None:
+    b = any_backend
+    cls = await new_class(b)
+    other = await new_class(b, "9B")
+    s = await new_student(b, email="v@example.com", class_ids=(cls.id, other.id))
+    async with b.uow() as uow:
+        stored_class = await uow.classes.get(T1, cls.id, lock=True)
+        stored = await uow.students.get(T1, s.id, lock=True)
+        assert stored_class is not None
+        assert stored is not None
+        assert (stored_class.version, stored.version) == (1, 1)
+        stored.version, stored_class.version = 5, 7
+        stored.first_name = "Five"
+        await uow.students.update(stored)
+        await uow.classes.update(stored_class)
+        await uow.commit()
+    async with b.uow() as uow:
+        assert (await uow.students.by_emails(T1, ["v@example.com"], lock=True))[
+            "v@example.com"
+        ].version == 5
+        assert (await uow.classes.get_many(T1, [cls.id], lock=True))[cls.id].version == 7
+        members = await uow.students.remove_class_memberships(cls.id)
+        await uow.students.touch(members, b.clock.now())  # + 1, in the database
+        await uow.commit()
+    async with b.rt.read() as uow:
+        after = await uow.students.get(T1, s.id)
+        assert after is not None
+        assert (after.version, after.first_name, after.class_ids) == (6, "Five", (other.id,))
+        page = await uow.students.search(T1, StudentQuery.build(10, 0, None, None, None))
+        assert [x.version for x in page.items] == [6]
+        classes = await uow.classes.search(T1, ClassQuery.build(10, 0, None, None, None))
+        assert sorted(c.version for c in classes.items) == [1, 7]
+
+
+async def test_pg_a_locked_read_waits_and_sees_the_committed_row(clean_pg: AsyncEngine) -> None:
+    """Two units of work on one student: the second locked read waits for the first to
+    commit and then reads its change (the mechanism of contract §8 on PostgreSQL)."""
+    rt = build_sql_runtime(clean_pg, clock=FixedClock(), notifier=RecordingNotifier())
+    s = await create_student(rt, ctx(), CreateStudent(PersonName("A", "B"), "l@example.com"))
+    first_locked, release = asyncio.Event(), asyncio.Event()
+    seen: list[str] = []
+
+    async def first() -> None:
+        async with rt.uow() as uow:
+            student = await uow.students.get(T1, s.id, lock=True)
+            assert student is not None
+            first_locked.set()
+            await release.wait()
+            student.first_name, student.version = "Changed", 2
+            await uow.students.update(student)
+            await uow.commit()
+
+    async def second() -> None:
+        await first_locked.wait()
+        async with rt.uow() as uow:
+            student = await uow.students.get(T1, s.id, lock=True)
+            assert student is not None
+            seen.append(f"{student.first_name}/{student.version}")
+            await uow.commit()
+
+    waiting = asyncio.create_task(second())
+    holder = asyncio.create_task(first())
+    await first_locked.wait()
+    await asyncio.sleep(0.3)
+    assert not waiting.done()  # blocked on the row lock
+    release.set()
+    await asyncio.gather(holder, waiting)
+    assert seen == ["Changed/2"]
