@@ -27,10 +27,11 @@ from class_core.errors import (
     BatchFinalizedError,
     ClassManagementError,
     NotFoundError,
+    PreconditionFailedError,
     StudentNotInClassError,
     ValidationError,
 )
-from class_core.events import ASSOCIATIONS_CONFIRMED, STUDENT_CREATED
+from class_core.events import ASSOCIATIONS_CONFIRMED, STUDENT_CREATED, STUDENT_UPDATED
 from class_core.matching import EssayMatch, Suggestion, SuggestionsMessage
 from class_core.model import (
     SYSTEM_TIMEOUT_USER,
@@ -49,6 +50,7 @@ from class_core.use_cases.matching import (
     ingest_suggestions,
 )
 from class_core.use_cases.students import UpdateStudent, update_student
+from class_core.versions import IfMatch
 
 from .world import OWNER, World
 
@@ -387,6 +389,26 @@ class MatchingMachine(RuleBasedStateMachine):
             cmd = UpdateStudent(add_class_ids=[home])
         self.run(update_student(self.w.rt, self.w.ctx(), student.id, cmd))
 
+    @rule(k=st.integers(0, 5), stale=st.booleans(), name=st.sampled_from(["Ann", "Bo"]))
+    def rename_with_if_match(self, k: int, stale: bool, name: str) -> None:
+        """A version-guarded write (contract §8): the stored version passes; any other is a
+        412 that changes and publishes nothing."""
+        student = self.t.students[self.students[k].id]
+        version = student.version + (1 if stale else 0)
+        guard = IfMatch.parse(f'"{version}", W/"{student.version}"')
+        cmd = UpdateStudent(first_name=name)
+        if stale:
+            before = self.snapshot(), len(self.w.outbox.messages())
+            try:
+                self.run(update_student(self.w.rt, self.w.ctx(), student.id, cmd, guard))
+            except PreconditionFailedError:
+                assert (self.snapshot(), len(self.w.outbox.messages())) == before
+                return
+            raise AssertionError("a stale If-Match was accepted")
+        updated = self.run(update_student(self.w.rt, self.w.ctx(), student.id, cmd, guard))
+        changed = student.first_name != name
+        assert updated.version == student.version + (1 if changed else 0)
+
     def expected_timeout(self, batch_id: UUID) -> dict[UUID, UUID | None]:
         """Pending essay -> kept suggested student, or ``None`` for the UNKNOWN placeholder."""
         members = self.members(self.batch_class[batch_id])
@@ -508,6 +530,24 @@ class MatchingMachine(RuleBasedStateMachine):
         ]
         assert len(created) == len(placeholders)
         assert {d["student_id"] for d in created} == {str(p.id) for p in placeholders}
+
+    @invariant()
+    def versions_count_committed_changes_and_grow_per_key(self) -> None:
+        """Contract §8: a student's version is 1 + its committed changes (each published
+        once here), its events' versions strictly grow per topic and key, and the last one
+        is the stored version; classes never change here, so they stay at 1."""
+        seen: dict[tuple[str, str], int] = {}
+        for m in self.w.outbox.messages():
+            if m.topic not in (STUDENT_CREATED, STUDENT_UPDATED):
+                continue
+            version = json.loads(m.payload)["metadata"]["aggregate_version"]
+            assert version > seen.get((m.topic, m.key), 0)
+            seen[(m.topic, m.key)] = version
+        for student in self.t.students.values():
+            key = str(student.id)
+            assert student.version == seen.get((STUDENT_UPDATED, key), 1)
+            assert seen[(STUDENT_CREATED, key)] == 1
+        assert {c.version for c in self.t.classes.values()} == {1}
 
     @invariant()
     def deadlines_classes_and_essay_batches_never_move(self) -> None:
