@@ -32,6 +32,7 @@ def class_view(cls: SchoolClass) -> dict[str, Any]:
         "student_count": cls.student_count,
         "created_at": timestamp(cls.created_at),
         "updated_at": timestamp(cls.updated_at),
+        "version": cls.version,
     }
 
 
