@@ -182,7 +182,17 @@ async def test_checks_come_in_the_contract_order(w: World) -> None:
             await update_student(w.rt, ctx, uuid4(), UpdateStudent(first_name="X"), guard)
         with pytest.raises(NotFoundError):
             await delete_class(w.rt, ctx, uuid4(), guard)
+    # A bad body is judged after the look-up too, and before the version.
+    with pytest.raises(NotFoundError):
+        await update_class(w.rt, ctx, uuid4(), UpdateClass(name=" "), stale)
+    with pytest.raises(NotFoundError):
+        await update_student(w.rt, ctx, uuid4(), UpdateStudent(first_name="\x00"), stale)
     cls = await w.new_class()
+    s = await w.new_student()
+    with pytest.raises(ValidationError):
+        await update_class(w.rt, ctx, cls.id, UpdateClass(name=" "), stale)
+    with pytest.raises(ValidationError):
+        await update_student(w.rt, ctx, s.id, UpdateStudent(first_name="\x00"), stale)
     with pytest.raises(NotFoundError):  # another owner's class is not found either
         await delete_class(w.rt, w.ctx("someone-else"), cls.id, IfMatch.parse("*"))
     # then 400 (syntax), then 412, then 409.

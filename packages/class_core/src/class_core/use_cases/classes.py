@@ -82,13 +82,14 @@ async def update_class(
 
     The class is read locked (contract §8): the fields named are applied to the row as it is
     when the change commits, and a class deleted meanwhile is not found."""
-    name = clean_name(cmd.name, "name") if cmd.name is not None else None
-    course = single_course(cmd.course_codes) if cmd.course_codes is not None else None
     now = rt.now()
     async with rt.uow() as uow:
         cls = await uow.classes.get(ctx.user_id, class_id, lock=True)
         if cls is None:
             raise NotFoundError("Class", class_id)
+        # Contract §8's order: not found, then bad input (body or If-Match), then the version.
+        name = clean_name(cmd.name, "name") if cmd.name is not None else None
+        course = single_course(cmd.course_codes) if cmd.course_codes is not None else None
         check_if_match(if_match, cls.version)
         new_name = name if name is not None and name != cls.name else None
         new_course = course.code if course is not None and course.code != cls.course_code else None

@@ -229,12 +229,6 @@ async def update_student(
     The classes named and then the student are read locked (always in that order, as a class
     deletion takes them: no deadlock), so that the fields named are applied to the row as it
     is when the change commits and a student deleted meanwhile is not found (contract §8)."""
-    overlap = set(cmd.add_class_ids) & set(cmd.remove_class_ids)
-    if overlap:
-        raise ValidationError.for_field(
-            "add_class_ids", "a class id may not be both added and removed"
-        )
-    first, last, legal, email = _clean_update(cmd)
     now = rt.now()
     add_ids = _unique(cmd.add_class_ids)
     remove_ids = _unique(cmd.remove_class_ids)
@@ -243,6 +237,12 @@ async def update_student(
         student = await uow.students.get(ctx.user_id, student_id, lock=True)
         if student is None:
             raise NotFoundError("Student", student_id)
+        # Contract §8's order: not found, then bad input (body or If-Match), then the version.
+        if set(add_ids) & set(remove_ids):
+            raise ValidationError.for_field(
+                "add_class_ids", "a class id may not be both added and removed"
+            )
+        first, last, legal, email = _clean_update(cmd)
         check_if_match(if_match, student.version)
         if student.is_placeholder:
             raise ResourceInUseError("The UNKNOWN placeholder student is read-only")
