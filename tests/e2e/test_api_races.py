@@ -196,6 +196,36 @@ async def test_put_vs_put_on_different_fields_of_a_class(replicas: Replicas) -> 
         ]
 
 
+# ------------------------------------------------------------- If-Match: one winner per version
+
+
+async def _guarded_rename(
+    client: httpx.AsyncClient, path: str, name: str, gate: asyncio.Barrier
+) -> httpx.Response:
+    await gate.wait()
+    body = {"person_name": {"first_name": name}}
+    return await client.put(path, json=body, headers={**A, "If-Match": '"1"'})
+
+
+async def test_two_writers_with_the_same_if_match_one_wins(replicas: Replicas) -> None:
+    for n in range(ROUNDS):
+        student = await replicas.create("/v1/classes/students", student_body(n))
+        path = f"/v1/classes/students/{student['id']}"
+        barrier = asyncio.Barrier(2)
+
+        r1, r2 = await asyncio.gather(
+            _guarded_rename(replicas.clients[0], path, "One", barrier),
+            _guarded_rename(replicas.clients[1], path, "Two", barrier),
+        )
+        assert sorted([r1.status_code, r2.status_code]) == [200, 412], (r1.text, r2.text)
+        winner = "One" if r1.status_code == 200 else "Two"
+        stored = (await replicas.get(path)).json()
+        assert (stored["first_name"], stored["version"]) == (winner, 2)
+        events = await replicas.outbox(student["id"])
+        assert_outbox_invariants(events)
+        assert [t for t, _ in events] == [STUDENT_CREATED, STUDENT_UPDATED]
+
+
 # --------------------------------------------------------------------------- PUT vs DELETE
 
 
