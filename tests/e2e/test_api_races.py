@@ -1,4 +1,4 @@
-"""Concurrent writers over real HTTP on PostgreSQL (contract §8).
+"""Concurrent writers over real HTTP on PostgreSQL and SQLite (contract §8).
 
 Two API replicas (two uvicorn servers, each with its own app and engine) on one migrated
 database; each round sends two requests at once, one to each replica, and checks the
@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -24,7 +25,7 @@ import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters_sql import create_engine
+from adapters_sql import create_engine, upgrade
 from class_api.app import create_app
 from class_core.events import (
     CLASS_CREATED,
@@ -90,9 +91,16 @@ class Replicas:
             return [(topic, json.loads(payload)) for topic, payload in rows]
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def replicas(pg_database_factory: Any) -> AsyncIterator[Replicas]:
-    url = await pg_database_factory(migrated=True)
+@pytest_asyncio.fixture(loop_scope="session", params=["postgres", "sqlite"])
+async def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Replicas]:
+    """Two servers on one database: PostgreSQL (replicas), or one SQLite file (two processes'
+    worth of engines, as the contract allows the API and the CLI side by side)."""
+    if request.param == "postgres":
+        factory = request.getfixturevalue("pg_database_factory")
+        url = await factory(migrated=True)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'races.db'}"
+        await upgrade(url)
     settings = settings_for(use_mock_repository=False, database_url=url)
     servers: list[tuple[_Server, asyncio.Task[None]]] = []
     clients: list[httpx.AsyncClient] = []
