@@ -91,15 +91,24 @@ class Replicas:
             return [(topic, json.loads(payload)) for topic, payload in rows]
 
 
-@pytest_asyncio.fixture(loop_scope="session", params=["postgres", "sqlite"])
-async def replicas(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Replicas]:
+@pytest.fixture(params=["postgres", "sqlite"])
+def race_database(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Any]:
+    """PostgreSQL (a database factory), or the URL of a SQLite file (a plain fixture, so that
+    it may pull the session's PostgreSQL fixtures in only when needed)."""
+    if request.param == "postgres":
+        return "postgres", request.getfixturevalue("pg_database_factory")
+    return "sqlite", f"sqlite+aiosqlite:///{tmp_path / 'races.db'}"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def replicas(race_database: tuple[str, Any]) -> AsyncIterator[Replicas]:
     """Two servers on one database: PostgreSQL (replicas), or one SQLite file (two processes'
     worth of engines, as the contract allows the API and the CLI side by side)."""
-    if request.param == "postgres":
-        factory = request.getfixturevalue("pg_database_factory")
-        url = await factory(migrated=True)
+    kind, source = race_database
+    if kind == "postgres":
+        url = await source(migrated=True)
     else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'races.db'}"
+        url = source
         await upgrade(url)
     settings = settings_for(use_mock_repository=False, database_url=url)
     servers: list[tuple[_Server, asyncio.Task[None]]] = []
