@@ -143,6 +143,13 @@ class SuggestionsConsumer:
         self._record_failures: dict[tuple[str, int, int], int] = {}
         self.stats = ConsumerStats()
 
+    @property
+    def assigned_partitions(self) -> int:
+        """How many partitions of the topic this member holds now (0 while it waits for the
+        group, is disconnected or stopped)."""
+        consumer = self._consumer
+        return len(consumer.assignment()) if consumer is not None else 0
+
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
