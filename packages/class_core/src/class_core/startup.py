@@ -38,8 +38,8 @@ def redacted_url(url: str) -> str:
         port = parts.port
     except ValueError:
         return "<unparsable URL>"
-    if not parts.netloc:
-        return urlunsplit((parts.scheme, "", parts.path, "", ""))
+    if not parts.netloc:  # sqlite+aiosqlite:///path: no credentials to hide
+        return url.split("?", 1)[0]
     if ":" in host:
         host = f"[{host}]"
     netloc = f"{host}:{port}" if port is not None else host
