@@ -19,6 +19,7 @@ from litestar.logging import LoggingConfig
 from class_api.auth import authorize
 from class_api.body import MAX_BODY_BYTES, check_json_body
 from class_api.bootstrap import Services, open_services
+from class_api.docs_page import assets_router
 from class_api.edge import EdgeMiddleware
 from class_api.errors import EXCEPTION_HANDLERS, log_exception
 from class_api.metrics import ServiceMetrics
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             internal.routes,
             ops.healthz,
             ops.metrics,
+            assets_router(),
         ],
         dependencies={"rt": Provide(provide_runtime, sync_to_thread=False)},
         before_request=before_request,
