@@ -32,6 +32,7 @@ from adapters_messaging.kafka import KafkaSecurity, describe
 from class_core.errors import DependencyUnavailableError
 from class_core.events import SUGGESTIONS_TOPIC
 from class_core.runtime import Runtime
+from class_core.tracing import TRACEPARENT, trace_context
 from class_core.use_cases.matching import IngestOutcome, ingest_suggestions
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,9 @@ class SuggestionsConsumer:
             await self._dead_letter(record, exc.reason, exc.detail)
             return
         try:
-            result = await ingest_suggestions(self._runtime, decoded.message)
+            # The events this message causes carry its trace context (class_core.tracing).
+            with trace_context(_header(record, TRACEPARENT)):
+                result = await ingest_suggestions(self._runtime, decoded.message)
         except DependencyUnavailableError as exc:
             self._note_failure(describe(exc))
             log.warning(
@@ -389,6 +392,12 @@ class SuggestionsConsumer:
         delay = min(self._max_backoff, self._base_backoff * 2 ** max(0, self._failures_in_row - 1))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop_event.wait(), delay)
+
+
+def _header(record: ConsumerRecord[bytes, bytes], name: str) -> bytes | None:
+    """The last value of a header of ``record`` (``None`` when absent)."""
+    values = [v for k, v in (record.headers or ()) if k == name]
+    return values[-1] if values else None
 
 
 def _tps(tps: Sequence[TopicPartition]) -> str:
