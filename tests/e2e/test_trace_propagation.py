@@ -130,8 +130,9 @@ async def test_a_request_and_a_consumed_message_carry_their_traceparent_into_eve
     )
 
     def suggested(doc: dict[str, Any]) -> bool:
-        return doc["data"].get("notification_type") == "student_associations_suggested" and (
-            doc["data"].get("batch_id") == str(batch_id)
+        data: dict[str, Any] = doc["data"]
+        return data.get("notification_type") == "student_associations_suggested" and (
+            data.get("batch_id") == str(batch_id)
         )
 
     (note,) = await _records(kafka_bootstrap, [TEACHER_NOTIFICATION], suggested, 1)
