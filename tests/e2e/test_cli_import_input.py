@@ -56,9 +56,7 @@ async def test_standard_input_is_imported_like_a_file(url: str) -> None:
 
 async def test_standard_input_over_the_size_limit_is_refused(url: str) -> None:
     before = await table_counts(url)
-    proc = await _stdin(
-        url, ROSTER.encode(), "--owner", "u", IMPORT_MAX_BYTES="40"
-    )
+    proc = await _stdin(url, ROSTER.encode(), "--owner", "u", IMPORT_MAX_BYTES="40")
     assert proc.returncode == 2
     line = one_line(proc.stderr.decode())
     assert "standard input" in line
