@@ -24,6 +24,7 @@ from tests.support.broker import free_port
 from tests.support.postgres import PgDatabaseFactory
 
 PORT_VAR = "CLASS_MANAGEMENT_SERVICE_SCHEDULER_HTTP_PORT"
+START = "class-scheduler starting"
 
 
 class Scheduler:
@@ -54,11 +55,11 @@ class Scheduler:
         """Wait for the start-up line; returns the start-up lines seen."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.proc.poll() is None:
-            found = [line for line in self.lines if "starting:" in line]
+            found = [line for line in self.lines if START in line]
             if found:
                 return found
             await asyncio.sleep(0.1)
-        return [line for line in self.lines if "starting:" in line]
+        return [line for line in self.lines if START in line]
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -171,14 +172,14 @@ async def test_healthz_and_metrics_of_a_leader_and_a_standby(
 
     for s in schedulers:
         assert s.stop() == 0, s.stderr
-    start_lines = [line for line in schedulers[0].stderr.splitlines() if "starting:" in line]
+    start_lines = [line for line in schedulers[0].stderr.splitlines() if START in line]
     assert len(start_lines) == 1, schedulers[0].stderr
     line = start_lines[0]
-    assert "mode postgresql" in line
-    assert "kafka configured" in line
-    assert "redis not configured" in line
-    assert "workers sweep,relay,consumer" in line
-    assert f"http http://127.0.0.1:{leader_port}" in line
+    assert "mode=postgresql" in line
+    assert "kafka=configured" in line
+    assert "redis=not configured" in line
+    assert "workers=sweep,relay,consumer" in line
+    assert f"http=http://127.0.0.1:{leader_port}" in line
 
 
 async def test_a_port_that_cannot_be_bound_exits_naming_the_variable(
@@ -210,11 +211,11 @@ async def test_port_zero_turns_the_endpoint_off_and_the_start_line_hides_the_pas
     await asyncio.sleep(0.5)  # the signal handlers are set right after the start-up line
     assert s.stop() == 0, s.stderr
     assert "s3cret-pw" not in s.stderr
-    start_lines = [line for line in s.stderr.splitlines() if "starting:" in line]
+    start_lines = [line for line in s.stderr.splitlines() if START in line]
     assert len(start_lines) == 1, s.stderr
-    assert "http off" in start_lines[0]
-    assert "workers sweep" in start_lines[0]
-    assert "kafka not configured" in start_lines[0]
+    assert "http=off" in start_lines[0]
+    assert "workers=sweep" in start_lines[0]
+    assert "kafka=not configured" in start_lines[0]
 
 
 @pytest.mark.parametrize("program", ["class-api", "class-scheduler", "class-admin"])

@@ -253,6 +253,7 @@ def test_start_up_summary_never_shows_the_password() -> None:
     assert "s3cret" not in str(fields)
     assert fields["mode"] == "postgresql"
     assert fields["kafka"] == "configured"
+    assert message == "class-api starting"
     assert fields["redis"] == "not configured"
     assert fields["docs"] == "http://localhost:5002/schema"
     assert redacted_url("sqlite+aiosqlite:///./class_management.db") == (

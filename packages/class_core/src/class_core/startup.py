@@ -64,21 +64,22 @@ def startup_summary(
     docs: str | None = None,
     **more: object,
 ) -> tuple[str, dict[str, Any]]:
-    """The start-up line of ``process`` as (message, fields): the message reads well on a
-    console, the fields go to ``extra=`` for JSON logs. ``workers`` says where the relay,
-    consumer and sweep run (e.g. ``in-process``, ``class-scheduler``, ``relay,consumer``)."""
+    """The start-up line of ``process`` as (message, fields), to be logged as
+    ``log.info(message, extra=fields)``: the console format appends the fields as
+    ``key=value``, the JSON format as keys. ``workers`` says which background work runs in
+    this process (e.g. ``in-process``, ``off``, ``sweep,relay,consumer``)."""
     kind = settings.database_kind
     fields: dict[str, Any] = {
         "version": version(),
         "mode": kind,
         "database": "in-memory" if kind == "memory" else redacted_url(settings.database_url),
         "workers": workers,
-        "kafka": "configured" if settings.kafka_bootstrap_servers else "not configured",
+        "kafka": "configured"
+        if settings.kafka_bootstrap_servers
+        else "not configured (events wait in the outbox)",
         "redis": "configured" if settings.redis_url else "not configured",
     }
     if docs is not None:
         fields["docs"] = docs
     fields.update(more)
-    text = ", ".join(f"{k} {v}" for k, v in fields.items() if k != "version")
-    note = "" if settings.kafka_bootstrap_servers else " (events wait in the outbox)"
-    return f"{process} {fields['version']} starting: {text}{note}", fields
+    return f"{process} starting", fields
