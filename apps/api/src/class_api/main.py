@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from litestar import Litestar
 
+from adapters_otel import configure_telemetry
 from class_api.logs import configure_logging
 from class_core.errors import ConfigurationError, DependencyUnavailableError
 from class_core.settings import Settings
@@ -54,6 +55,7 @@ def serve_app() -> Litestar:
 
     settings = Settings.from_env()
     configure_logging(settings)
+    configure_telemetry(PROG)  # only with the otel extra and OTEL_* variables
     return create_app(settings)
 
 

@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from adapters_messaging.workers import MessagingWorkers, build_notifier, notifier_or_null
+from adapters_otel import configure_telemetry
 from adapters_sql import (
     OutboxWakeups,
     SchemaNotAtHeadError,
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         raise SystemExit(2)
     configure_logging(settings.log_level, settings.log_format)
+    configure_telemetry("class-scheduler")  # only with the otel extra and OTEL_* variables
     try:
         asyncio.run(run(settings, args))
     except SchemaNotAtHeadError as exc:

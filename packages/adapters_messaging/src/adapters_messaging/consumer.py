@@ -29,6 +29,7 @@ from adapters_messaging.decoding import (
     decode_suggestions,
 )
 from adapters_messaging.kafka import KafkaSecurity, describe
+from class_core import telemetry
 from class_core.errors import DependencyUnavailableError
 from class_core.events import SUGGESTIONS_TOPIC
 from class_core.runtime import Runtime
@@ -275,7 +276,14 @@ class SuggestionsConsumer:
             return
         try:
             # The events this message causes carry its trace context (class_core.tracing).
-            with trace_context(_header(record, TRACEPARENT)):
+            with (
+                trace_context(_header(record, TRACEPARENT)) as traceparent,
+                telemetry.span(
+                    "cms.suggestions.process",
+                    {"messaging.destination.name": record.topic, "cms.offset": record.offset},
+                    traceparent=traceparent,
+                ),
+            ):
                 result = await ingest_suggestions(self._runtime, decoded.message)
         except DependencyUnavailableError as exc:
             self._note_failure(describe(exc))
