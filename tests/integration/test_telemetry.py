@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -178,3 +179,14 @@ def _otel_modules(code: str) -> set[str]:
     assert proc.returncode == 0, proc.stderr
     found: list[str] = eval(proc.stdout.strip())
     return set(found)
+
+
+@pytest.mark.parametrize("program", ["class-api", "class-scheduler"])
+def test_an_unknown_trace_exporter_stops_start_up_with_one_line(program: str) -> None:
+    exe = str(Path(sys.executable).with_name(program))
+    env = {"PATH": "/usr/bin:/bin", "OTEL_TRACES_EXPORTER": "zipkin"}
+    proc = subprocess.run([exe], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "OTEL_TRACES_EXPORTER: must be one of otlp, console, none" in lines[0]

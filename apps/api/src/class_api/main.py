@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from litestar import Litestar
 
 from adapters_otel import configure_telemetry
+from adapters_otel import wanted as tracing_wanted
 from class_api.logs import configure_logging
 from class_core.errors import ConfigurationError, DependencyUnavailableError
 from class_core.settings import Settings
@@ -66,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     try:
         settings = Settings.from_env()
+        tracing_wanted()  # a bad OTEL_TRACES_EXPORTER stops here, not in a server process
     except ConfigurationError as exc:
         _fail(f"configuration error: {exc.detail}", 2)
     args = _parser(settings).parse_args(argv)

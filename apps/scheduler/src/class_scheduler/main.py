@@ -15,6 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from adapters_messaging.workers import MessagingWorkers, build_notifier, notifier_or_null
 from adapters_otel import configure_telemetry
+from adapters_otel import wanted as tracing_wanted
 from adapters_sql import (
     OutboxWakeups,
     SchemaNotAtHeadError,
@@ -127,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
+        tracing_wanted()  # a bad OTEL_TRACES_EXPORTER stops here with one line
     except ConfigurationError as exc:
         print(exc.detail, file=sys.stderr)
         raise SystemExit(2) from None

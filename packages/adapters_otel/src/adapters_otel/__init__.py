@@ -17,6 +17,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from class_core.errors import ConfigurationError
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
@@ -25,12 +27,18 @@ log = logging.getLogger(__name__)
 _provider: TracerProvider | None = None
 
 
+EXPORTERS = ("otlp", "console", "none")
+
+
 def wanted(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether the ``OTEL_*`` variables ask for traces."""
+    """Whether the ``OTEL_*`` variables ask for traces; :class:`ConfigurationError` for an
+    exporter this service does not offer."""
     env = os.environ if environ is None else environ
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
     exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter and exporter not in EXPORTERS:
+        raise ConfigurationError("OTEL_TRACES_EXPORTER", f"must be one of {', '.join(EXPORTERS)}")
     if exporter:
         return exporter != "none"
     return bool(

@@ -28,8 +28,6 @@ def _exporter(environ: Mapping[str, str]) -> SpanExporter:
     kind = environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
     if kind == "console":
         return ConsoleSpanExporter()
-    if kind != "otlp":
-        raise ValueError(f"OTEL_TRACES_EXPORTER={kind} is not supported (otlp, console, none)")
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter()  # endpoint, headers, timeout: the OTEL_EXPORTER_OTLP_* variables
