@@ -74,6 +74,11 @@ async def _records(
     return found
 
 
+def _kind(record: ConsumerRecord[bytes, bytes]) -> str:
+    data: dict[str, Any] = json.loads(record.value or b"{}")["data"]
+    return str(data.get("event") or data.get("notification_type"))
+
+
 def _for_class(class_id: str) -> Callable[[dict[str, Any]], bool]:
     return lambda doc: doc["data"].get("class_id") == class_id
 
@@ -98,13 +103,16 @@ async def test_a_request_and_a_consumed_message_carry_their_traceparent_into_eve
     assert r.status_code == 201
     student_id = r.json()["id"]
 
-    created = await _records(
-        kafka_bootstrap, [CLASS_CREATED, TEACHER_NOTIFICATION], _for_class(class_id), 2
+    records = await _records(
+        kafka_bootstrap, [CLASS_CREATED, TEACHER_NOTIFICATION], _for_class(class_id), 3
     )
-    assert {r.topic for r in created} == {CLASS_CREATED, TEACHER_NOTIFICATION}
-    for record in created:  # the class and its "class_created" notification
-        assert header(record, "traceparent") == create_trace
-        assert create_trace_id in (header(record, "traceparent") or "")
+    kinds = {_kind(r): r for r in records}
+    assert set(kinds) == {"class.created", "class_created", "student_added_to_class"}
+    for kind in ("class.created", "class_created"):  # the class and its notification
+        assert header(kinds[kind], "traceparent") == create_trace
+        assert create_trace_id in (header(kinds[kind], "traceparent") or "")
+    # The student's request came with an invalid traceparent: its events carry none.
+    assert header(kinds["student_added_to_class"], "traceparent") is None
 
     (student_created,) = await _records(
         kafka_bootstrap,
