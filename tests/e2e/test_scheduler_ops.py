@@ -276,3 +276,28 @@ async def test_unreachable_database_is_503_unhealthy_and_slow_clients_are_droppe
         writer.close()
     finally:
         await server.stop()
+
+
+async def test_states_of_parts_that_are_not_running_yet() -> None:
+    from adapters_messaging import KafkaEventSink, OutboxRelay, SuggestionsConsumer
+    from class_core.testing import InMemoryOutboxStore, InMemoryStore, memory_runtime
+    from class_scheduler.health import SchedulerStatus, SweepRecord
+
+    async def database() -> bool:
+        return True
+
+    store = InMemoryOutboxStore(InMemoryStore())
+    relay = OutboxRelay(store, KafkaEventSink("127.0.0.1:1", enable_idempotence=False))
+    consumer = SuggestionsConsumer("127.0.0.1:1", "group", memory_runtime())
+    status = SchedulerStatus(
+        database=database, outbox=store, relay=relay, consumer=consumer, sweep=SweepRecord()
+    )
+    body, code = await status.health()
+    assert code == 200
+    assert body["checks"]["relay"] == "standby"  # not (yet) holding the leadership
+    assert body["checks"]["consumer"] == "waiting"  # no partitions assigned
+    assert body["checks"]["last_sweep_at"] is None
+    text = (await status.metrics()).decode()
+    assert "cms_relay_leader 0.0" in text.splitlines()
+    assert "cms_consumer_assigned_partitions 0.0" in text.splitlines()
+    assert 'cms_sweep_runs_total{result="ok"} 0.0' in text.splitlines()
