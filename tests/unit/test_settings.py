@@ -227,3 +227,35 @@ def test_matching_policy_refuses_bad_values(kwargs: dict[str, float], variable: 
 def test_matching_policy_accepts_the_bounds() -> None:
     assert MatchingPolicy(0.0, 0.0).confidence_threshold == 0.0
     assert MatchingPolicy(24.0, 1.0).confidence_threshold == 1.0
+
+
+def test_scheduler_http_port() -> None:
+    assert Settings.from_env({}).scheduler_http_port == 5003
+    assert Settings.from_env(env(SCHEDULER_HTTP_PORT="0")).scheduler_http_port == 0
+    assert Settings.from_env(env(SCHEDULER_HTTP_PORT="9100")).scheduler_http_port == 9100
+    for bad in ("-1", "65536", "http"):
+        with pytest.raises(ConfigurationError) as info:
+            Settings.from_env(env(SCHEDULER_HTTP_PORT=bad))
+        assert info.value.variable == P + "SCHEDULER_HTTP_PORT"
+
+
+def test_start_up_summary_never_shows_the_password() -> None:
+    from class_core.startup import docs_url, redacted_url, startup_summary
+
+    url = "postgresql+asyncpg://cms:s3cret@db.example:6432/cms?password=other"
+    assert redacted_url(url) == "postgresql+asyncpg://cms@db.example:6432/cms"
+    settings = Settings.from_env(env(DATABASE_URL=url, KAFKA_BOOTSTRAP_SERVERS="k:9092"))
+    message, fields = startup_summary(
+        "class-api", settings, workers="off", docs=docs_url("0.0.0.0", 5002)
+    )
+    assert "s3cret" not in message
+    assert "other" not in message
+    assert "s3cret" not in str(fields)
+    assert fields["mode"] == "postgresql"
+    assert fields["kafka"] == "configured"
+    assert message == "class-api starting"
+    assert fields["redis"] == "not configured"
+    assert fields["docs"] == "http://localhost:5002/schema"
+    assert redacted_url("sqlite+aiosqlite:///./class_management.db") == (
+        "sqlite+aiosqlite:///./class_management.db"
+    )

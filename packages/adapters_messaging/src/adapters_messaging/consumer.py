@@ -29,9 +29,11 @@ from adapters_messaging.decoding import (
     decode_suggestions,
 )
 from adapters_messaging.kafka import KafkaSecurity, describe
+from class_core import telemetry
 from class_core.errors import DependencyUnavailableError
 from class_core.events import SUGGESTIONS_TOPIC
 from class_core.runtime import Runtime
+from class_core.tracing import TRACEPARENT, trace_context
 from class_core.use_cases.matching import IngestOutcome, ingest_suggestions
 
 log = logging.getLogger(__name__)
@@ -142,6 +144,13 @@ class SuggestionsConsumer:
         self._failures_in_row = 0
         self._record_failures: dict[tuple[str, int, int], int] = {}
         self.stats = ConsumerStats()
+
+    @property
+    def assigned_partitions(self) -> int:
+        """How many partitions of the topic this member holds now (0 while it waits for the
+        group, is disconnected or stopped)."""
+        consumer = self._consumer
+        return len(consumer.assignment()) if consumer is not None else 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -266,7 +275,16 @@ class SuggestionsConsumer:
             await self._dead_letter(record, exc.reason, exc.detail)
             return
         try:
-            result = await ingest_suggestions(self._runtime, decoded.message)
+            # The events this message causes carry its trace context (class_core.tracing).
+            with (
+                trace_context(_header(record, TRACEPARENT)) as traceparent,
+                telemetry.span(
+                    "cms.suggestions.process",
+                    {"messaging.destination.name": record.topic, "cms.offset": record.offset},
+                    traceparent=traceparent,
+                ),
+            ):
+                result = await ingest_suggestions(self._runtime, decoded.message)
         except DependencyUnavailableError as exc:
             self._note_failure(describe(exc))
             log.warning(
@@ -382,6 +400,12 @@ class SuggestionsConsumer:
         delay = min(self._max_backoff, self._base_backoff * 2 ** max(0, self._failures_in_row - 1))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop_event.wait(), delay)
+
+
+def _header(record: ConsumerRecord[bytes, bytes], name: str) -> bytes | None:
+    """The last value of a header of ``record`` (``None`` when absent)."""
+    values = [v for k, v in (record.headers or ()) if k == name]
+    return values[-1] if values else None
 
 
 def _tps(tps: Sequence[TopicPartition]) -> str:

@@ -28,6 +28,7 @@ from attrs import define, field
 
 from adapters_messaging.kafka import describe
 from adapters_messaging.sink import Delivery, DeliveryStatus, EventSink, SinkUnavailableError
+from class_core import telemetry
 from class_core.clock import Clock, SystemClock
 from class_core.ports import OutboxStore, StoredOutboxMessage
 
@@ -226,11 +227,13 @@ class OutboxRelay:
     async def _publish(self, batch: list[StoredOutboxMessage]) -> tuple[int, bool, bool]:
         """Deliver one batch and record the outcome; returns (published, progressed, outage)."""
         self.stats.batches += 1
-        results = await self._deliver(batch)
+        with telemetry.span("cms.outbox.publish", {"cms.events": len(batch)}):
+            results = await self._deliver(batch)
         acked = self._clock.now()
         delivered = [row for row, r in zip(batch, results, strict=True) if _ok(r)]
         if delivered:
-            await self._store.mark_published([row.seq for row in delivered], acked)
+            with telemetry.span("cms.outbox.mark_published", {"cms.events": len(delivered)}):
+                await self._store.mark_published([row.seq for row in delivered], acked)
             self.stats.published += len(delivered)
             self.stats.last_published_at = acked
             for row in delivered:
