@@ -1045,6 +1045,24 @@ async def test_outbox_store_keeps_order_per_key(backend: Backend) -> None:
     assert await b.store.fetch_ready(FAR_FUTURE, 100) == []
 
 
+async def test_inbox_entries_are_purged_after_the_retention_only(any_backend: Backend) -> None:
+    b = any_backend
+    start = datetime.now(UTC)
+    async with b.uow() as uow:
+        assert await uow.inbox.claim("consumer-a", "old") is True
+        assert await uow.inbox.claim("consumer-b", "old") is True
+        await uow.commit()
+    # Processed just now: a cut-off a day ago keeps them (they are still being deduplicated).
+    assert await b.store.purge_inbox(start - timedelta(days=1)) == 0
+    async with b.uow() as uow:
+        assert await uow.inbox.claim("consumer-a", "old") is False
+    # A cut-off after they were processed forgets them: the same id is new again.
+    assert await b.store.purge_inbox(datetime.now(UTC) + timedelta(seconds=5)) == 2
+    assert await b.store.purge_inbox(datetime.now(UTC) + timedelta(seconds=5)) == 0
+    async with b.uow() as uow:
+        assert await uow.inbox.claim("consumer-a", "old") is True
+
+
 async def test_outbox_leadership_on_a_single_store(backend: Backend) -> None:
     async with backend.store.leadership() as leader:
         assert leader is True

@@ -35,7 +35,7 @@ from adapters_sql.engine import (
 )
 from adapters_sql.errors import translate_errors
 from adapters_sql.mapping import outbox_from_row
-from adapters_sql.schema import outbox
+from adapters_sql.schema import inbox, outbox
 from class_core.ports import OutboxStatus, StoredOutboxMessage
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ _RETRY = (
     .where(_o.c.dead_at.is_not(None))
     .values(dead_at=None, attempts=0, next_attempt_at=bindparam("now"))
 )
+_PURGE_INBOX = delete(inbox).where(inbox.c.processed_at < bindparam("before"))
 _PURGE = delete(_o).where(_o.c.published_at.is_not(None), _o.c.published_at < bindparam("before"))
 
 
@@ -230,6 +231,9 @@ class SqlOutboxStore:
 
     async def purge_published(self, before: datetime) -> int:
         return int(await self._run(_PURGE, {"before": before}, write=True))
+
+    async def purge_inbox(self, before: datetime) -> int:
+        return int(await self._run(_PURGE_INBOX, {"before": before}, write=True))
 
 
 class OutboxWakeups:
