@@ -465,7 +465,7 @@ def _peak_rss_mb(argv: list[str], env: dict[str, str]) -> tuple[int, str, float]
     import os
     import subprocess
 
-    proc = subprocess.Popen(  # noqa: S603 - our own console script
+    proc = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True
     )
     assert proc.stdout is not None
