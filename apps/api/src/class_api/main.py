@@ -95,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     import uvicorn
 
+    from class_api.http_guard import PROTOCOL
+
     uvicorn.run(
         "class_api.main:serve_app",
         factory=True,
@@ -104,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_config=None,
         access_log=False,  # access lines would carry query strings (names, emails)
         lifespan="on",
+        http=PROTOCOL,  # uvicorn's httptools protocol plus a 10 s header deadline (§12)
     )
 
 

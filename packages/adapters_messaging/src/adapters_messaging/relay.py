@@ -61,6 +61,8 @@ class RelayStats:
     errors: int = 0
     """Rounds that failed on the storage side (database unreachable, …)."""
     purged: int = 0
+    inbox_purged: int = 0
+    """Consumed message ids forgotten after the retention (the inbox)."""
     batches: int = 0
     is_leader: bool = False
     last_error: str | None = None
@@ -334,20 +336,22 @@ class OutboxRelay:
             return
         self._last_cleanup = loop.time()
         try:
-            purged = await self._store.purge_published(self._clock.now() - self._retention)
+            purged = await self.cleanup()
         except Exception as exc:  # cleanup must never stop publishing
             log.warning("outbox cleanup failed: %s", describe(exc))
             return
-        self.stats.purged += purged
         if purged:
             log.info("outbox cleanup removed %d published events", purged)
 
     async def cleanup(self) -> int:
-        """Delete published rows older than the retention now; returns how many."""
+        """Delete published rows, and inbox entries, older than the retention now; returns
+        how many published rows went (the inbox count is in ``stats.inbox_purged``)."""
         if self._retention is None:
             return 0
-        purged = await self._store.purge_published(self._clock.now() - self._retention)
+        before = self._clock.now() - self._retention
+        purged = await self._store.purge_published(before)
         self.stats.purged += purged
+        self.stats.inbox_purged += await self._store.purge_inbox(before)
         return purged
 
     # ------------------------------------------------------------------ waiting

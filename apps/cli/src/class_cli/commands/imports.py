@@ -219,6 +219,8 @@ def _print_summary(summary: ImportSummary, as_json: bool) -> None:
     for error in summary.errors:
         for text in error.errors:
             output(f"line {error.row}: {text}")
+    if summary.errors_not_listed:
+        output(f"... and {summary.errors_not_listed} more failed record(s), not listed")
 
 
 @contextmanager
