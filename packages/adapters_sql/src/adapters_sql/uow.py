@@ -103,9 +103,7 @@ class SqlUnitOfWork:
             raise RuntimeError("the unit of work is not entered (use `async with uow:`)")
         if self._tx.read_only:
             raise RuntimeError("a read-only unit of work does not commit")
-        recorded = self._recorded.take()
-        if recorded:
-            await self.outbox.add(recorded)
+        await self._recorded.write_to(self.outbox)
         with translate_errors():
             await self._conn.commit()
         self._committed = True
