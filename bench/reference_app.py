@@ -3,8 +3,8 @@
 It serves the two benchmarked routes on the service's own schema with the same SQL as the
 service: ``POST /v1/classes/students`` reads the owner's classes named in the body (the
 service's ownership check), then inserts the student, its memberships and two outbox rows (the
-created event and the teacher notification) as one statement, the service's own
-(:data:`adapters_sql.held.COMBINED_SQL`); ``GET /v1/classes/{id}`` selects the owner's class
+created event and the teacher notification) as one autocommitted statement
+(:data:`COMBINED_SQL`, data-modifying CTEs); ``GET /v1/classes/{id}`` selects the owner's class
 with its student count. No layers, metrics, correlation ids or problem details: the floor a
 real service is measured against.
 
@@ -28,9 +28,21 @@ from litestar import Litestar, Request, get, post
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 
-from adapters_sql.held import COMBINED_SQL
-
 DATABASE_URL_VARIABLE = "BENCH_REFERENCE_DATABASE_URL"
+
+# The student, its memberships and its outbox rows (one array per column) in one statement.
+COMBINED_SQL = (
+    "WITH s AS (INSERT INTO cms_students (id, owner_id, first_name, last_name, "
+    "legal_full_name, email, search_key, is_placeholder, placeholder_class_id, created_at, "
+    "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id), "
+    "m AS (INSERT INTO cms_class_students (class_id, student_id) "
+    "SELECT c, s.id FROM s, unnest($12::uuid[]) AS c), "
+    "o AS (INSERT INTO cms_outbox (event_id, topic, key, payload, headers, created_at, "
+    "next_attempt_at) SELECT u0::uuid, u1::text, u2::text, u3::text, u4::jsonb, "
+    "u5::timestamptz, u6::timestamptz FROM unnest($13::uuid[], $14::text[], $15::text[], "
+    "$16::text[], $17::text[], $18::timestamptz[], $19::timestamptz[]) "
+    "AS u(u0, u1, u2, u3, u4, u5, u6)) SELECT 1"
+)
 
 OWNED_CLASSES = "SELECT id, name FROM cms_classes WHERE owner_id = $1 AND id = ANY($2::uuid[])"
 SELECT_CLASS = """

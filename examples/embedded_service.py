@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from adapters_messaging import Delivery, OutboxRelay
-from adapters_sql import SqlOutboxStore, build_sql_runtime, create_engine, upgrade
-from class_core import OutboxMessage, RequestContext
+from adapters_sql import create_engine, upgrade
+from class_core import OutboxMessage, RequestContext, Settings
 from class_core.use_cases import (
     CreateClass,
     CreateStudent,
@@ -24,6 +24,7 @@ from class_core.use_cases import (
     create_class,
     create_student,
 )
+from class_runtime import open_runtime
 
 
 class HostBus:
@@ -41,17 +42,19 @@ async def main(database_url: str) -> dict[str, object]:
     engine = create_engine(database_url)  # or wrap the host's existing AsyncEngine
     try:
         await upgrade(engine)  # our tables and our own version table, nothing of the host's
-        runtime = build_sql_runtime(engine)
-        ctx = RequestContext(user_id="teacher-42")
-        cls = await create_class(runtime, ctx, CreateClass("Svenska 1 — 9A", ["SV1"]))
-        student = await create_student(
-            runtime,
-            ctx,
-            CreateStudent(PersonName("Åsa", "Öberg"), "asa.oberg@example.org", [cls.id]),
-        )
-        bus = HostBus()
-        relay = OutboxRelay(SqlOutboxStore(engine), bus)
-        published = await relay.run_once()
+        # The apps' own factory, on the host's engine: runtime, outbox store, notifier.
+        async with open_runtime(Settings(database_url=database_url), engine=engine) as opened:
+            runtime = opened.runtime
+            ctx = RequestContext(user_id="teacher-42")
+            cls = await create_class(runtime, ctx, CreateClass("Svenska 1 — 9A", ["SV1"]))
+            student = await create_student(
+                runtime,
+                ctx,
+                CreateStudent(PersonName("Åsa", "Öberg"), "asa.oberg@example.org", [cls.id]),
+            )
+            bus = HostBus()
+            relay = OutboxRelay(opened.outbox_store, bus)
+            published = await relay.run_once()
         topics = [m.topic for m in bus.received]
         envelope = json.loads(bus.received[0].payload)
         return {

@@ -43,7 +43,7 @@ from class_core.events import (
     SUGGESTIONS_TOPIC,
     ClassUpdatedV1,
 )
-from class_core.runtime import RequestContext, record_events
+from class_core.runtime import RequestContext
 from class_core.use_cases.classes import CreateClass, create_class
 from class_core.use_cases.students import CreateStudent, PersonName, create_student
 from tests.support.broker import BrokerProcess, header, produce_raw, read_records
@@ -157,7 +157,7 @@ async def _seed(url: str) -> dict[UUID, list[UUID]]:
                     for i in range(50)
                     for cls_id in roster
                 ]
-                await record_events(uow, events, corr, now)
+                uow.record(events, corr, now)
                 await uow.commit()
     finally:
         await engine.dispose()

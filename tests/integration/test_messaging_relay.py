@@ -41,7 +41,7 @@ from class_core.events import (
     build_outbox_message,
 )
 from class_core.ports import OutboxStatus, OutboxStore, StoredOutboxMessage
-from class_core.runtime import RequestContext, Runtime, record_events
+from class_core.runtime import RequestContext, Runtime
 from class_core.use_cases.classes import (
     CreateClass,
     UpdateClass,
@@ -168,9 +168,7 @@ async def record_updates(rt: Runtime, items: Sequence[tuple[UUID, str]]) -> None
         now = rt.now()
         corr = uuid4()
         async with rt.uow() as uow:
-            await record_events(
-                uow, [ClassUpdatedV1(class_id, name, None, "teacher-x", corr, now)], corr, now
-            )
+            uow.record([ClassUpdatedV1(class_id, name, None, "teacher-x", corr, now)], corr, now)
             await uow.commit()
 
 

@@ -28,6 +28,7 @@ from adapters_sql import (
     ping,
     upgrade,
 )
+from class_core import notifications
 from class_core.errors import (
     CourseNotFoundError,
     DependencyUnavailableError,
@@ -46,6 +47,7 @@ from class_core.events import (
     STUDENT_UPDATED,
     TEACHER_NOTIFICATION,
     ClassCreatedV1,
+    DomainEvent,
     OutboxMessage,
     build_outbox_message,
 )
@@ -641,6 +643,56 @@ async def test_failure_after_a_write_rolls_back_change_and_events(backend: Backe
         assert await uow.classes.get_unscoped(cls.id) is None
     assert [m.topic for m in await b.messages()] == [STUDENT_CREATED]
     assert (await list_students(b.rt, ctx(), StudentQuery.build())).items[0].id == existing.id
+
+
+async def test_recorded_events_reach_the_outbox_at_commit_only(backend: Backend) -> None:
+    """``uow.record``: the one path from a change to the outbox. Nothing is written before
+    the commit (leaving without it leaves nothing); the commit writes every recorded event in
+    order, with the ids fixed when they were recorded."""
+    b = backend
+    now = b.clock.now()
+    cls = SchoolClass(uuid4(), T1, "Recorded", "ENG5", now, now)
+    corr = uuid4()
+    events: list[DomainEvent] = [
+        ClassCreatedV1.of(cls, T1, corr, now),
+        notifications.class_created(cls, corr, now),
+    ]
+    async with b.uow() as uow:
+        await uow.classes.add(cls)
+        notes = uow.record(events, corr, now)
+        assert notes == [events[1]]
+    assert await b.messages() == []
+    async with b.uow() as uow:
+        await uow.classes.add(cls)
+        uow.record(events[:1], corr, now)
+        uow.record(events[1:], corr, now)
+        await uow.commit()
+    stored = await b.messages()
+    assert [(m.topic, m.key) for m in stored] == [
+        (CLASS_CREATED, str(cls.id)),
+        (TEACHER_NOTIFICATION, T1),
+    ]
+    assert len({m.event_id for m in stored}) == 2
+    assert all(f'"correlation_id":"{corr}"' in m.payload for m in stored)
+
+
+async def test_a_read_only_unit_of_work_reads_and_never_stores(backend: Backend) -> None:
+    """``Runtime.read()``: the committed data, and no commit (writes are refused or lost)."""
+    b = backend
+    existing = await create_class(b.rt, ctx(), CreateClass("Read", ["ENG5"]))
+    now = b.clock.now()
+    cls = SchoolClass(uuid4(), T1, "Never", "ENG5", now, now)
+    async with b.rt.read() as uow:
+        found = await uow.classes.get(T1, existing.id)
+        assert found is not None
+        assert found.name == "Read"
+    with pytest.raises(RuntimeError, match="read-only"):  # noqa: PT012 - one unit of work
+        async with b.rt.read() as uow:
+            await uow.classes.add(cls)
+            await uow.commit()
+    async with b.uow() as uow:
+        assert await uow.classes.get_unscoped(cls.id) is None
+        assert await uow.classes.get_unscoped(existing.id) is not None
 
 
 async def test_inbox_claims_once_and_only_when_committed(backend: Backend) -> None:

@@ -1,8 +1,9 @@
 """The SQL adapter's fast paths on PostgreSQL behave exactly like the plain ones.
 
-- deferred ``BEGIN``: plain reads before a unit of work's first write run outside a
-  transaction; the write and everything after it are still one transaction, and a pooled
-  connection never stays in autocommit mode;
+- a unit of work is one transaction: reads, writes and outbox rows commit or roll back
+  together, and a pooled connection never stays in autocommit mode;
+- a new student in classes (one statement for the student and its memberships) lands exactly
+  like the separate inserts;
 - batch statements (column arrays): associations written and read back field for field;
 - the relay's fetch: a key is held back behind a row that is not due yet, whatever its
   attempts, and statistics do not change the answer.
@@ -21,7 +22,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters_sql import SqlOutboxStore, build_sql_runtime, create_engine
-from adapters_sql.transaction import SqlTransaction
 from class_core.errors import ClassManagementError, DuplicateStudentEmailError
 from class_core.events import OutboxMessage
 from class_core.model import (
@@ -75,9 +75,9 @@ async def test_write_after_reads_is_atomic(one_connection: AsyncEngine) -> None:
 
     async def read_then_write_then_fail() -> None:
         async with rt.uow() as uow:
-            assert await uow.classes.get_many(OWNER, [cls.id])  # a plain read: no BEGIN yet
+            assert await uow.classes.get_many(OWNER, [cls.id])
             assert await uow.students.get(OWNER, student.id) is not None
-            await uow.students.delete(student.id)  # the first write: BEGIN
+            await uow.students.delete(student.id)
             await uow.outbox.add([_message("k", datetime.now(UTC))])
             assert await uow.students.get(OWNER, student.id) is None  # sees its own write
             raise Boom()
@@ -180,33 +180,34 @@ async def test_fetch_holds_a_key_behind_a_row_not_yet_due(clean_pg: AsyncEngine)
         assert [r.message.event_id for r in later] == [ahead.event_id, a2.event_id, b1.event_id]
 
 
-async def test_new_student_in_a_class_commits_as_one_statement(
-    one_connection: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+async def test_new_student_in_a_class_lands_like_separate_inserts(
+    one_connection: AsyncEngine,
 ) -> None:
-    """create_student's writes are held and sent with the commit as one statement; what
-    lands is exactly what the separate inserts write."""
+    """create_student (the student and its memberships in one statement) writes exactly what
+    the separate inserts of a bulk ``add_many`` write."""
     engine = one_connection
     rt = build_sql_runtime(engine)
     ctx = RequestContext(OWNER)
     cls = await create_class(rt, ctx, CreateClass("9H", ["SV1"]))
-    combined: list[bool] = []
-    original = SqlTransaction.commit_held
-
-    async def spy(self: SqlTransaction) -> bool:
-        done = await original(self)
-        combined.append(done)
-        return done
-
-    monkeypatch.setattr(SqlTransaction, "commit_held", spy)
     outbox_before = await _count(engine, "cms_outbox")
     cmd = CreateStudent(PersonName("Åsa", "Öberg", "Åsa Maria Öberg"), "asa@example.org", (cls.id,))
     held = await create_student(rt, ctx, cmd)
-    monkeypatch.setattr(SqlTransaction, "hold_student_insert", lambda self, insert: False)
-    cmd2 = CreateStudent(
-        PersonName("Åsa", "Öberg", "Åsa Maria Öberg"), "asa2@example.org", (cls.id,)
+    # The same kind of student written by the bulk path: separate inserts.
+    plain = Student(
+        uuid4(),
+        OWNER,
+        "Åsa",
+        "Öberg",
+        "Åsa Maria Öberg",
+        "asa2@example.org",
+        held.created_at,
+        held.updated_at,
+        class_ids=(cls.id,),
     )
-    plain = await create_student(rt, ctx, cmd2)
-    assert combined == [True, False]
+    spare = Student(uuid4(), OWNER, "No", "Class", None, None, held.created_at, held.created_at)
+    async with rt.uow() as uow:
+        await uow.students.add_many([plain, spare])  # two students: separate inserts
+        await uow.commit()
 
     async with engine.connect() as conn:
         rows = {
@@ -237,20 +238,18 @@ async def test_new_student_in_a_class_commits_as_one_statement(
     assert [(t, k) for t, k, _ in events] == [
         ("huleedu.class.student.created.v1", str(held.id)),
         ("huleedu.notification.teacher.requested.v1", OWNER),
-        ("huleedu.class.student.created.v1", str(plain.id)),
-        ("huleedu.notification.teacher.requested.v1", OWNER),
     ]
     assert [[h[0] for h in headers] for _, _, headers in events] == [
         ["event_id", "event_type", "correlation_id", "source_service"]
-    ] * 4
+    ] * 2
     assert (await get_class(rt, ctx, cls.id)).student_count == 2
 
 
-async def test_held_writes_are_sent_before_any_other_statement(
+async def test_writes_are_seen_by_later_statements_and_roll_back_together(
     one_connection: AsyncEngine,
 ) -> None:
-    """A statement after a held insert sees it (sent first, in the transaction); leaving
-    without commit leaves nothing, and the pooled connection is transactional again."""
+    """A statement after an insert sees it (same transaction); leaving without commit leaves
+    nothing, and the pooled connection is transactional again."""
     engine = one_connection
     rt = build_sql_runtime(engine)
     ctx = RequestContext(OWNER)
@@ -267,9 +266,9 @@ async def test_held_writes_are_sent_before_any_other_statement(
 
     async def read_after_held_then_fail(student: Student) -> None:
         async with rt.uow() as uow:
-            await uow.students.add(student)  # held
-            await uow.outbox.add([_message("k", now)])  # held with it
-            found = await uow.students.get(OWNER, student.id)  # sends both, then reads
+            await uow.students.add(student)
+            await uow.outbox.add([_message("k", now)])
+            found = await uow.students.get(OWNER, student.id)
             assert found is not None
             assert found.class_ids == (cls.id,)
             raise Boom()
@@ -278,7 +277,7 @@ async def test_held_writes_are_sent_before_any_other_statement(
         async with rt.uow() as uow:
             await uow.students.add(student)
             await uow.outbox.add([_message("k", now)])
-            raise Boom()  # never sent at all
+            raise Boom()
 
     with pytest.raises(Boom):
         await read_after_held_then_fail(new_student())
@@ -291,12 +290,12 @@ async def test_held_writes_are_sent_before_any_other_statement(
         assert raw.dbapi_connection is not None
         assert not raw.dbapi_connection.autocommit
 
-    # Held, then sent by a later write, then committed as usual: all of it lands.
+    # Several writes, then a commit: all of it lands.
     student = new_student()
     async with rt.uow() as uow:
         await uow.students.add(student)
         await uow.outbox.add([_message("k", now)])
-        await uow.students.add_memberships([])  # nothing to send: still held
+        await uow.students.add_memberships([])  # nothing to send
         other = await create_class_row(uow, now)
         await uow.outbox.add([_message("k2", now)])
         await uow.commit()
@@ -314,27 +313,26 @@ async def create_class_row(uow: Any, now: datetime) -> UUID:
     return cls.id
 
 
-async def test_held_insert_into_a_vanished_class_fails_like_the_plain_insert(
-    clean_pg: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+async def test_insert_into_a_vanished_class_fails_like_the_bulk_insert(
+    clean_pg: AsyncEngine,
 ) -> None:
-    """A class deleted between the read and the commit: the same error as the separate
-    inserts, and nothing written."""
+    """A class deleted between the read and the commit: the one-statement insert fails with
+    the same error as the separate inserts of the bulk path, and nothing is written."""
     rt = build_sql_runtime(clean_pg)
     now = datetime.now(UTC)
     errors: list[type[BaseException]] = []
 
-    async def write(student: Student) -> None:
+    async def write(new: list[Student]) -> None:
         async with rt.uow() as uow:
-            await uow.students.add(student)
+            await uow.students.add_many(new)
             await uow.outbox.add([_message("k", now)])
             await uow.commit()
 
-    for hold in (True, False):
-        if not hold:
-            monkeypatch.setattr(SqlTransaction, "hold_student_insert", lambda self, insert: False)
+    for spare in (False, True):  # one student (one statement), two (separate inserts)
         student = Student(uuid4(), OWNER, "No", "Class", None, None, now, now, class_ids=(uuid4(),))
+        other = Student(uuid4(), OWNER, "Sp", "Are", None, None, now, now)
         with pytest.raises(ClassManagementError) as caught:
-            await write(student)
+            await write([student, other] if spare else [student])
         errors.append(type(caught.value))
     assert errors[0] is errors[1]
     assert await _count(clean_pg, "cms_students") == 0

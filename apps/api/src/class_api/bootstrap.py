@@ -3,12 +3,11 @@
 Nothing here connects at import time. :func:`open_services` is entered by the app's lifespan
 (so engines and pools live on the server's event loop) and closes everything on the way out.
 
-- ``USE_MOCK_REPOSITORY=true``: the in-memory adapters of :mod:`class_core.testing`.
-- otherwise: :mod:`adapters_sql` (PostgreSQL or SQLite); the schema must be at head.
-- a :class:`Runtime` given by the caller (tests, embedding) is used as it is.
-
-Kafka and Redis health checks (:func:`messaging_probes`) and the real-time notifier
-(:func:`open_notifier`) come from :mod:`adapters_messaging`.
+- the runtime, its outbox store and wake-ups: :func:`class_runtime.open_runtime`, the factory
+  every app shares (in-memory with ``USE_MOCK_REPOSITORY=true``, else SQL at head; an
+  unreachable database at start-up is logged and reported by ``/healthz``);
+- a :class:`Runtime` given by the caller (tests, embedding) is used as it is;
+- Kafka and Redis health checks (:func:`messaging_probes`) from :mod:`adapters_messaging`.
 """
 
 from __future__ import annotations
@@ -17,21 +16,15 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from attrs import define, field
 
 from adapters_messaging import KafkaSecurity, kafka_ping, redis_ping
 from adapters_messaging.relay import Wakeup
-from adapters_messaging.workers import build_notifier
-from class_core.errors import DependencyUnavailableError
-from class_core.ports import NullNotifier, OutboxStatus, OutboxStore, RealtimeNotifier
-from class_core.runtime import MatchingPolicy, Runtime
+from class_core.ports import OutboxStatus, OutboxStore
+from class_core.runtime import Runtime
 from class_core.settings import Settings
-from class_core.testing import InMemoryOutboxStore, InMemoryStore
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
+from class_runtime import open_runtime
 
 log = logging.getLogger("class_api.bootstrap")
 
@@ -50,10 +43,6 @@ class Services:
 
     async def outbox_status(self, now: datetime) -> OutboxStatus | None:
         return await self.outbox_store.status(now) if self.outbox_store is not None else None
-
-
-def matching_policy(settings: Settings) -> MatchingPolicy:
-    return MatchingPolicy(settings.association_timeout_hours, settings.confidence_threshold)
 
 
 async def _always_up() -> bool:
@@ -85,92 +74,19 @@ def messaging_probes(settings: Settings, timeout: float = 2.0) -> dict[str, Prob
 
 
 @asynccontextmanager
-async def open_notifier(settings: Settings) -> AsyncIterator[RealtimeNotifier]:
-    """The real-time notifier: Redis ``PUBLISH`` on ``ws:{teacher_id}`` when ``REDIS_URL`` is
-    set (best effort, never blocks a request), else nothing."""
-    notifier = build_notifier(settings)
-    if notifier is None:
-        yield NullNotifier()
-        return
-    await notifier.start()
-    try:
-        yield notifier
-    finally:
-        await notifier.stop()
-
-
-# --------------------------------------------------------------------------- services
-
-
-async def check_schema(engine: AsyncEngine) -> None:
-    """Refuse to run on a schema that is not at head (``SchemaNotAtHeadError``); an
-    unreachable database is only logged, so the process starts and reports 503 until it
-    comes back."""
-    import adapters_sql
-
-    try:
-        await adapters_sql.ensure_at_head(engine)
-    except DependencyUnavailableError:
-        log.warning("database unreachable at start-up; the schema check is skipped")
-
-
-@asynccontextmanager
 async def open_services(
     settings: Settings, *, runtime: Runtime | None = None
 ) -> AsyncIterator[Services]:
-    """Open the adapters for ``settings`` (or wrap the given ``runtime``) and close them on
-    exit."""
+    """Open the adapters for ``settings`` (:func:`class_runtime.open_runtime`, or wrap the
+    given ``runtime``) and close them on exit."""
     extra = messaging_probes(settings)
     if runtime is not None:
         yield Services(runtime, {"database": _always_up, **extra})
         return
-    policy = matching_policy(settings)
-    async with open_notifier(settings) as notifier:
-        if settings.use_mock_repository:
-            store = InMemoryStore()
-            rt = Runtime(uow=store.unit_of_work, notifier=notifier, policy=policy)
-            yield Services(
-                rt,
-                {"database": _always_up, **extra},
-                InMemoryOutboxStore(store),
-                store.outbox_added,
-            )
-            return
-        async with _sql_services(settings, notifier, policy, extra) as services:
-            yield services
-
-
-@asynccontextmanager
-async def _sql_services(
-    settings: Settings,
-    notifier: RealtimeNotifier,
-    policy: MatchingPolicy,
-    extra: dict[str, Probe],
-) -> AsyncIterator[Services]:
-    import adapters_sql
-
-    engine = adapters_sql.create_engine(
-        settings.database_url,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_max_overflow,
-    )
-    wakeups = adapters_sql.OutboxWakeups(engine)
-    try:
-        await check_schema(engine)
-        rt = adapters_sql.build_sql_runtime(
-            engine, notifier=notifier, policy=policy, on_outbox_commit=wakeups.notify
-        )
-
-        async def database() -> bool:
-            try:
-                await adapters_sql.ping(engine)
-            except DependencyUnavailableError:
-                return False
-            return True
-
+    async with open_runtime(settings, require_schema=False) as opened:
         yield Services(
-            rt, {"database": database, **extra}, adapters_sql.SqlOutboxStore(engine), wakeups
+            opened.runtime,
+            {"database": opened.database_up, **extra},
+            opened.outbox_store,
+            opened.wakeup,
         )
-    finally:
-        await wakeups.close()
-        await engine.dispose()

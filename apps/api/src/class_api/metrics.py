@@ -8,7 +8,7 @@ whoever registers into :attr:`ServiceMetrics.registry`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import (
     CollectorRegistry,
@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from adapters_messaging import OutboxRelay, SuggestionsConsumer
 from class_core.ports import OutboxStatus
+from class_core.use_cases.matching import FinalizedBatch
 
 # The classic text format every Prometheus understands; Litestar appends "; charset=utf-8".
 CONTENT_TYPE = "text/plain; version=0.0.4"
@@ -91,6 +92,20 @@ class ServiceMetrics:
             ["outcome"],
             registry=r,
         )
+
+    def sweep_finished(self, finalized: Sequence[FinalizedBatch]) -> None:
+        """A timeout sweep ran (``class_runtime.SweepObserver``)."""
+        self.sweep_runs.labels("ok").inc()
+        self.sweep_batches_finalized.inc(len(finalized))
+        self.sweep_associations.labels("auto_confirmed").inc(
+            sum(f.auto_confirmed for f in finalized)
+        )
+        self.sweep_associations.labels("unknown_assigned").inc(
+            sum(f.unknown_assigned for f in finalized)
+        )
+
+    def sweep_failed(self) -> None:
+        self.sweep_runs.labels("error").inc()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request; ``route`` is the route template, never a raw path."""

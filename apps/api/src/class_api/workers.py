@@ -16,38 +16,15 @@ from class_api.bootstrap import Services
 from class_api.metrics import ServiceMetrics
 from class_core.runtime import Runtime
 from class_core.settings import Settings
-from class_core.use_cases.matching import FinalizedBatch, expire_due_batches
+from class_runtime import sweep_once
 
 log = logging.getLogger("class_api.workers")
-
-
-async def sweep_once(rt: Runtime, metrics: ServiceMetrics) -> list[FinalizedBatch]:
-    """One timeout sweep; a failure is logged and counted, never raised."""
-    try:
-        finalized = await expire_due_batches(rt)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        metrics.sweep_runs.labels("error").inc()
-        log.exception("timeout sweep failed")
-        return []
-    metrics.sweep_runs.labels("ok").inc()
-    metrics.sweep_batches_finalized.inc(len(finalized))
-    metrics.sweep_associations.labels("auto_confirmed").inc(
-        sum(f.auto_confirmed for f in finalized)
-    )
-    metrics.sweep_associations.labels("unknown_assigned").inc(
-        sum(f.unknown_assigned for f in finalized)
-    )
-    if finalized:
-        log.info("timeout sweep finalized %d batch(es)", len(finalized))
-    return finalized
 
 
 async def sweep_loop(rt: Runtime, interval_seconds: float, metrics: ServiceMetrics) -> None:
     """Sweep once at start, then every ``interval_seconds`` until cancelled."""
     while True:
-        await sweep_once(rt, metrics)
+        await sweep_once(rt, metrics)  # the same job as class-scheduler's
         await asyncio.sleep(interval_seconds)
 
 

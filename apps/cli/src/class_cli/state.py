@@ -11,11 +11,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import adapters_sql
-from adapters_messaging.workers import build_notifier
 from class_core.errors import ConfigurationError
-from class_core.ports import NullNotifier, RealtimeNotifier
-from class_core.runtime import MatchingPolicy, Runtime
+from class_core.runtime import Runtime
 from class_core.settings import PREFIX, Settings
+from class_runtime import open_runtime
 
 
 class CliState:
@@ -55,29 +54,20 @@ class CliState:
 
     @asynccontextmanager
     async def runtime(self) -> AsyncIterator[tuple[Runtime, AsyncEngine]]:
-        """The same runtime as the services' (SQL adapters, matching policy, Redis notifier
-        when ``REDIS_URL`` is set) on a schema that must be at head."""
+        """The services' runtime (:func:`class_runtime.open_runtime`: SQL adapters, matching
+        policy, Redis notifier when ``REDIS_URL`` is set) on a schema that must be at head,
+        with a small pool."""
         settings = self.settings()
         if settings.use_mock_repository:
             raise ConfigurationError(
                 PREFIX + "USE_MOCK_REPOSITORY",
                 "class-admin works on a database; the in-memory store lives inside one process",
             )
-        policy = MatchingPolicy(settings.association_timeout_hours, settings.confidence_threshold)
-        async with self.engine() as engine:
-            await adapters_sql.ensure_at_head(engine)
-            redis = build_notifier(settings)
-            notifier: RealtimeNotifier = redis if redis is not None else NullNotifier()
-            if redis is not None:
-                await redis.start()
-            try:
-                yield (
-                    adapters_sql.build_sql_runtime(engine, notifier=notifier, policy=policy),
-                    engine,
-                )
-            finally:
-                if redis is not None:
-                    await redis.stop()
+        async with open_runtime(
+            settings, pool_size=min(settings.database_pool_size, 5), max_overflow=0
+        ) as opened:
+            assert opened.engine is not None  # SQL: the in-memory store was refused above
+            yield opened.runtime, opened.engine
 
 
 def state_of(ctx: typer.Context) -> CliState:

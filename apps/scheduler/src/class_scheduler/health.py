@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from attrs import define, field
@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from adapters_messaging import OutboxRelay, SuggestionsConsumer
 from class_core.clock import Clock, SystemClock
 from class_core.ports import OutboxStatus, OutboxStore
+from class_core.use_cases.matching import FinalizedBatch
 
 log = logging.getLogger("class_scheduler.health")
 
@@ -33,7 +34,7 @@ Probe = Callable[[], Awaitable[bool]]
 
 @define
 class SweepRecord:
-    """What the timeout sweeps of this process did (fed by :func:`class_scheduler.jobs.sweep`)."""
+    """What the timeout sweeps of this process did (fed by :func:`class_runtime.sweep_once`)."""
 
     runs_ok: int = 0
     runs_failed: int = 0
@@ -52,6 +53,18 @@ class SweepRecord:
 
     def failed(self) -> None:
         self.runs_failed += 1
+
+    # class_runtime.SweepObserver: what class_runtime.sweep_once reports after each run.
+    def sweep_finished(self, finalized: Sequence[FinalizedBatch]) -> None:
+        self.succeeded(
+            datetime.now(UTC),
+            len(finalized),
+            sum(f.auto_confirmed for f in finalized),
+            sum(f.unknown_assigned for f in finalized),
+        )
+
+    def sweep_failed(self) -> None:
+        self.failed()
 
 
 @define

@@ -13,22 +13,15 @@ from contextlib import AsyncExitStack
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from adapters_messaging.workers import MessagingWorkers, build_notifier, notifier_or_null
+from adapters_messaging.workers import MessagingWorkers
 from adapters_otel import configure_telemetry
 from adapters_otel import wanted as tracing_wanted
-from adapters_sql import (
-    OutboxWakeups,
-    SchemaNotAtHeadError,
-    SqlOutboxStore,
-    build_sql_runtime,
-    create_engine,
-    ensure_at_head,
-)
+from adapters_sql import SchemaNotAtHeadError
 from class_core.errors import ConfigurationError, DependencyUnavailableError
 from class_core.logging_setup import configure_logging
-from class_core.runtime import MatchingPolicy
 from class_core.settings import Settings
 from class_core.startup import startup_summary, version_line
+from class_runtime import open_runtime
 from class_scheduler.http import PortUnavailableError
 from class_scheduler.jobs import schedule_sweep
 from class_scheduler.ops import open_ops_endpoint
@@ -54,74 +47,52 @@ def _parser() -> argparse.ArgumentParser:
 
 async def run(settings: Settings, args: argparse.Namespace) -> None:
     """Run until SIGTERM/SIGINT, then stop each part gracefully."""
-    engine = create_engine(
-        settings.database_url,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_max_overflow,
-    )
-    notifier = build_notifier(settings)
-    wakeups = OutboxWakeups(engine)
     scheduler: AsyncIOScheduler | None = None
     workers: MessagingWorkers | None = None
-    stack = AsyncExitStack()
-    try:
-        await ensure_at_head(engine)
-        if notifier is not None:
-            await notifier.start()
-        runtime = build_sql_runtime(
-            engine,
-            notifier=notifier_or_null(notifier),
-            policy=MatchingPolicy(
-                settings.association_timeout_hours, settings.confidence_threshold
-            ),
-            on_outbox_commit=wakeups.notify,
-        )
-        workers = MessagingWorkers(
-            settings,
-            runtime,
-            SqlOutboxStore(engine),
-            wakeup=wakeups,
-            relay=not args.no_relay,
-            consumer=not args.no_consumer,
-        )
-        ops = await stack.enter_async_context(
-            open_ops_endpoint(settings, engine, workers, sweep=not args.no_sweep)
-        )
-        parts = [p for p, off in (("sweep", args.no_sweep), ("relay", not workers.relay),
-                                  ("consumer", not workers.consumer)) if not off]  # fmt: skip
-        message, fields = startup_summary(
-            "class-scheduler",
-            settings,
-            workers=",".join(parts) or "none",
-            http=ops.url if ops is not None else "off",
-        )
-        log.info(message, extra=fields)
-        workers.start()
-        if not args.no_sweep:
-            scheduler = AsyncIOScheduler(timezone="UTC")
-            schedule_sweep(
-                scheduler,
-                runtime,
-                settings.timeout_check_interval_seconds,
-                ops.sweep if ops is not None else None,
+    async with open_runtime(settings) as opened, AsyncExitStack() as stack:
+        assert opened.engine is not None  # class-scheduler refuses USE_MOCK_REPOSITORY
+        try:
+            workers = MessagingWorkers(
+                settings,
+                opened.runtime,
+                opened.outbox_store,
+                wakeup=opened.wakeup,
+                relay=not args.no_relay,
+                consumer=not args.no_consumer,
             )
-            scheduler.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("class-scheduler stopping")
-    finally:
-        if scheduler is not None:
-            scheduler.shutdown(wait=False)
-        if workers is not None:
-            await workers.stop()
-        await stack.aclose()
-        if notifier is not None:
-            await notifier.stop()
-        await wakeups.close()
-        await engine.dispose()
+            ops = await stack.enter_async_context(
+                open_ops_endpoint(settings, opened.engine, workers, sweep=not args.no_sweep)
+            )
+            parts = [p for p, off in (("sweep", args.no_sweep), ("relay", not workers.relay),
+                                      ("consumer", not workers.consumer)) if not off]  # fmt: skip
+            message, fields = startup_summary(
+                "class-scheduler",
+                settings,
+                workers=",".join(parts) or "none",
+                http=ops.url if ops is not None else "off",
+            )
+            log.info(message, extra=fields)
+            workers.start()
+            if not args.no_sweep:
+                scheduler = AsyncIOScheduler(timezone="UTC")
+                schedule_sweep(
+                    scheduler,
+                    opened.runtime,
+                    settings.timeout_check_interval_seconds,
+                    ops.sweep if ops is not None else None,
+                )
+                scheduler.start()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            log.info("class-scheduler stopping")
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
+            if workers is not None:
+                await workers.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

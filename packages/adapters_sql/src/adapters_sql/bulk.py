@@ -7,17 +7,30 @@ other statement's (a unique or foreign-key violation becomes the same core error
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
 from sqlalchemy import Table, text
+from sqlalchemy import exc as sa_exc
 
 from adapters_sql.errors import translate_errors
-from adapters_sql.transaction import SqlTransaction, driver_errors
+from adapters_sql.transaction import SqlTransaction
 
 # Below this many rows an ordinary INSERT is as fast (COPY first looks the columns up).
 COPY_MIN_ROWS = 64
+
+
+@contextmanager
+def _copy_errors(statement: str) -> Iterator[None]:
+    """Translate errors of a COPY sent straight to asyncpg like any other statement's: an
+    integrity violation takes the shape of a failed INSERT through SQLAlchemy (one table)."""
+    with translate_errors():
+        try:
+            yield
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise sa_exc.IntegrityError(statement, None, exc) from exc
 
 
 def use_copy(tx: SqlTransaction, rows: int) -> bool:
@@ -35,7 +48,6 @@ async def copy_records(
 
     Values go to asyncpg as they are: aware datetimes, UUIDs, JSON as text.
     """
-    await tx.flush()  # a held first write goes before (see transaction.py)
     conn = tx.conn
     with translate_errors():
         raw = await conn.get_raw_connection()
@@ -44,7 +56,7 @@ async def copy_records(
             # Let SQLAlchemy open the unit of work's transaction first, so that the COPY
             # is part of it rather than committed on its own.
             await conn.execute(text("SELECT 1"))
-        with driver_errors(f"COPY {table.name}"):
+        with _copy_errors(f"COPY {table.name}"):
             await driver.copy_records_to_table(
                 table.name, records=records, columns=list(columns), schema_name=table.schema
             )

@@ -199,6 +199,14 @@ async def ping(engine: AsyncEngine) -> None:
             await reader.execute(text("SELECT 1"))
 
 
+async def discard_connection(conn: AsyncConnection) -> None:
+    """Invalidate a connection that failed, so that the pool never hands it out again."""
+    try:
+        await conn.invalidate()
+    except Exception:  # pragma: no cover - already gone
+        log.debug("invalidate failed", exc_info=True)
+
+
 async def release_advisory_lock(conn: AsyncConnection, key: int) -> None:
     """Release a session-level advisory lock; when that fails the session (and the lock with
     it) is gone or unusable, so the connection is discarded rather than pooled."""
@@ -209,7 +217,4 @@ async def release_advisory_lock(conn: AsyncConnection, key: int) -> None:
         await conn.commit()
     except Exception:
         log.debug("advisory unlock failed; discarding the connection", exc_info=True)
-        try:
-            await conn.invalidate()
-        except Exception:  # pragma: no cover - already gone
-            log.debug("invalidate failed", exc_info=True)
+        await discard_connection(conn)

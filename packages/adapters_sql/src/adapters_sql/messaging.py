@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from sqlalchemy import insert
 
 from adapters_sql.bulk import copy_records, use_copy
-from adapters_sql.held import OUTBOX_INSERT_SQL
 from adapters_sql.mapping import OUTBOX_RECORD_COLUMNS, outbox_record, outbox_row
 from adapters_sql.schema import inbox, outbox
 from adapters_sql.transaction import SqlTransaction
@@ -26,19 +25,12 @@ class SqlOutbox:
         if not messages:
             return
         if use_copy(self._tx, len(messages)):
-            # Imports: one COPY per chunk (the statement-level NOTIFY trigger fires for it too;
-            # a held first write is sent before it). The records are made as the COPY streams:
-            # the server works on the first ones while the next are encoded.
+            # Imports: one COPY per chunk (the statement-level NOTIFY trigger fires for it too).
+            # The records are made as the COPY streams: the server works on the first ones
+            # while the next are encoded.
             streamed = map(outbox_record, messages)
             await copy_records(self._tx, outbox, OUTBOX_RECORD_COLUMNS, streamed)
-            self._tx.added_outbox = True
-            return
-        records = [outbox_record(m) for m in messages]
-        if self._tx.hold_outbox(records):
-            # After a held student insert: committed with it in one statement (transaction.py).
-            self._tx.added_outbox = True
-            return
-        if not await self._tx.executemany_in_transaction(OUTBOX_INSERT_SQL, records):
+        else:
             rows = [outbox_row(m) for m in messages]
             await self._tx.execute(_INSERT, rows if len(rows) > 1 else rows[0])
         self._tx.added_outbox = True

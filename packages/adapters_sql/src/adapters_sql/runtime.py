@@ -26,6 +26,7 @@ def build_sql_runtime(
     """A :class:`~class_core.runtime.Runtime` whose units of work run on ``engine``."""
     return Runtime(
         uow=SqlUnitOfWorkFactory(engine, on_outbox_commit=on_outbox_commit),
+        reads=SqlUnitOfWorkFactory(engine, read_only=True),
         clock=clock or SystemClock(),
         notifier=notifier or NullNotifier(),
         policy=policy or MatchingPolicy(),

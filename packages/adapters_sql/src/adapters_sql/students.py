@@ -26,7 +26,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 from adapters_sql.bulk import copy_records, use_copy
-from adapters_sql.held import HeldStudentInsert
 from adapters_sql.mapping import (
     STUDENT_RECORD_COLUMNS,
     student_from_row,
@@ -243,16 +242,14 @@ class SqlStudentRepository:
         if not students_:
             return
         if len(students_) == 1 and students_[0].class_ids and self._tx.is_postgresql:
-            # The hot path (one new student in classes): one round trip instead of two.
+            # One new student in classes (the API's create): the student and its memberships
+            # in one statement (a data-modifying CTE), one round trip instead of two.
             student = students_[0]
             params = {
                 **student_row(student),
                 "class_ids": list(dict.fromkeys(student.class_ids)),
             }
-            args = [*(params[c] for c in STUDENT_RECORD_COLUMNS), params["class_ids"]]
-            held = HeldStudentInsert(_PG_INSERT_WITH_MEMBERSHIPS, params, args)
-            if not self._tx.hold_student_insert(held):  # held: sent at commit (transaction.py)
-                await self._tx.execute(_PG_INSERT_WITH_MEMBERSHIPS, params)
+            await self._tx.execute(_PG_INSERT_WITH_MEMBERSHIPS, params)
             return
         if use_copy(self._tx, len(students_)):
             # Imports: one COPY instead of thousands of INSERT rows, its records made as it

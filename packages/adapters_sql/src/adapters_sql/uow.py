@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
+from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters_sql.batches import SqlBatchRepository
 from adapters_sql.classes import SqlClassRepository
-from adapters_sql.engine import sqlite_write_lock
+from adapters_sql.engine import discard_connection, is_postgresql, sqlite_write_lock
 from adapters_sql.errors import translate_errors
 from adapters_sql.messaging import SqlInbox, SqlOutbox
 from adapters_sql.students import SqlStudentRepository
 from adapters_sql.transaction import SqlTransaction
+from class_core.events import DomainEvent, TeacherNotification
+from class_core.recording import RecordedEvents
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +31,19 @@ class SqlUnitOfWork:
     """One transaction; leaving without :meth:`commit` rolls back. Not reusable concurrently."""
 
     def __init__(
-        self, engine: AsyncEngine, on_outbox_commit: OutboxCommitCallback | None = None
+        self,
+        engine: AsyncEngine,
+        on_outbox_commit: OutboxCommitCallback | None = None,
+        *,
+        read_only: bool = False,
     ) -> None:
+        self._lock: asyncio.Lock | None = sqlite_write_lock(engine)
+        # PostgreSQL: reads without a transaction (see adapters_sql.transaction). SQLite keeps
+        # its serialised transactions.
+        self._autocommit = read_only and is_postgresql(engine)
         self._engine = engine
         self._on_outbox_commit = on_outbox_commit
-        self._lock: asyncio.Lock | None = sqlite_write_lock(engine)
-        self._tx = SqlTransaction()
+        self._tx = SqlTransaction(read_only=read_only)
         self._conn: AsyncConnection | None = None
         self._committed = False
         self.classes = SqlClassRepository(self._tx)
@@ -40,6 +51,13 @@ class SqlUnitOfWork:
         self.batches = SqlBatchRepository(self._tx)
         self.outbox = SqlOutbox(self._tx)
         self.inbox = SqlInbox(self._tx)
+        self._recorded = RecordedEvents()
+
+    def record(
+        self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime
+    ) -> list[TeacherNotification]:
+        """See ``UnitOfWork.record``: written to the outbox by :meth:`commit`."""
+        return self._recorded.record(events, correlation_id, at)
 
     async def __aenter__(self) -> Self:
         if self._lock is not None:
@@ -47,15 +65,17 @@ class SqlUnitOfWork:
         try:
             with translate_errors():
                 self._conn = await self._engine.connect()
+                driver = None
+                if self._autocommit:
+                    driver = self._conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
         except BaseException:
             if self._lock is not None:
                 self._lock.release()
             raise
-        deferred = _defer_begin(self._conn)
-        driver = _driver_connection(self._conn) if deferred is not None else None
-        self._tx.bind(self._conn, deferred=deferred, driver=driver)
+        self._tx.bind(self._conn, driver)
         self._tx.added_outbox = False
         self._committed = False
+        self._recorded.take()
         return self
 
     async def __aexit__(
@@ -65,12 +85,10 @@ class SqlUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         conn, self._conn = self._conn, None
-        # Reads only, BEGIN still deferred: no transaction on the server, nothing to roll back.
-        began = not self._tx.deferring
-        self._tx.unbind()  # back to transactional mode before the connection is pooled
+        self._tx.bind(None)
         try:
             if conn is not None:
-                await _release(conn, rollback=began and not self._committed)
+                await _release(conn, rollback=conn.in_transaction())
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -83,32 +101,12 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         if self._conn is None:
             raise RuntimeError("the unit of work is not entered (use `async with uow:`)")
-        # Held first writes and nothing else: one autocommitted statement (see transaction.py).
-        if not await self._tx.commit_held():
-            with translate_errors():
-                await self._conn.commit()
+        if self._tx.read_only:
+            raise RuntimeError("a read-only unit of work does not commit")
+        await self._recorded.write_to(self.outbox)
+        with translate_errors():
+            await self._conn.commit()
         self._committed = True
-
-
-def _defer_begin(conn: AsyncConnection) -> Any:
-    """PostgreSQL at READ COMMITTED: the DBAPI connection, switched to autocommit until the
-    unit of work's first write (see :mod:`adapters_sql.transaction`); else ``None``.
-
-    Only the client-side flag of SQLAlchemy's asyncpg adapter changes: no round trip.
-    """
-    if conn.dialect.name != "postgresql" or conn.dialect.default_isolation_level != (
-        "READ COMMITTED"
-    ):
-        return None
-    dbapi_connection: Any = conn.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
-    if getattr(dbapi_connection, "isolation_level", "") not in (None, "read_committed"):
-        return None  # an engine configured for another isolation level keeps plain BEGIN
-    dbapi_connection.autocommit = True
-    return dbapi_connection
-
-
-def _driver_connection(conn: AsyncConnection) -> Any:
-    return conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
 
 
 async def _release(conn: AsyncConnection, *, rollback: bool) -> None:
@@ -118,10 +116,7 @@ async def _release(conn: AsyncConnection, *, rollback: bool) -> None:
             await conn.rollback()
     except Exception:
         log.debug("rollback failed; discarding the connection", exc_info=True)
-        try:
-            await conn.invalidate()
-        except Exception:  # pragma: no cover - already gone
-            log.debug("invalidate failed", exc_info=True)
+        await discard_connection(conn)
     finally:
         try:
             await conn.close()
@@ -137,10 +132,15 @@ class SqlUnitOfWorkFactory:
     """
 
     def __init__(
-        self, engine: AsyncEngine, *, on_outbox_commit: OutboxCommitCallback | None = None
+        self,
+        engine: AsyncEngine,
+        *,
+        on_outbox_commit: OutboxCommitCallback | None = None,
+        read_only: bool = False,
     ) -> None:
         self.engine = engine
         self.on_outbox_commit = on_outbox_commit
+        self.read_only = read_only
 
     def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, self.on_outbox_commit)
+        return SqlUnitOfWork(self.engine, self.on_outbox_commit, read_only=self.read_only)

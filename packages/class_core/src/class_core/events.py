@@ -12,13 +12,14 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from operator import attrgetter
+from types import MappingProxyType
 from typing import Any
 from uuid import UUID
 
 import attrs
 from attrs import frozen
 
-from class_core.model import Student
+from class_core.model import SchoolClass, Student
 from class_core.tracing import TRACEPARENT, current_traceparent
 
 SOURCE_SERVICE = "class_management_service"
@@ -49,22 +50,9 @@ PUBLISHED_TOPICS: tuple[str, ...] = (
 
 # Exact types that are JSON already (a StrEnum member's type is its enum: it is converted).
 _PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
-# One encoder for every envelope: ``json.dumps`` with options builds a new one per call.
+# One encoder for every envelope (stateless): ``json.dumps`` with options builds one per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
-# The text of recently rendered UUIDs by value: the same few ids (a correlation id, a class)
-# recur in many events, and UUID.__str__ is slow Python. Bounded: emptied when full.
-_UUID_TEXT: dict[int, str] = {}
-_UUID_TEXT_MAX = 4096
-
-
-def _uuid_text(value: UUID) -> str:
-    key = value.int
-    text = _UUID_TEXT.get(key)
-    if text is None:
-        if len(_UUID_TEXT) >= _UUID_TEXT_MAX:
-            _UUID_TEXT.clear()
-        text = _UUID_TEXT[key] = str(value)
-    return text
+_uuid_text = UUID.__str__
 
 
 def to_json_value(value: Any) -> Any:
@@ -89,18 +77,11 @@ def to_json_value(value: Any) -> Any:
     return value
 
 
-# Event class → its field names and a getter of all their values at once (one C call).
-_FIELDS: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
-
-
 def _fields_of(cls: type) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
-    entry = _FIELDS.get(cls)
-    if entry is None:
-        names = tuple(f.name for f in attrs.fields(cls))
-        many = attrgetter(*names) if len(names) > 1 else None
-        getter = many if many is not None else (lambda e: tuple(getattr(e, n) for n in names))
-        entry = _FIELDS[cls] = (names, getter)
-    return entry
+    """An attrs class's field names and a getter of all their values at once (one C call)."""
+    names = tuple(f.name for f in attrs.fields(cls))
+    many = attrgetter(*names) if len(names) > 1 else None
+    return names, many if many is not None else (lambda e: tuple(getattr(e, n) for n in names))
 
 
 @frozen
@@ -112,6 +93,13 @@ class ClassCreatedV1:
     correlation_id: UUID
     timestamp: datetime
     event: str = "class.created"
+
+    @classmethod
+    def of(
+        cls, created: SchoolClass, by: str, correlation_id: UUID, at: datetime
+    ) -> ClassCreatedV1:
+        """The event for a new class (the API's create and a roster import alike)."""
+        return cls(created.id, created.name, (created.course_code,), by, correlation_id, at)
 
 
 @frozen
@@ -180,6 +168,30 @@ class StudentUpdatedV1:
     correlation_id: UUID
     timestamp: datetime
     event: str = "student.updated"
+
+    @classmethod
+    def of(
+        cls,
+        student: Student,
+        added: Sequence[UUID],
+        removed: Sequence[UUID],
+        by: str,
+        correlation_id: UUID,
+        at: datetime,
+    ) -> StudentUpdatedV1:
+        """The event for a changed student (as it is now), with the memberships it gained and
+        lost (``None`` for none)."""
+        return cls(
+            student.id,
+            student.first_name,
+            student.last_name,
+            student.email,
+            tuple(added) or None,
+            tuple(removed) or None,
+            by,
+            correlation_id,
+            at,
+        )
 
 
 @frozen
@@ -356,25 +368,27 @@ def _json_text(value: Any) -> str:
         return "true" if value else "false"
     if kind is float and math.isfinite(value):
         return float.__repr__(value)  # what the encoder writes for a finite float
-    if kind in _PREFIXES or attrs.has(kind):
+    if kind in _SHAPES or attrs.has(kind):
         return _object_json(value)
     return _ENCODER.encode(to_json_value(value))
-
-
-# attrs class → the '"name":' prefix of each of its fields, in order.
-_PREFIXES: dict[type, tuple[str, ...]] = {}
 
 
 def _object_json(obj: Any) -> str:
     """An attrs object (an event, or an item of one) as the compact JSON text of the
     dictionary of its fields (each through :func:`to_json_value`), nested objects alike."""
     cls = type(obj)
-    names, values_of = _fields_of(cls)
-    prefixes = _PREFIXES.get(cls)
-    if prefixes is None:
-        prefixes = _PREFIXES[cls] = tuple(f"{_encode_str(n)}:" for n in names)
-    text = ",".join([p + _json_text(v) for p, v in zip(prefixes, values_of(obj), strict=True)])
+    shape = _SHAPES.get(cls) or _shape(cls)
+    text = ",".join([p + _json_text(v) for p, v in zip(shape[0], shape[1](obj), strict=True)])
     return f"{{{text}}}"
+
+
+_Shape = tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]
+
+
+def _shape(cls: type) -> _Shape:
+    """The '"name":' prefix of each field of an attrs class, in order, and their getter."""
+    names, values_of = _fields_of(cls)
+    return tuple(f"{_encode_str(n)}:" for n in names), values_of
 
 
 def _envelope_json(
@@ -402,5 +416,12 @@ _ENVELOPE_FIXED = _ENCODER.encode(
 )[1:-1]
 
 
+# Worked out once, when the module is loaded (never changed): the shapes of the event classes.
+_SHAPES: Mapping[type, _Shape] = MappingProxyType(
+    {c: _shape(c) for c in (*_ROUTES, ConfirmedAssociation)}
+)
+
+
 def notifications_of(events: Sequence[DomainEvent]) -> list[TeacherNotification]:
+    """The teacher notifications among ``events`` (pushed to Redis after the commit)."""
     return [e for e in events if isinstance(e, TeacherNotification)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -60,6 +60,61 @@ def best_suggestion(
         if best is None or suggestion.confidence_score > best.confidence_score:
             best = suggestion
     return best
+
+
+def apply_suggestions(
+    batch: Batch,
+    matches: Iterable[EssayMatch],
+    existing: Mapping[UUID, Association],
+    members: Collection[UUID],
+    at: datetime,
+) -> tuple[list[Association], list[Association], int]:
+    """A suggestions message applied to a pending batch (contract §4.1): new associations for
+    essays not seen before, changed suggestions of pending ones of this batch (a replay of the
+    same suggestion changes nothing; decisions are never touched), and how many essays were
+    ignored because another batch has them. Only the first match of an essay counts."""
+    seen: set[UUID] = set()
+    new: list[Association] = []
+    changed: list[Association] = []
+    ignored = 0
+    for match in matches:
+        if match.essay_id in seen:
+            continue
+        seen.add(match.essay_id)
+        best = best_suggestion(match.suggestions, members)
+        suggestion = (
+            (best.student_id, best.confidence_score, best.match_reasons)
+            if best
+            else (None, None, ())
+        )
+        current = existing.get(match.essay_id)
+        if current is None:
+            new.append(
+                Association(
+                    essay_id=match.essay_id,
+                    batch_id=batch.batch_id,
+                    class_id=batch.class_id,
+                    suggested_student_id=suggestion[0],
+                    confidence_score=suggestion[1],
+                    match_reasons=suggestion[2],
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+        elif current.batch_id != batch.batch_id:
+            ignored += 1
+        elif current.is_pending:
+            stored = (current.suggested_student_id, current.confidence_score, current.match_reasons)
+            if suggestion == stored:
+                continue
+            (
+                current.suggested_student_id,
+                current.confidence_score,
+                current.match_reasons,
+            ) = suggestion
+            current.updated_at = at
+            changed.append(current)
+    return new, changed, ignored
 
 
 def keeps_suggestion(association: Association, threshold: float, members: Collection[UUID]) -> bool:

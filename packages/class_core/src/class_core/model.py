@@ -5,9 +5,10 @@ Never mapped by an ORM: adapters map rows explicitly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from enum import StrEnum
-from typing import Generic, TypeVar
+from enum import Enum, StrEnum
+from typing import Final, Generic, TypeVar
 from uuid import UUID
 
 from attrs import define, field, frozen
@@ -17,6 +18,14 @@ T = TypeVar("T")
 PLACEHOLDER_FIRST_NAME = "UNKNOWN"
 PLACEHOLDER_LAST_NAME = "STUDENT"
 SYSTEM_TIMEOUT_USER = "SYSTEM_TIMEOUT"
+
+
+class Unset(Enum):
+    UNSET = "UNSET"
+
+
+UNSET: Final = Unset.UNSET
+"""Marks an optional field that was not given (as opposed to an explicit ``None``)."""
 
 
 def placeholder_email(class_id: UUID) -> str:
@@ -74,6 +83,36 @@ class Student:
     def full_name(self) -> str:
         return self.legal_full_name or f"{self.first_name} {self.last_name}"
 
+    def rename(
+        self, first_name: str | None, last_name: str | None, legal_full_name: str | Unset | None
+    ) -> bool:
+        """Take the names given (``None`` first/last name, ``UNSET`` legal name: keep);
+        whether any changed. Values are already clean (``class_core.text``)."""
+        old = (self.first_name, self.last_name, self.legal_full_name)
+        if first_name is not None:
+            self.first_name = first_name
+        if last_name is not None:
+            self.last_name = last_name
+        if not isinstance(legal_full_name, Unset):
+            self.legal_full_name = legal_full_name
+        return (self.first_name, self.last_name, self.legal_full_name) != old
+
+    def changes_email(self, email: str | Unset | None) -> bool:
+        """Whether ``email`` (``UNSET``: keep; ``None``: clear) differs from the stored one."""
+        return not isinstance(email, Unset) and email != self.email
+
+    def join(self, class_ids: Sequence[UUID]) -> list[UUID]:
+        """Become a member of these classes; returns those it was not in yet (in order)."""
+        added = [c for c in dict.fromkeys(class_ids) if c not in self.class_ids]
+        self.class_ids = tuple(sorted((*self.class_ids, *added)))
+        return added
+
+    def leave(self, class_ids: Sequence[UUID]) -> list[UUID]:
+        """Stop being a member of these classes; returns those it was in (in order)."""
+        removed = [c for c in dict.fromkeys(class_ids) if c in self.class_ids]
+        self.class_ids = tuple(c for c in self.class_ids if c not in removed)
+        return removed
+
 
 @define
 class Batch:
@@ -93,6 +132,13 @@ class Batch:
     @property
     def is_finalized(self) -> bool:
         return self.status is BatchStatus.FINALIZED
+
+    def finalize(self, at: datetime, *, timeout_triggered: bool) -> None:
+        """Close the batch: no decision changes after this."""
+        self.status = BatchStatus.FINALIZED
+        self.finalized_at = at
+        self.updated_at = at
+        self.timeout_triggered = timeout_triggered
 
 
 @define

@@ -1,56 +1,126 @@
-"""Which teacher notifications a change produces (contract §5.4)."""
+"""Which teacher notifications a change produces (contract §5.4), from one table."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
+from typing import Any
 from uuid import UUID
+
+from attrs import frozen
 
 from class_core.events import TeacherNotification
 from class_core.model import SchoolClass, Student
 
 
-def class_created(cls: SchoolClass, correlation_id: UUID, at: datetime) -> TeacherNotification:
+@frozen
+class NotificationKind:
+    """What is fixed per notification type: category, priority, whether it asks for action."""
+
+    category: str
+    priority: str
+    action_required: bool = False
+
+
+KINDS: Mapping[str, NotificationKind] = MappingProxyType(
+    {
+        "class_created": NotificationKind("class_management", "standard"),
+        "student_added_to_class": NotificationKind("class_management", "low"),
+        "student_associations_suggested": NotificationKind("student_workflow", "high", True),
+        "student_associations_confirmed": NotificationKind("student_workflow", "high"),
+        "validation_timeout_processed": NotificationKind("student_workflow", "immediate"),
+    }
+)
+
+
+def notification(
+    notification_type: str,
+    teacher_id: str,
+    payload: dict[str, Any],
+    *,
+    class_id: UUID,
+    batch_id: UUID | None = None,
+    deadline: datetime | None = None,
+    correlation_id: UUID,
+    at: datetime,
+) -> TeacherNotification:
+    """A notification of a type of :data:`KINDS`; ``payload`` keys in the order published."""
+    kind = KINDS[notification_type]
     return TeacherNotification(
-        teacher_id=cls.owner_id,
-        notification_type="class_created",
-        category="class_management",
-        priority="standard",
-        payload={
-            "class_id": str(cls.id),
-            "class_designation": cls.name,
-            "course_codes": [cls.course_code],
-            "message": f"Class '{cls.name}' was created",
-        },
-        action_required=False,
-        deadline_timestamp=None,
+        teacher_id=teacher_id,
+        notification_type=notification_type,
+        category=kind.category,
+        priority=kind.priority,
+        payload=payload,
+        action_required=kind.action_required,
+        deadline_timestamp=deadline,
         correlation_id=str(correlation_id),
-        batch_id=None,
-        class_id=cls.id,
+        batch_id=batch_id,
+        class_id=class_id,
         timestamp=at,
+    )
+
+
+def _batch_notification(
+    notification_type: str,
+    owner_id: str,
+    batch_id: UUID,
+    class_id: UUID,
+    counts: dict[str, Any],
+    correlation_id: UUID,
+    at: datetime,
+    deadline: datetime | None = None,
+) -> TeacherNotification:
+    """A batch's notification: ``batch_id`` and ``class_id`` first in the payload, then
+    ``counts`` (its figures and message)."""
+    payload = {"batch_id": str(batch_id), "class_id": str(class_id), **counts}
+    return notification(
+        notification_type,
+        owner_id,
+        payload,
+        class_id=class_id,
+        batch_id=batch_id,
+        deadline=deadline,
+        correlation_id=correlation_id,
+        at=at,
+    )
+
+
+def class_created(cls: SchoolClass, correlation_id: UUID, at: datetime) -> TeacherNotification:
+    payload = {
+        "class_id": str(cls.id),
+        "class_designation": cls.name,
+        "course_codes": [cls.course_code],
+        "message": f"Class '{cls.name}' was created",
+    }
+    return notification(
+        "class_created",
+        cls.owner_id,
+        payload,
+        class_id=cls.id,
+        correlation_id=correlation_id,
+        at=at,
     )
 
 
 def student_added_to_class(
     student: Student, cls: SchoolClass, correlation_id: UUID, at: datetime
 ) -> TeacherNotification:
-    return TeacherNotification(
-        teacher_id=cls.owner_id,
-        notification_type="student_added_to_class",
-        category="class_management",
-        priority="low",
-        payload={
-            "student_id": str(student.id),
-            "student_name": student.full_name,
-            "class_id": str(cls.id),
-            "class_designation": cls.name,
-            "message": f"A student was added to class '{cls.name}'",
-        },
-        action_required=False,
-        deadline_timestamp=None,
-        correlation_id=str(correlation_id),
-        batch_id=None,
+    payload = {
+        "student_id": str(student.id),
+        "student_name": student.full_name,
+        "class_id": str(cls.id),
+        "class_designation": cls.name,
+        "message": f"A student was added to class '{cls.name}'",
+    }
+    return notification(
+        "student_added_to_class",
+        cls.owner_id,
+        payload,
         class_id=cls.id,
-        timestamp=at,
+        correlation_id=correlation_id,
+        at=at,
     )
 
 
@@ -64,27 +134,23 @@ def associations_suggested(
     correlation_id: UUID,
     at: datetime,
 ) -> TeacherNotification:
-    return TeacherNotification(
-        teacher_id=owner_id,
-        notification_type="student_associations_suggested",
-        category="student_workflow",
-        priority="high",
-        payload={
-            "batch_id": str(batch_id),
-            "class_id": str(class_id),
-            "essay_count": essay_count,
-            "suggested_count": suggested_count,
-            "message": (
-                f"Student matches for {essay_count} essays are ready for review; "
-                "unconfirmed matches are settled automatically at the deadline"
-            ),
-        },
-        action_required=True,
-        deadline_timestamp=deadline,
-        correlation_id=str(correlation_id),
-        batch_id=batch_id,
-        class_id=class_id,
-        timestamp=at,
+    counts = {
+        "essay_count": essay_count,
+        "suggested_count": suggested_count,
+        "message": (
+            f"Student matches for {essay_count} essays are ready for review; "
+            "unconfirmed matches are settled automatically at the deadline"
+        ),
+    }
+    return _batch_notification(
+        "student_associations_suggested",
+        owner_id,
+        batch_id,
+        class_id,
+        counts,
+        correlation_id,
+        at,
+        deadline,
     )
 
 
@@ -97,24 +163,13 @@ def associations_confirmed(
     correlation_id: UUID,
     at: datetime,
 ) -> TeacherNotification:
-    return TeacherNotification(
-        teacher_id=owner_id,
-        notification_type="student_associations_confirmed",
-        category="student_workflow",
-        priority="high",
-        payload={
-            "batch_id": str(batch_id),
-            "class_id": str(class_id),
-            "confirmed_count": confirmed_count,
-            "rejected_count": rejected_count,
-            "message": "Student matches of the batch are confirmed",
-        },
-        action_required=False,
-        deadline_timestamp=None,
-        correlation_id=str(correlation_id),
-        batch_id=batch_id,
-        class_id=class_id,
-        timestamp=at,
+    counts = {
+        "confirmed_count": confirmed_count,
+        "rejected_count": rejected_count,
+        "message": "Student matches of the batch are confirmed",
+    }
+    return _batch_notification(
+        "student_associations_confirmed", owner_id, batch_id, class_id, counts, correlation_id, at
     )
 
 
@@ -128,23 +183,12 @@ def validation_timeout_processed(
     correlation_id: UUID,
     at: datetime,
 ) -> TeacherNotification:
-    return TeacherNotification(
-        teacher_id=owner_id,
-        notification_type="validation_timeout_processed",
-        category="student_workflow",
-        priority="immediate",
-        payload={
-            "batch_id": str(batch_id),
-            "class_id": str(class_id),
-            "auto_confirmed_count": auto_confirmed_count,
-            "unknown_assigned_count": unknown_assigned_count,
-            "timeout_hours": timeout_hours,
-            "message": "Unconfirmed student matches were settled at the deadline",
-        },
-        action_required=False,
-        deadline_timestamp=None,
-        correlation_id=str(correlation_id),
-        batch_id=batch_id,
-        class_id=class_id,
-        timestamp=at,
+    counts = {
+        "auto_confirmed_count": auto_confirmed_count,
+        "unknown_assigned_count": unknown_assigned_count,
+        "timeout_hours": timeout_hours,
+        "message": "Unconfirmed student matches were settled at the deadline",
+    }
+    return _batch_notification(
+        "validation_timeout_processed", owner_id, batch_id, class_id, counts, correlation_id, at
     )

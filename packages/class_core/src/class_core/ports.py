@@ -15,7 +15,7 @@ from uuid import UUID
 
 from attrs import frozen
 
-from class_core.events import OutboxMessage, TeacherNotification
+from class_core.events import DomainEvent, OutboxMessage, TeacherNotification
 from class_core.model import Association, Batch, Page, SchoolClass, Student
 from class_core.queries import ClassQuery, StudentQuery
 
@@ -222,6 +222,14 @@ class UnitOfWork(Protocol):
     @property
     def inbox(self) -> Inbox: ...
 
+    def record(
+        self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime
+    ) -> list[TeacherNotification]:
+        """Record the events of this unit of work's change (ids and envelopes fixed now);
+        :meth:`commit` writes them to the outbox in the same transaction. Returns the teacher
+        notifications among them, to be pushed once committed."""
+        ...
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(
@@ -231,7 +239,9 @@ class UnitOfWork(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
-    async def commit(self) -> None: ...
+    async def commit(self) -> None:
+        """Write the recorded events to the outbox, then commit."""
+        ...
 
 
 class UnitOfWorkFactory(Protocol):

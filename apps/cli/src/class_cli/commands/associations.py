@@ -53,7 +53,7 @@ AS_USER = typer.Option(
 
 
 async def _batch_owner(rt: Runtime, batch_id: UUID) -> str:
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         batch = await uow.batches.get(batch_id)
     if batch is None:
         raise NotFoundError("Batch", batch_id)

@@ -14,10 +14,11 @@ import attrs
 
 from class_core.clock import Clock, SystemClock
 from class_core.errors import DuplicateStudentEmailError
-from class_core.events import OutboxMessage, TeacherNotification
+from class_core.events import DomainEvent, OutboxMessage, TeacherNotification
 from class_core.model import Association, Batch, BatchStatus, Page, SchoolClass, Student
 from class_core.ports import OutboxStatus, RealtimeNotifier, StoredOutboxMessage
 from class_core.queries import ClassQuery, StudentQuery
+from class_core.recording import RecordedEvents
 from class_core.runtime import MatchingPolicy, Runtime
 from class_core.text import search_key
 
@@ -72,6 +73,10 @@ class InMemoryStore:
 
     def unit_of_work(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self)
+
+    def reader(self) -> InMemoryUnitOfWork:
+        """A read-only unit of work (``Runtime.reads``): it cannot commit."""
+        return InMemoryUnitOfWork(self, read_only=True)
 
     __call__ = unit_of_work
 
@@ -421,8 +426,9 @@ class InMemoryInbox(_Repo):
 class InMemoryUnitOfWork:
     """One serialised transaction over :class:`InMemoryStore`; rolls back unless committed."""
 
-    def __init__(self, store: InMemoryStore) -> None:
+    def __init__(self, store: InMemoryStore, *, read_only: bool = False) -> None:
         self.store = store
+        self.read_only = read_only
         self.tables = store.tables
         self.classes = InMemoryClassRepository(self)
         self.students = InMemoryStudentRepository(self)
@@ -431,12 +437,19 @@ class InMemoryUnitOfWork:
         self.inbox = InMemoryInbox(self)
         self.added_outbox = False
         self._committed = False
+        self._recorded = RecordedEvents()
+
+    def record(
+        self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime
+    ) -> list[TeacherNotification]:
+        return self._recorded.record(events, correlation_id, at)
 
     async def __aenter__(self) -> Self:
         await self.store.lock.acquire()
         self.tables = self.store.tables.copy()
         self._committed = False
         self.added_outbox = False
+        self._recorded.take()
         return self
 
     async def __aexit__(
@@ -450,6 +463,9 @@ class InMemoryUnitOfWork:
             self.store.outbox_added.set()
 
     async def commit(self) -> None:
+        if self.read_only:
+            raise RuntimeError("a read-only unit of work does not commit")
+        await self._recorded.write_to(self.outbox)
         self.store.tables = self.tables
         self.store.commits += 1
         self._committed = True
@@ -569,4 +585,5 @@ def memory_runtime(
         clock=clock or SystemClock(),
         notifier=notifier or RecordingNotifier(),
         policy=policy or MatchingPolicy(),
+        reads=store.reader,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from uuid import UUID, uuid4
 
 from attrs import frozen
@@ -13,7 +14,7 @@ from class_core.errors import NotFoundError, ResourceInUseError
 from class_core.events import ClassCreatedV1, ClassDeletedV1, ClassUpdatedV1, DomainEvent
 from class_core.model import Page, SchoolClass, Student
 from class_core.queries import ClassQuery
-from class_core.runtime import RequestContext, Runtime, record_events
+from class_core.runtime import RequestContext, Runtime
 from class_core.text import clean_name
 
 
@@ -31,6 +32,15 @@ class UpdateClass:
     course_codes: Sequence[str] | None = None
 
 
+def class_created_events(cls: SchoolClass, ctx: RequestContext, at: datetime) -> list[DomainEvent]:
+    """What creating a class publishes (over the API or by a roster import): the created
+    event and the owner's notification."""
+    return [
+        ClassCreatedV1.of(cls, ctx.user_id, ctx.correlation_id, at),
+        notifications.class_created(cls, ctx.correlation_id, at),
+    ]
+
+
 async def create_class(rt: Runtime, ctx: RequestContext, cmd: CreateClass) -> SchoolClass:
     """Create a class for one course; publishes ``ClassCreatedV1`` and notifies the owner."""
     name = clean_name(cmd.name, "name")
@@ -39,22 +49,14 @@ async def create_class(rt: Runtime, ctx: RequestContext, cmd: CreateClass) -> Sc
     cls = SchoolClass(uuid4(), ctx.user_id, name, course.code, now, now)
     async with rt.uow() as uow:
         await uow.classes.add(cls)
-        notes = await record_events(
-            uow,
-            [
-                ClassCreatedV1(cls.id, name, (course.code,), ctx.user_id, ctx.correlation_id, now),
-                notifications.class_created(cls, ctx.correlation_id, now),
-            ],
-            ctx.correlation_id,
-            now,
-        )
+        notes = uow.record(class_created_events(cls, ctx, now), ctx.correlation_id, now)
         await uow.commit()
     rt.notifier.publish(notes)
     return cls
 
 
 async def get_class(rt: Runtime, ctx: RequestContext, class_id: UUID) -> SchoolClass:
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         cls = await uow.classes.get(ctx.user_id, class_id)
     if cls is None:
         raise NotFoundError("Class", class_id)
@@ -64,7 +66,7 @@ async def get_class(rt: Runtime, ctx: RequestContext, class_id: UUID) -> SchoolC
 async def list_classes(rt: Runtime, ctx: RequestContext, query: ClassQuery) -> Page[SchoolClass]:
     if query.course_code is not None:
         get_course(query.course_code, "course_code")
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         return await uow.classes.search(ctx.user_id, query)
 
 
@@ -87,8 +89,7 @@ async def update_class(
         cls.course_code = new_course or cls.course_code
         cls.updated_at = now
         await uow.classes.update(cls)
-        await record_events(
-            uow,
+        uow.record(
             [
                 ClassUpdatedV1(
                     cls.id,
@@ -120,14 +121,14 @@ async def delete_class(rt: Runtime, ctx: RequestContext, class_id: UUID) -> None
             await uow.students.touch(members, now)
         await uow.classes.delete(class_id)
         events: list[DomainEvent] = [ClassDeletedV1(class_id, ctx.user_id, ctx.correlation_id, now)]
-        await record_events(uow, events, ctx.correlation_id, now)
+        uow.record(events, ctx.correlation_id, now)
         await uow.commit()
 
 
 async def get_roster(rt: Runtime, owner_id: str | None, class_id: UUID) -> list[Student]:
     """The class's students without the placeholder. ``owner_id=None`` is the trusted
     internal caller, who may read any class."""
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         if owner_id is None:
             cls = await uow.classes.get_unscoped(class_id)
         else:

@@ -15,16 +15,12 @@ same import is a row error.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
 from uuid import UUID, uuid4
 
 from attrs import define, field, frozen
 
-from class_core import notifications
 from class_core.courses import COURSES_BY_CODE
 from class_core.errors import (
     ConflictError,
@@ -33,19 +29,17 @@ from class_core.errors import (
     ValidationError,
 )
 from class_core.events import (
-    ClassCreatedV1,
     DomainEvent,
-    OutboxMessage,
     StudentCreatedV1,
     StudentUpdatedV1,
     TeacherNotification,
-    build_outbox_message,
 )
 from class_core.ids import uuid4_many
-from class_core.model import SchoolClass, Student
+from class_core.model import UNSET, SchoolClass, Student
 from class_core.ports import UnitOfWork
 from class_core.runtime import RequestContext, Runtime
 from class_core.text import clean_email, clean_name
+from class_core.use_cases.classes import class_created_events
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("first_name", "last_name", "email")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("legal_full_name", "class_name", "course_code")
@@ -54,7 +48,6 @@ DEFAULT_CHUNK_SIZE = 10_000
 MAX_LISTED_ERRORS = 1_000
 """Row errors listed in a summary; past these, ``failed`` counts the rest (contract §6)."""
 _MAX_ECHOED_CELL = 32
-_YIELD_EVERY = 200
 # A chunk that lost a race (an email or class taken by a concurrent writer) is planned again.
 _CONFLICT_RETRIES = 3
 
@@ -140,14 +133,11 @@ _ClassEntry = SchoolClass | _Ambiguous
 
 @define
 class _State:
-    """What the import remembers between chunks: classes found or created (a chunk's new
-    classes and emails are shared as soon as it is planned, so that the next chunk can be
-    planned while this one is written)."""
+    """What the import remembers between chunks: classes found or created, emails seen."""
 
     classes: dict[str, _ClassEntry] = field(factory=dict)  # casefolded name → class
     emails: dict[str, int] = field(factory=dict)  # email → line that imported it
     fixed_class: SchoolClass | None = None
-    uncommitted: set[UUID] = field(factory=set)  # ids of planned classes not committed yet
 
 
 @define
@@ -163,22 +153,6 @@ class _Plan:
     emails: dict[str, int] = field(factory=dict)
     errors: list[RowError] = field(factory=list)
     unchanged: int = 0
-    classes: set[UUID] = field(factory=set)  # ids of the classes its records join
-
-    def needs_commit_of_earlier_classes(self, state: _State) -> bool:
-        """Whether it joins a class that an earlier chunk created and has not committed."""
-        own = {c.id for c in self.new_classes.values()}
-        return not state.uncommitted.isdisjoint(self.classes - own)
-
-
-@define
-class _Job:
-    """One chunk on its way through the pipeline."""
-
-    checked: list[_Valid | RowError]
-    line: int
-    planned: asyncio.Future[None]
-    task: asyncio.Task[_Plan] | None = None
 
 
 def _clean(value: str, name: str, errors: list[str]) -> str:
@@ -238,59 +212,32 @@ async def import_students(
         raise ValueError("chunk_size must be at least 1")
     state = _State()
     if options.class_id is not None:
-        async with rt.uow() as uow:
+        async with rt.read() as uow:
             state.fixed_class = await uow.classes.get(ctx.user_id, options.class_id)
         if state.fixed_class is None:
             raise NotFoundError("Class", options.class_id)
     summary = ImportSummary()
     records = iter(rows)
-    loop = asyncio.get_running_loop()
-    jobs: list[_Job] = []
-    previous: _Job | None = None
-    try:
-        checked, line = await _read_chunk(records, options.chunk_size)
-        while checked:
-            # A pipeline two chunks deep: this chunk is planned (database reads, decisions,
-            # event envelopes) while the previous one is written; it is written once the
-            # previous one has committed. Meanwhile the next chunk is read and validated.
-            job = _Job(checked, line, loop.create_future())
-            job.task = asyncio.create_task(_run_job(rt, ctx, state, job, previous, options))
-            jobs.append(job)
-            waiting: set[asyncio.Future[Any]] = {job.planned, job.task}
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if job.task.done():
-                job.task.result()  # it failed before it was planned: raise that
-            checked, line = await _read_chunk(records, options.chunk_size)
-            if previous is not None:
-                finished, previous = previous, None
-                _done(summary, finished, await _finished(finished), on_progress)
-                jobs.remove(finished)  # its records are not kept to the end
-            previous = job
-        if previous is not None:
-            finished, previous = previous, None
-            _done(summary, finished, await _finished(finished), on_progress)
-    except DependencyUnavailableError as exc:
-        if previous is not None:  # written before the failure surfaced? then it counts
-            with contextlib.suppress(BaseException):
-                _done(summary, previous, await _finished(previous), on_progress)
-        raise ImportInterruptedError(summary) from exc
-    finally:
-        for job in jobs:
-            if job.task is not None and not job.task.done():
-                job.task.cancel()
-            with contextlib.suppress(BaseException):
-                await _finished(job)
-    return summary
+    while True:
+        checked, line = _read_chunk(records, options.chunk_size)
+        if not checked:
+            return summary
+        try:
+            plan = await _apply_chunk(rt, ctx, state, checked, options)
+        except DependencyUnavailableError as exc:
+            raise ImportInterruptedError(summary) from exc
+        _done(summary, checked, line, plan, on_progress)
 
 
-async def _finished(job: _Job) -> _Plan:
-    assert job.task is not None
-    return await job.task
-
-
-def _done(summary: ImportSummary, job: _Job, plan: _Plan, on_progress: Progress | None) -> None:
+def _done(
+    summary: ImportSummary,
+    checked: Sequence[_Valid | RowError],
+    line: int,
+    plan: _Plan,
+    on_progress: Progress | None,
+) -> None:
     summary.classes_created.extend(c.name for c in plan.new_classes.values())
-    bad = sorted([c for c in job.checked if isinstance(c, RowError)] + plan.errors, key=_line)
+    bad = sorted([c for c in checked if isinstance(c, RowError)] + plan.errors, key=_line)
     room = max(0, MAX_LISTED_ERRORS - len(summary.errors))
     summary.errors.extend(bad[:room])
     summary.errors_not_listed += len(bad) - len(bad[:room])
@@ -298,17 +245,14 @@ def _done(summary: ImportSummary, job: _Job, plan: _Plan, on_progress: Progress 
     summary.created += len(plan.created)
     summary.updated += len(plan.updated)
     summary.unchanged += plan.unchanged
-    summary.rows += len(job.checked)
-    summary.last_line = job.line
+    summary.rows += len(checked)
+    summary.last_line = line
     if on_progress is not None:
         on_progress(summary)
 
 
-async def _read_chunk(
-    records: Iterator[RosterRow], size: int
-) -> tuple[list[_Valid | RowError], int]:
-    """The next ``size`` records, validated; yields to the event loop now and then so that
-    the chunk being written makes progress meanwhile."""
+def _read_chunk(records: Iterator[RosterRow], size: int) -> tuple[list[_Valid | RowError], int]:
+    """The next ``size`` records, validated."""
     checked: list[_Valid | RowError] = []
     line = 0
     for row in records:
@@ -316,8 +260,6 @@ async def _read_chunk(
         line = row.line
         if len(checked) >= size:
             break
-        if len(checked) % _YIELD_EVERY == 0:
-            await asyncio.sleep(0)
     return checked, line
 
 
@@ -325,16 +267,15 @@ def _line(error: RowError) -> int:
     return error.row
 
 
-async def _run_job(
+async def _apply_chunk(
     rt: Runtime,
     ctx: RequestContext,
     state: _State,
-    job: _Job,
-    previous: _Job | None,
+    checked: Sequence[_Valid | RowError],
     options: ImportOptions,
 ) -> _Plan:
-    """Plan the chunk, share what it decided, wait for the previous chunk, write, commit."""
-    valid = [c for c in job.checked if isinstance(c, _Valid)]
+    """Plan the chunk and (unless a dry run) write and commit it in one transaction."""
+    valid = [c for c in checked if isinstance(c, _Valid)]
     retry_with: dict[str, SchoolClass] = {}
     attempt = 0
     while True:
@@ -344,35 +285,19 @@ async def _run_job(
         try:
             async with rt.uow() as uow:
                 await _plan(uow, ctx, state, valid, plan)
-                messages = _messages(plan, ctx)
-                if not job.planned.done():
-                    state.emails.update(plan.emails)
-                    state.classes.update(plan.new_classes)
-                    state.uncommitted.update(c.id for c in plan.new_classes.values())
-                    job.planned.set_result(None)
-                # Written while the previous chunk is still being written (on the other
-                # connection) and committed after it, so that the committed chunks are
-                # always the first ones. The two touch different students (an email appears
-                # once per import); only a class that the previous chunk creates must be
-                # committed before this chunk writes (else a retry of that chunk, which
-                # rolls it back, would leave this one's memberships without their class).
-                if previous is not None and plan.needs_commit_of_earlier_classes(state):
-                    await _finished(previous)
                 if not options.dry_run:
-                    await _write(uow, plan, messages)
-                if previous is not None:
-                    await _finished(previous)  # commit in file order; its failure rolls back
-                if not options.dry_run:
+                    await _write(uow, plan)
+                    notes = uow.record(plan.events, ctx.correlation_id, plan.now)
                     await uow.commit()
-                    state.uncommitted.difference_update(c.id for c in plan.new_classes.values())
-                    notes = [e for e in plan.events if isinstance(e, TeacherNotification)]
         except ConflictError:
             # An email was taken concurrently: nothing of this chunk was written; plan it
-            # again (classes it creates keep their ids: the next chunk may refer to them).
+            # again (classes it creates keep their ids, as the summary names them once).
             if attempt >= _CONFLICT_RETRIES:
                 raise
             retry_with = plan.new_classes
             continue
+        state.emails.update(plan.emails)
+        state.classes.update(plan.new_classes)
         rt.notifier.publish(notes)
         return plan
 
@@ -400,8 +325,6 @@ async def _plan(
                 plan.errors.append(found)
                 continue
             cls = found
-        if cls is not None:
-            plan.classes.add(cls.id)
         plan.emails[v.email] = v.line
         student = existing.get(v.email)
         if student is None:
@@ -434,38 +357,17 @@ def _create(
 def _update(
     plan: _Plan, ctx: RequestContext, v: _Valid, cls: SchoolClass | None, student: Student
 ) -> None:
-    legal = v.legal_full_name if v.legal_full_name is not None else student.legal_full_name
-    renamed = (v.first_name, v.last_name, legal) != (
-        student.first_name,
-        student.last_name,
-        student.legal_full_name,
-    )
-    joins = cls is not None and cls.id not in student.class_ids
-    if not renamed and not joins:
+    # An empty legal_full_name cell keeps the stored one; memberships are only ever added.
+    renamed = student.rename(v.first_name, v.last_name, v.legal_full_name or UNSET)
+    added = student.join([cls.id]) if cls is not None else []
+    if not renamed and not added:
         plan.unchanged += 1
         return
-    student.first_name = v.first_name
-    student.last_name = v.last_name
-    student.legal_full_name = legal
     student.updated_at = plan.now
-    added: tuple[UUID, ...] | None = None
-    if cls is not None and joins:
-        added = (cls.id,)
-        plan.memberships.append((cls.id, student.id))
-        student.class_ids = tuple(sorted((*student.class_ids, cls.id)))
+    plan.memberships.extend((c, student.id) for c in added)
     plan.updated.append(student)
     plan.events.append(
-        StudentUpdatedV1(
-            student.id,
-            student.first_name,
-            student.last_name,
-            student.email,
-            added,
-            None,
-            ctx.user_id,
-            ctx.correlation_id,
-            plan.now,
-        )
+        StudentUpdatedV1.of(student, added, (), ctx.user_id, ctx.correlation_id, plan.now)
     )
 
 
@@ -512,26 +414,11 @@ def _new_class(plan: _Plan, ctx: RequestContext, name: str, course_code: str) ->
 
 
 def _class_events(plan: _Plan, ctx: RequestContext, cls: SchoolClass) -> None:
-    """The same events as creating the class over the API (``classes.create_class``)."""
-    plan.events.append(
-        ClassCreatedV1(
-            cls.id, cls.name, (cls.course_code,), ctx.user_id, ctx.correlation_id, plan.now
-        )
-    )
-    plan.events.append(notifications.class_created(cls, ctx.correlation_id, plan.now))
+    """The same events as creating the class over the API."""
+    plan.events.extend(class_created_events(cls, ctx, plan.now))
 
 
-def _messages(plan: _Plan, ctx: RequestContext) -> list[OutboxMessage]:
-    """The outbox rows of the plan's events, as ``runtime.record_events`` builds them; built
-    before the write so that rendering them overlaps the previous chunk's write."""
-    cid, at = ctx.correlation_id, plan.now
-    return [
-        build_outbox_message(e, event_id=event_id, correlation_id=cid, at=at)
-        for e, event_id in zip(plan.events, uuid4_many(len(plan.events)), strict=True)
-    ]
-
-
-async def _write(uow: UnitOfWork, plan: _Plan, messages: Sequence[OutboxMessage]) -> None:
+async def _write(uow: UnitOfWork, plan: _Plan) -> None:
     for cls in plan.new_classes.values():
         await uow.classes.add(cls)
     if plan.created:
@@ -540,5 +427,3 @@ async def _write(uow: UnitOfWork, plan: _Plan, messages: Sequence[OutboxMessage]
         await uow.students.update_many(plan.updated)
     if plan.memberships:
         await uow.students.add_memberships(plan.memberships)
-    if messages:
-        await uow.outbox.add(messages)

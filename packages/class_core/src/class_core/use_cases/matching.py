@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -20,14 +19,12 @@ from class_core.errors import (
 )
 from class_core.events import (
     DomainEvent,
-    OutboxMessage,
     StudentCreatedV1,
     TeacherNotification,
-    build_outbox_message,
 )
 from class_core.matching import (
     SuggestionsMessage,
-    best_suggestion,
+    apply_suggestions,
     confirmed_event,
     count,
     keeps_suggestion,
@@ -46,7 +43,7 @@ from class_core.model import (
     placeholder_email,
 )
 from class_core.ports import UnitOfWork
-from class_core.runtime import RequestContext, Runtime, record_events
+from class_core.runtime import RequestContext, Runtime
 
 SUGGESTIONS_CONSUMER = "batch_author_matches"
 
@@ -155,51 +152,7 @@ async def ingest_suggestions(rt: Runtime, msg: SuggestionsMessage) -> IngestResu
         )
         essays = list(dict.fromkeys(m.essay_id for m in msg.matches))
         existing = await uow.batches.associations_by_essay(essays) if essays else {}
-        seen: set[UUID] = set()
-        new: list[Association] = []
-        changed: list[Association] = []
-        ignored = 0
-        for match in msg.matches:
-            if match.essay_id in seen:
-                continue
-            seen.add(match.essay_id)
-            best = best_suggestion(match.suggestions, members)
-            current = existing.get(match.essay_id)
-            if current is None:
-                new.append(
-                    Association(
-                        essay_id=match.essay_id,
-                        batch_id=batch.batch_id,
-                        class_id=cls.id,
-                        suggested_student_id=best.student_id if best else None,
-                        confidence_score=best.confidence_score if best else None,
-                        match_reasons=best.match_reasons if best else (),
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-            elif current.batch_id != batch.batch_id:
-                ignored += 1
-            elif current.is_pending:
-                suggestion = (
-                    (best.student_id, best.confidence_score, best.match_reasons)
-                    if best
-                    else (None, None, ())
-                )
-                stored = (
-                    current.suggested_student_id,
-                    current.confidence_score,
-                    current.match_reasons,
-                )
-                if suggestion == stored:
-                    continue  # a replay of the same suggestion changes nothing
-                (
-                    current.suggested_student_id,
-                    current.confidence_score,
-                    current.match_reasons,
-                ) = suggestion
-                current.updated_at = now
-                changed.append(current)
+        new, changed, ignored = apply_suggestions(batch, msg.matches, existing, members, now)
         if new:
             await uow.batches.add_associations(new)
         if changed:
@@ -211,8 +164,7 @@ async def ingest_suggestions(rt: Runtime, msg: SuggestionsMessage) -> IngestResu
                 outcome = IngestOutcome.FINALIZED_EMPTY
                 notes = await _finalize(uow, batch, cls, [], False, msg.correlation_id, now)
             else:
-                notes = await record_events(
-                    uow,
+                notes = uow.record(
                     [
                         notifications.associations_suggested(
                             cls.owner_id,
@@ -265,7 +217,7 @@ async def _names(uow: UnitOfWork, associations: Sequence[Association]) -> dict[U
 
 
 async def get_batch_associations(rt: Runtime, ctx: RequestContext, batch_id: UUID) -> BatchView:
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         batch, _ = await _owned_batch(uow, ctx.user_id, batch_id)
         associations = await uow.batches.associations(batch_id)
         names = await _names(uow, associations)
@@ -367,13 +319,6 @@ def _result(batch: Batch, associations: Sequence[Association]) -> ConfirmResult:
     )
 
 
-def _mark_finalized(batch: Batch, timeout_triggered: bool, now: datetime) -> None:
-    batch.status = BatchStatus.FINALIZED
-    batch.finalized_at = now
-    batch.updated_at = now
-    batch.timeout_triggered = timeout_triggered
-
-
 async def _finalize(
     uow: UnitOfWork,
     batch: Batch,
@@ -384,7 +329,7 @@ async def _finalize(
     now: datetime,
 ) -> list[TeacherNotification]:
     """Finalize: state change, the one confirmed event and the notification, together."""
-    _mark_finalized(batch, timeout_triggered, now)
+    batch.finalize(now, timeout_triggered=timeout_triggered)
     await uow.batches.update(batch)
     counts = count(associations)
     note = notifications.associations_confirmed(
@@ -400,7 +345,7 @@ async def _finalize(
         confirmed_event(batch, associations, timeout_triggered, now),
         note,
     ]
-    return await record_events(uow, events, correlation_id, now)
+    return uow.record(events, correlation_id, now)
 
 
 # --------------------------------------------------------------------------- timeout
@@ -495,7 +440,7 @@ async def _decide_by_timeout(
             a.decide(timeout, placeholders[d.cls.id].id, method, SYSTEM_TIMEOUT_USER, now)
         for a in d.keep:
             a.decide(timeout, a.suggested_student_id, method, SYSTEM_TIMEOUT_USER, now)
-        _mark_finalized(d.batch, True, now)
+        d.batch.finalize(now, timeout_triggered=True)
     return decisions
 
 
@@ -506,12 +451,11 @@ async def _store_timeout_decisions(uow: UnitOfWork, decisions: Sequence[_Timeout
     await uow.batches.update_many([d.batch for d in decisions])
 
 
-def _timeout_messages(
+def _timeout_events(
     rt: Runtime, d: _TimeoutDecision, now: datetime
-) -> tuple[list[OutboxMessage], TeacherNotification]:
-    """A finalized batch's outbox messages (what ``record_events`` would store) and its
-    notification: the placeholder's creation if it made it, the one confirmed event, the
-    notification."""
+) -> tuple[list[DomainEvent], TeacherNotification]:
+    """A finalized batch's events and its notification: the placeholder's creation if it
+    made it, the one confirmed event, the notification."""
     note = notifications.validation_timeout_processed(
         d.cls.owner_id,
         d.batch.batch_id,
@@ -525,11 +469,7 @@ def _timeout_messages(
     events: list[DomainEvent] = [confirmed_event(d.batch, d.associations, True, now), note]
     if d.placeholder_created is not None:
         events.insert(0, d.placeholder_created)
-    messages = [
-        build_outbox_message(e, event_id=uuid4(), correlation_id=d.correlation_id, at=now)
-        for e in events
-    ]
-    return messages, note
+    return events, note
 
 
 async def _finalize_by_timeout(
@@ -539,20 +479,12 @@ async def _finalize_by_timeout(
     number of statements whatever the number of batches. Each batch keeps its own
     correlation id, its one confirmed event and its notification."""
     decisions = await _decide_by_timeout(rt, uow, batches, now)
-    # The database applies the decisions while the events are rendered (Python only; nothing
-    # else uses the unit of work meanwhile): the two largest costs of a sweep overlap.
-    writes = asyncio.ensure_future(_store_timeout_decisions(uow, decisions))
-    messages: list[OutboxMessage] = []
+    await _store_timeout_decisions(uow, decisions)
     notes: list[TeacherNotification] = []
-    try:
-        for d in decisions:
-            await asyncio.sleep(0)  # let the writes go on (e.g. send a statement once prepared)
-            batch_messages, note = _timeout_messages(rt, d, now)
-            messages.extend(batch_messages)
-            notes.append(note)
-    finally:
-        await writes
-    await uow.outbox.add(messages)  # every batch's events in one insert
+    for d in decisions:  # each batch under its own correlation id; one insert at commit
+        events, note = _timeout_events(rt, d, now)
+        uow.record(events, d.correlation_id, now)
+        notes.append(note)
     results = [
         FinalizedBatch(d.batch.batch_id, d.cls.id, len(d.keep), len(d.unknown)) for d in decisions
     ]
@@ -598,7 +530,7 @@ async def expire_due_batches(rt: Runtime, per_transaction: int = 50) -> list[Fin
 
 async def decided_students(rt: Runtime, batch_id: UUID) -> list[DecidedEssay]:
     """Essays of a batch with a decided student (internal route); empty for unknown batches."""
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         associations = await uow.batches.associations(batch_id)
         decided = [a for a in associations if a.student_id is not None]
         students = await uow.students.get_unscoped_many(
@@ -612,7 +544,7 @@ async def decided_students(rt: Runtime, batch_id: UUID) -> list[DecidedEssay]:
 
 
 async def decided_student_for_essay(rt: Runtime, essay_id: UUID) -> DecidedEssay:
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         found = await uow.batches.associations_by_essay([essay_id])
         a = found.get(essay_id)
         if a is None or a.student_id is None:
@@ -626,13 +558,13 @@ async def decided_student_for_essay(rt: Runtime, essay_id: UUID) -> DecidedEssay
 async def batch_class_info(
     rt: Runtime, batch_ids: Sequence[UUID]
 ) -> dict[UUID, tuple[UUID, str] | None]:
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         info = await uow.batches.class_info(batch_ids)
     return {b: info.get(b) for b in batch_ids}
 
 
 async def list_pending_associations(rt: Runtime, limit: int = 1000) -> list[Association]:
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         return await uow.batches.pending_associations(limit)
 
 
@@ -650,7 +582,7 @@ class NamedAssociations:
 async def list_pending_associations_named(rt: Runtime, limit: int = 1000) -> NamedAssociations:
     """:func:`list_pending_associations` with the students' names, read in the same unit of
     work (an admin view: every owner's)."""
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         found = await uow.batches.pending_associations(limit)
         names = await _names(uow, found)
     return NamedAssociations(tuple(found), names)

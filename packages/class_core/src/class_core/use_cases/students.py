@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from enum import Enum
-from typing import Final
+from collections.abc import Callable, Sequence
 from uuid import UUID, uuid4
 
 from attrs import frozen
@@ -22,20 +20,14 @@ from class_core.events import (
     StudentCreatedV1,
     StudentDeletedV1,
     StudentUpdatedV1,
+    TeacherNotification,
 )
-from class_core.model import Page, SchoolClass, Student
+from class_core.model import UNSET as UNSET  # the commands' "not given", re-exported
+from class_core.model import Page, SchoolClass, Student, Unset
 from class_core.ports import UnitOfWork
 from class_core.queries import StudentQuery
-from class_core.runtime import RequestContext, Runtime, record_events
+from class_core.runtime import RequestContext, Runtime
 from class_core.text import clean_email, clean_name
-
-
-class _Unset(Enum):
-    UNSET = "UNSET"
-
-
-UNSET: Final = _Unset.UNSET
-"""Marks an optional field that was not given (as opposed to an explicit ``None``)."""
 
 
 @frozen
@@ -58,8 +50,8 @@ class UpdateStudent:
 
     first_name: str | None = None
     last_name: str | None = None
-    legal_full_name: str | _Unset | None = UNSET
-    email: str | _Unset | None = UNSET
+    legal_full_name: str | Unset | None = UNSET
+    email: str | Unset | None = UNSET
     add_class_ids: Sequence[UUID] = ()
     remove_class_ids: Sequence[UUID] = ()
 
@@ -123,6 +115,35 @@ async def owned_classes(
     return found
 
 
+async def _commit_change(
+    uow: UnitOfWork,
+    ctx: RequestContext,
+    student: Student,
+    event: StudentCreatedV1 | StudentUpdatedV1,
+    joined: Sequence[SchoolClass],
+) -> list[TeacherNotification]:
+    """Record a student's change (its event and one notification per class it joined, to
+    that class's owner) and commit; returns the notifications to push after the commit."""
+    at = event.timestamp
+    events: list[DomainEvent] = [event]
+    events += [
+        notifications.student_added_to_class(student, c, ctx.correlation_id, at) for c in joined
+    ]
+    notes = uow.record(events, ctx.correlation_id, at)
+    await uow.commit()
+    return notes
+
+
+async def _changeable_student(uow: UnitOfWork, owner_id: str, student_id: UUID) -> Student:
+    """The owner's student, unless it is missing (404) or the read-only placeholder."""
+    student = await uow.students.get(owner_id, student_id)
+    if student is None:
+        raise NotFoundError("Student", student_id)
+    if student.is_placeholder:
+        raise ResourceInUseError("The UNKNOWN placeholder student is read-only")
+    return student
+
+
 async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -> Student:
     """Create a student, optionally in classes; publishes ``StudentCreatedV1`` and tells the
     owner of each class joined."""
@@ -145,21 +166,16 @@ async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -
         # A taken email is refused by ``add`` itself (the port promises it; the SQL adapter's
         # unique constraint): no look-up first, one round trip less per new student.
         await uow.students.add(student)
-        events: list[DomainEvent] = [
-            StudentCreatedV1.of(student, tuple(class_ids), ctx.user_id, ctx.correlation_id, now)
-        ]
-        events += [
-            notifications.student_added_to_class(student, classes[c], ctx.correlation_id, now)
-            for c in class_ids
-        ]
-        notes = await record_events(uow, events, ctx.correlation_id, now)
-        await uow.commit()
+        created = StudentCreatedV1.of(
+            student, tuple(class_ids), ctx.user_id, ctx.correlation_id, now
+        )
+        notes = await _commit_change(uow, ctx, student, created, [classes[c] for c in class_ids])
     rt.notifier.publish(notes)
     return student
 
 
 async def get_student(rt: Runtime, ctx: RequestContext, student_id: UUID) -> Student:
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         student = await uow.students.get(ctx.user_id, student_id)
     if student is None:
         raise NotFoundError("Student", student_id)
@@ -167,10 +183,41 @@ async def get_student(rt: Runtime, ctx: RequestContext, student_id: UUID) -> Stu
 
 
 async def list_students(rt: Runtime, ctx: RequestContext, query: StudentQuery) -> Page[Student]:
-    async with rt.uow() as uow:
+    async with rt.read() as uow:
         if query.class_id is not None:
             await owned_classes(uow, ctx.user_id, [query.class_id])
         return await uow.students.search(ctx.user_id, query)
+
+
+def _clean_update(
+    cmd: UpdateStudent,
+) -> tuple[str | None, str | None, str | Unset | None, str | Unset | None]:
+    """The given names and email, cleaned; one error names every bad field."""
+    errors: list[FieldError] = []
+
+    def checked(value: str, clean: Callable[[str], str]) -> str:
+        try:
+            return clean(value)
+        except ValidationError as exc:
+            errors.extend(exc.errors)
+            return value
+
+    def name(value: str | None, field: str) -> str | None:
+        if value is None:
+            return None
+        return checked(value, lambda v: clean_name(v, f"person_name.{field}"))
+
+    first = name(cmd.first_name, "first_name")
+    last = name(cmd.last_name, "last_name")
+    legal = cmd.legal_full_name
+    if isinstance(legal, str):
+        legal = name(legal, "legal_full_name")
+    email = cmd.email
+    if isinstance(email, str):
+        email = checked(email, clean_email)
+    if errors:
+        raise ValidationError("Invalid student", errors)
+    return first, last, legal, email
 
 
 async def update_student(
@@ -183,48 +230,24 @@ async def update_student(
         raise ValidationError.for_field(
             "add_class_ids", "a class id may not be both added and removed"
         )
-    name, cleaned_email = _clean_name_and_email(
-        PersonName(
-            cmd.first_name if cmd.first_name is not None else "-",
-            cmd.last_name if cmd.last_name is not None else "-",
-            cmd.legal_full_name if isinstance(cmd.legal_full_name, str) else None,
-        ),
-        cmd.email if isinstance(cmd.email, str) else None,
-    )
-    first = name.first_name if cmd.first_name is not None else None
-    last = name.last_name if cmd.last_name is not None else None
-    legal: str | _Unset | None = cmd.legal_full_name
-    if isinstance(legal, str):
-        legal = name.legal_full_name
-    email: str | _Unset | None = cmd.email
-    if isinstance(email, str):
-        email = cleaned_email
+    first, last, legal, email = _clean_update(cmd)
     now = rt.now()
     async with rt.uow() as uow:
-        student = await uow.students.get(ctx.user_id, student_id)
-        if student is None:
-            raise NotFoundError("Student", student_id)
-        if student.is_placeholder:
-            raise ResourceInUseError("The UNKNOWN placeholder student is read-only")
+        student = await _changeable_student(uow, ctx.user_id, student_id)
         add_ids = _unique(cmd.add_class_ids)
         remove_ids = _unique(cmd.remove_class_ids)
         classes = await owned_classes(uow, ctx.user_id, add_ids + remove_ids)
-        current = set(student.class_ids)
-        added = [c for c in add_ids if c not in current]
-        removed = [c for c in remove_ids if c in current]
-
-        changed_fields = False
-        if first is not None and first != student.first_name:
-            student.first_name, changed_fields = first, True
-        if last is not None and last != student.last_name:
-            student.last_name, changed_fields = last, True
-        if not isinstance(legal, _Unset) and legal != student.legal_full_name:
-            student.legal_full_name, changed_fields = legal, True
-        if not isinstance(email, _Unset) and email != student.email:
-            if email is not None and await uow.students.by_emails(ctx.user_id, [email]):
-                raise DuplicateStudentEmailError()
-            student.email, changed_fields = email, True
-        if not changed_fields and not added and not removed:
+        if (
+            student.changes_email(email)
+            and isinstance(email, str)
+            and await uow.students.by_emails(ctx.user_id, [email])
+        ):
+            raise DuplicateStudentEmailError()
+        changed = student.rename(first, last, legal)
+        if student.changes_email(email):
+            student.email, changed = None if isinstance(email, Unset) else email, True
+        added, removed = student.join(add_ids), student.leave(remove_ids)
+        if not changed and not added and not removed:
             return student
 
         student.updated_at = now
@@ -233,28 +256,8 @@ async def update_student(
             await uow.students.add_memberships([(c, student.id) for c in added])
         if removed:
             await uow.students.remove_memberships([(c, student.id) for c in removed])
-        student.class_ids = tuple(
-            sorted([c for c in student.class_ids if c not in set(removed)] + added)
-        )
-        events: list[DomainEvent] = [
-            StudentUpdatedV1(
-                student.id,
-                student.first_name,
-                student.last_name,
-                student.email,
-                tuple(added) or None,
-                tuple(removed) or None,
-                ctx.user_id,
-                ctx.correlation_id,
-                now,
-            )
-        ]
-        events += [
-            notifications.student_added_to_class(student, classes[c], ctx.correlation_id, now)
-            for c in added
-        ]
-        notes = await record_events(uow, events, ctx.correlation_id, now)
-        await uow.commit()
+        updated = StudentUpdatedV1.of(student, added, removed, ctx.user_id, ctx.correlation_id, now)
+        notes = await _commit_change(uow, ctx, student, updated, [classes[c] for c in added])
     rt.notifier.publish(notes)
     return student
 
@@ -263,18 +266,13 @@ async def delete_student(rt: Runtime, ctx: RequestContext, student_id: UUID) -> 
     """Delete a student and its memberships; refused while an association names the student."""
     now = rt.now()
     async with rt.uow() as uow:
-        student = await uow.students.get(ctx.user_id, student_id)
-        if student is None:
-            raise NotFoundError("Student", student_id)
-        if student.is_placeholder:
-            raise ResourceInUseError("The UNKNOWN placeholder student is read-only")
+        student = await _changeable_student(uow, ctx.user_id, student_id)
         if await uow.batches.student_in_use(student_id):
             raise ResourceInUseError("The student is named by essay associations")
         if student.class_ids:
             await uow.students.remove_memberships([(c, student_id) for c in student.class_ids])
         await uow.students.delete(student_id)
-        await record_events(
-            uow,
+        uow.record(
             [StudentDeletedV1(student_id, student.class_ids, ctx.user_id, ctx.correlation_id, now)],
             ctx.correlation_id,
             now,

@@ -1,0 +1,105 @@
+"""Events recorded in a unit of work, kept as outbox messages until it commits.
+
+A use case records the events of its change with ``uow.record(events, correlation_id, at)``;
+the unit of work writes everything recorded to the outbox at :meth:`commit`, in one insert,
+in the same transaction (both adapters hold a :class:`RecordedEvents`). That is the one path
+from a change to the outbox: the API's use cases, the timeout sweep and the roster import
+alike. Each event gets its id and its envelope text here, once, so that neither changes
+across relay retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import overload
+from uuid import UUID
+
+from attrs import define, field
+
+from class_core.events import (
+    DomainEvent,
+    OutboxMessage,
+    TeacherNotification,
+    build_outbox_message,
+    notifications_of,
+)
+from class_core.ids import uuid4_many
+from class_core.ports import Outbox
+
+_Recorded = tuple[DomainEvent, UUID, UUID, datetime]  # event, its id, correlation id, time
+
+
+class RecordedMessages(Sequence[OutboxMessage]):
+    """The outbox messages of recorded events, each rendered once, when first read.
+
+    Rendered in order as the outbox adapter reads them, so that a bulk write (an import
+    chunk's ``COPY``) sends the first rows while the next are rendered; measured with
+    ``python -m bench --only import`` (docs/performance.md, issue 13). Ids were fixed when
+    the events were recorded; the text never changes once rendered.
+    """
+
+    def __init__(self, recorded: list[_Recorded]) -> None:
+        self._recorded = recorded
+        self._rendered: list[OutboxMessage] = []
+
+    def __len__(self) -> int:
+        return len(self._recorded)
+
+    def _upto(self, index: int) -> None:
+        rendered, recorded = self._rendered, self._recorded
+        for e, event_id, correlation_id, at in recorded[len(rendered) : index + 1]:
+            rendered.append(
+                build_outbox_message(e, event_id=event_id, correlation_id=correlation_id, at=at)
+            )
+
+    @overload
+    def __getitem__(self, index: int) -> OutboxMessage: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[OutboxMessage]: ...
+
+    def __getitem__(self, index: int | slice) -> OutboxMessage | Sequence[OutboxMessage]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        if index >= len(self._rendered):
+            self._upto(index)
+        return self._rendered[index]
+
+    def __iter__(self) -> Iterator[OutboxMessage]:
+        for i in range(len(self)):
+            yield self[i]
+
+
+@define
+class RecordedEvents:
+    """The events recorded so far in one unit of work, with their ids."""
+
+    recorded: list[_Recorded] = field(factory=list)
+
+    def record(
+        self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime
+    ) -> list[TeacherNotification]:
+        """Add the events (each gets its id now); returns the teacher notifications among them
+        (to be pushed to the real-time channel once the transaction has committed)."""
+        ids = uuid4_many(len(events))
+        self.recorded.extend(
+            (e, event_id, correlation_id, at) for e, event_id in zip(events, ids, strict=True)
+        )
+        return notifications_of(events)
+
+    async def write_to(self, outbox: Outbox) -> None:
+        """Write everything recorded to the outbox (at commit, in one insert) and forget it."""
+        messages = self.take()
+        if messages:
+            await outbox.add(messages)
+
+    def take(self) -> RecordedMessages:
+        """Everything recorded, as outbox messages, emptied (at commit, or when the unit of
+        work is entered)."""
+        taken, self.recorded = self.recorded, []
+        return RecordedMessages(taken)

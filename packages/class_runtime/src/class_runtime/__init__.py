@@ -1,0 +1,12 @@
+"""The composition of the core with its adapters, shared by every app and by embedding
+services: :func:`open_runtime` (settings → engine, notifier, runtime, outbox store, wake-ups)
+and :func:`sweep_once` (the one timeout-sweep job).
+
+It sits between the adapters and the apps (import-linter keeps it there): the apps import it,
+it imports the core and both adapter packages, nothing below imports it.
+"""
+
+from class_runtime.factory import OpenRuntime, matching_policy, open_runtime
+from class_runtime.sweep import SweepObserver, sweep_once
+
+__all__ = ["OpenRuntime", "SweepObserver", "matching_policy", "open_runtime", "sweep_once"]
