@@ -140,6 +140,33 @@ async def _commit_change(
     return notes
 
 
+async def _locked_student(uow: UnitOfWork, owner_id: str, student_id: UUID) -> Student:
+    """The owner's student, read locked until commit (contract §8), unless it is missing
+    (404; also when a concurrent delete removed it while this waited for the lock)."""
+    student = await uow.students.get(owner_id, student_id, lock=True)
+    if student is None:
+        raise NotFoundError("Student", student_id)
+    return student
+
+
+def _check_changeable(student: Student, if_match: IfMatch | None) -> None:
+    """412 unless ``If-Match`` names the stored version, then 409 for the read-only
+    placeholder (the contract's order)."""
+    check_if_match(if_match, student.version)
+    if student.is_placeholder:
+        raise ResourceInUseError("The UNKNOWN placeholder student is read-only")
+
+
+async def _changeable_student(
+    uow: UnitOfWork, owner_id: str, student_id: UUID, if_match: IfMatch | None
+) -> Student:
+    """The owner's student, locked, unless it is missing (404), at another version than
+    ``If-Match`` names (412) or the read-only placeholder (409)."""
+    student = await _locked_student(uow, owner_id, student_id)
+    _check_changeable(student, if_match)
+    return student
+
+
 async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -> Student:
     """Create a student, optionally in classes; publishes ``StudentCreatedV1`` and tells the
     owner of each class joined."""
@@ -234,18 +261,14 @@ async def update_student(
     remove_ids = _unique(cmd.remove_class_ids)
     async with rt.uow() as uow:
         classes = await uow.classes.get_many(ctx.user_id, add_ids + remove_ids, lock=True)
-        student = await uow.students.get(ctx.user_id, student_id, lock=True)
-        if student is None:
-            raise NotFoundError("Student", student_id)
+        student = await _locked_student(uow, ctx.user_id, student_id)
         # Contract §8's order: not found, then bad input (body or If-Match), then the version.
         if set(add_ids) & set(remove_ids):
             raise ValidationError.for_field(
                 "add_class_ids", "a class id may not be both added and removed"
             )
         first, last, legal, email = _clean_update(cmd)
-        check_if_match(if_match, student.version)
-        if student.is_placeholder:
-            raise ResourceInUseError("The UNKNOWN placeholder student is read-only")
+        _check_changeable(student, if_match)
         _all_found(classes, add_ids + remove_ids)
         if (
             student.changes_email(email)
@@ -282,12 +305,7 @@ async def delete_student(
     nothing (contract §8)."""
     now = rt.now()
     async with rt.uow() as uow:
-        student = await uow.students.get(ctx.user_id, student_id, lock=True)
-        if student is None:
-            raise NotFoundError("Student", student_id)
-        check_if_match(if_match, student.version)
-        if student.is_placeholder:
-            raise ResourceInUseError("The UNKNOWN placeholder student is read-only")
+        student = await _changeable_student(uow, ctx.user_id, student_id, if_match)
         if await uow.batches.student_in_use(student_id):
             raise ResourceInUseError("The student is named by essay associations")
         if student.class_ids:
