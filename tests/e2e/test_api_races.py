@@ -59,17 +59,28 @@ class Replicas:
         self.url = url
 
     async def both(
-        self, first: tuple[str, str, Any], second: tuple[str, str, Any]
+        self, first: tuple[str, str, Any], second: tuple[str, str, Any], round_no: int = 0
     ) -> tuple[httpx.Response, httpx.Response]:
-        """Send ``(method, path, json)`` to replica 1 and 2 at the same moment."""
+        """Send ``(method, path, json)`` to replica 1 and 2 at the same moment; from round to
+        round one of them starts up to 1.5 ms later, so that the rounds sweep through the
+        interleavings instead of repeating one."""
         barrier = asyncio.Barrier(2)
+        lag = (round_no % 4) * 0.0005
+        late_first = round_no % 8 >= 4
 
-        async def send(client: httpx.AsyncClient, request: tuple[str, str, Any]) -> httpx.Response:
+        async def send(
+            client: httpx.AsyncClient, request: tuple[str, str, Any], delay: float
+        ) -> httpx.Response:
             method, path, body = request
             await barrier.wait()
+            if delay:
+                await asyncio.sleep(delay)
             return await client.request(method, path, json=body, headers=A)
 
-        r1, r2 = await asyncio.gather(send(self.clients[0], first), send(self.clients[1], second))
+        r1, r2 = await asyncio.gather(
+            send(self.clients[0], first, lag if late_first else 0.0),
+            send(self.clients[1], second, 0.0 if late_first else lag),
+        )
         return r1, r2
 
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +182,7 @@ async def test_put_vs_put_on_different_fields_of_a_student(replicas: Replicas) -
         r1, r2 = await replicas.both(
             ("PUT", path, {"person_name": {"first_name": f"Renamed{n}"}}),
             ("PUT", path, {"email": new_email}),
+            n,
         )
         assert (r1.status_code, r2.status_code) == (200, 200), (r1.text, r2.text)
         stored = (await replicas.get(path)).json()
@@ -196,7 +208,7 @@ async def test_put_vs_put_on_different_fields_of_a_class(replicas: Replicas) -> 
         cls = await replicas.create("/v1/classes", {"name": f"Race {n}", "course_codes": ["ENG5"]})
         path = f"/v1/classes/{cls['id']}"
         r1, r2 = await replicas.both(
-            ("PUT", path, {"name": f"Renamed {n}"}), ("PUT", path, {"course_codes": ["SV1"]})
+            ("PUT", path, {"name": f"Renamed {n}"}), ("PUT", path, {"course_codes": ["SV1"]}), n
         )
         assert (r1.status_code, r2.status_code) == (200, 200), (r1.text, r2.text)
         stored = (await replicas.get(path)).json()
@@ -259,7 +271,7 @@ async def test_put_vs_delete(replicas: Replicas, kind: str) -> None:
             obj = await replicas.create("/v1/classes", {"name": f"C{n}", "course_codes": ["ENG5"]})
             path, change = f"/v1/classes/{obj['id']}", {"name": f"Renamed {n}"}
             updated_topic = CLASS_UPDATED
-        put, delete = await replicas.both(("PUT", path, change), ("DELETE", path, None))
+        put, delete = await replicas.both(("PUT", path, change), ("DELETE", path, None), n)
         assert delete.status_code == 200, delete.text
         assert put.status_code in (200, 404), put.text
         outcomes.add(put.status_code)
@@ -285,7 +297,7 @@ async def test_delete_vs_delete(replicas: Replicas, kind: str) -> None:
         else:
             obj = await replicas.create("/v1/classes", {"name": f"D{n}", "course_codes": ["ENG5"]})
             path, created = f"/v1/classes/{obj['id']}", CLASS_CREATED
-        r1, r2 = await replicas.both(("DELETE", path, None), ("DELETE", path, None))
+        r1, r2 = await replicas.both(("DELETE", path, None), ("DELETE", path, None), n)
         assert sorted([r1.status_code, r2.status_code]) == [200, 404], (r1.text, r2.text)
         events = await replicas.outbox(obj["id"])
         assert_outbox_invariants(events)
@@ -309,6 +321,7 @@ async def test_class_delete_vs_member_put(replicas: Replicas) -> None:
         put, delete = await replicas.both(
             ("PUT", s_path, {"person_name": {"first_name": f"P{n}"}}),
             ("DELETE", f"/v1/classes/{cls['id']}", None),
+            n,
         )
         assert (put.status_code, delete.status_code) == (200, 200), (put.text, delete.text)
         stored = (await replicas.get(s_path)).json()
