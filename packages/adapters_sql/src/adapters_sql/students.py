@@ -129,7 +129,7 @@ _ROSTER = (
 )
 
 
-def _class_ids_of(student_id: ColumnElement[UUID]) -> ColumnElement[list[UUID]]:
+def _class_ids_of(student_id: ColumnElement[UUID]) -> ColumnElement[Sequence[UUID]]:
     """PostgreSQL: the class ids of the row's student as one array column, read through
     ``ix_cms_class_students_student_id`` per student. Joining the memberships instead was
     planned, with statistics older than a bulk import, as a hash join over a sequential scan
