@@ -17,6 +17,7 @@ creates through the service.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import asyncpg
@@ -31,8 +32,8 @@ class ScaleSize:
     students_per_class: int
     essays_per_batch: int = 20
     batch_every: int = 2  # one class in this many has a batch
-    pending_outbox_every: int = 100  # one outbox row in this many is still unpublished
-    due_batch_every: int = 200  # one batch in this many is pending past its deadline
+    pending_outbox_every: int = 100  # one outbox row in this many is unpublished (0: none)
+    due_batch_every: int = 200  # one batch in this many is pending past its deadline (0: none)
     # Year groups: a few owners' whole schools imported into a few large classes each (as
     # ``class-admin import students`` with a class column makes them).
     big_classes: int = 0
@@ -74,6 +75,11 @@ _LAST = (
     "'Karlsson','Larsson','Lind','Nilsson','Nyberg','Persson','Sjöberg','Svensson','Öberg',"
     "'Wallin','Åkesson','Lundqvist']"
 )
+
+
+def _every(column: str, every: int) -> str:
+    """SQL: one row in ``every`` (none when 0)."""
+    return f"{column} % {every} = 0" if every > 0 else "false"
 
 
 def _statements(size: ScaleSize) -> list[str]:
@@ -153,7 +159,7 @@ def _statements(size: ScaleSize) -> list[str]:
         SELECT md5('b' || b)::uuid, md5('c' || (b * {every}))::uuid,
                '{OWNER_PREFIX}' || ((b * {every}) / {c}), 'ENG5',
                CASE WHEN b % 10 = 0 THEN 'pending' ELSE 'finalized' END,
-               CASE WHEN b % {size.due_batch_every} = 0 THEN now() - interval '1 hour'
+               CASE WHEN {_every("b", size.due_batch_every)} THEN now() - interval '1 hour'
                     ELSE now() + interval '1 day' - make_interval(secs => b) END,
                now() - make_interval(secs => b), now() - make_interval(secs => b),
                CASE WHEN b % 10 = 0 THEN NULL ELSE now() END, false
@@ -185,7 +191,7 @@ def _statements(size: ScaleSize) -> list[str]:
                md5('s' || i)::text,
                '{{"seeded": true}}', '{{}}'::jsonb, now() - make_interval(secs => i), 0,
                now() - make_interval(secs => i),
-               CASE WHEN i % {size.pending_outbox_every} = 0 THEN NULL
+               CASE WHEN {_every("i", size.pending_outbox_every)} THEN NULL
                     ELSE now() - make_interval(secs => i) END
         FROM generate_series(1, {size.students + size.essays}) AS i
         """,
@@ -199,6 +205,15 @@ async def seed(conn: asyncpg.Connection, size: ScaleSize, *, analyze: bool = Tru
             await conn.execute(statement)
     if analyze:
         await conn.execute("ANALYZE")
+
+
+async def settle(conn: asyncpg.Connection) -> None:
+    """What a live database's background work has done by the time its data is old:
+    ``VACUUM (ANALYZE)`` (visibility map, hint bits) and a ``CHECKPOINT`` (needs superuser;
+    skipped otherwise), so that a measurement right after seeding does not pay for them."""
+    await conn.execute("VACUUM (ANALYZE)")
+    with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+        await conn.execute("CHECKPOINT")
 
 
 def seeded_owner(n: int) -> str:

@@ -72,3 +72,31 @@ def test_bench_command_line_answers() -> None:
     assert done.returncode == 0, done.stderr
     assert "--only" in done.stdout
     assert "--quick" in done.stdout
+
+
+async def test_scale_benchmark_runs(pg_database_factory: object) -> None:
+    from bench import scale_bench
+
+    url = await pg_database_factory(migrated=True)  # type: ignore[operator]
+    rows = await scale_bench.run(
+        url,
+        owners=20,
+        duration=0.2,
+        warmup=0.05,
+        importing_owners=2,
+        owner_import_rows=40,
+        class_import_rows=40,
+        import_rows=100,
+    )
+    _check(
+        rows,
+        {
+            "scale GET class",
+            "scale GET roster (internal key) p95",
+            "scale POST student",
+            "scale relay fetch",
+            "scale sweep (due-batch look-up)",
+            "class-admin import students (100 rows)",
+            "class-admin import peak RSS",
+        },
+    )
