@@ -39,6 +39,7 @@ def _sizes(quick: bool) -> dict[str, dict[str, Any]]:
                 "owners": 200,
                 "duration": 1.0,
                 "warmup": 0.2,
+                "rounds": 1,
                 "importing_owners": 3,
                 "owner_import_rows": 300,
                 "class_import_rows": 1_000,

@@ -1,25 +1,29 @@
 """Scale: a teacher's reads cost the same whatever the database holds.
 
-One fresh database, one run:
+Two databases, one run:
 
-1. A teacher's data through the real use cases: a class of 30 students, a batch of 30 decided
-   essays, a class to create students in.
-2. **Before**: every hot route of ``class-api`` (one uvicorn worker, as deployed) under load
-   from :mod:`bench.loadgen` — class, class list, roster (owner and internal key), students of
-   a class, student search ``q``, batch view, class-info, student-names, POST student — and,
-   in-process, the sweep's due-batch look-up (``expire_due_batches`` with nothing due) and the
-   relay's fetch (``fetch_ready`` with 100 events waiting).
-3. :mod:`bench.scale_seed` adds ``owners`` × ``classes_per_owner`` × ``students_per_class``
-   students of other owners (≥ 1,000,000 in ≥ 10,000 owners' classes), their memberships,
-   batches, associations and outbox rows, server-side, then ``ANALYZE``.
-4. **After**: the same measurements. Targets per route: after/before throughput ≥ 0.9 and
-   P95 ≤ 1.2×.
-5. Imports on the full database: ten owners import files of the same size one after the
-   other (the tenth within 1.5× of the first's time); one owner imports into 1,000 classes and
-   another the same number of rows into 10 (per-student rate ≥ 0.9× of the 10 classes');
-   ``class-admin import students`` (the real command, its own process) of ``import_rows`` rows
-   against a raw asyncpg ``COPY`` of the same rows into the same three tables (students,
-   memberships, outbox) in the same database (≥ 60 %), with the command's peak RSS.
+1. **before**: a fresh database with a teacher's data only, made through the real use cases
+   (a class of 30 students, a batch of 30 decided essays, a class to create students in);
+2. **after**: the same teacher's data, then :mod:`bench.scale_seed` adds ``owners`` ×
+   ``classes_per_owner`` × ``students_per_class`` students of other owners (≥ 1,000,000 in
+   ≥ 10,000 owners' classes by default), their memberships, batches, associations and outbox
+   rows, server-side, then ``VACUUM (ANALYZE)`` and ``CHECKPOINT``.
+
+A ``class-api`` (one uvicorn worker, as deployed) serves each database. Every hot route —
+class, class list, roster (owner and internal key), students of a class, student search
+``q``, batch view, class-info, student-names, POST student — is loaded by
+:mod:`bench.loadgen`, and the sweep's due-batch look-up (``expire_due_batches`` with nothing
+due) and the relay's fetch (``fetch_ready`` with 100 events waiting) are timed in-process, on
+both databases alternately (before, after; after, before; …) so that the shared machine's
+background load falls on both alike. Targets per route: after/before throughput ≥ 0.9 and
+P95 ≤ 1.2×.
+
+Then, on the seeded database: ten owners import files of the same size one after the other
+(the last within 1.5× of the first's time); one owner imports into its 1,000 existing classes
+and another the same number of rows into its 10 (per-student rate ≥ 0.9× of the 10 classes');
+``class-admin import students`` (the real command, its own process) of ``import_rows`` rows
+against a raw asyncpg ``COPY`` of as many rows into the same three tables (students,
+memberships, outbox) in the same database (≥ 60 %), with the command's peak RSS.
 """
 
 from __future__ import annotations
@@ -42,10 +46,10 @@ from sqlalchemy.engine import make_url
 from adapters_sql import SqlOutboxStore, build_sql_runtime, create_engine
 from bench.http_bench import _checked, _env, _server, api_argv
 from bench.import_bench import write_roster
-from bench.loadgen import LoadResult, LoadSpec, percentile, run_in_process
+from bench.loadgen import LoadSpec, percentile, run_in_process
 from bench.results import Measurement
 from bench.scale_seed import ScaleSize, seed, settle
-from bench.services import free_port
+from bench.services import free_port, fresh_database
 from class_cli.gc_tuning import fewer_collections
 from class_cli.roster_csv import open_roster
 from class_core.model import Association, Batch, BatchStatus, ValidationMethod, ValidationStatus
@@ -121,34 +125,24 @@ def _routes(t: Teacher) -> dict[str, tuple[str, str, dict[str, str]]]:
     }
 
 
-async def _http(
-    port: int, t: Teacher, phase: str, duration: float, warmup: float
-) -> dict[str, Figure]:
-    figures: dict[str, Figure] = {}
-    for name, (path, method, headers) in _routes(t).items():
-        post = method == "POST"
-        body = (
-            '{"person_name": {"first_name": "Scale", "last_name": "Student {n}"}, '
-            f'"email": "s{{n}}.{phase}.{{run}}@scale.example", "class_ids": ["{t.write_class}"]}}'
-        )
-        spec = LoadSpec(
-            port=port,
-            method=method,
-            path=path,
-            connections=POST_CONNECTIONS if post else GET_CONNECTIONS,
-            duration=duration,
-            warmup=warmup,
-            headers=headers,
-            body_template=body if post else None,
-            expect_status=201 if post else 200,
-        )
-        result: LoadResult = _checked(await run_in_process(spec), f"{phase} {name}")
-        figures[name] = Figure(result.rate, result.p95_ms)
-        print(
-            f"  scale {phase} {name}: {result.rate:,.0f}/s, p95 {result.p95_ms:.1f} ms",
-            file=sys.stderr,
-        )
-    return figures
+def _spec(port: int, t: Teacher, name: str, phase: str, duration: float, warmup: float) -> LoadSpec:
+    path, method, headers = _routes(t)[name]
+    post = method == "POST"
+    body = (
+        '{"person_name": {"first_name": "Scale", "last_name": "Student {n}"}, '
+        f'"email": "s{{n}}.{phase}.{{run}}@scale.example", "class_ids": ["{t.write_class}"]}}'
+    )
+    return LoadSpec(
+        port=port,
+        method=method,
+        path=path,
+        connections=POST_CONNECTIONS if post else GET_CONNECTIONS,
+        duration=duration,
+        warmup=warmup,
+        headers=headers,
+        body_template=body if post else None,
+        expect_status=201 if post else 200,
+    )
 
 
 async def _timed_calls(call: Callable[[], Awaitable[object]], duration: float) -> Figure:
@@ -195,12 +189,54 @@ async def _in_process(url: str, rt: Runtime, duration: float) -> dict[str, Figur
     return figures
 
 
-async def _phase(
-    url: str, rt: Runtime, port: int, t: Teacher, phase: str, duration: float, warmup: float
-) -> dict[str, Figure]:
-    figures = await _in_process(url, rt, duration)
-    figures.update(await _http(port, t, phase, duration, warmup))
-    return figures
+@dataclass(frozen=True)
+class Side:
+    """One database and its server: ``before`` (the teacher alone) or ``after`` (seeded)."""
+
+    phase: str
+    url: str
+    rt: Runtime
+    port: int
+    teacher: Teacher
+
+
+def _mean(figures: list[Figure]) -> Figure:
+    return Figure(
+        sum(f.rate for f in figures) / len(figures), sum(f.p95_ms for f in figures) / len(figures)
+    )
+
+
+async def _alternating(
+    sides: tuple[Side, Side], rounds: int, duration: float, warmup: float
+) -> dict[str, dict[str, Figure]]:
+    """Every measurement on both databases, alternately (before, after; then after, before;
+    …), so that the shared machine's background load falls on both alike."""
+    found: dict[str, dict[str, list[Figure]]] = {s.phase: {} for s in sides}
+
+    def add(side: Side, name: str, figure: Figure) -> None:
+        found[side.phase].setdefault(name, []).append(figure)
+        print(
+            f"  scale {side.phase} {name}: {figure.rate:,.0f}/s, p95 {figure.p95_ms:.1f} ms",
+            file=sys.stderr,
+        )
+
+    def orders() -> list[tuple[Side, Side]]:
+        return [sides if r % 2 == 0 else (sides[1], sides[0]) for r in range(rounds)]
+
+    for order in orders():
+        for side in order:
+            for name, figure in (await _in_process(side.url, side.rt, duration)).items():
+                add(side, name, figure)
+    for name in _routes(sides[0].teacher):
+        for order in orders():
+            for side in order:
+                spec = _spec(side.port, side.teacher, name, side.phase, duration, warmup)
+                result = _checked(await run_in_process(spec), f"{side.phase} {name}")
+                add(side, name, Figure(result.rate, result.p95_ms))
+    return {
+        phase: {name: _mean(figures) for name, figures in by_name.items()}
+        for phase, by_name in found.items()
+    }
 
 
 # --------------------------------------------------------------------------- imports
@@ -356,14 +392,15 @@ async def run(
     owners: int = 10_000,
     classes_per_owner: int = 4,
     students_per_class: int = 25,
-    duration: float = 4.0,
-    warmup: float = 1.0,
+    duration: float = 3.0,
+    warmup: float = 0.5,
+    rounds: int = 2,
     importing_owners: int = 10,
     owner_import_rows: int = 5_000,
     class_import_rows: int = 10_000,
     import_rows: int = 1_000_000,
 ) -> list[Measurement]:
-    url = _plain(pg_url)
+    small_url = _plain(pg_url)
     size = ScaleSize(
         owners=owners,
         classes_per_owner=classes_per_owner,
@@ -371,56 +408,69 @@ async def run(
         due_batch_every=0,  # nothing due: the sweep measures its look-up
         pending_outbox_every=0,  # everything published: the relay fetches the teacher's rows
     )
-    engine = create_engine(url, pool_size=4, max_overflow=0)
-    rt = build_sql_runtime(engine)
-    env = _env(url)
-    env["CLASS_MANAGEMENT_SERVICE_INTERNAL_API_KEY"] = INTERNAL_KEY
-    port = free_port()
-    loads: dict[str, str] = {}
-    try:
-        teacher = await _teacher(rt)
-        loads["before"] = _load()
-        with _server(api_argv(port), port, env):
-            before = await _phase(url, rt, port, teacher, "before", duration, warmup)
-        conn = await asyncpg.connect(url)
+    loads: dict[str, str] = {"start": _load()}
+    async with fresh_database() as big_url:
+        small_engine = create_engine(small_url, pool_size=4, max_overflow=0)
+        big_engine = create_engine(big_url, pool_size=4, max_overflow=0)
         try:
-            started = time.perf_counter()
-            await seed(conn, size)
-            seed_seconds = time.perf_counter() - started
-            await settle(conn)
-            counts = await conn.fetchrow(
-                "SELECT (SELECT count(*) FROM cms_students) AS students, "
-                "(SELECT count(*) FROM cms_classes) AS classes, "
-                "(SELECT count(DISTINCT owner_id) FROM cms_classes) AS owners, "
-                "(SELECT count(*) FROM cms_essay_associations) AS associations, "
-                "(SELECT count(*) FROM cms_outbox) AS outbox"
-            )
+            small_rt, big_rt = build_sql_runtime(small_engine), build_sql_runtime(big_engine)
+            small_teacher, big_teacher = await _teacher(small_rt), await _teacher(big_rt)
+            conn = await asyncpg.connect(big_url)
+            try:
+                started = time.perf_counter()
+                await seed(conn, size)
+                seed_seconds = time.perf_counter() - started
+                await settle(conn)
+                counts = await conn.fetchrow(
+                    "SELECT (SELECT count(*) FROM cms_students) AS students, "
+                    "(SELECT count(*) FROM cms_classes) AS classes, "
+                    "(SELECT count(DISTINCT owner_id) FROM cms_classes) AS owners, "
+                    "(SELECT count(*) FROM cms_essay_associations) AS associations, "
+                    "(SELECT count(*) FROM cms_outbox) AS outbox"
+                )
+            finally:
+                await conn.close()
+            print(f"  scale seeded {dict(counts)} in {seed_seconds:.0f} s", file=sys.stderr)
+            small_port, big_port = free_port(), free_port()
+            loads["routes"] = _load()
+            with (
+                _server(api_argv(small_port), small_port, _server_env(small_url)),
+                _server(api_argv(big_port), big_port, _server_env(big_url)),
+            ):
+                figures = await _alternating(
+                    (
+                        Side("before", small_url, small_rt, small_port, small_teacher),
+                        Side("after", big_url, big_rt, big_port, big_teacher),
+                    ),
+                    rounds,
+                    duration,
+                    warmup,
+                )
+            loads["imports"] = _load()
+            with tempfile.TemporaryDirectory() as tmp_name:
+                tmp = Path(tmp_name)
+                owner_seconds = await _owner_imports(
+                    big_rt, tmp, importing_owners, owner_import_rows, 30
+                )
+                many_classes = min(1_000, class_import_rows)
+                many = await _into_existing(
+                    big_rt, tmp, "scale-1000-classes", many_classes, class_import_rows
+                )
+                few = await _into_existing(big_rt, tmp, "scale-10-classes", 10, class_import_rows)
+                big_path = tmp / "big.csv"
+                write_roster(big_path, import_rows)
+                cli_seconds, rss_kib = _run_cli_import(big_url, big_path, "scale-big-import")
+            copy_seconds = await _copy_seconds(big_url, import_rows)
         finally:
-            await conn.close()
-        print(f"  scale seeded {dict(counts)} in {seed_seconds:.0f} s", file=sys.stderr)
-        loads["after"] = _load()
-        with _server(api_argv(port), port, env):
-            after = await _phase(url, rt, port, teacher, "after", duration, warmup)
-        loads["imports"] = _load()
-        with tempfile.TemporaryDirectory() as tmp_name:
-            tmp = Path(tmp_name)
-            owner_seconds = await _owner_imports(rt, tmp, importing_owners, owner_import_rows, 30)
-            many_classes = min(1_000, class_import_rows)
-            many = await _into_existing(
-                rt, tmp, "scale-1000-classes", many_classes, class_import_rows
-            )
-            few = await _into_existing(rt, tmp, "scale-10-classes", 10, class_import_rows)
-            big_path = tmp / "big.csv"
-            write_roster(big_path, import_rows)
-            cli_seconds, rss_kib = _run_cli_import(url, big_path, "scale-big-import")
-        copy_seconds = await _copy_seconds(url, import_rows)
-    finally:
-        await engine.dispose()
+            await small_engine.dispose()
+            await big_engine.dispose()
+    before, after = figures["before"], figures["after"]
     note = (
         f"{counts['students']:,} students, {counts['classes']:,} classes of "
         f"{counts['owners']:,} owners, {counts['associations']:,} associations, "
         f"{counts['outbox']:,} outbox rows; seeded in {seed_seconds:.0f} s; "
-        f"load {loads['before']} / {loads['after']}"
+        f"{rounds} alternating rounds of {duration:g} s; load {loads['start']} / "
+        f"{loads['routes']}"
     )
     rows = _route_rows(before, after, note)
     first, tenth = owner_seconds[0], owner_seconds[-1]
@@ -489,6 +539,12 @@ def _route_rows(
             )
         )
     return rows
+
+
+def _server_env(url: str) -> dict[str, str]:
+    env = _env(url)
+    env["CLASS_MANAGEMENT_SERVICE_INTERNAL_API_KEY"] = INTERNAL_KEY
+    return env
 
 
 def _load() -> str:

@@ -83,6 +83,7 @@ async def test_scale_benchmark_runs(pg_database_factory: object) -> None:
         owners=20,
         duration=0.2,
         warmup=0.05,
+        rounds=1,
         importing_owners=2,
         owner_import_rows=40,
         class_import_rows=40,
