@@ -51,6 +51,8 @@ def _sizes(quick: bool) -> dict[str, dict[str, Any]]:
         "import": {"rows": 100_000},
         "matching": {"batches": 100, "essays_per_batch": 200},
         "relay": {"prefill": 20_000, "rate": 200.0, "seconds": 10.0},
+        # >= 1,000,000 students of 10,000 owners; several minutes (docs/performance.md).
+        "scale": {},
     }
 
 

@@ -101,3 +101,9 @@ async def test_scale_benchmark_runs(pg_database_factory: object) -> None:
             "class-admin import peak RSS",
         },
     )
+
+
+def test_every_benchmark_has_sizes_in_both_modes() -> None:
+    from bench.__main__ import NAMES, _sizes
+
+    assert set(_sizes(quick=True)) == set(NAMES) == set(_sizes(quick=False))
