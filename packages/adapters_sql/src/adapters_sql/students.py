@@ -13,6 +13,7 @@ from sqlalchemy import (
     RowMapping,
     Text,
     Uuid,
+    any_,
     bindparam,
     delete,
     exists,
@@ -144,10 +145,20 @@ def _class_ids_of(student_id: ColumnElement[UUID]) -> ColumnElement[Sequence[UUI
     return type_coerce(func.array(ids), postgresql.ARRAY(Uuid())).label("class_ids")
 
 
+# The class's members as one array (an index range of pk_cms_class_students), then the
+# students by primary key: a join of the members with cms_students was planned, with
+# statistics that make classes look thousands strong, as a hash join over every student.
+_member_ids = (
+    select(class_students.c.student_id)
+    .where(class_students.c.class_id == bindparam("class_id"))
+    .scalar_subquery()
+)
 _ROSTER_PG = (
     select(students, _class_ids_of(students.c.id))
-    .select_from(_roster_from)
-    .where(*_roster_where)
+    .where(
+        students.c.id == any_(func.array(_member_ids)),
+        students.c.is_placeholder == false(),
+    )
     .order_by(*_ORDER)
 )
 
