@@ -575,8 +575,8 @@ async def test_student_repository_methods(backend: Backend) -> None:
         assert len(await uow.students.roster(c2.id)) == 2
 
 
-async def test_placeholder_is_created_once_and_hidden_from_counts(backend: Backend) -> None:
-    b = backend
+async def test_placeholder_is_created_once_and_hidden_from_counts(any_backend: Backend) -> None:
+    b = any_backend
     cls = await new_class(b)
     member = await new_student(b, class_ids=(cls.id,))
     now = b.clock.now()
@@ -599,6 +599,9 @@ async def test_placeholder_is_created_once_and_hidden_from_counts(backend: Backe
         assert await uow.students.members_among(cls.id, [candidate.id, member.id]) == {member.id}
         assert [s.id for s in await uow.students.roster(cls.id)] == [member.id]
     assert (await get_class(b.rt, ctx(), cls.id)).student_count == 1
+    assert [c.student_count for c in (await list_classes(b.rt, ctx(), ClassQuery())).items] == [1]
+    async with b.uow() as uow:
+        assert [c.student_count for c in await uow.classes.find_by_name(T1, cls.name)] == [1]
     listed = await list_students(b.rt, ctx(), StudentQuery.build(class_id=cls.id))
     assert {(s.id, s.is_placeholder) for s in listed.items} == {
         (member.id, False),
