@@ -307,6 +307,10 @@ async def test_class_list_orders_filters_and_counts(backend: Backend) -> None:
         found = await uow.classes.find_by_name(T1, "  åsa EXTRA ")
         assert [c.id for c in found] == [tie_a.id]
         assert await uow.classes.find_by_name(T2, "åsa extra") == []
+        several = await uow.classes.find_by_names(T1, ["  åsa EXTRA ", "no such class"])
+        assert {k: [c.id for c in v] for k, v in several.items()} == {"åsa extra": [tie_a.id]}
+        assert await uow.classes.find_by_names(T2, ["åsa extra"]) == {}
+        assert await uow.classes.find_by_names(T1, []) == {}
 
 
 async def test_class_update_publishes_only_real_changes(backend: Backend) -> None:

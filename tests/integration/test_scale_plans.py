@@ -149,6 +149,10 @@ def _hot_reads(s: Seeded) -> dict[str, Callable[[], Awaitable[object]]]:
         async with s.rt.uow() as uow:
             return await uow.classes.find_by_name(s.owner, f"  {s.class_name.upper()} ")
 
+    async def find_classes_by_names() -> object:
+        async with s.rt.uow() as uow:
+            return await uow.classes.find_by_names(s.owner, [s.class_name, "Klass 99"])
+
     return {
         "class": lambda: get_class(s.rt, ctx, s.class_id),
         "class list": lambda: list_classes(s.rt, ctx, ClassQuery.build()),
@@ -173,6 +177,7 @@ def _hot_reads(s: Seeded) -> dict[str, Callable[[], Awaitable[object]]]:
         "student-names": lambda: decided_students(s.rt, s.batch_id),
         "association by essay": lambda: decided_student_for_essay(s.rt, s.essay_id),
         "import: class by name": find_class_by_name,
+        "import: classes by names": find_classes_by_names,
         "POST student": lambda: create_student(
             s.rt, ctx, CreateStudent(PersonName("Plan", "Probe"), None, (s.class_id,))
         ),
@@ -199,6 +204,7 @@ HOT_READS = [
     "student-names",
     "association by essay",
     "import: class by name",
+    "import: classes by names",
     "POST student",
     "relay fetch",
     "timeout sweep",

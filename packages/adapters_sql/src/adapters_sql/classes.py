@@ -6,7 +6,20 @@ from collections.abc import Collection
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Label, Select, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Label,
+    Select,
+    Text,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from adapters_sql.mapping import class_from_row, class_row
 from adapters_sql.schema import class_students, classes, students
@@ -67,6 +80,23 @@ _BY_SEARCH_KEY = (
     .where(
         classes.c.owner_id == bindparam("owner_id"),
         classes.c.search_key == bindparam("search_key"),
+    )
+    .order_by(classes.c.created_at, classes.c.id)
+)
+# Several names at once (an import's chunk): one statement instead of one per name.
+_BY_SEARCH_KEYS = (
+    select(classes, _student_count)
+    .where(
+        classes.c.owner_id == bindparam("owner_id"),
+        classes.c.search_key.in_(bindparam("search_keys", expanding=True)),
+    )
+    .order_by(classes.c.created_at, classes.c.id)
+)
+_BY_SEARCH_KEYS_PG = (
+    select(classes, _student_count)
+    .where(
+        classes.c.owner_id == bindparam("owner_id"),
+        classes.c.search_key == any_(bindparam("search_keys", type_=ARRAY(Text()))),
     )
     .order_by(classes.c.created_at, classes.c.id)
 )
@@ -158,6 +188,27 @@ class SqlClassRepository:
             for r in result.mappings()
             if r["name"].strip().casefold() == wanted
         ]
+
+    async def find_by_names(
+        self, owner_id: str, names: Collection[str]
+    ) -> dict[str, list[SchoolClass]]:
+        wanted = {name.strip().casefold() for name in names}
+        if not wanted:
+            return {}
+        params = {
+            "owner_id": owner_id,
+            "search_keys": sorted({search_key(name.strip()) for name in names}),
+        }
+        if self._tx.is_postgresql:
+            rows = await self._tx.fetch_rows(_BY_SEARCH_KEYS_PG, params)
+        else:
+            rows = list((await self._tx.execute(_BY_SEARCH_KEYS, params)).mappings())
+        found: dict[str, list[SchoolClass]] = {}
+        for r in rows:
+            key = r["name"].strip().casefold()
+            if key in wanted:
+                found.setdefault(key, []).append(class_from_row(r, r["student_count"]))
+        return found
 
     async def update(self, cls: SchoolClass) -> None:
         row = class_row(cls)
