@@ -81,8 +81,10 @@ async def test_scale_benchmark_runs(pg_database_factory: object) -> None:
     rows = await scale_bench.run(
         url,
         owners=20,
-        duration=0.2,
-        warmup=0.05,
+        # Long enough for a loaded machine to finish a request in each window (an empty
+        # window fails the run, as any benchmark's does).
+        duration=0.5,
+        warmup=0.2,
         rounds=1,
         importing_owners=2,
         owner_import_rows=40,
