@@ -1,7 +1,7 @@
 """Versions of classes and students (contract §8): 1 for every existing row.
 
 Revision ID: r0020_versions
-Revises: r0014_versions
+Revises: r0015_scale
 Create Date: 2026-12-06
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "r0020_versions"
-down_revision: str | None = "r0014_versions"
+down_revision: str | None = "r0015_scale"
 branch_labels: str | None = None
 depends_on: str | None = None
 
