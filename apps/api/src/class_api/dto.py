@@ -15,7 +15,8 @@ import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from class_core.courses import COURSES_BY_CODE, Course
-from class_core.model import Association, Page, SchoolClass, Student
+from class_core.errors import ValidationError
+from class_core.model import Association, BatchSummary, Page, SchoolClass, Student
 from class_core.use_cases.classes import CreateClass, UpdateClass
 from class_core.use_cases.matching import (
     BatchView,
@@ -127,6 +128,22 @@ class ConfirmIn(_Input):
         return [ConfirmItem(a.essay_id, a.confirmed, a.student_id) for a in self.associations]
 
 
+class DeadlineIn(_Input):
+    deadline: Timestamp
+
+    def when(self) -> datetime:
+        """The new deadline: ISO 8601 with an offset, else 400 naming ``deadline``."""
+        try:
+            parsed = datetime.fromisoformat(self.deadline.strip())
+        except ValueError:
+            raise ValidationError.for_field(
+                "deadline", "must be an ISO 8601 timestamp with an offset"
+            ) from None
+        if parsed.tzinfo is None:
+            raise ValidationError.for_field("deadline", "must include a UTC offset")
+        return parsed
+
+
 REQUEST_STRUCTS: tuple[type[Struct], ...] = (
     CreateClassIn,
     UpdateClassIn,
@@ -136,6 +153,7 @@ REQUEST_STRUCTS: tuple[type[Struct], ...] = (
     UpdateStudentIn,
     ConfirmItemIn,
     ConfirmIn,
+    DeadlineIn,
 )
 
 # --------------------------------------------------------------------------- responses
@@ -235,6 +253,27 @@ class AssociationOut(Struct):
     validated_by: str | None
     validated_at: Timestamp | None
     created_at: Timestamp
+    runner_up_confidence: float | None
+    conflict: bool
+
+
+class BatchSummaryOut(Struct):
+    batch_id: UUID
+    class_id: UUID
+    class_name: str
+    course_code: str
+    status: BatchStatusOut
+    deadline: Timestamp
+    essay_count: int
+    pending: int
+    confirmed: int
+    rejected: int
+    created_at: Timestamp
+
+
+class BatchListOut(Struct):
+    batches: list[BatchSummaryOut]
+    pagination: PaginationOut
 
 
 class BatchAssociationsOut(Struct):
@@ -356,6 +395,30 @@ def association_out(view: BatchView, a: Association) -> AssociationOut:
         validated_by=a.validated_by,
         validated_at=timestamp(a.validated_at) if a.validated_at else None,
         created_at=timestamp(a.created_at),
+        runner_up_confidence=a.runner_up_confidence,
+        conflict=view.conflict(a),
+    )
+
+
+def batch_list_out(page: Page[BatchSummary]) -> BatchListOut:
+    return BatchListOut(
+        [
+            BatchSummaryOut(
+                batch_id=b.batch_id,
+                class_id=b.class_id,
+                class_name=b.class_name,
+                course_code=b.course_code,
+                status=b.status.value,
+                deadline=timestamp(b.deadline),
+                essay_count=b.essay_count,
+                pending=b.pending,
+                confirmed=b.confirmed,
+                rejected=b.rejected,
+                created_at=timestamp(b.created_at),
+            )
+            for b in page.items
+        ],
+        pagination_out(page),  # type: ignore[arg-type]
     )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Update,
     Uuid,
     bindparam,
+    case,
     exists,
     func,
     insert,
@@ -35,9 +36,12 @@ from class_core.model import (
     Association,
     Batch,
     BatchStatus,
+    BatchSummary,
+    Page,
     ValidationMethod,
     ValidationStatus,
 )
+from class_core.queries import BatchQuery
 
 _a = essay_associations
 _GET = select(batches).where(batches.c.batch_id == bindparam("batch_id"))
@@ -81,6 +85,7 @@ _INSERT_ASSOC = insert(_a)
 _UPDATED_ASSOC_FIELDS = (
     "suggested_student_id",
     "confidence_score",
+    "runner_up_confidence",
     "match_reasons",
     "student_id",
     "validation_status",
@@ -129,6 +134,7 @@ _ASSOC_COLUMNS: tuple[_Column, ...] = (
     ("validated_at", "timestamptz", UTCDateTime()),
     ("created_at", "timestamptz", UTCDateTime()),
     ("updated_at", "timestamptz", UTCDateTime()),
+    ("runner_up_confidence", "float8", Double()),
 )
 
 
@@ -239,6 +245,90 @@ _PENDING = (
     .order_by(*_ASSOC_ORDER)
     .limit(bindparam("limit"))
 )
+
+
+_QUEUE_ORDER = (batches.c.deadline, batches.c.batch_id)
+_COUNTED = {
+    "pending": (ValidationStatus.PENDING.value,),
+    "confirmed": (ValidationStatus.CONFIRMED.value, ValidationStatus.TIMEOUT_CONFIRMED.value),
+    "rejected": (ValidationStatus.REJECTED.value,),
+}
+
+
+def _queue_statement(owner_id: str, query: BatchQuery) -> Select[Any]:
+    """One page of an owner's batch queue with its total and counts: the page is read in
+    the order of ``ix_cms_batches_owner_queue`` (owner, status, deadline, batch id), then
+    only its batches' associations are counted (``ix_cms_essay_associations_batch``)."""
+    conds = [batches.c.owner_id == owner_id]
+    if query.status is not None:
+        conds.append(batches.c.status == query.status)
+    if query.class_id is not None:
+        conds.append(batches.c.class_id == query.class_id)
+    page = (
+        select(
+            batches.c.batch_id,
+            batches.c.class_id,
+            classes.c.name.label("class_name"),
+            batches.c.course_code,
+            batches.c.status,
+            batches.c.deadline,
+            batches.c.created_at,
+            func.count().over().label("total"),
+        )
+        .join(classes, classes.c.id == batches.c.class_id)
+        .where(*conds)
+        .order_by(*_QUEUE_ORDER)
+        .limit(query.limit)
+        .offset(query.offset)
+        .cte("page")
+    )
+    counts = (
+        select(
+            _a.c.batch_id,
+            func.count().label("essay_count"),
+            *(
+                func.sum(case((_a.c.validation_status.in_(statuses), 1), else_=0)).label(name)
+                for name, statuses in _COUNTED.items()
+            ),
+        )
+        .where(_a.c.batch_id.in_(select(page.c.batch_id)))
+        .group_by(_a.c.batch_id)
+        .subquery("counts")
+    )
+    return (
+        select(
+            page,
+            func.coalesce(counts.c.essay_count, 0).label("essay_count"),
+            *(func.coalesce(counts.c[name], 0).label(name) for name in _COUNTED),
+        )
+        .outerjoin(counts, counts.c.batch_id == page.c.batch_id)
+        .order_by(page.c.deadline, page.c.batch_id)
+    )
+
+
+def _queue_total(owner_id: str, query: BatchQuery) -> Select[Any]:
+    conds = [batches.c.owner_id == owner_id]
+    if query.status is not None:
+        conds.append(batches.c.status == query.status)
+    if query.class_id is not None:
+        conds.append(batches.c.class_id == query.class_id)
+    return select(func.count()).select_from(batches).where(*conds)
+
+
+def _summary(row: Any) -> BatchSummary:
+    return BatchSummary(
+        batch_id=row["batch_id"],
+        class_id=row["class_id"],
+        class_name=row["class_name"],
+        course_code=row["course_code"],
+        status=BatchStatus(row["status"]),
+        deadline=row["deadline"],
+        essay_count=int(row["essay_count"]),
+        pending=int(row["pending"]),
+        confirmed=int(row["confirmed"]),
+        rejected=int(row["rejected"]),
+        created_at=row["created_at"],
+    )
 
 
 def _batch_update_params(b: Batch) -> dict[str, Any]:
@@ -359,3 +449,12 @@ class SqlBatchRepository:
     async def pending_associations(self, limit: int) -> list[Association]:
         result = await self._tx.execute(_PENDING, {"limit": limit})
         return [association_from_row(r) for r in result.mappings()]
+
+    async def list_for_owner(self, owner_id: str, query: BatchQuery) -> Page[BatchSummary]:
+        result = await self._tx.execute(_queue_statement(owner_id, query))
+        rows = list(result.mappings())
+        if rows:
+            total = int(rows[0]["total"])
+        else:  # past the end (or nothing): the window gave no total
+            total = int((await self._tx.execute(_queue_total(owner_id, query))).scalar_one())
+        return Page(tuple(_summary(r) for r in rows), total, query.limit, query.offset)

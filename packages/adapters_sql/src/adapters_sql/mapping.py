@@ -169,6 +169,7 @@ def association_row(a: Association) -> dict[str, Any]:
         "validated_at": a.validated_at,
         "created_at": a.created_at,
         "updated_at": a.updated_at,
+        "runner_up_confidence": a.runner_up_confidence,
     }
 
 
@@ -188,6 +189,7 @@ def association_from_row(row: Row) -> Association:
         validation_method=ValidationMethod(method) if method is not None else None,
         validated_by=row["validated_by"],
         validated_at=row["validated_at"],
+        runner_up_confidence=row["runner_up_confidence"],
     )
 
 

@@ -137,6 +137,7 @@ batches = Table(
     CheckConstraint("status IN ('pending', 'finalized')", name="ck_cms_batches_status"),
     Index("ix_cms_batches_status_deadline", "status", "deadline"),
     Index("ix_cms_batches_class_id", "class_id"),
+    Index("ix_cms_batches_owner_queue", "owner_id", "status", "deadline", "batch_id"),
 )
 
 essay_associations = Table(
@@ -155,6 +156,7 @@ essay_associations = Table(
     Column("validated_at", UTCDateTime(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("runner_up_confidence", Double(), nullable=True),
     PrimaryKeyConstraint("essay_id", name="pk_cms_essay_associations"),
     ForeignKeyConstraint(
         ["batch_id"],

@@ -211,6 +211,9 @@ class ConfirmedAssociation:
     validation_method: str | None
     validated_by: str | None
     validated_at: datetime | None
+    # The learning signal (contract §11): what was suggested, ``None`` when nothing was.
+    suggested_student_id: UUID | None = None
+    suggested_confidence: float | None = None
 
 
 @frozen

@@ -133,6 +133,11 @@ class Batch:
     def is_finalized(self) -> bool:
         return self.status is BatchStatus.FINALIZED
 
+    def move_deadline(self, deadline: datetime, at: datetime) -> None:
+        """The owner's new deadline (checked by the use case); the sweep honours it."""
+        self.deadline = deadline
+        self.updated_at = at
+
     def finalize(self, at: datetime, *, timeout_triggered: bool) -> None:
         """Close the batch: no decision changes after this."""
         self.status = BatchStatus.FINALIZED
@@ -158,6 +163,9 @@ class Association:
     validation_method: ValidationMethod | None = None
     validated_by: str | None = None
     validated_at: datetime | None = None
+    # The best confidence among the essay's other suggestions of members of the class, as
+    # ingested (contract §11); ``None``: none, or stored before v2.
+    runner_up_confidence: float | None = None
 
     @property
     def is_pending(self) -> bool:
@@ -178,6 +186,24 @@ class Association:
         self.validated_by = by
         self.validated_at = at
         self.updated_at = at
+
+
+@frozen
+class BatchSummary:
+    """One entry of a teacher's batch queue (contract §11); ``confirmed`` includes
+    ``timeout_confirmed``."""
+
+    batch_id: UUID
+    class_id: UUID
+    class_name: str
+    course_code: str
+    status: BatchStatus
+    deadline: datetime
+    essay_count: int
+    pending: int
+    confirmed: int
+    rejected: int
+    created_at: datetime
 
 
 @frozen

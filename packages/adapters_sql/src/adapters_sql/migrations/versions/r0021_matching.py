@@ -1,0 +1,34 @@
+"""Matching beyond Phase 1 (contract §11): each association keeps the runner-up's confidence
+as ingested (null for suggestions stored before), and the batch queue of an owner is read
+through an index in its order (owner, status, deadline, batch id).
+
+Revision ID: r0021_matching
+Revises: 0001_initial
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "r0021_matching"
+down_revision: str | None = "0001_initial"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("cms_essay_associations") as batch:
+        batch.add_column(sa.Column("runner_up_confidence", sa.Double(), nullable=True))
+    op.create_index(
+        "ix_cms_batches_owner_queue",
+        "cms_batches",
+        ["owner_id", "status", "deadline", "batch_id"],
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_cms_batches_owner_queue", table_name="cms_batches")
+    with op.batch_alter_table("cms_essay_associations") as batch:
+        batch.drop_column("runner_up_confidence")
