@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 
 from class_core.matching import EssayMatch, Suggestion, SuggestionsMessage
 from class_core.use_cases.matching import expire_due_batches, ingest_suggestions
-from tests.e2e.conftest import A, B, ApiHarness, assert_problem, fields_of
+from tests.e2e.conftest import A, ApiHarness, B, assert_problem, fields_of
 
 CONFIRMED_TOPIC = "huleedu.class.student.associations.confirmed.v1"
 QUEUE_KEYS = {
@@ -117,7 +117,8 @@ async def test_batch_queue_counts_order_filters_and_pages(api: ApiHarness) -> No
     assert [b["batch_id"] for b in page["batches"]] == [str(first)]
     assert page["pagination"] == {"limit": 1, "offset": 1, "returned": 1, "total": 2}
     past = (await api.client.get("/v1/batches?offset=5", headers=A)).json()
-    assert past["batches"] == [] and past["pagination"]["total"] == 2
+    assert past["batches"] == []
+    assert past["pagination"]["total"] == 2
 
     # finishing the first batch moves it from pending to finalized
     done = await api.client.post(
@@ -145,7 +146,8 @@ async def test_batch_queue_is_owner_scoped_and_validated(api: ApiHarness) -> Non
     cls, (s0,) = await roster(api, 1)
     ingest(api, cls["id"], [(uuid4(), [(s0["id"], 0.9)])])
     theirs = (await api.client.get("/v1/batches?status=all", headers=B)).json()
-    assert theirs["batches"] == [] and theirs["pagination"]["total"] == 0
+    assert theirs["batches"] == []
+    assert theirs["pagination"]["total"] == 0
     # another owner's class id filters to nothing (never another owner's batches)
     other = (await api.client.get(f"/v1/batches?class_id={cls['id']}", headers=B)).json()
     assert other["batches"] == []

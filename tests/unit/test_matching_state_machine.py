@@ -497,15 +497,18 @@ class MatchingMachine(RuleBasedStateMachine):
             return
         except ValidationError as exc:
             event("deadline: refused (range)")
+            fields = [e.field for e in exc.errors]
             assert not (now < deadline <= now + timedelta(days=MAX_DEADLINE_DAYS))
-            assert exc.errors[0].field == "deadline"
+            assert fields == ["deadline"]
             return
         except BatchFinalizedError:
             event("deadline: refused (finalized)")
-            assert batch is not None and batch.status is BatchStatus.FINALIZED
+            assert batch is not None
+            assert batch.status is BatchStatus.FINALIZED
             return
         event("deadline: moved")
-        assert batch is not None and batch.status is BatchStatus.PENDING
+        assert batch is not None
+        assert batch.status is BatchStatus.PENDING
         assert view.batch.deadline == deadline
         assert self.t.batches[batch_id].deadline == deadline
         assert len(self.w.outbox.messages()) == before_outbox

@@ -25,8 +25,8 @@ from class_core.events import (
 from class_core.matching import (
     SuggestionsMessage,
     apply_suggestions,
-    conflicting_essays,
     confirmed_event,
+    conflicting_essays,
     count,
     timeout_outcome,
 )
