@@ -224,8 +224,8 @@ def _timestamp(value: str) -> datetime:
 
 
 @app.command(
-    epilog='Example: class-admin associations deadline --batch "$BATCH_ID" '
-    "--at 2026-12-08T08:00:00+01:00 --as teacher-1"
+    epilog='Example: class-admin associations deadline --batch "$BATCH_ID" --at "$DEADLINE" '
+    "--as teacher-1"
 )
 def deadline(
     ctx: typer.Context,
