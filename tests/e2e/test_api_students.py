@@ -19,6 +19,7 @@ STUDENT_KEYS = {
     "is_placeholder",
     "created_at",
     "updated_at",
+    "aliases",
 }
 
 

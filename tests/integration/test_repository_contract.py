@@ -1439,3 +1439,29 @@ async def test_batch_queue_runner_up_and_deadline(any_backend: Backend) -> None:
         ]
         every = await uow.batches.list_for_owner(T1, BatchQuery.build(status="all"))
         assert every.total == 3
+
+
+async def test_student_aliases_round_trip_and_search(any_backend: Backend) -> None:
+    """§11 aliases on every adapter: stored, read (single, many, roster), searched through
+    the search key written with them, replaced by an update."""
+    b = any_backend
+    cls = await new_class(b)
+    made = await create_student(
+        b.rt,
+        ctx(),
+        CreateStudent(PersonName("Ada", "L"), None, (cls.id,), aliases=("Addie", "Lady Ä")),
+    )
+    other = await new_student(b, "Bo", "B", class_ids=(cls.id,))
+    assert (await get_student(b.rt, ctx(), made.id)).aliases == ("Addie", "Lady Ä")
+    async with b.uow() as uow:
+        many = await uow.students.get_unscoped_many([made.id, other.id])
+        assert (many[made.id].aliases, many[other.id].aliases) == (("Addie", "Lady Ä"), ())
+        roster = await uow.students.roster(cls.id)
+        assert [s.aliases for s in roster] == [(), ("Addie", "Lady Ä")]  # Bo B, then Ada L
+    found = await list_students(b.rt, ctx(), StudentQuery.build(q="lady a"))
+    assert [s.id for s in found.items] == [made.id]
+    await update_student(b.rt, ctx(), made.id, UpdateStudent(aliases=("Countess",)))
+    assert (await get_student(b.rt, ctx(), made.id)).aliases == ("Countess",)
+    assert (await list_students(b.rt, ctx(), StudentQuery.build(q="addie"))).items == ()
+    found = await list_students(b.rt, ctx(), StudentQuery.build(q="COUNTESS"))
+    assert [s.id for s in found.items] == [made.id]

@@ -83,6 +83,7 @@ EVENTS: list[tuple[DomainEvent, str, str, set[str]]] = [
             "student_email",
             "class_ids",
             "created_by_user_id",
+            "aliases",
         },
     ),
     (
@@ -98,6 +99,7 @@ EVENTS: list[tuple[DomainEvent, str, str, set[str]]] = [
             "add_class_ids",
             "remove_class_ids",
             "updated_by_user_id",
+            "aliases",
         },
     ),
     (

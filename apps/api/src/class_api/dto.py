@@ -84,6 +84,7 @@ class CreateStudentIn(_Input):
     person_name: PersonNameIn
     email: str | None = None
     class_ids: list[UUID] = msgspec.field(default_factory=list)
+    aliases: list[str] = msgspec.field(default_factory=list)
 
     def command(self) -> CreateStudent:
         name = self.person_name
@@ -91,6 +92,7 @@ class CreateStudentIn(_Input):
             PersonName(name.first_name, name.last_name, name.legal_full_name),
             self.email,
             tuple(self.class_ids),
+            tuple(self.aliases),
         )
 
 
@@ -99,6 +101,7 @@ class UpdateStudentIn(_Input):
     email: str | UnsetType | None = UNSET
     add_class_ids: list[UUID] = msgspec.field(default_factory=list)
     remove_class_ids: list[UUID] = msgspec.field(default_factory=list)
+    aliases: list[str] | UnsetType = UNSET
 
     def command(self) -> UpdateStudent:
         name = self.person_name if not isinstance(self.person_name, UnsetType) else None
@@ -112,6 +115,7 @@ class UpdateStudentIn(_Input):
             email=CORE_UNSET if isinstance(self.email, UnsetType) else self.email,
             add_class_ids=tuple(self.add_class_ids),
             remove_class_ids=tuple(self.remove_class_ids),
+            aliases=CORE_UNSET if isinstance(self.aliases, UnsetType) else tuple(self.aliases),
         )
 
 
@@ -211,6 +215,7 @@ class StudentOut(Struct):
     is_placeholder: bool
     created_at: Timestamp
     updated_at: Timestamp
+    aliases: list[str]
 
 
 class StudentListOut(Struct):
@@ -224,6 +229,7 @@ class RosterStudentOut(Struct):
     last_name: str
     full_legal_name: str
     email: str | None
+    aliases: list[str]
 
 
 class RosterOut(Struct):
@@ -367,6 +373,7 @@ def student_out(student: Student) -> StudentOut:
         is_placeholder=student.is_placeholder,
         created_at=timestamp(student.created_at),
         updated_at=timestamp(student.updated_at),
+        aliases=list(student.aliases),
     )
 
 
@@ -376,7 +383,10 @@ def student_list_out(page: Page[Student]) -> StudentListOut:
 
 def roster_out(students: Iterable[Student]) -> RosterOut:
     return RosterOut(
-        [RosterStudentOut(s.id, s.first_name, s.last_name, s.full_name, s.email) for s in students]
+        [
+            RosterStudentOut(s.id, s.first_name, s.last_name, s.full_name, s.email, list(s.aliases))
+            for s in students
+        ]
     )
 
 

@@ -83,6 +83,7 @@ students = Table(
     Column("placeholder_class_id", Uuid(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("aliases", _JSON, nullable=False, server_default=text("'[]'")),
     PrimaryKeyConstraint("id", name="pk_cms_students"),
     UniqueConstraint("owner_id", "email", name="uq_cms_students_owner_email"),
     UniqueConstraint("placeholder_class_id", name="uq_cms_students_placeholder_class_id"),

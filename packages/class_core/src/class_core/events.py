@@ -132,6 +132,7 @@ class StudentCreatedV1:
     correlation_id: UUID
     timestamp: datetime
     event: str = "student.created"
+    aliases: tuple[str, ...] = ()  # added in v2 (§11): the current list
 
     @classmethod
     def of(
@@ -152,6 +153,7 @@ class StudentCreatedV1:
             by,
             correlation_id,
             at,
+            aliases=student.aliases,
         )
 
 
@@ -167,6 +169,7 @@ class StudentUpdatedV1:
     correlation_id: UUID
     timestamp: datetime
     event: str = "student.updated"
+    aliases: tuple[str, ...] = ()  # added in v2 (§11): the current list
 
     @classmethod
     def of(
@@ -190,6 +193,7 @@ class StudentUpdatedV1:
             by,
             correlation_id,
             at,
+            aliases=student.aliases,
         )
 
 

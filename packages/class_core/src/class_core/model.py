@@ -78,6 +78,7 @@ class Student:
     updated_at: datetime
     is_placeholder: bool = False
     class_ids: tuple[UUID, ...] = field(factory=tuple)
+    aliases: tuple[str, ...] = ()  # other names the student goes by (§11), as given
 
     @property
     def full_name(self) -> str:
@@ -96,6 +97,14 @@ class Student:
         if not isinstance(legal_full_name, Unset):
             self.legal_full_name = legal_full_name
         return (self.first_name, self.last_name, self.legal_full_name) != old
+
+    def changes_aliases(self, aliases: Sequence[str] | Unset) -> bool:
+        """Take the aliases given (``UNSET``: keep; values already clean); whether they
+        changed."""
+        if isinstance(aliases, Unset) or tuple(aliases) == self.aliases:
+            return False
+        self.aliases = tuple(aliases)
+        return True
 
     def changes_email(self, email: str | Unset | None) -> bool:
         """Whether ``email`` (``UNSET``: keep; ``None``: clear) differs from the stored one."""

@@ -237,7 +237,8 @@ class InMemoryStudentRepository(_Repo):
             and (members is None or s.id in members)
             and (
                 query.q is None
-                or query.q in search_key(s.first_name, s.last_name, s.legal_full_name, s.email)
+                or query.q
+                in search_key(s.first_name, s.last_name, s.legal_full_name, s.email, *s.aliases)
             )
             and (query.updated_since is None or s.updated_at >= query.updated_since)
         ]
@@ -259,6 +260,7 @@ class InMemoryStudentRepository(_Repo):
                 last_name=student.last_name,
                 legal_full_name=student.legal_full_name,
                 email=student.email,
+                aliases=student.aliases,
                 updated_at=student.updated_at,
             )
 
