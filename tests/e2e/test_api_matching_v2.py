@@ -148,9 +148,11 @@ async def test_batch_queue_is_owner_scoped_and_validated(api: ApiHarness) -> Non
     theirs = (await api.client.get("/v1/batches?status=all", headers=B)).json()
     assert theirs["batches"] == []
     assert theirs["pagination"]["total"] == 0
-    # another owner's class id filters to nothing (never another owner's batches)
-    other = (await api.client.get(f"/v1/batches?class_id={cls['id']}", headers=B)).json()
-    assert other["batches"] == []
+    # another owner's class id (or an unknown one) is not found, as in the student list
+    r = await api.client.get(f"/v1/batches?class_id={cls['id']}", headers=B)
+    assert_problem(r, 404, "RESOURCE_NOT_FOUND")
+    r = await api.client.get(f"/v1/batches?class_id={uuid4()}", headers=A)
+    assert_problem(r, 404, "RESOURCE_NOT_FOUND")
     for query in ("status=open", "limit=0", "limit=101", "offset=-1", "class_id=nope"):
         r = await api.client.get(f"/v1/batches?{query}", headers=A)
         assert_problem(r, 400, "VALIDATION_ERROR")

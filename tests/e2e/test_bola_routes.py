@@ -119,7 +119,7 @@ class World:
             ("GET", "/v1/courses"): [("GET", "/v1/courses", {}, 200)],
             ("GET", "/v1/batches"): [
                 ("GET", "/v1/batches", {"params": {"status": "all"}}, 200),
-                ("GET", "/v1/batches", {"params": {"class_id": c, "status": "all"}}, 200),
+                ("GET", "/v1/batches", {"params": {"class_id": c, "status": "all"}}, 404),
             ],
             ("POST", "/v1/batches/{batch_id}/deadline"): [
                 ("POST", f"/v1/batches/{bt}/deadline", {"json": {

@@ -247,8 +247,15 @@ async def get_batch_associations(rt: Runtime, ctx: RequestContext, batch_id: UUI
 
 
 async def list_batches(rt: Runtime, ctx: RequestContext, query: BatchQuery) -> Page[BatchSummary]:
-    """The caller's batch queue (contract §11): their batches with counts, by deadline."""
+    """The caller's batch queue (contract §11): their batches with counts, by deadline. A
+    ``class_id`` filter must name one of the caller's classes (another owner's is 404, as in
+    the student list)."""
     async with rt.read() as uow:
+        if (
+            query.class_id is not None
+            and await uow.classes.get(ctx.user_id, query.class_id) is None
+        ):
+            raise NotFoundError("Class", query.class_id)
         return await uow.batches.list_for_owner(ctx.user_id, query)
 
 
