@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    ColumnElement,
     Double,
     Select,
     String,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    literal_column,
     or_,
     select,
     text,
@@ -255,15 +257,28 @@ _COUNTED = {
 }
 
 
-def _queue_statement(owner_id: str, query: BatchQuery) -> Select[Any]:
+_ZERO, _ONE = literal_column("0"), literal_column("1")
+
+
+def _status_in(statuses: Sequence[str]) -> ColumnElement[bool]:
+    """``validation_status IN (...)`` with the statuses (our own constants) written into the
+    SQL, so that the statement has plain parameters only."""
+    return or_(*(_a.c.validation_status == literal_column(f"'{v}'") for v in statuses))
+
+
+def _queue_conditions(by_status: bool, by_class: bool) -> list[Any]:
+    conds = [batches.c.owner_id == bindparam("owner_id")]
+    if by_status:
+        conds.append(batches.c.status == bindparam("status"))
+    if by_class:
+        conds.append(batches.c.class_id == bindparam("class_id"))
+    return conds
+
+
+def _queue_statement(by_status: bool, by_class: bool) -> Select[Any]:
     """One page of an owner's batch queue with its total and counts: the page is read in
     the order of ``ix_cms_batches_owner_queue`` (owner, status, deadline, batch id), then
     only its batches' associations are counted (``ix_cms_essay_associations_batch``)."""
-    conds = [batches.c.owner_id == owner_id]
-    if query.status is not None:
-        conds.append(batches.c.status == query.status)
-    if query.class_id is not None:
-        conds.append(batches.c.class_id == query.class_id)
     page = (
         select(
             batches.c.batch_id,
@@ -276,10 +291,10 @@ def _queue_statement(owner_id: str, query: BatchQuery) -> Select[Any]:
             func.count().over().label("total"),
         )
         .join(classes, classes.c.id == batches.c.class_id)
-        .where(*conds)
+        .where(*_queue_conditions(by_status, by_class))
         .order_by(*_QUEUE_ORDER)
-        .limit(query.limit)
-        .offset(query.offset)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
         .cte("page")
     )
     counts = (
@@ -287,7 +302,7 @@ def _queue_statement(owner_id: str, query: BatchQuery) -> Select[Any]:
             _a.c.batch_id,
             func.count().label("essay_count"),
             *(
-                func.sum(case((_a.c.validation_status.in_(statuses), 1), else_=0)).label(name)
+                func.sum(case((_status_in(statuses), _ONE), else_=_ZERO)).label(name)
                 for name, statuses in _COUNTED.items()
             ),
         )
@@ -298,21 +313,31 @@ def _queue_statement(owner_id: str, query: BatchQuery) -> Select[Any]:
     return (
         select(
             page,
-            func.coalesce(counts.c.essay_count, 0).label("essay_count"),
-            *(func.coalesce(counts.c[name], 0).label(name) for name in _COUNTED),
+            func.coalesce(counts.c.essay_count, _ZERO).label("essay_count"),
+            *(func.coalesce(counts.c[name], _ZERO).label(name) for name in _COUNTED),
         )
         .outerjoin(counts, counts.c.batch_id == page.c.batch_id)
         .order_by(page.c.deadline, page.c.batch_id)
     )
 
 
-def _queue_total(owner_id: str, query: BatchQuery) -> Select[Any]:
-    conds = [batches.c.owner_id == owner_id]
+# Built once, when the module is loaded (never changed): the four filter combinations, so
+# that a request only binds its values (one cached compilation and prepared statement each).
+_QUEUE = {(s, c): _queue_statement(s, c) for s in (False, True) for c in (False, True)}
+_QUEUE_TOTAL = {
+    (s, c): select(func.count()).select_from(batches).where(*_queue_conditions(s, c))
+    for s in (False, True)
+    for c in (False, True)
+}
+
+
+def _queue_params(owner_id: str, query: BatchQuery) -> dict[str, Any]:
+    params: dict[str, Any] = {"owner_id": owner_id, "limit": query.limit, "offset": query.offset}
     if query.status is not None:
-        conds.append(batches.c.status == query.status)
+        params["status"] = query.status
     if query.class_id is not None:
-        conds.append(batches.c.class_id == query.class_id)
-    return select(func.count()).select_from(batches).where(*conds)
+        params["class_id"] = query.class_id
+    return params
 
 
 def _summary(row: Any) -> BatchSummary:
@@ -451,10 +476,13 @@ class SqlBatchRepository:
         return [association_from_row(r) for r in result.mappings()]
 
     async def list_for_owner(self, owner_id: str, query: BatchQuery) -> Page[BatchSummary]:
-        result = await self._tx.execute(_queue_statement(owner_id, query))
-        rows = list(result.mappings())
+        shape = (query.status is not None, query.class_id is not None)
+        params = _queue_params(owner_id, query)
+        rows = await self._tx.fetch_rows(_QUEUE[shape], params)
         if rows:
             total = int(rows[0]["total"])
         else:  # past the end (or nothing): the window gave no total
-            total = int((await self._tx.execute(_queue_total(owner_id, query))).scalar_one())
+            del params["limit"], params["offset"]
+            counted = await self._tx.execute(_QUEUE_TOTAL[shape], params)
+            total = int(counted.scalar_one())
         return Page(tuple(_summary(r) for r in rows), total, query.limit, query.offset)
