@@ -9,7 +9,16 @@ from uuid import UUID
 
 import typer
 
-from class_cli.runner import ExitCode, fail, message, output, output_json, run, user_id
+from class_cli.runner import (
+    OWNER_FLAGS,
+    ExitCode,
+    fail,
+    message,
+    output,
+    output_json,
+    run,
+    user_id,
+)
 from class_cli.state import state_of
 from class_cli.views import (
     association_view,
@@ -44,8 +53,10 @@ AS_JSON = typer.Option(False, "--json", help="Print JSON.")
 BATCH = typer.Option(..., "--batch", help="The batch id.")
 AS_USER = typer.Option(
     ...,
+    "--owner",
     "--as",
-    help="Act as this teacher (the X-User-ID of the HTTP call); must own the batch's class.",
+    help="Act as this teacher (the X-User-ID of the HTTP call); must own the batch's class. "
+    "--as is the same option.",
 )
 
 
@@ -139,10 +150,10 @@ def _print_result(result: ConfirmResult, as_json: bool) -> None:
 
 
 @app.command(
-    epilog='Examples: class-admin associations confirm --batch "$BATCH_ID" --as teacher-1 '
-    '--essay "$ESSAY_ID"; class-admin associations confirm --batch "$BATCH_ID" --as teacher-1 '
+    epilog='Examples: class-admin associations confirm --batch "$BATCH_ID" --owner teacher-1 '
+    '--essay "$ESSAY_ID"; class-admin associations confirm --batch "$BATCH_ID" --owner teacher-1 '
     '--essay "$ESSAY_ID" --student "$STUDENT_ID"; class-admin associations confirm '
-    '--batch "$BATCH_ID" --as teacher-1 --all-suggested'
+    '--batch "$BATCH_ID" --owner teacher-1 --all-suggested'
 )
 def confirm(
     ctx: typer.Context,
@@ -162,7 +173,7 @@ def confirm(
         fail("give exactly one of --essay ID or --all-suggested", ExitCode.USAGE)
     if student is not None and essay is None:
         fail("--student goes with --essay", ExitCode.USAGE)
-    as_user = user_id(as_user, "--as")
+    as_user = user_id(as_user, OWNER_FLAGS)
     state = state_of(ctx)
 
     async def work() -> tuple[ConfirmResult, bool]:
@@ -191,7 +202,7 @@ def confirm(
 
 @app.command(
     epilog='Example: class-admin associations reject --batch "$BATCH_ID" --essay "$ESSAY_ID" '
-    "--as teacher-1"
+    "--owner teacher-1"
 )
 def reject(
     ctx: typer.Context,
@@ -201,7 +212,7 @@ def reject(
     as_json: bool = AS_JSON,
 ) -> None:
     """Reject an essay's suggestion (the HTTP confirm with confirmed: false)."""
-    as_user = user_id(as_user, "--as")
+    as_user = user_id(as_user, OWNER_FLAGS)
     state = state_of(ctx)
 
     async def work() -> ConfirmResult:
@@ -242,7 +253,7 @@ def deadline(
     """Move a pending batch's deadline (the HTTP POST /v1/batches/{id}/deadline); publishes
     nothing, and the timeout sweep honours the new deadline. Out of range: exit 2; a
     finalized batch, or one the teacher does not own: exit 3."""
-    as_user = user_id(as_user, "--as")
+    as_user = user_id(as_user, OWNER_FLAGS)
     when = _timestamp(at)
     state = state_of(ctx)
 

@@ -4,7 +4,7 @@ through an index in its order (owner, status, deadline, batch id), and students 
 aliases (a JSON list, empty for existing rows; search keys of existing rows need no change).
 
 Revision ID: r0021_matching
-Revises: 0001_initial
+Revises: r0014_versions
 Create Date: 2026-12-06
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "r0021_matching"
-down_revision: str | None = "0001_initial"
+down_revision: str | None = "r0014_versions"
 branch_labels: str | None = None
 depends_on: str | None = None
 
