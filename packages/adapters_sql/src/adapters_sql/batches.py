@@ -278,27 +278,28 @@ def _queue_conditions(by_status: bool, by_class: bool) -> list[Any]:
 
 
 def _queue_statement(by_status: bool, by_class: bool) -> Select[Any]:
-    """One page of an owner's batch queue with its total and counts: the page is read in
-    the order of ``ix_cms_batches_owner_queue`` (owner, status, deadline, batch id), then
-    only its batches' associations are counted (``ix_cms_essay_associations_batch``)."""
+    """One page of an owner's batch queue with its total and counts, one statement: the page
+    is an index range scan of ``ix_cms_batches_owner_queue`` (owner, status, deadline, batch
+    id) stopped at the limit, the total an index-only count beside it, then only the page's
+    classes are joined and its batches' associations counted
+    (``ix_cms_essay_associations_batch``)."""
+    conds = _queue_conditions(by_status, by_class)
     page = (
         select(
             batches.c.batch_id,
             batches.c.class_id,
-            classes.c.name.label("class_name"),
             batches.c.course_code,
             batches.c.status,
             batches.c.deadline,
             batches.c.created_at,
-            func.count().over().label("total"),
         )
-        .join(classes, classes.c.id == batches.c.class_id)
-        .where(*_queue_conditions(by_status, by_class))
+        .where(*conds)
         .order_by(*_QUEUE_ORDER)
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
         .cte("page")
     )
+    total = select(func.count()).select_from(batches).where(*conds).scalar_subquery()
     counts = (
         select(
             _a.c.batch_id,
@@ -315,9 +316,13 @@ def _queue_statement(by_status: bool, by_class: bool) -> Select[Any]:
     return (
         select(
             page,
+            classes.c.name.label("class_name"),
+            total.label("total"),
             func.coalesce(counts.c.essay_count, _ZERO).label("essay_count"),
             *(func.coalesce(counts.c[name], _ZERO).label(name) for name in _COUNTED),
         )
+        .select_from(page)
+        .join(classes, classes.c.id == page.c.class_id)
         .outerjoin(counts, counts.c.batch_id == page.c.batch_id)
         .order_by(page.c.deadline, page.c.batch_id)
     )
