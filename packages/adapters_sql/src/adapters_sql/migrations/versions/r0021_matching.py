@@ -4,7 +4,7 @@ through an index in its order (owner, status, deadline, batch id), and students 
 aliases (a JSON list, empty for existing rows; search keys of existing rows need no change).
 
 Revision ID: r0021_matching
-Revises: r0014_versions
+Revises: r0015_scale
 Create Date: 2026-12-06
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "r0021_matching"
-down_revision: str | None = "r0014_versions"
+down_revision: str | None = "r0015_scale"
 branch_labels: str | None = None
 depends_on: str | None = None
 
