@@ -17,19 +17,22 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from adapters_sql import build_sql_runtime, create_engine
 from bench.loadgen import LoadResult, LoadSpec, run_in_process
 from bench.results import Measurement
 from bench.services import free_port, stop_process, wait_for_port
+from class_core.matching import EssayMatch, Suggestion, SuggestionsMessage
 from class_core.runtime import RequestContext
 from class_core.use_cases.classes import CreateClass, create_class
+from class_core.use_cases.matching import ingest_suggestions
 from class_core.use_cases.students import CreateStudent, PersonName, create_student
 
 OWNER = "bench-teacher"
 POST_CONNECTIONS = 16
 GET_CONNECTIONS = 8
+QUEUE_BATCHES = 500
 OLD_SERVICE_STUDENTS_PER_S = 35
 OLD_SERVICE_CLASS_READS_PER_S = 330
 
@@ -103,8 +106,9 @@ def reference_argv(port: int) -> list[str]:
     ]
 
 
-async def _seed(pg_url: str) -> tuple[UUID, UUID, UUID]:
-    """Classes for the API's and the reference's new students, and a class of 30 to read."""
+async def _seed(pg_url: str, queue_batches: int = QUEUE_BATCHES) -> tuple[UUID, UUID, UUID]:
+    """Classes for the API's and the reference's new students, a class of 30 to read, and
+    ``queue_batches`` pending batches of that class (3 essays each) for the teacher's queue."""
     engine = create_engine(pg_url, pool_size=2, max_overflow=0)
     try:
         rt = build_sql_runtime(engine)
@@ -112,12 +116,21 @@ async def _seed(pg_url: str) -> tuple[UUID, UUID, UUID]:
         api_target = await create_class(rt, ctx, CreateClass("Bench API 9A", ["ENG5"]))
         ref_target = await create_class(rt, ctx, CreateClass("Bench reference 9A", ["ENG5"]))
         read = await create_class(rt, ctx, CreateClass("Bench read 9B", ["SV1"]))
-        for i in range(30):
+        readers = [
             await create_student(
                 rt,
                 ctx,
                 CreateStudent(PersonName("Reader", f"Number {i:02d}"), None, (read.id,)),
             )
+            for i in range(30)
+        ]
+        for b in range(queue_batches):
+            matches = tuple(
+                EssayMatch(uuid4(), (Suggestion(readers[(b + k) % 30].id, 0.5 + k / 10),))
+                for k in range(3)
+            )
+            message = SuggestionsMessage(str(uuid4()), uuid4(), uuid4(), read.id, "SV1", matches)
+            await ingest_suggestions(rt, message)
         return api_target.id, ref_target.id, read.id
     finally:
         await engine.dispose()
@@ -147,6 +160,20 @@ def get_spec(port: int, class_id: UUID, duration: float, warmup: float) -> LoadS
         port=port,
         method="GET",
         path=f"/v1/classes/{class_id}",
+        connections=GET_CONNECTIONS,
+        duration=duration,
+        warmup=warmup,
+        headers={"X-User-ID": OWNER},
+        expect_status=200,
+    )
+
+
+def queue_spec(port: int, duration: float, warmup: float) -> LoadSpec:
+    """The teacher's batch queue (§11): first page of their pending batches, with counts."""
+    return LoadSpec(
+        port=port,
+        method="GET",
+        path="/v1/batches",
         connections=GET_CONNECTIONS,
         duration=duration,
         warmup=warmup,
@@ -192,11 +219,18 @@ async def _alternate(
 
 
 async def run(
-    pg_url: str, *, duration: float = 5.0, warmup: float = 1.0, rounds: int = 2
+    pg_url: str,
+    *,
+    duration: float = 5.0,
+    warmup: float = 1.0,
+    rounds: int = 2,
+    queue_batches: int = QUEUE_BATCHES,
 ) -> list[Measurement]:
     """POST student and GET class on ``class-api`` and on the bare reference, same run:
-    ``rounds`` alternations of ``warmup`` + ``duration`` seconds per server and route."""
-    api_class, ref_class, read_class = await _seed(pg_url)
+    ``rounds`` alternations of ``warmup`` + ``duration`` seconds per server and route; and
+    ``GET /v1/batches`` for a teacher with ``queue_batches`` batches, alternated with GET class
+    on ``class-api`` (the bare reference has no queue): its P95 at most 2x GET class's."""
+    api_class, ref_class, read_class = await _seed(pg_url, queue_batches)
     env = _env(pg_url)
     api_port, ref_port = free_port(), free_port()
     with (
@@ -210,6 +244,12 @@ async def run(
             get_spec(ref_port, read_class, duration, warmup),
             rounds,
             "GET",
+        )
+        api_queue, api_get_beside = await _alternate(
+            queue_spec(api_port, duration, warmup),
+            get_spec(api_port, read_class, duration, warmup),
+            rounds,
+            "GET batches / GET class",
         )
         api_post, ref_post = await _alternate(
             post_spec(api_port, api_class, "api", duration, warmup),
@@ -269,5 +309,23 @@ async def run(
             higher_is_better=False,
             reference_name="bare",
             reference_value=ref_get.p95_ms,
+        ),
+        Measurement(
+            "http GET batches",
+            api_queue.rate,
+            "req/s",
+            reference_name="GET class",
+            reference_value=api_get_beside.rate,
+            note=f"{GET_CONNECTIONS} conns; a teacher with {queue_batches} pending batches",
+        ),
+        Measurement(
+            "http GET batches p95",
+            api_queue.p95_ms,
+            "ms",
+            higher_is_better=False,
+            reference_name="GET class p95",
+            reference_value=api_get_beside.p95_ms,
+            target=2 * api_get_beside.p95_ms,
+            note="target: at most 2x GET class p95, same run (§11)",
         ),
     ]

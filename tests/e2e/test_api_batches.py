@@ -22,6 +22,8 @@ ASSOCIATION_KEYS = {
     "validated_by",
     "validated_at",
     "created_at",
+    "runner_up_confidence",
+    "conflict",
 }
 
 

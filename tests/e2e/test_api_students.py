@@ -20,6 +20,7 @@ STUDENT_KEYS = {
     "is_placeholder",
     "created_at",
     "updated_at",
+    "aliases",
 }
 
 

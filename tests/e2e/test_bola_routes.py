@@ -7,6 +7,7 @@ as they were. A new operation fails the coverage check until it is added here.""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -116,6 +117,14 @@ class World:
                 ("DELETE", f"/v1/classes/students/{s}", {}, 404)
             ],
             ("GET", "/v1/courses"): [("GET", "/v1/courses", {}, 200)],
+            ("GET", "/v1/batches"): [
+                ("GET", "/v1/batches", {"params": {"status": "all"}}, 200),
+                ("GET", "/v1/batches", {"params": {"class_id": c, "status": "all"}}, 404),
+            ],
+            ("POST", "/v1/batches/{batch_id}/deadline"): [
+                ("POST", f"/v1/batches/{bt}/deadline", {"json": {
+                    "deadline": (datetime.now(UTC) + timedelta(days=1)).isoformat()}}, 404),
+            ],
             ("GET", "/v1/batches/{batch_id}/student-associations"): [
                 ("GET", f"/v1/batches/{bt}/student-associations", {}, 404)
             ],

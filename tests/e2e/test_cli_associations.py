@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -343,3 +344,83 @@ async def test_classes_create_and_list_match_the_api(
         "huleedu.class.created.v1",
     )  # fmt: skip
     assert events[0][0] == 1
+
+
+async def test_deadline_moves_with_the_cli_and_the_sweep_honours_it(
+    url: str, http: AsyncTestClient[Litestar]
+) -> None:
+    """§11: ``associations deadline`` moves a pending batch's deadline like the HTTP route;
+    a batch past its old deadline is then left alone by the sweep; range, owner and
+    finalized refusals exit 2, 3 and 3."""
+    class_id, (s0, _, _) = await _class_with_students(http)
+    batch, essays = await _seed(url, class_id, [(s0, 0.9)], timeout_hours=0.0)  # due now
+    b = str(batch)
+    before = await fetch(url, "SELECT count(*) AS n FROM cms_outbox")
+    when = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    moved = await cli(url, "associations", "deadline", "--batch", b, "--at", when.isoformat(),
+                      "--as", TEACHER, "--json")  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    assert datetime.fromisoformat(as_json(moved.stdout)["deadline"]) == when
+    assert as_json(moved.stdout) == await _stored(http, batch)
+    assert await fetch(url, "SELECT count(*) AS n FROM cms_outbox") == before  # nothing published
+    swept = await cli(url, "associations", "expire", "--json")
+    assert swept.returncode == 0, swept.stderr
+    assert b not in {f["batch_id"] for f in as_json(swept.stdout)["finalized"]}
+    assert (await _stored(http, batch))["status"] == "pending"
+
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    far = (datetime.now(UTC) + timedelta(days=15)).isoformat()
+    for at, user, code in ((past, TEACHER, 2), (far, TEACHER, 2), ("soon", TEACHER, 2),
+                           (when.isoformat(), OTHER, 3)):  # fmt: skip
+        r = await cli(url, "associations", "deadline", "--batch", b, "--at", at, "--as", user)
+        assert r.returncode == code, (at, user, r.stderr)
+        one_line(r.stderr)
+    r = await cli(url, "associations", "confirm", "--batch", b, "--as", TEACHER,
+                  "--essay", str(essays[0]))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = await cli(url, "associations", "deadline", "--batch", b, "--at", when.isoformat(),
+                  "--as", TEACHER)  # fmt: skip
+    assert r.returncode == 3
+    assert "finalized" in one_line(r.stderr)
+
+
+async def test_sweep_guard_sends_ambiguous_essays_to_unknown(
+    url: str, http: AsyncTestClient[Litestar]
+) -> None:
+    """§11 timeout guard through the sweep on PostgreSQL: two pending essays whose best
+    suggestion is the same student both go to UNKNOWN, as does an essay whose student a human
+    already chose; the event's summary counts them as ambiguous."""
+    class_id, (s0, s1, s2) = await _class_with_students(http)
+    batch, essays = await _seed(
+        url, class_id, [(s0, 0.95), (s0, 0.8), (s1, 0.9), (s2, 0.9), (None, 0.0)], 0.0
+    )
+    r = await http.post(
+        f"/v1/batches/{batch}/student-associations/confirm",
+        json={"associations": [{"essay_id": str(essays[4]), "confirmed": True,
+                                "student_id": str(s1)}]},
+        headers=H,
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    swept = await cli(url, "associations", "expire", "--json")
+    assert swept.returncode == 0, swept.stderr
+    [done] = [f for f in as_json(swept.stdout)["finalized"] if f["batch_id"] == str(batch)]
+    assert (done["auto_confirmed"], done["unknown_assigned"]) == (1, 3)
+    body = await _stored(http, batch)
+    by_essay = {a["essay_id"]: a for a in body["associations"]}
+    chosen = [by_essay[str(e)]["student_id"] for e in essays]
+    assert chosen[3] == str(s2)
+    assert chosen[4] == str(s1)
+    assert chosen[0] == chosen[1] == chosen[2] != str(s0)  # the UNKNOWN student
+    [event] = [
+        json.loads(r["payload"])["data"]
+        for r in await fetch(
+            url, "SELECT payload FROM cms_outbox WHERE topic = $1 AND key = $2",
+            CONFIRMED_TOPIC, str(batch),
+        )
+    ]  # fmt: skip
+    assert event["timeout_triggered"] is True
+    assert event["validation_summary"]["ambiguous"] == 3
+    items = {a["essay_id"]: a for a in event["associations"]}
+    assert items[str(essays[0])]["suggested_student_id"] == str(s0)
+    assert items[str(essays[0])]["suggested_confidence"] == 0.95
+    assert items[str(essays[0])]["confidence_score"] == 0.0

@@ -7,6 +7,7 @@ import json
 import re
 import shlex
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -103,6 +104,8 @@ async def test_the_documented_examples_run_as_documented(
             bo = await scalar(url, by_email, "bo@school.example")
             batch, essay = await _seed_batch(url, class_id, [ada, bo])
             variables.update(BATCH_ID=str(batch), ESSAY_ID=str(essay), STUDENT_ID=str(bo))
+        elif name == "DEADLINE":  # a time the deadline may move to (§11)
+            variables[name] = (datetime.now(UTC) + timedelta(days=2)).isoformat()
 
     examples = doc_examples()
     assert len(examples) >= 20

@@ -21,7 +21,7 @@ from class_core.matching import EssayMatch, Suggestion, SuggestionsMessage
 from class_core.runtime import RequestContext
 from class_core.testing import FixedClock
 from class_core.use_cases.classes import CreateClass, create_class
-from class_core.use_cases.matching import ingest_suggestions
+from class_core.use_cases.matching import ingest_suggestions, move_deadline
 from class_core.use_cases.students import CreateStudent, PersonName, create_student
 from tests.support.postgres import PgDatabaseFactory
 
@@ -180,3 +180,94 @@ async def test_scheduler_refuses_unmigrated_database(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "class-admin db upgrade" in lines[0]
+
+
+async def test_scheduler_sweep_applies_the_guard_and_honours_a_moved_deadline(
+    pg_database_factory: PgDatabaseFactory,
+) -> None:
+    """§11 through the real ``class-scheduler``: with CONFIDENCE_MARGIN=0.1 an essay whose
+    runner-up is too close and two essays claiming one student go to UNKNOWN (counted as
+    ambiguous), a clear one is kept; a batch past its first deadline whose owner moved the
+    deadline a day ahead is left pending."""
+    url = await pg_database_factory(migrated=True)
+    engine = create_engine(url)
+    rt = build_sql_runtime(engine, clock=FixedClock(datetime.now(UTC) - timedelta(days=2)))
+    ctx = RequestContext("teacher-guard")
+    try:
+        cls = await create_class(rt, ctx, CreateClass("Guard", ["SV1"]))
+        s = [
+            await create_student(rt, ctx, CreateStudent(PersonName("S", f"{i}"), None, [cls.id]))
+            for i in range(4)
+        ]
+        close, twin_a, twin_b, clear = uuid4(), uuid4(), uuid4(), uuid4()
+        due = SuggestionsMessage(
+            str(uuid4()), uuid4(), uuid4(), cls.id, "SV1",
+            (EssayMatch(close, (Suggestion(s[0].id, 0.9), Suggestion(s[1].id, 0.85))),
+             EssayMatch(twin_a, (Suggestion(s[2].id, 0.95),)),
+             EssayMatch(twin_b, (Suggestion(s[2].id, 0.8),)),
+             EssayMatch(clear, (Suggestion(s[3].id, 0.9), Suggestion(s[1].id, 0.5)))),
+        )  # fmt: skip
+        await ingest_suggestions(rt, due)
+        moved = SuggestionsMessage(
+            str(uuid4()), uuid4(), uuid4(), cls.id, "SV1",
+            (EssayMatch(uuid4(), (Suggestion(s[3].id, 0.9),)),),
+        )  # fmt: skip
+        await ingest_suggestions(rt, moved)
+        now_rt = build_sql_runtime(engine)  # the real clock for the owner's move
+        await move_deadline(now_rt, ctx, moved.batch_id, datetime.now(UTC) + timedelta(days=1))
+    finally:
+        await engine.dispose()
+
+    env = _env(url, TIMEOUT_CHECK_INTERVAL_SECONDS="0.5", CONFIDENCE_MARGIN="0.1")
+    proc = subprocess.Popen(
+        [SCHEDULER, "--no-relay", "--no-consumer"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while await _pending_batches(url) > 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.5)  # more sweeps: the moved batch stays pending
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    assert await _pending_batches(url) == 1
+
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text("SELECT key, payload FROM cms_outbox WHERE topic = :t"),
+                    {"t": CONFIRMED_TOPIC},
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    assert [r.key for r in rows] == [str(due.batch_id)]
+    event = json.loads(rows[0].payload)["data"]
+    assert event["validation_summary"]["ambiguous"] == 3
+    chosen = {a["essay_id"]: a["student_id"] for a in event["associations"]}
+    assert chosen[str(clear)] == str(s[3].id)
+    unknown = {chosen[str(e)] for e in (close, twin_a, twin_b)}
+    assert len(unknown) == 1
+    assert unknown.isdisjoint({str(x.id) for x in s})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "line"),
+    [
+        ("CONFIDENCE_MARGIN", "1.5", "CLASS_MANAGEMENT_SERVICE_CONFIDENCE_MARGIN: must be"),
+        ("MAX_DEADLINE_DAYS", "0", "CLASS_MANAGEMENT_SERVICE_MAX_DEADLINE_DAYS: must be"),
+        ("MAX_DEADLINE_DAYS", "soon", "CLASS_MANAGEMENT_SERVICE_MAX_DEADLINE_DAYS: must be"),
+    ],
+)
+def test_scheduler_refuses_bad_matching_settings(variable: str, value: str, line: str) -> None:
+    env = _env("postgresql://127.0.0.1:1/none", **{variable: value})
+    proc = subprocess.run([SCHEDULER], env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    [only] = proc.stderr.strip().splitlines()
+    assert only.startswith(line), only

@@ -33,7 +33,9 @@ async def test_http_benchmark_runs(pg_database_factory: object) -> None:
 
     url = await pg_database_factory(migrated=True)  # type: ignore[operator]
     rows = await http_bench.run(url, duration=0.3, warmup=0.1, rounds=1)
-    _check(rows, {"http POST student", "http GET class", "http GET class p95"})
+    _check(
+        rows, {"http POST student", "http GET class", "http GET class p95", "http GET batches p95"}
+    )
 
 
 async def test_matching_benchmark_runs(pg_database_factory: object) -> None:

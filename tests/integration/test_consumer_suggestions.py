@@ -236,6 +236,10 @@ async def test_a_valid_message_stores_associations_and_commits(scenario: Scenari
     assert stored[e1].match_reasons == ("name in header",)
     assert stored[e2].suggested_student_id == scenario.bo.id  # the outsider is not a member
     assert stored[e3].suggested_student_id is None
+    # §11: the runner-up among the other members' suggestions, stored at ingest
+    assert stored[e1].runner_up_confidence == 0.4
+    assert stored[e2].runner_up_confidence is None  # the outsider's 0.99 is no runner-up
+    assert stored[e3].runner_up_confidence is None
     assert await scenario.batch_status(batch) is BatchStatus.PENDING
     assert await scenario.committed() == 1
     assert consumer.stats.outcomes == {"stored": 1}

@@ -61,7 +61,7 @@ from class_core.model import (
     ValidationStatus,
 )
 from class_core.ports import OutboxStore, UnitOfWorkFactory
-from class_core.queries import ClassQuery, StudentQuery
+from class_core.queries import BatchQuery, ClassQuery, StudentQuery
 from class_core.runtime import RequestContext, Runtime
 from class_core.testing import (
     FixedClock,
@@ -86,6 +86,7 @@ from class_core.use_cases.matching import (
     confirm_associations,
     expire_due_batches,
     ingest_suggestions,
+    move_deadline,
 )
 from class_core.use_cases.students import (
     CreateStudent,
@@ -1029,6 +1030,7 @@ async def test_one_sweep_transaction_over_several_classes(any_backend: Backend) 
         "rejected": 0,
         "human_confirmed": 0,
         "timeout_confirmed": 3,
+        "ambiguous": 0,  # §11: no essay went to UNKNOWN because of the guard
     }
     assert [n.batch_id for n in b.notifier.sent[-4:]] == [b1, b2, b3, b5]
     assert b.notifier.sent[-3].payload["unknown_assigned_count"] == 2
@@ -1476,3 +1478,103 @@ async def test_pg_a_locked_read_waits_and_sees_the_committed_row(clean_pg: Async
     release.set()
     await asyncio.gather(holder, waiting)
     assert seen == ["Changed/2"]
+
+
+# --------------------------------------------------------------------------- §11 matching
+
+
+async def test_batch_queue_runner_up_and_deadline(any_backend: Backend) -> None:
+    """§11 on every adapter: the owner's queue (filters, order by deadline then id, counts,
+    total past the end), the runner-up stored and replaced at ingest, a moved deadline that
+    the sweep honours."""
+    b = any_backend
+    c1 = await new_class(b, "9A")
+    c2 = await new_class(b, "9B")
+    theirs = await new_class(b, "9C", owner=T2)
+    ann = await new_student(b, "Ann", "A", class_ids=(c1.id,))
+    bo = await new_student(b, "Bo", "B", class_ids=(c1.id,))
+    e1, e2 = uuid4(), uuid4()
+    first, second, third, other = (UUID(int=i) for i in (4, 3, 2, 1))
+    message = SuggestionsMessage(
+        str(uuid4()), uuid4(), first, c1.id, "ENG5",
+        (EssayMatch(e1, (Suggestion(ann.id, 0.9), Suggestion(bo.id, 0.6))),
+         EssayMatch(e2, (Suggestion(bo.id, 0.8),))),
+    )  # fmt: skip
+    await ingest_suggestions(b.rt, message)
+    await ingest_suggestions(b.rt, suggestions(second, c2.id, (uuid4(), None, 0.0)))
+    await ingest_suggestions(b.rt, suggestions(third, c1.id, (uuid4(), None, 0.0)))  # same time
+    await ingest_suggestions(b.rt, suggestions(other, theirs.id, (uuid4(), None, 0.0)))
+    async with b.uow() as uow:
+        stored = await uow.batches.associations_by_essay([e1, e2])
+        assert (stored[e1].runner_up_confidence, stored[e2].runner_up_confidence) == (0.6, None)
+    # a new message for a pending essay replaces its runner-up too
+    replaced = SuggestionsMessage(
+        str(uuid4()), uuid4(), first, c1.id, "ENG5",
+        (EssayMatch(e2, (Suggestion(bo.id, 0.8), Suggestion(ann.id, 0.75))),),
+    )  # fmt: skip
+    await ingest_suggestions(b.rt, replaced)
+    await confirm_associations(b.rt, ctx(), first, [ConfirmItem(e1, True)])
+    b.clock.advance(minutes=1)
+    soon = b.clock.now() + timedelta(hours=1)
+    moved = await move_deadline(b.rt, ctx(), second, soon)
+    assert moved.batch.deadline == soon
+
+    async with b.uow() as uow:
+        assert (await uow.batches.associations_by_essay([e2]))[e2].runner_up_confidence == 0.75
+        page = await uow.batches.list_for_owner(T1, BatchQuery.build())
+        # second's deadline moved first; first and third share a deadline: by batch id
+        assert [s.batch_id for s in page.items] == [second, third, first]
+        assert page.total == 3
+        top = page.items[2]
+        assert (top.class_id, top.class_name, top.course_code) == (c1.id, "9A", "ENG5")
+        assert (top.essay_count, top.pending, top.confirmed, top.rejected) == (2, 1, 1, 0)
+        assert top.status is BatchStatus.PENDING
+        assert page.items[0].deadline == soon
+        only = await uow.batches.list_for_owner(T1, BatchQuery.build(class_id=c2.id))
+        assert [s.batch_id for s in only.items] == [second]
+        window = await uow.batches.list_for_owner(T1, BatchQuery.build(limit=1, offset=1))
+        assert ([s.batch_id for s in window.items], window.total) == ([third], 3)
+        past = await uow.batches.list_for_owner(T1, BatchQuery.build(offset=10))
+        assert (past.items, past.total) == ((), 3)
+        assert (
+            await uow.batches.list_for_owner(T1, BatchQuery.build(status="finalized"))
+        ).total == 0
+        assert [
+            s.batch_id for s in (await uow.batches.list_for_owner(T2, BatchQuery.build())).items
+        ] == [other]
+
+    b.clock.advance(hours=2)  # past second's new deadline, before the others' 24 h
+    assert [f.batch_id for f in await expire_due_batches(b.rt)] == [second]
+    async with b.uow() as uow:
+        done = await uow.batches.list_for_owner(T1, BatchQuery.build(status="finalized"))
+        assert [(s.batch_id, s.status, s.pending, s.confirmed) for s in done.items] == [
+            (second, BatchStatus.FINALIZED, 0, 1)
+        ]
+        every = await uow.batches.list_for_owner(T1, BatchQuery.build(status="all"))
+        assert every.total == 3
+
+
+async def test_student_aliases_round_trip_and_search(any_backend: Backend) -> None:
+    """§11 aliases on every adapter: stored, read (single, many, roster), searched through
+    the search key written with them, replaced by an update."""
+    b = any_backend
+    cls = await new_class(b)
+    made = await create_student(
+        b.rt,
+        ctx(),
+        CreateStudent(PersonName("Ada", "L"), None, (cls.id,), aliases=("Addie", "Lady Ä")),
+    )
+    other = await new_student(b, "Bo", "B", class_ids=(cls.id,))
+    assert (await get_student(b.rt, ctx(), made.id)).aliases == ("Addie", "Lady Ä")
+    async with b.uow() as uow:
+        many = await uow.students.get_unscoped_many([made.id, other.id])
+        assert (many[made.id].aliases, many[other.id].aliases) == (("Addie", "Lady Ä"), ())
+        roster = await uow.students.roster(cls.id)
+        assert [s.aliases for s in roster] == [(), ("Addie", "Lady Ä")]  # Bo B, then Ada L
+    found = await list_students(b.rt, ctx(), StudentQuery.build(q="lady a"))
+    assert [s.id for s in found.items] == [made.id]
+    await update_student(b.rt, ctx(), made.id, UpdateStudent(aliases=("Countess",)))
+    assert (await get_student(b.rt, ctx(), made.id)).aliases == ("Countess",)
+    assert (await list_students(b.rt, ctx(), StudentQuery.build(q="addie"))).items == ()
+    found = await list_students(b.rt, ctx(), StudentQuery.build(q="COUNTESS"))
+    assert [s.id for s in found.items] == [made.id]

@@ -24,7 +24,7 @@ import pytest_asyncio
 from bench.scale_seed import ScaleSize, seed, seeded_owner
 
 from adapters_sql import SqlOutboxStore, build_sql_runtime, create_engine
-from class_core.queries import ClassQuery, StudentQuery
+from class_core.queries import BatchQuery, ClassQuery, StudentQuery
 from class_core.runtime import RequestContext, Runtime
 from class_core.use_cases.classes import get_class, get_roster, list_classes
 from class_core.use_cases.matching import (
@@ -33,6 +33,7 @@ from class_core.use_cases.matching import (
     decided_students,
     expire_due_batches,
     get_batch_associations,
+    list_batches,
 )
 from class_core.use_cases.students import (
     CreateStudent,
@@ -173,6 +174,13 @@ def _hot_reads(s: Seeded) -> dict[str, Callable[[], Awaitable[object]]]:
             s.rt, ctx, StudentQuery.build(q="berg", class_id=s.class_id)
         ),
         "batch view": lambda: get_batch_associations(s.rt, ctx, s.batch_id),
+        "batch queue": lambda: list_batches(s.rt, ctx, BatchQuery.build()),
+        "batch queue all of a class": lambda: list_batches(
+            s.rt, ctx, BatchQuery.build(status="all", class_id=s.class_id)
+        ),
+        "batch queue finalized, past the end": lambda: list_batches(
+            s.rt, ctx, BatchQuery.build(status="finalized", offset=1000)
+        ),
         "class-info": lambda: batch_class_info(s.rt, [s.batch_id]),
         "student-names": lambda: decided_students(s.rt, s.batch_id),
         "association by essay": lambda: decided_student_for_essay(s.rt, s.essay_id),
@@ -200,6 +208,9 @@ HOT_READS = [
     "student search q",
     "student search q in a class",
     "batch view",
+    "batch queue",
+    "batch queue all of a class",
+    "batch queue finalized, past the end",
     "class-info",
     "student-names",
     "association by essay",

@@ -83,6 +83,7 @@ EVENTS: list[tuple[DomainEvent, str, str, set[str]]] = [
             "student_email",
             "class_ids",
             "created_by_user_id",
+            "aliases",
         },
     ),
     (
@@ -98,6 +99,7 @@ EVENTS: list[tuple[DomainEvent, str, str, set[str]]] = [
             "add_class_ids",
             "remove_class_ids",
             "updated_by_user_id",
+            "aliases",
         },
     ),
     (
@@ -199,7 +201,7 @@ def associations_event() -> StudentAssociationsConfirmedV1:
         class_id=CLASS,
         course_code="ENG5",
         associations=(
-            ConfirmedAssociation(ESSAY, STUDENT, 0.93, "human", "t-1", AT),
+            ConfirmedAssociation(ESSAY, STUDENT, 0.93, "human", "t-1", AT, STUDENT, 0.93),
             ConfirmedAssociation(uuid4(), None, 0.0, "human", "t-1", AT),
         ),
         timeout_triggered=False,
@@ -241,8 +243,12 @@ def test_associations_confirmed_envelope_data_and_metadata() -> None:
         "validation_method": "human",
         "validated_by": "t-1",
         "validated_at": AT.isoformat(),
+        "suggested_student_id": str(STUDENT),
+        "suggested_confidence": 0.93,
     }
     assert data["associations"][1]["student_id"] is None
+    assert data["associations"][1]["suggested_student_id"] is None
+    assert data["associations"][1]["suggested_confidence"] is None
     assert isinstance(data["associations"][1]["confidence_score"], float)
     assert data["validation_summary"] == {"total_associations": 2, "confirmed": 1, "rejected": 1}
     assert data["timeout_triggered"] is False

@@ -5,7 +5,9 @@ small model of what the contract promises (§3.3, §4). After every step it chec
 exactly one StudentAssociationsConfirmedV1 per finalized batch and none for a pending one, no
 human decision overridden, every essay of a finalized batch decided, validation_summary equal
 to the listed associations, one UNKNOWN placeholder per class, deadlines and classes that never
-move, essays that never change batch.
+move unless the owner moves them, essays that never change batch, and the §11 timeout guard: no
+batch finalized by timeout assigns one real student to two essays by timeout, nor to an essay
+when a human chose that student for another essay of the batch.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from class_core.use_cases.matching import (
     expire_due_batches,
     finalize_batch,
     ingest_suggestions,
+    move_deadline,
 )
 from class_core.use_cases.students import UpdateStudent, update_student
 from class_core.versions import IfMatch
@@ -57,6 +60,8 @@ from .world import OWNER, World
 T = TypeVar("T")
 TIMEOUT_HOURS = 10.0
 THRESHOLD = 0.7
+MARGIN = 0.05
+MAX_DEADLINE_DAYS = 14.0
 N_BATCHES = 3
 OWN_ESSAYS = 3
 SHARED_ESSAYS = 2
@@ -82,7 +87,7 @@ class MatchingMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
-        self.w = World(timeout_hours=TIMEOUT_HOURS, threshold=THRESHOLD)
+        self.w = World(timeout_hours=TIMEOUT_HOURS, threshold=THRESHOLD, margin=MARGIN)
         self.classes = [
             self.run(self.w.new_class("A", "ENG5")).id,
             self.run(self.w.new_class("B", "SV1")).id,
@@ -371,7 +376,11 @@ class MatchingMachine(RuleBasedStateMachine):
             for i in confirmed
         ):
             return ValidationError
-        if any(i.student_id is not None and i.student_id not in members for i in confirmed):
+        # §11: the chosen student, given or suggested, must be a current member
+        if any(
+            (i.student_id or mine[i.essay_id].suggested_student_id) not in members
+            for i in confirmed
+        ):
             return StudentNotInClassError
         return None
 
@@ -410,18 +419,35 @@ class MatchingMachine(RuleBasedStateMachine):
         assert updated.version == student.version + (1 if changed else 0)
 
     def expected_timeout(self, batch_id: UUID) -> dict[UUID, UUID | None]:
-        """Pending essay -> kept suggested student, or ``None`` for the UNKNOWN placeholder."""
+        """Pending essay -> kept suggested student, or ``None`` for the UNKNOWN placeholder
+        (Part I's rule, the margin, one real student per essay; written apart from the code)."""
         members = self.members(self.batch_class[batch_id])
-        out: dict[UUID, UUID | None] = {}
-        for e, a in self.associations(batch_id).items():
-            if not a.is_pending:
+        mine = self.associations(batch_id)
+        human = {
+            a.student_id for a in mine.values() if a.validation_status is ValidationStatus.CONFIRMED
+        }
+        passing: dict[UUID, UUID] = {}
+        for e, a in mine.items():
+            if not a.is_pending or a.suggested_student_id is None:
                 continue
-            keep = (
+            part_one = (
                 a.suggested_student_id in members
                 and a.confidence_score is not None
                 and a.confidence_score >= THRESHOLD
             )
-            out[e] = a.suggested_student_id if keep else None
+            runner_up = a.runner_up_confidence
+            margin_ok = runner_up is None or (
+                a.confidence_score is not None and a.confidence_score - runner_up >= MARGIN - 1e-9
+            )
+            if part_one and margin_ok:
+                passing[e] = a.suggested_student_id
+        out: dict[UUID, UUID | None] = {}
+        for e, a in mine.items():
+            if not a.is_pending:
+                continue
+            student = passing.get(e)
+            alone = student is not None and list(passing.values()).count(student) == 1
+            out[e] = student if alone and student not in human else None
         return out
 
     def check_timeout(self, batch_id: UUID, expected: dict[UUID, UUID | None]) -> None:
@@ -477,7 +503,58 @@ class MatchingMachine(RuleBasedStateMachine):
         assert batch.status is BatchStatus.PENDING
         self.check_timeout(batch_id, expected)
 
+    @rule(b=st.integers(0, N_BATCHES - 1), hours=st.sampled_from([-1.0, 0.0, 0.5, 2.0, 400.0]))
+    def move_deadline(self, b: int, hours: float) -> None:
+        """The owner moves a batch's deadline (§11): after now, at most 14 days ahead, not
+        on a finalized batch; nothing else changes and nothing is published."""
+        batch_id = self.batches[b]
+        batch = self.t.batches.get(batch_id)
+        now = self.w.clock.now()
+        deadline = now + timedelta(hours=hours)
+        before_outbox = len(self.w.outbox.messages())
+        try:
+            view = self.run(move_deadline(self.w.rt, self.w.ctx(), batch_id, deadline))
+        except NotFoundError:
+            assert batch is None
+            return
+        except ValidationError as exc:
+            event("deadline: refused (range)")
+            fields = [e.field for e in exc.errors]
+            assert not (now < deadline <= now + timedelta(days=MAX_DEADLINE_DAYS))
+            assert fields == ["deadline"]
+            return
+        except BatchFinalizedError:
+            event("deadline: refused (finalized)")
+            assert batch is not None
+            assert batch.status is BatchStatus.FINALIZED
+            return
+        event("deadline: moved")
+        assert batch is not None
+        assert batch.status is BatchStatus.PENDING
+        assert view.batch.deadline == deadline
+        assert self.t.batches[batch_id].deadline == deadline
+        assert len(self.w.outbox.messages()) == before_outbox
+        self.deadline[batch_id] = deadline
+
     # ------------------------------------------------------------------ invariants
+    @invariant()
+    def timeout_never_gives_one_real_student_two_essays(self) -> None:
+        for batch_id, batch in self.t.batches.items():
+            if not batch.timeout_triggered:
+                continue
+            mine = self.associations(batch_id).values()
+            placeholder = self.placeholder(batch.class_id)
+            by_timeout = [
+                a.student_id
+                for a in mine
+                if a.validation_method is ValidationMethod.TIMEOUT and a.student_id != placeholder
+            ]
+            assert len(by_timeout) == len(set(by_timeout))
+            human = {
+                a.student_id for a in mine if a.validation_status is ValidationStatus.CONFIRMED
+            }
+            assert not human & set(by_timeout)
+
     @invariant()
     def one_event_per_finalized_batch_and_none_for_pending(self) -> None:
         for batch_id, batch in self.t.batches.items():

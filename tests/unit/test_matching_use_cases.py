@@ -343,7 +343,10 @@ async def test_confirm_suggested_other_member_and_reject(s: Setup) -> None:
         "validation_method": "human",
         "validated_by": OWNER,
         "validated_at": (START + timedelta(hours=1)).isoformat(),
+        "suggested_student_id": str(s.bo.id),  # the learning signal (§11)
+        "suggested_confidence": w.association(e3).confidence_score,
     }
+    assert by_essay[str(e2)]["suggested_student_id"] == str(w.association(e2).suggested_student_id)
     assert data["validation_summary"]["total_associations"] == 3
     assert data["validation_summary"]["confirmed"] == 2
     assert data["validation_summary"]["rejected"] == 1

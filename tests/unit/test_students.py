@@ -88,6 +88,7 @@ async def test_create_student_normalises_and_publishes(w: World) -> None:
         "created_by_user_id": OWNER,
         "correlation_id": str(ctx.correlation_id),
         "timestamp": START.isoformat(),
+        "aliases": [],
     }
     notes = w.notifier.sent[-2:]
     assert {n.notification_type for n in notes} == {"student_added_to_class"}
@@ -231,6 +232,7 @@ async def test_update_names_and_email_publishes_current_values(w: World) -> None
         "updated_by_user_id": OWNER,
         "correlation_id": str(ctx.correlation_id),
         "timestamp": updated.updated_at.isoformat(),
+        "aliases": [],
     }
 
 

@@ -31,11 +31,15 @@ OTHER_OWNER = "teacher-2"
 class World:
     """Everything a use-case test needs, with readers for what the outside world would see."""
 
-    def __init__(self, timeout_hours: float = 24.0, threshold: float = 0.7) -> None:
+    def __init__(
+        self, timeout_hours: float = 24.0, threshold: float = 0.7, margin: float = 0.0
+    ) -> None:
         self.store = InMemoryStore()
         self.clock = FixedClock(START)
         self.notifier = RecordingNotifier()
-        self.policy = MatchingPolicy(timeout_hours=timeout_hours, confidence_threshold=threshold)
+        self.policy = MatchingPolicy(
+            timeout_hours=timeout_hours, confidence_threshold=threshold, confidence_margin=margin
+        )
         self.rt: Runtime = memory_runtime(self.store, self.clock, self.notifier, self.policy)
         self.outbox = InMemoryOutboxStore(self.store)
 

@@ -15,7 +15,8 @@ import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from class_core.courses import COURSES_BY_CODE, Course
-from class_core.model import Association, Page, SchoolClass, Student
+from class_core.errors import ValidationError
+from class_core.model import Association, BatchSummary, Page, SchoolClass, Student
 from class_core.use_cases.classes import CreateClass, UpdateClass
 from class_core.use_cases.matching import (
     BatchView,
@@ -83,6 +84,7 @@ class CreateStudentIn(_Input):
     person_name: PersonNameIn
     email: str | None = None
     class_ids: list[UUID] = msgspec.field(default_factory=list)
+    aliases: list[str] = msgspec.field(default_factory=list)
 
     def command(self) -> CreateStudent:
         name = self.person_name
@@ -90,6 +92,7 @@ class CreateStudentIn(_Input):
             PersonName(name.first_name, name.last_name, name.legal_full_name),
             self.email,
             tuple(self.class_ids),
+            tuple(self.aliases),
         )
 
 
@@ -98,6 +101,7 @@ class UpdateStudentIn(_Input):
     email: str | UnsetType | None = UNSET
     add_class_ids: list[UUID] = msgspec.field(default_factory=list)
     remove_class_ids: list[UUID] = msgspec.field(default_factory=list)
+    aliases: list[str] | UnsetType = UNSET
 
     def command(self) -> UpdateStudent:
         name = self.person_name if not isinstance(self.person_name, UnsetType) else None
@@ -111,6 +115,7 @@ class UpdateStudentIn(_Input):
             email=CORE_UNSET if isinstance(self.email, UnsetType) else self.email,
             add_class_ids=tuple(self.add_class_ids),
             remove_class_ids=tuple(self.remove_class_ids),
+            aliases=CORE_UNSET if isinstance(self.aliases, UnsetType) else tuple(self.aliases),
         )
 
 
@@ -127,6 +132,22 @@ class ConfirmIn(_Input):
         return [ConfirmItem(a.essay_id, a.confirmed, a.student_id) for a in self.associations]
 
 
+class DeadlineIn(_Input):
+    deadline: Timestamp
+
+    def when(self) -> datetime:
+        """The new deadline: ISO 8601 with an offset, else 400 naming ``deadline``."""
+        try:
+            parsed = datetime.fromisoformat(self.deadline.strip())
+        except ValueError:
+            raise ValidationError.for_field(
+                "deadline", "must be an ISO 8601 timestamp with an offset"
+            ) from None
+        if parsed.tzinfo is None:
+            raise ValidationError.for_field("deadline", "must include a UTC offset")
+        return parsed
+
+
 REQUEST_STRUCTS: tuple[type[Struct], ...] = (
     CreateClassIn,
     UpdateClassIn,
@@ -136,6 +157,7 @@ REQUEST_STRUCTS: tuple[type[Struct], ...] = (
     UpdateStudentIn,
     ConfirmItemIn,
     ConfirmIn,
+    DeadlineIn,
 )
 
 # --------------------------------------------------------------------------- responses
@@ -195,6 +217,7 @@ class StudentOut(Struct):
     created_at: Timestamp
     updated_at: Timestamp
     version: int
+    aliases: list[str]
 
 
 class StudentListOut(Struct):
@@ -208,6 +231,7 @@ class RosterStudentOut(Struct):
     last_name: str
     full_legal_name: str
     email: str | None
+    aliases: list[str]
 
 
 class RosterOut(Struct):
@@ -237,6 +261,27 @@ class AssociationOut(Struct):
     validated_by: str | None
     validated_at: Timestamp | None
     created_at: Timestamp
+    runner_up_confidence: float | None
+    conflict: bool
+
+
+class BatchSummaryOut(Struct):
+    batch_id: UUID
+    class_id: UUID
+    class_name: str
+    course_code: str
+    status: BatchStatusOut
+    deadline: Timestamp
+    essay_count: int
+    pending: int
+    confirmed: int
+    rejected: int
+    created_at: Timestamp
+
+
+class BatchListOut(Struct):
+    batches: list[BatchSummaryOut]
+    pagination: PaginationOut
 
 
 class BatchAssociationsOut(Struct):
@@ -332,6 +377,7 @@ def student_out(student: Student) -> StudentOut:
         created_at=timestamp(student.created_at),
         updated_at=timestamp(student.updated_at),
         version=student.version,
+        aliases=list(student.aliases),
     )
 
 
@@ -341,7 +387,10 @@ def student_list_out(page: Page[Student]) -> StudentListOut:
 
 def roster_out(students: Iterable[Student]) -> RosterOut:
     return RosterOut(
-        [RosterStudentOut(s.id, s.first_name, s.last_name, s.full_name, s.email) for s in students]
+        [
+            RosterStudentOut(s.id, s.first_name, s.last_name, s.full_name, s.email, list(s.aliases))
+            for s in students
+        ]
     )
 
 
@@ -360,6 +409,30 @@ def association_out(view: BatchView, a: Association) -> AssociationOut:
         validated_by=a.validated_by,
         validated_at=timestamp(a.validated_at) if a.validated_at else None,
         created_at=timestamp(a.created_at),
+        runner_up_confidence=a.runner_up_confidence,
+        conflict=view.conflict(a),
+    )
+
+
+def batch_list_out(page: Page[BatchSummary]) -> BatchListOut:
+    return BatchListOut(
+        [
+            BatchSummaryOut(
+                batch_id=b.batch_id,
+                class_id=b.class_id,
+                class_name=b.class_name,
+                course_code=b.course_code,
+                status=b.status.value,
+                deadline=timestamp(b.deadline),
+                essay_count=b.essay_count,
+                pending=b.pending,
+                confirmed=b.confirmed,
+                rejected=b.rejected,
+                created_at=timestamp(b.created_at),
+            )
+            for b in page.items
+        ],
+        pagination_out(page),  # type: ignore[arg-type]
     )
 
 

@@ -36,8 +36,11 @@ def class_view(cls: SchoolClass) -> dict[str, Any]:
     }
 
 
-def association_view(a: Association, student_name: str | None = None) -> dict[str, Any]:
-    return {
+def association_view(
+    a: Association, student_name: str | None = None, conflict: bool | None = None
+) -> dict[str, Any]:
+    """The HTTP association (§3.2, §11); ``conflict`` only where the whole batch is known."""
+    view = {
         "essay_id": str(a.essay_id),
         "batch_id": str(a.batch_id),
         "class_id": str(a.class_id),
@@ -51,7 +54,11 @@ def association_view(a: Association, student_name: str | None = None) -> dict[st
         "validated_by": a.validated_by,
         "validated_at": timestamp(a.validated_at),
         "created_at": timestamp(a.created_at),
+        "runner_up_confidence": a.runner_up_confidence,
     }
+    if conflict is not None:
+        view["conflict"] = conflict
+    return view
 
 
 def batch_view(view: BatchView) -> dict[str, Any]:
@@ -62,7 +69,9 @@ def batch_view(view: BatchView) -> dict[str, Any]:
         "course_code": b.course_code,
         "status": b.status.value,
         "deadline": timestamp(b.deadline),
-        "associations": [association_view(a, view.student_name(a)) for a in view.associations],
+        "associations": [
+            association_view(a, view.student_name(a), view.conflict(a)) for a in view.associations
+        ],
     }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    ColumnElement,
     Double,
     Select,
     String,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Uuid,
     any_,
     bindparam,
+    case,
     exists,
     func,
     insert,
@@ -37,9 +39,12 @@ from class_core.model import (
     Association,
     Batch,
     BatchStatus,
+    BatchSummary,
+    Page,
     ValidationMethod,
     ValidationStatus,
 )
+from class_core.queries import BatchQuery
 
 _a = essay_associations
 _GET = select(batches).where(batches.c.batch_id == bindparam("batch_id"))
@@ -87,6 +92,7 @@ _IN_CHUNK = 10_000
 _UPDATED_ASSOC_FIELDS = (
     "suggested_student_id",
     "confidence_score",
+    "runner_up_confidence",
     "match_reasons",
     "student_id",
     "validation_status",
@@ -135,6 +141,7 @@ _ASSOC_COLUMNS: tuple[_Column, ...] = (
     ("validated_at", "timestamptz", UTCDateTime()),
     ("created_at", "timestamptz", UTCDateTime()),
     ("updated_at", "timestamptz", UTCDateTime()),
+    ("runner_up_confidence", "float8", Double()),
 )
 
 
@@ -251,6 +258,119 @@ _PENDING = (
     .order_by(*_ASSOC_ORDER)
     .limit(bindparam("limit"))
 )
+
+
+_QUEUE_ORDER = (batches.c.deadline, batches.c.batch_id)
+_COUNTED = {
+    "pending": (ValidationStatus.PENDING.value,),
+    "confirmed": (ValidationStatus.CONFIRMED.value, ValidationStatus.TIMEOUT_CONFIRMED.value),
+    "rejected": (ValidationStatus.REJECTED.value,),
+}
+
+
+_ZERO: ColumnElement[Any] = literal_column("0")
+_ONE: ColumnElement[Any] = literal_column("1")
+
+
+def _status_in(statuses: Sequence[str]) -> ColumnElement[bool]:
+    """``validation_status IN (...)`` with the statuses (our own constants) written into the
+    SQL, so that the statement has plain parameters only."""
+    return or_(*(_a.c.validation_status == literal_column(f"'{v}'") for v in statuses))
+
+
+def _queue_conditions(by_status: bool, by_class: bool) -> list[Any]:
+    conds = [batches.c.owner_id == bindparam("owner_id")]
+    if by_status:
+        conds.append(batches.c.status == bindparam("status"))
+    if by_class:
+        conds.append(batches.c.class_id == bindparam("class_id"))
+    return conds
+
+
+def _queue_statement(by_status: bool, by_class: bool) -> Select[Any]:
+    """One page of an owner's batch queue with its total and counts, one statement: the page
+    is an index range scan of ``ix_cms_batches_owner_queue`` (owner, status, deadline, batch
+    id) stopped at the limit, the total an index-only count beside it, then only the page's
+    classes are joined and its batches' associations counted
+    (``ix_cms_essay_associations_batch``)."""
+    conds = _queue_conditions(by_status, by_class)
+    page = (
+        select(
+            batches.c.batch_id,
+            batches.c.class_id,
+            batches.c.course_code,
+            batches.c.status,
+            batches.c.deadline,
+            batches.c.created_at,
+        )
+        .where(*conds)
+        .order_by(*_QUEUE_ORDER)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+        .cte("page")
+    )
+    total = select(func.count()).select_from(batches).where(*conds).scalar_subquery()
+    counts = (
+        select(
+            _a.c.batch_id,
+            func.count().label("essay_count"),
+            *(
+                func.sum(case((_status_in(statuses), _ONE), else_=_ZERO)).label(name)
+                for name, statuses in _COUNTED.items()
+            ),
+        )
+        .where(_a.c.batch_id.in_(select(page.c.batch_id)))
+        .group_by(_a.c.batch_id)
+        .subquery("counts")
+    )
+    return (
+        select(
+            page,
+            classes.c.name.label("class_name"),
+            total.label("total"),
+            func.coalesce(counts.c.essay_count, _ZERO).label("essay_count"),
+            *(func.coalesce(counts.c[name], _ZERO).label(name) for name in _COUNTED),
+        )
+        .select_from(page)
+        .join(classes, classes.c.id == page.c.class_id)
+        .outerjoin(counts, counts.c.batch_id == page.c.batch_id)
+        .order_by(page.c.deadline, page.c.batch_id)
+    )
+
+
+# Built once, when the module is loaded (never changed): the four filter combinations, so
+# that a request only binds its values (one cached compilation and prepared statement each).
+_QUEUE = {(s, c): _queue_statement(s, c) for s in (False, True) for c in (False, True)}
+_QUEUE_TOTAL = {
+    (s, c): select(func.count()).select_from(batches).where(*_queue_conditions(s, c))
+    for s in (False, True)
+    for c in (False, True)
+}
+
+
+def _queue_params(owner_id: str, query: BatchQuery) -> dict[str, Any]:
+    params: dict[str, Any] = {"owner_id": owner_id, "limit": query.limit, "offset": query.offset}
+    if query.status is not None:
+        params["status"] = query.status
+    if query.class_id is not None:
+        params["class_id"] = query.class_id
+    return params
+
+
+def _summary(row: Any) -> BatchSummary:
+    return BatchSummary(
+        batch_id=row["batch_id"],
+        class_id=row["class_id"],
+        class_name=row["class_name"],
+        course_code=row["course_code"],
+        status=BatchStatus(row["status"]),
+        deadline=row["deadline"],
+        essay_count=int(row["essay_count"]),
+        pending=int(row["pending"]),
+        confirmed=int(row["confirmed"]),
+        rejected=int(row["rejected"]),
+        created_at=row["created_at"],
+    )
 
 
 def _batch_update_params(b: Batch) -> dict[str, Any]:
@@ -378,3 +498,15 @@ class SqlBatchRepository:
     async def pending_associations(self, limit: int) -> list[Association]:
         result = await self._tx.execute(_PENDING, {"limit": limit})
         return [association_from_row(r) for r in result.mappings()]
+
+    async def list_for_owner(self, owner_id: str, query: BatchQuery) -> Page[BatchSummary]:
+        shape = (query.status is not None, query.class_id is not None)
+        params = _queue_params(owner_id, query)
+        rows = await self._tx.fetch_rows(_QUEUE[shape], params)
+        if rows:
+            total = int(rows[0]["total"])
+        else:  # past the end (or nothing): the window gave no total
+            del params["limit"], params["offset"]
+            counted = await self._tx.execute(_QUEUE_TOTAL[shape], params)
+            total = int(counted.scalar_one())
+        return Page(tuple(_summary(r) for r in rows), total, query.limit, query.offset)

@@ -32,7 +32,7 @@ def class_search_key(cls: SchoolClass) -> str:
 
 
 def student_search_key(s: Student) -> str:
-    return search_key(s.first_name, s.last_name, s.legal_full_name, s.email)
+    return search_key(s.first_name, s.last_name, s.legal_full_name, s.email, *s.aliases)
 
 
 def class_row(cls: SchoolClass) -> dict[str, Any]:
@@ -75,10 +75,12 @@ def student_row(s: Student, placeholder_class_id: UUID | None = None) -> dict[st
         "created_at": s.created_at,
         "updated_at": s.updated_at,
         "version": s.version,
+        "aliases": list(s.aliases),
     }
 
 
-# The columns of ``student_row``, in the order of :func:`student_record`.
+# The columns of ``student_row`` but ``aliases`` (a bulk insert leaves the column's default,
+# no aliases), in the order of :func:`student_record`., in the order of :func:`student_record`.
 STUDENT_RECORD_COLUMNS: tuple[str, ...] = (
     "id",
     "owner_id",
@@ -96,8 +98,10 @@ STUDENT_RECORD_COLUMNS: tuple[str, ...] = (
 
 
 def student_record(s: Student) -> tuple[Any, ...]:
-    """``student_row`` of an ordinary (not placeholder) student as a tuple in the order of
-    :data:`STUDENT_RECORD_COLUMNS`: bulk inserts, without a dictionary per row."""
+    """``student_row`` of an ordinary (not placeholder) student without aliases as a tuple in
+    the order of :data:`STUDENT_RECORD_COLUMNS`: bulk inserts, without a dictionary per row."""
+    if s.aliases:  # pragma: no cover - bulk paths create students without aliases
+        raise ValueError("student_record cannot carry aliases")
     return (
         s.id,
         s.owner_id,
@@ -127,7 +131,15 @@ def student_from_row(row: Row, class_ids: Sequence[UUID] = ()) -> Student:
         is_placeholder=bool(row["is_placeholder"]),
         class_ids=tuple(sorted(class_ids)),
         version=row["version"],
+        aliases=_aliases(row["aliases"]),
     )
+
+
+def _aliases(value: Any) -> tuple[str, ...]:
+    """The stored JSON list (decoded by SQLAlchemy, or text when read through the driver)."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    return tuple(value or ())
 
 
 def batch_row(b: Batch) -> dict[str, Any]:
@@ -175,6 +187,7 @@ def association_row(a: Association) -> dict[str, Any]:
         "validated_at": a.validated_at,
         "created_at": a.created_at,
         "updated_at": a.updated_at,
+        "runner_up_confidence": a.runner_up_confidence,
     }
 
 
@@ -194,6 +207,7 @@ def association_from_row(row: Row) -> Association:
         validation_method=ValidationMethod(method) if method is not None else None,
         validated_by=row["validated_by"],
         validated_at=row["validated_at"],
+        runner_up_confidence=row["runner_up_confidence"],
     )
 
 

@@ -88,6 +88,7 @@ students = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("version", Integer(), nullable=False, server_default=text("1")),
+    Column("aliases", _JSON, nullable=False, server_default=text("'[]'")),
     PrimaryKeyConstraint("id", name="pk_cms_students"),
     UniqueConstraint("owner_id", "email", name="uq_cms_students_owner_email"),
     UniqueConstraint("placeholder_class_id", name="uq_cms_students_placeholder_class_id"),
@@ -149,6 +150,7 @@ batches = Table(
         sqlite_where=text("status = 'pending'"),
     ),
     Index("ix_cms_batches_class_id", "class_id"),
+    Index("ix_cms_batches_owner_queue", "owner_id", "status", "deadline", "batch_id"),
 )
 
 essay_associations = Table(
@@ -167,6 +169,7 @@ essay_associations = Table(
     Column("validated_at", UTCDateTime(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("runner_up_confidence", Double(), nullable=True),
     PrimaryKeyConstraint("essay_id", name="pk_cms_essay_associations"),
     ForeignKeyConstraint(
         ["batch_id"],

@@ -50,7 +50,7 @@ _INSERT_MEMBERSHIP = insert(class_students).values(
 )
 _inserted = (
     insert(students)
-    .values({c.name: bindparam(c.name) for c in students.columns})
+    .values({c.name: bindparam(c.name, type_=c.type) for c in students.columns})
     .returning(students.c.id)
     .cte("inserted")
 )
@@ -119,6 +119,7 @@ _UPDATE = (
         legal_full_name=bindparam("v_legal_full_name"),
         email=bindparam("v_email"),
         search_key=bindparam("v_search_key"),
+        aliases=bindparam("v_aliases", type_=students.c.aliases.type),
         updated_at=bindparam("v_updated_at"),
         version=bindparam("v_version"),
     )
@@ -276,6 +277,7 @@ def _update_params(s: Student) -> dict[str, Any]:
         "v_legal_full_name": row["legal_full_name"],
         "v_email": row["email"],
         "v_search_key": row["search_key"],
+        "v_aliases": row["aliases"],
         "v_updated_at": row["updated_at"],
         "v_version": row["version"],
     }

@@ -156,6 +156,7 @@ class StudentCreatedV1:
     timestamp: datetime
     event: str = "student.created"
     aggregate_version: int = _aggregate_version()
+    aliases: tuple[str, ...] = ()  # added in v2 (§11): the current list
 
     @classmethod
     def of(
@@ -177,6 +178,7 @@ class StudentCreatedV1:
             correlation_id,
             at,
             aggregate_version=student.version,
+            aliases=student.aliases,
         )
 
 
@@ -193,6 +195,7 @@ class StudentUpdatedV1:
     timestamp: datetime
     event: str = "student.updated"
     aggregate_version: int = _aggregate_version()
+    aliases: tuple[str, ...] = ()  # added in v2 (§11): the current list
 
     @classmethod
     def of(
@@ -217,6 +220,7 @@ class StudentUpdatedV1:
             correlation_id,
             at,
             aggregate_version=student.version,
+            aliases=student.aliases,
         )
 
 
@@ -239,6 +243,9 @@ class ConfirmedAssociation:
     validation_method: str | None
     validated_by: str | None
     validated_at: datetime | None
+    # The learning signal (contract §11): what was suggested, ``None`` when nothing was.
+    suggested_student_id: UUID | None = None
+    suggested_confidence: float | None = None
 
 
 @frozen

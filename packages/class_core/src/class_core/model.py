@@ -80,6 +80,7 @@ class Student:
     is_placeholder: bool = False
     class_ids: tuple[UUID, ...] = field(factory=tuple)
     version: int = 1  # contract §8: 1 at create, +1 per committed change (memberships too)
+    aliases: tuple[str, ...] = ()  # other names the student goes by (§11), as given
 
     @property
     def full_name(self) -> str:
@@ -98,6 +99,14 @@ class Student:
         if not isinstance(legal_full_name, Unset):
             self.legal_full_name = legal_full_name
         return (self.first_name, self.last_name, self.legal_full_name) != old
+
+    def changes_aliases(self, aliases: Sequence[str] | Unset) -> bool:
+        """Take the aliases given (``UNSET``: keep; values already clean); whether they
+        changed."""
+        if isinstance(aliases, Unset) or tuple(aliases) == self.aliases:
+            return False
+        self.aliases = tuple(aliases)
+        return True
 
     def changes_email(self, email: str | Unset | None) -> bool:
         """Whether ``email`` (``UNSET``: keep; ``None``: clear) differs from the stored one."""
@@ -135,6 +144,11 @@ class Batch:
     def is_finalized(self) -> bool:
         return self.status is BatchStatus.FINALIZED
 
+    def move_deadline(self, deadline: datetime, at: datetime) -> None:
+        """The owner's new deadline (checked by the use case); the sweep honours it."""
+        self.deadline = deadline
+        self.updated_at = at
+
     def finalize(self, at: datetime, *, timeout_triggered: bool) -> None:
         """Close the batch: no decision changes after this."""
         self.status = BatchStatus.FINALIZED
@@ -160,6 +174,9 @@ class Association:
     validation_method: ValidationMethod | None = None
     validated_by: str | None = None
     validated_at: datetime | None = None
+    # The best confidence among the essay's other suggestions of members of the class, as
+    # ingested (contract §11); ``None``: none, or stored before v2.
+    runner_up_confidence: float | None = None
 
     @property
     def is_pending(self) -> bool:
@@ -180,6 +197,24 @@ class Association:
         self.validated_by = by
         self.validated_at = at
         self.updated_at = at
+
+
+@frozen
+class BatchSummary:
+    """One entry of a teacher's batch queue (contract §11); ``confirmed`` includes
+    ``timeout_confirmed``."""
+
+    batch_id: UUID
+    class_id: UUID
+    class_name: str
+    course_code: str
+    status: BatchStatus
+    deadline: datetime
+    essay_count: int
+    pending: int
+    confirmed: int
+    rejected: int
+    created_at: datetime
 
 
 @frozen

@@ -16,8 +16,8 @@ from uuid import UUID
 from attrs import frozen
 
 from class_core.events import DomainEvent, OutboxMessage, TeacherNotification
-from class_core.model import Association, Batch, Page, SchoolClass, Student
-from class_core.queries import ClassQuery, StudentQuery
+from class_core.model import Association, Batch, BatchSummary, Page, SchoolClass, Student
+from class_core.queries import BatchQuery, ClassQuery, StudentQuery
 
 
 class ClassRepository(Protocol):
@@ -208,6 +208,10 @@ class BatchRepository(Protocol):
 
     async def pending_associations(self, limit: int) -> list[Association]:
         """Pending associations of every owner (admin view)."""
+        ...
+
+    async def list_for_owner(self, owner_id: str, query: BatchQuery) -> Page[BatchSummary]:
+        """The owner's batches with their counts (§11), by deadline then ``batch_id``."""
         ...
 
 

@@ -100,3 +100,30 @@ class StudentQuery:
         _check_window(limit, offset)
         _check_since(updated_since)
         return cls(limit, offset, _folded(q), class_id, updated_since)
+
+
+BATCH_STATUSES = ("pending", "finalized", "all")
+
+
+@frozen
+class BatchQuery:
+    """``GET /v1/batches`` (contract §11): ``status`` is ``pending``, ``finalized`` or
+    ``None`` (all)."""
+
+    limit: int = DEFAULT_LIMIT
+    offset: int = 0
+    status: str | None = "pending"
+    class_id: UUID | None = None
+
+    @classmethod
+    def build(
+        cls,
+        limit: int = DEFAULT_LIMIT,
+        offset: int = 0,
+        status: str = "pending",
+        class_id: UUID | None = None,
+    ) -> BatchQuery:
+        _check_window(limit, offset)
+        if status not in BATCH_STATUSES:
+            raise ValidationError.for_field("status", "must be pending, finalized or all")
+        return cls(limit, offset, None if status == "all" else status, class_id)

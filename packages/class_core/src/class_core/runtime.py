@@ -18,6 +18,8 @@ class MatchingPolicy:
 
     timeout_hours: float = 24.0
     confidence_threshold: float = 0.7
+    confidence_margin: float = 0.0
+    max_deadline_days: float = 14.0
 
     def __attrs_post_init__(self) -> None:
         if not self.timeout_hours >= 0:
@@ -27,6 +29,14 @@ class MatchingPolicy:
         if not 0.0 <= self.confidence_threshold <= 1.0:
             raise ConfigurationError(
                 "CLASS_MANAGEMENT_SERVICE_CONFIDENCE_THRESHOLD", "must be between 0 and 1"
+            )
+        if not 0.0 <= self.confidence_margin <= 1.0:
+            raise ConfigurationError(
+                "CLASS_MANAGEMENT_SERVICE_CONFIDENCE_MARGIN", "must be between 0 and 1"
+            )
+        if not self.max_deadline_days > 0:
+            raise ConfigurationError(
+                "CLASS_MANAGEMENT_SERVICE_MAX_DEADLINE_DAYS", "must be a number > 0"
             )
 
 

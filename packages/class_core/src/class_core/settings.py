@@ -35,6 +35,8 @@ class Settings:
     internal_api_key: str | None = None
     association_timeout_hours: float = 24.0
     confidence_threshold: float = 0.7
+    confidence_margin: float = 0.0
+    max_deadline_days: float = 14.0
     timeout_check_interval_seconds: float = 3600.0
     database_pool_size: int = 10
     database_max_overflow: int = 20
@@ -81,6 +83,8 @@ class Settings:
             "internal_api_key": reader.text("INTERNAL_API_KEY"),
             "association_timeout_hours": reader.number("ASSOCIATION_TIMEOUT_HOURS", 24.0, 0.0),
             "confidence_threshold": reader.number("CONFIDENCE_THRESHOLD", 0.7, 0.0, 1.0),
+            "confidence_margin": reader.number("CONFIDENCE_MARGIN", 0.0, 0.0, 1.0),
+            "max_deadline_days": reader.number("MAX_DEADLINE_DAYS", 14.0, 0.001),
             "timeout_check_interval_seconds": reader.number(
                 "TIMEOUT_CHECK_INTERVAL_SECONDS", 3600.0, 0.001
             ),

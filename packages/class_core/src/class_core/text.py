@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from functools import cache
 
-from class_core.errors import ValidationError
+from class_core.errors import FieldError, ValidationError
 
 MAX_NAME_LENGTH = 255
 MAX_EMAIL_LENGTH = 254
@@ -73,6 +74,35 @@ def clean_email(value: str, field: str = "email", *, allow_reserved: bool = Fals
     ):
         raise ValidationError.for_field(field, f"the domain {RESERVED_EMAIL_DOMAIN} is reserved")
     return text
+
+
+MAX_ALIASES = 10
+MAX_ALIAS_LENGTH = 100
+
+
+def clean_aliases(values: Sequence[str], field: str = "aliases") -> tuple[str, ...]:
+    """A student's aliases (§11): at most 10; each NFC, trimmed, 1..100 code points, no
+    control characters; two that are equal after case folding are refused. Every bad entry
+    is named (``aliases[2]``)."""
+    if len(values) > MAX_ALIASES:
+        raise ValidationError.for_field(field, f"at most {MAX_ALIASES} aliases")
+    errors: list[FieldError] = []
+    cleaned: list[str] = []
+    seen: set[str] = set()
+    for i, value in enumerate(values):
+        text = unicodedata.normalize("NFC", value).strip()
+        where = f"{field}[{i}]"
+        if not 1 <= len(text) <= MAX_ALIAS_LENGTH:
+            errors.append(FieldError(where, f"must be 1..{MAX_ALIAS_LENGTH} characters"))
+        elif has_control(text):
+            errors.append(FieldError(where, "must not contain control characters"))
+        elif text.casefold() in seen:
+            errors.append(FieldError(where, "duplicates another alias (case-insensitively)"))
+        seen.add(text.casefold())
+        cleaned.append(text)
+    if errors:
+        raise ValidationError("Invalid aliases", errors)
+    return tuple(cleaned)
 
 
 def search_key(*parts: str | None) -> str:

@@ -42,7 +42,12 @@ class OpenRuntime:
 
 
 def matching_policy(settings: Settings) -> MatchingPolicy:
-    return MatchingPolicy(settings.association_timeout_hours, settings.confidence_threshold)
+    return MatchingPolicy(
+        settings.association_timeout_hours,
+        settings.confidence_threshold,
+        settings.confidence_margin,
+        settings.max_deadline_days,
+    )
 
 
 @asynccontextmanager

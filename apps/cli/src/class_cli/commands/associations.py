@@ -4,6 +4,7 @@ run one timeout sweep."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 import typer
@@ -19,7 +20,13 @@ from class_cli.runner import (
     user_id,
 )
 from class_cli.state import state_of
-from class_cli.views import association_view, batch_view, confirm_result_view, finalized_view
+from class_cli.views import (
+    association_view,
+    batch_view,
+    confirm_result_view,
+    finalized_view,
+    timestamp,
+)
 from class_core.errors import BatchFinalizedError, NotFoundError
 from class_core.model import Association
 from class_core.runtime import RequestContext, Runtime
@@ -34,10 +41,11 @@ from class_core.use_cases.matching import (
     finalize_batch,
     get_batch_associations,
     list_pending_associations_named,
+    move_deadline,
 )
 
 app = typer.Typer(
-    help="Essay-author associations: list, confirm, reject, finalize, expire.",
+    help="Essay-author associations: list, confirm, reject, deadline, finalize, expire.",
     no_args_is_help=True,
 )
 
@@ -213,6 +221,51 @@ def reject(
             return await confirm_associations(rt, RequestContext(as_user), batch, items)
 
     _print_result(run(state, work(), invalid=ExitCode.FAILED), as_json)
+
+
+def _timestamp(value: str) -> datetime:
+    """ISO 8601 with an offset, else a usage error naming ``--at``."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        fail("--at must be an ISO 8601 timestamp with an offset", ExitCode.USAGE)
+    if parsed.tzinfo is None:
+        fail("--at must include a UTC offset (e.g. +00:00)", ExitCode.USAGE)
+    return parsed
+
+
+@app.command(
+    epilog='Example: class-admin associations deadline --batch "$BATCH_ID" --at "$DEADLINE" '
+    "--as teacher-1"
+)
+def deadline(
+    ctx: typer.Context,
+    batch: UUID = BATCH,
+    at: str = typer.Option(
+        ...,
+        "--at",
+        help="The new deadline: ISO 8601 with an offset, after now, at most "
+        "MAX_DEADLINE_DAYS ahead.",
+    ),
+    as_user: str = AS_USER,
+    as_json: bool = AS_JSON,
+) -> None:
+    """Move a pending batch's deadline (the HTTP POST /v1/batches/{id}/deadline); publishes
+    nothing, and the timeout sweep honours the new deadline. Out of range: exit 2; a
+    finalized batch, or one the teacher does not own: exit 3."""
+    as_user = user_id(as_user, OWNER_FLAGS)
+    when = _timestamp(at)
+    state = state_of(ctx)
+
+    async def work() -> BatchView:
+        async with state.runtime() as (rt, _):
+            return await move_deadline(rt, RequestContext(as_user), batch, when)
+
+    view = run(state, work())
+    if as_json:
+        output_json(batch_view(view))
+    else:
+        output(f"batch {view.batch.batch_id}: deadline {timestamp(view.batch.deadline)}")
 
 
 @app.command(epilog='Example: class-admin associations finalize --batch "$BATCH_ID"')

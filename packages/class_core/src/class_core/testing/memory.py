@@ -15,9 +15,18 @@ import attrs
 from class_core.clock import Clock, SystemClock
 from class_core.errors import DuplicateStudentEmailError
 from class_core.events import DomainEvent, OutboxMessage, TeacherNotification
-from class_core.model import Association, Batch, BatchStatus, Page, SchoolClass, Student
+from class_core.model import (
+    Association,
+    Batch,
+    BatchStatus,
+    BatchSummary,
+    Page,
+    SchoolClass,
+    Student,
+    ValidationStatus,
+)
 from class_core.ports import OutboxStatus, RealtimeNotifier, StoredOutboxMessage
-from class_core.queries import ClassQuery, StudentQuery
+from class_core.queries import BatchQuery, ClassQuery, StudentQuery
 from class_core.recording import RecordedEvents
 from class_core.runtime import MatchingPolicy, Runtime
 from class_core.text import search_key
@@ -248,7 +257,8 @@ class InMemoryStudentRepository(_Repo):
             and (members is None or s.id in members)
             and (
                 query.q is None
-                or query.q in search_key(s.first_name, s.last_name, s.legal_full_name, s.email)
+                or query.q
+                in search_key(s.first_name, s.last_name, s.legal_full_name, s.email, *s.aliases)
             )
             and (query.updated_since is None or s.updated_at >= query.updated_since)
         ]
@@ -270,6 +280,7 @@ class InMemoryStudentRepository(_Repo):
                 last_name=student.last_name,
                 legal_full_name=student.legal_full_name,
                 email=student.email,
+                aliases=student.aliases,
                 updated_at=student.updated_at,
                 version=student.version,
             )
@@ -423,6 +434,41 @@ class InMemoryBatchRepository(_Repo):
         found = [a for a in self.t.associations.values() if a.is_pending]
         found.sort(key=lambda a: (a.created_at, a.essay_id))
         return [_copy(a) for a in found[:limit]]
+
+    async def list_for_owner(self, owner_id: str, query: BatchQuery) -> Page[BatchSummary]:
+        found = [
+            b
+            for b in self.t.batches.values()
+            if b.owner_id == owner_id
+            and (query.status is None or b.status.value == query.status)
+            and (query.class_id is None or b.class_id == query.class_id)
+        ]
+        found.sort(key=lambda b: (b.deadline, b.batch_id))
+        window = found[query.offset : query.offset + query.limit]
+        statuses: dict[UUID, list[ValidationStatus]] = {b.batch_id: [] for b in window}
+        for a in self.t.associations.values():
+            if a.batch_id in statuses:
+                statuses[a.batch_id].append(a.validation_status)
+        items = []
+        for b in window:
+            st = statuses[b.batch_id]
+            items.append(
+                BatchSummary(
+                    batch_id=b.batch_id,
+                    class_id=b.class_id,
+                    class_name=self.t.classes[b.class_id].name,
+                    course_code=b.course_code,
+                    status=b.status,
+                    deadline=b.deadline,
+                    essay_count=len(st),
+                    pending=st.count(ValidationStatus.PENDING),
+                    confirmed=st.count(ValidationStatus.CONFIRMED)
+                    + st.count(ValidationStatus.TIMEOUT_CONFIRMED),
+                    rejected=st.count(ValidationStatus.REJECTED),
+                    created_at=b.created_at,
+                )
+            )
+        return Page(tuple(items), len(found), query.limit, query.offset)
 
 
 class InMemoryOutbox(_Repo):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from uuid import UUID, uuid4
 
@@ -26,8 +26,9 @@ from class_core.matching import (
     SuggestionsMessage,
     apply_suggestions,
     confirmed_event,
+    conflicting_essays,
     count,
-    keeps_suggestion,
+    timeout_outcome,
 )
 from class_core.model import (
     PLACEHOLDER_FIRST_NAME,
@@ -36,6 +37,8 @@ from class_core.model import (
     Association,
     Batch,
     BatchStatus,
+    BatchSummary,
+    Page,
     SchoolClass,
     Student,
     ValidationMethod,
@@ -43,6 +46,7 @@ from class_core.model import (
     placeholder_email,
 )
 from class_core.ports import UnitOfWork
+from class_core.queries import BatchQuery
 from class_core.runtime import RequestContext, Runtime
 
 SUGGESTIONS_CONSUMER = "batch_author_matches"
@@ -75,9 +79,13 @@ class BatchView:
     batch: Batch
     associations: tuple[Association, ...]
     student_names: dict[UUID, str]
+    conflicts: frozenset[UUID] = frozenset()  # essays flagged ``conflict`` (§11)
 
     def student_name(self, association: Association) -> str | None:
         return chosen_student_name(self.student_names, association)
+
+    def conflict(self, association: Association) -> bool:
+        return association.essay_id in self.conflicts
 
     def result(self) -> ConfirmResult:
         """The batch's status and counts, as a confirmation answers them."""
@@ -204,6 +212,14 @@ async def _owned_batch(
 
 
 async def _names(uow: UnitOfWork, associations: Sequence[Association]) -> dict[UUID, str]:
+    return (await _names_and_placeholders(uow, associations))[0]
+
+
+async def _names_and_placeholders(
+    uow: UnitOfWork, associations: Sequence[Association]
+) -> tuple[dict[UUID, str], set[UUID]]:
+    """The full names of the students the associations name, and which of them are
+    placeholders (one read)."""
     ids = {
         sid
         for a in associations
@@ -211,17 +227,64 @@ async def _names(uow: UnitOfWork, associations: Sequence[Association]) -> dict[U
         if sid is not None
     }
     if not ids:
-        return {}
+        return {}, set()
     students = await uow.students.get_unscoped_many(ids)
-    return {sid: s.full_name for sid, s in students.items()}
+    names = {sid: s.full_name for sid, s in students.items()}
+    return names, {sid for sid, s in students.items() if s.is_placeholder}
+
+
+async def _batch_view(uow: UnitOfWork, batch: Batch) -> BatchView:
+    associations = await uow.batches.associations(batch.batch_id)
+    names, placeholders = await _names_and_placeholders(uow, associations)
+    conflicts = frozenset(conflicting_essays(associations, placeholders))
+    return BatchView(batch, tuple(associations), names, conflicts)
 
 
 async def get_batch_associations(rt: Runtime, ctx: RequestContext, batch_id: UUID) -> BatchView:
     async with rt.read() as uow:
         batch, _ = await _owned_batch(uow, ctx.user_id, batch_id)
-        associations = await uow.batches.associations(batch_id)
-        names = await _names(uow, associations)
-    return BatchView(batch, tuple(associations), names)
+        return await _batch_view(uow, batch)
+
+
+async def list_batches(rt: Runtime, ctx: RequestContext, query: BatchQuery) -> Page[BatchSummary]:
+    """The caller's batch queue (contract §11): their batches with counts, by deadline. A
+    ``class_id`` filter must name one of the caller's classes (another owner's is 404, as in
+    the student list)."""
+    async with rt.read() as uow:
+        if (
+            query.class_id is not None
+            and await uow.classes.get(ctx.user_id, query.class_id) is None
+        ):
+            raise NotFoundError("Class", query.class_id)
+        return await uow.batches.list_for_owner(ctx.user_id, query)
+
+
+async def move_deadline(
+    rt: Runtime, ctx: RequestContext, batch_id: UUID, deadline: datetime
+) -> BatchView:
+    """The owner moves the deadline of a batch that is not finalized (contract §11): after
+    now and at most ``max_deadline_days`` ahead. Publishes nothing; the sweep honours it.
+
+    Checks in the order 404, 400, 409; the batch is locked, so a sweep that finalizes it
+    first makes this 409 and a sweep that comes later sees the new deadline."""
+    now = rt.now()
+    async with rt.uow() as uow:
+        batch, _ = await _owned_batch(uow, ctx.user_id, batch_id, lock=True)
+        if deadline.tzinfo is None:
+            raise ValidationError.for_field("deadline", "must include a UTC offset")
+        latest = now + timedelta(days=rt.policy.max_deadline_days)
+        if not now < deadline <= latest:
+            raise ValidationError.for_field(
+                "deadline",
+                f"must be after now and at most {rt.policy.max_deadline_days:g} days ahead",
+            )
+        if batch.is_finalized:
+            raise BatchFinalizedError()
+        batch.move_deadline(deadline.astimezone(UTC), now)
+        await uow.batches.update(batch)
+        view = await _batch_view(uow, batch)
+        await uow.commit()
+    return view
 
 
 def _matches_stored(item: ConfirmItem, a: Association) -> bool:
@@ -265,24 +328,27 @@ async def confirm_associations(
                 return _result(batch, associations)
             raise BatchFinalizedError()
 
-        chosen_ids = {i.student_id for i in items if i.confirmed and i.student_id is not None}
+        # The chosen student, given or suggested, must be a current member (§11).
+        chosen = {
+            i: (item.student_id or by_essay[item.essay_id].suggested_student_id)
+            for i, item in enumerate(items)
+            if item.confirmed
+        }
+        chosen_ids = {sid for sid in chosen.values() if sid is not None}
         members = await uow.students.members_among(cls.id, chosen_ids) if chosen_ids else set()
         not_member: list[FieldError] = []
-        for i, item in enumerate(items):
-            a = by_essay[item.essay_id]
-            if not item.confirmed:
-                continue
-            if item.student_id is not None and item.student_id not in members:
-                not_member.append(
-                    FieldError(
-                        f"associations[{i}].student_id", "student is not a member of the class"
-                    )
-                )
-            elif item.student_id is None and a.suggested_student_id is None:
+        for i, student_id in chosen.items():
+            if student_id is None:
                 errors.append(
                     FieldError(
                         f"associations[{i}].student_id",
                         "no student was suggested for this essay; give a student_id",
+                    )
+                )
+            elif student_id not in members:
+                not_member.append(
+                    FieldError(
+                        f"associations[{i}].student_id", "student is not a member of the class"
                     )
                 )
         if errors:
@@ -386,6 +452,7 @@ class _TimeoutDecision:
     associations: Sequence[Association]
     keep: list[Association] = field(factory=list)
     unknown: list[Association] = field(factory=list)
+    ambiguous: int = 0
     correlation_id: UUID = field(factory=uuid4)
     placeholder_created: StudentCreatedV1 | None = None
 
@@ -414,12 +481,14 @@ async def _decide_by_timeout(
             if a.is_pending and a.suggested_student_id is not None
         )
     members = await uow.students.members_by_class({c: ids for c, ids in candidates.items() if ids})
-    threshold = rt.policy.confidence_threshold
+    threshold, margin = rt.policy.confidence_threshold, rt.policy.confidence_margin
     for d in decisions:
-        class_members = members.get(d.cls.id, set())
-        for a in d.associations:
-            if a.is_pending:
-                (d.keep if keeps_suggestion(a, threshold, class_members) else d.unknown).append(a)
+        outcome = timeout_outcome(d.associations, members.get(d.cls.id, set()), threshold, margin)
+        d.keep, d.unknown, d.ambiguous = (
+            list(outcome.keep),
+            list(outcome.unknown),
+            outcome.ambiguous,
+        )
 
     first_needing: dict[UUID, _TimeoutDecision] = {}
     for d in decisions:
@@ -466,7 +535,10 @@ def _timeout_events(
         correlation_id=d.correlation_id,
         at=now,
     )
-    events: list[DomainEvent] = [confirmed_event(d.batch, d.associations, True, now), note]
+    events: list[DomainEvent] = [
+        confirmed_event(d.batch, d.associations, True, now, d.ambiguous),
+        note,
+    ]
     if d.placeholder_created is not None:
         events.insert(0, d.placeholder_created)
     return events, note

@@ -27,7 +27,7 @@ from class_core.model import Page, SchoolClass, Student, Unset
 from class_core.ports import UnitOfWork
 from class_core.queries import StudentQuery
 from class_core.runtime import RequestContext, Runtime
-from class_core.text import clean_email, clean_name
+from class_core.text import clean_aliases, clean_email, clean_name
 from class_core.versions import IfMatch, check_if_match
 
 
@@ -43,6 +43,7 @@ class CreateStudent:
     person_name: PersonName
     email: str | None = None
     class_ids: Sequence[UUID] = ()
+    aliases: Sequence[str] = ()
 
 
 @frozen
@@ -55,6 +56,7 @@ class UpdateStudent:
     email: str | Unset | None = UNSET
     add_class_ids: Sequence[UUID] = ()
     remove_class_ids: Sequence[UUID] = ()
+    aliases: Sequence[str] | Unset = UNSET
 
 
 def clean_person_name(name: PersonName, prefix: str = "person_name") -> PersonName:
@@ -171,6 +173,7 @@ async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -
     """Create a student, optionally in classes; publishes ``StudentCreatedV1`` and tells the
     owner of each class joined."""
     name, email = _clean_name_and_email(cmd.person_name, cmd.email)
+    aliases = clean_aliases(cmd.aliases)
     class_ids = _unique(cmd.class_ids)
     now = rt.now()
     student = Student(
@@ -183,6 +186,7 @@ async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -
         created_at=now,
         updated_at=now,
         class_ids=tuple(sorted(class_ids)),
+        aliases=aliases,
     )
     async with rt.uow() as uow:
         classes = await owned_classes(uow, ctx.user_id, class_ids)
@@ -268,6 +272,7 @@ async def update_student(
                 "add_class_ids", "a class id may not be both added and removed"
             )
         first, last, legal, email = _clean_update(cmd)
+        aliases = cmd.aliases if isinstance(cmd.aliases, Unset) else clean_aliases(cmd.aliases)
         _check_changeable(student, if_match)
         _all_found(classes, add_ids + remove_ids)
         if (
@@ -277,6 +282,7 @@ async def update_student(
         ):
             raise DuplicateStudentEmailError()
         changed = student.rename(first, last, legal)
+        changed = student.changes_aliases(aliases) or changed
         if student.changes_email(email):
             student.email, changed = None if isinstance(email, Unset) else email, True
         added, removed = student.join(add_ids), student.leave(remove_ids)
