@@ -27,6 +27,7 @@ from class_core.use_cases.students import UNSET as CORE_UNSET
 from class_core.use_cases.students import (
     CreateStudent,
     PersonName,
+    StudentExport,
     UpdateStudent,
 )
 
@@ -83,6 +84,7 @@ class CreateStudentIn(_Input):
     person_name: PersonNameIn
     email: str | None = None
     class_ids: list[UUID] = msgspec.field(default_factory=list)
+    protected_identity: bool = False
 
     def command(self) -> CreateStudent:
         name = self.person_name
@@ -90,6 +92,7 @@ class CreateStudentIn(_Input):
             PersonName(name.first_name, name.last_name, name.legal_full_name),
             self.email,
             tuple(self.class_ids),
+            self.protected_identity,
         )
 
 
@@ -98,6 +101,7 @@ class UpdateStudentIn(_Input):
     email: str | UnsetType | None = UNSET
     add_class_ids: list[UUID] = msgspec.field(default_factory=list)
     remove_class_ids: list[UUID] = msgspec.field(default_factory=list)
+    protected_identity: bool | UnsetType = UNSET
 
     def command(self) -> UpdateStudent:
         name = self.person_name if not isinstance(self.person_name, UnsetType) else None
@@ -111,6 +115,9 @@ class UpdateStudentIn(_Input):
             email=CORE_UNSET if isinstance(self.email, UnsetType) else self.email,
             add_class_ids=tuple(self.add_class_ids),
             remove_class_ids=tuple(self.remove_class_ids),
+            protected_identity=CORE_UNSET
+            if isinstance(self.protected_identity, UnsetType)
+            else self.protected_identity,
         )
 
 
@@ -193,6 +200,9 @@ class StudentOut(Struct):
     is_placeholder: bool
     created_at: Timestamp
     updated_at: Timestamp
+    protected_identity: bool
+    is_erased: bool
+    erased_at: Timestamp | None
 
 
 class StudentListOut(Struct):
@@ -252,6 +262,35 @@ class ConfirmResultOut(Struct):
     associations_confirmed: int
     associations_rejected: int
     pending: int
+
+
+class ExportClassOut(Struct):
+    id: UUID
+    name: str
+    course_code: str
+
+
+HistoryActionOut = Literal[
+    "created",
+    "updated",
+    "added_to_class",
+    "removed_from_class",
+    "association_decided",
+    "erased",
+]
+
+
+class HistoryEntryOut(Struct):
+    at: Timestamp
+    action: HistoryActionOut
+    by: str
+
+
+class StudentExportOut(Struct):
+    student: StudentOut
+    classes: list[ExportClassOut]
+    associations: list[AssociationOut]
+    history: list[HistoryEntryOut]
 
 
 class PersonNameOut(Struct):
@@ -328,6 +367,9 @@ def student_out(student: Student) -> StudentOut:
         is_placeholder=student.is_placeholder,
         created_at=timestamp(student.created_at),
         updated_at=timestamp(student.updated_at),
+        protected_identity=student.protected_identity,
+        is_erased=student.is_erased,
+        erased_at=timestamp(student.erased_at) if student.erased_at else None,
     )
 
 
@@ -342,13 +384,17 @@ def roster_out(students: Iterable[Student]) -> RosterOut:
 
 
 def association_out(view: BatchView, a: Association) -> AssociationOut:
+    return _association_fields(a, view.student_name(a))
+
+
+def _association_fields(a: Association, student_name: str | None) -> AssociationOut:
     return AssociationOut(
         essay_id=a.essay_id,
         batch_id=a.batch_id,
         class_id=a.class_id,
         suggested_student_id=a.suggested_student_id,
         student_id=a.student_id,
-        student_name=view.student_name(a),
+        student_name=student_name,
         confidence_score=a.confidence_score,
         match_reasons=list(a.match_reasons),
         validation_status=a.validation_status.value,
@@ -387,6 +433,16 @@ def decided_out(decided: DecidedEssay) -> DecidedStudentOut:
         essay_id=decided.essay_id,
         student_id=s.id,
         student_person_name=PersonNameOut(s.first_name, s.last_name, s.full_name),
+    )
+
+
+def student_export_out(export: StudentExport) -> StudentExportOut:
+    """The §10 access answer (``StudentExport.student_name`` for the associations)."""
+    return StudentExportOut(
+        student=student_out(export.student),
+        classes=[ExportClassOut(c.id, c.name, c.course_code) for c in export.classes],
+        associations=[_association_fields(a, export.student_name(a)) for a in export.associations],
+        history=[HistoryEntryOut(timestamp(e.at), e.action.value, e.by) for e in export.history],
     )
 
 

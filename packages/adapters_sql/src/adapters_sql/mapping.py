@@ -16,6 +16,8 @@ from class_core.model import (
     Association,
     Batch,
     BatchStatus,
+    HistoryAction,
+    HistoryEntry,
     SchoolClass,
     Student,
     ValidationMethod,
@@ -72,6 +74,8 @@ def student_row(s: Student, placeholder_class_id: UUID | None = None) -> dict[st
         "placeholder_class_id": placeholder_class_id,
         "created_at": s.created_at,
         "updated_at": s.updated_at,
+        "protected_identity": s.protected_identity,
+        "erased_at": s.erased_at,
     }
 
 
@@ -88,6 +92,8 @@ STUDENT_RECORD_COLUMNS: tuple[str, ...] = (
     "placeholder_class_id",
     "created_at",
     "updated_at",
+    "protected_identity",
+    "erased_at",
 )
 
 
@@ -106,6 +112,8 @@ def student_record(s: Student) -> tuple[Any, ...]:
         None,
         s.created_at,
         s.updated_at,
+        s.protected_identity,
+        s.erased_at,
     )
 
 
@@ -121,6 +129,30 @@ def student_from_row(row: Row, class_ids: Sequence[UUID] = ()) -> Student:
         updated_at=row["updated_at"],
         is_placeholder=bool(row["is_placeholder"]),
         class_ids=tuple(sorted(class_ids)),
+        protected_identity=bool(row["protected_identity"]),
+        erased_at=row["erased_at"],
+    )
+
+
+def history_row(e: HistoryEntry) -> dict[str, Any]:
+    return {
+        "student_id": e.student_id,
+        "owner_id": e.owner_id,
+        "at": e.at,
+        "action": e.action.value,
+        "actor": e.by,
+        "subject_id": e.subject_id,
+    }
+
+
+def history_from_row(row: Row) -> HistoryEntry:
+    return HistoryEntry(
+        student_id=row["student_id"],
+        owner_id=row["owner_id"],
+        at=row["at"],
+        action=HistoryAction(row["action"]),
+        by=row["actor"],
+        subject_id=row["subject_id"],
     )
 
 

@@ -96,6 +96,8 @@ _UPDATE = (
         email=bindparam("v_email"),
         search_key=bindparam("v_search_key"),
         updated_at=bindparam("v_updated_at"),
+        protected_identity=bindparam("v_protected_identity"),
+        erased_at=bindparam("v_erased_at"),
     )
 )
 _DELETE = delete(students).where(students.c.id == bindparam("student_id"))
@@ -192,6 +194,8 @@ def _update_params(s: Student) -> dict[str, Any]:
         "v_email": row["email"],
         "v_search_key": row["search_key"],
         "v_updated_at": row["updated_at"],
+        "v_protected_identity": row["protected_identity"],
+        "v_erased_at": row["erased_at"],
     }
 
 

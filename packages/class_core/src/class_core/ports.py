@@ -16,7 +16,7 @@ from uuid import UUID
 from attrs import frozen
 
 from class_core.events import DomainEvent, OutboxMessage, TeacherNotification
-from class_core.model import Association, Batch, Page, SchoolClass, Student
+from class_core.model import Association, Batch, HistoryEntry, Page, SchoolClass, Student
 from class_core.queries import ClassQuery, StudentQuery
 
 
@@ -83,7 +83,8 @@ class StudentRepository(Protocol):
         ...
 
     async def update(self, student: Student) -> None:
-        """Store names, email and ``updated_at`` (not memberships)."""
+        """Store names, email, ``protected_identity``, ``erased_at`` and ``updated_at`` (not
+        memberships)."""
         ...
 
     async def update_many(self, students: Sequence[Student]) -> None: ...
@@ -177,6 +178,11 @@ class BatchRepository(Protocol):
         """Pending batches past their deadline, locked; batches locked elsewhere are skipped."""
         ...
 
+    async def associations_of_student(self, student_id: UUID) -> list[Association]:
+        """Associations naming the student as suggested or chosen, by ``created_at`` then
+        ``essay_id``."""
+        ...
+
     async def class_has_batches(self, class_id: UUID) -> bool: ...
 
     async def student_in_use(self, student_id: UUID) -> bool:
@@ -189,6 +195,30 @@ class BatchRepository(Protocol):
 
     async def pending_associations(self, limit: int) -> list[Association]:
         """Pending associations of every owner (admin view)."""
+        ...
+
+
+class StudentHistory(Protocol):
+    """What was done to each student, when and by whom (the export's history, §10)."""
+
+    async def add(self, entries: Sequence[HistoryEntry]) -> None: ...
+
+    async def of_student(self, student_id: UUID) -> list[HistoryEntry]:
+        """The student's entries in the order they were written."""
+        ...
+
+    async def delete_student(self, student_id: UUID) -> None:
+        """Forget a deleted student's entries."""
+        ...
+
+
+class PersonalData(Protocol):
+    """Copies of a student's personal data outside the student row (§10 erasure)."""
+
+    async def forget(self, student_id: UUID, former: Sequence[str]) -> None:
+        """Remove every copy of ``former`` (the student's former names and email) tied to
+        the student: suggestions' reasons, and outbox rows (published ones deleted,
+        unpublished ones rewritten with erased values under the same event id)."""
         ...
 
 
@@ -221,6 +251,12 @@ class UnitOfWork(Protocol):
 
     @property
     def inbox(self) -> Inbox: ...
+
+    @property
+    def history(self) -> StudentHistory: ...
+
+    @property
+    def personal_data(self) -> PersonalData: ...
 
     def record(
         self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime

@@ -15,8 +15,17 @@ import attrs
 from class_core.clock import Clock, SystemClock
 from class_core.errors import DuplicateStudentEmailError
 from class_core.events import DomainEvent, OutboxMessage, TeacherNotification
-from class_core.model import Association, Batch, BatchStatus, Page, SchoolClass, Student
+from class_core.model import (
+    Association,
+    Batch,
+    BatchStatus,
+    HistoryEntry,
+    Page,
+    SchoolClass,
+    Student,
+)
 from class_core.ports import OutboxStatus, RealtimeNotifier, StoredOutboxMessage
+from class_core.privacy import scrub_envelope, scrub_reasons
 from class_core.queries import ClassQuery, StudentQuery
 from class_core.recording import RecordedEvents
 from class_core.runtime import MatchingPolicy, Runtime
@@ -46,6 +55,7 @@ class _Tables:
     associations: dict[UUID, Association] = attrs.field(factory=dict)
     outbox: dict[int, _OutboxRow] = attrs.field(factory=dict)
     inbox: set[tuple[str, str]] = attrs.field(factory=set)
+    history: list[HistoryEntry] = attrs.field(factory=list)
 
     def copy(self) -> _Tables:
         return _Tables(
@@ -57,6 +67,7 @@ class _Tables:
             dict(self.associations),
             {k: attrs.evolve(v) for k, v in self.outbox.items()},
             set(self.inbox),
+            list(self.history),
         )
 
 
@@ -251,6 +262,8 @@ class InMemoryStudentRepository(_Repo):
                 legal_full_name=student.legal_full_name,
                 email=student.email,
                 updated_at=student.updated_at,
+                protected_identity=student.protected_identity,
+                erased_at=student.erased_at,
             )
 
     async def delete(self, student_id: UUID) -> None:
@@ -380,6 +393,15 @@ class InMemoryBatchRepository(_Repo):
         due.sort(key=lambda b: (b.deadline, b.batch_id))
         return [_copy(b) for b in due[:limit]]
 
+    async def associations_of_student(self, student_id: UUID) -> list[Association]:
+        found = [
+            a
+            for a in self.t.associations.values()
+            if student_id in (a.student_id, a.suggested_student_id)
+        ]
+        found.sort(key=lambda a: (a.created_at, a.essay_id))
+        return [_copy(a) for a in found]
+
     async def class_has_batches(self, class_id: UUID) -> bool:
         return any(b.class_id == class_id for b in self.t.batches.values())
 
@@ -413,6 +435,35 @@ class InMemoryOutbox(_Repo):
         self._uow.added_outbox = True
 
 
+class InMemoryStudentHistory(_Repo):
+    async def add(self, entries: Sequence[HistoryEntry]) -> None:
+        self.t.history.extend(entries)
+
+    async def of_student(self, student_id: UUID) -> list[HistoryEntry]:
+        return [e for e in self.t.history if e.student_id == student_id]
+
+    async def delete_student(self, student_id: UUID) -> None:
+        self.t.history = [e for e in self.t.history if e.student_id != student_id]
+
+
+class InMemoryPersonalData(_Repo):
+    async def forget(self, student_id: UUID, former: Sequence[str]) -> None:
+        t = self.t
+        for essay_id, a in list(t.associations.items()):
+            if student_id in (a.student_id, a.suggested_student_id):
+                reasons = scrub_reasons(a.match_reasons, former)
+                if reasons != a.match_reasons:
+                    t.associations[essay_id] = attrs.evolve(a, match_reasons=reasons)
+        for seq, row in list(t.outbox.items()):
+            rewritten = scrub_envelope(row.message.payload, student_id, former)
+            if rewritten is None:
+                continue
+            if row.published_at is not None:
+                del t.outbox[seq]
+            else:
+                row.message = attrs.evolve(row.message, payload=rewritten)
+
+
 class InMemoryInbox(_Repo):
     async def claim(self, consumer: str, message_id: str) -> bool:
         key = (consumer, message_id)
@@ -434,6 +485,8 @@ class InMemoryUnitOfWork:
         self.batches = InMemoryBatchRepository(self)
         self.outbox = InMemoryOutbox(self)
         self.inbox = InMemoryInbox(self)
+        self.history = InMemoryStudentHistory(self)
+        self.personal_data = InMemoryPersonalData(self)
         self.added_outbox = False
         self._committed = False
         self._recorded = RecordedEvents()

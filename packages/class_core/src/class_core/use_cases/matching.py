@@ -36,6 +36,8 @@ from class_core.model import (
     Association,
     Batch,
     BatchStatus,
+    HistoryAction,
+    HistoryEntry,
     SchoolClass,
     Student,
     ValidationMethod,
@@ -302,6 +304,7 @@ async def confirm_associations(
                 a.decide(ValidationStatus.REJECTED, None, ValidationMethod.HUMAN, ctx.user_id, now)
             changed.append(a)
         await uow.batches.update_associations(changed)
+        await uow.history.add(decision_history(changed, cls.owner_id))
         if count(associations).pending == 0:
             notes = await _finalize(uow, batch, cls, associations, False, ctx.correlation_id, now)
         else:
@@ -368,6 +371,13 @@ async def _create_placeholder(
         class_ids=(cls.id,),
     )
     if await uow.students.add_placeholder(candidate, cls.id):
+        await uow.history.add(
+            [
+                HistoryEntry(
+                    candidate.id, cls.owner_id, now, HistoryAction.CREATED, SYSTEM_TIMEOUT_USER
+                )
+            ]
+        )
         return candidate, StudentCreatedV1.of(
             candidate, (cls.id,), cls.owner_id, correlation_id, now
         )
@@ -444,10 +454,33 @@ async def _decide_by_timeout(
     return decisions
 
 
+def decision_history(decided: Sequence[Association], owner_id: str) -> list[HistoryEntry]:
+    """``association_decided`` for the student each decision names (the chosen one, else
+    the suggested one a rejection turned down), subject the essay."""
+    entries: list[HistoryEntry] = []
+    for a in decided:
+        student = a.student_id or a.suggested_student_id
+        if student is not None and a.validated_at is not None and a.validated_by is not None:
+            entries.append(
+                HistoryEntry(
+                    student,
+                    owner_id,
+                    a.validated_at,
+                    HistoryAction.ASSOCIATION_DECIDED,
+                    a.validated_by,
+                    a.essay_id,
+                )
+            )
+    return entries
+
+
 async def _store_timeout_decisions(uow: UnitOfWork, decisions: Sequence[_TimeoutDecision]) -> None:
     decided = [a for d in decisions for a in (*d.keep, *d.unknown)]
     if decided:
         await uow.batches.update_decisions(decided)
+        await uow.history.add(
+            [e for d in decisions for e in decision_history([*d.keep, *d.unknown], d.cls.owner_id)]
+        )
     await uow.batches.update_many([d.batch for d in decisions])
 
 
@@ -536,8 +569,8 @@ async def decided_students(rt: Runtime, batch_id: UUID) -> list[DecidedEssay]:
         students = await uow.students.get_unscoped_many(
             {a.student_id for a in decided if a.student_id}
         )
-    return [
-        DecidedEssay(a.essay_id, students[a.student_id])
+    return [  # outside the owner's reads: a protected identity is its pseudonym (§10)
+        DecidedEssay(a.essay_id, students[a.student_id].outside_view())
         for a in decided
         if a.student_id is not None and a.student_id in students
     ]
@@ -552,7 +585,7 @@ async def decided_student_for_essay(rt: Runtime, essay_id: UUID) -> DecidedEssay
         students = await uow.students.get_unscoped_many([a.student_id])
     if a.student_id not in students:
         raise NotFoundError("Association", essay_id)
-    return DecidedEssay(essay_id, students[a.student_id])
+    return DecidedEssay(essay_id, students[a.student_id].outside_view())
 
 
 async def batch_class_info(
