@@ -79,11 +79,19 @@ def _scrub(value: Any, sid: str, former: Sequence[str], own: bool) -> Any:
 
 def scrub_envelope(payload: str, student_id: UUID, former: Sequence[str]) -> str | None:
     """The outbox envelope rewritten with the erased values when it carries the student's
-    former names or email, else ``None`` (leave the row alone). Only envelopes that name the
-    student's id are considered: another student's event is never touched."""
+    personal data, else ``None`` (leave the row alone).
+
+    Only envelopes that name the student's id are considered (another student's event is
+    never touched). In them, the student's own fields (names, email, legal name, external
+    id, aliases) take the erased values whatever they held (an earlier name too), and any
+    former value left in a text is replaced."""
     sid = str(student_id)
-    if sid not in payload or not mentions(payload, former):
+    if sid not in payload:
         return None
     envelope = json.loads(payload)
-    envelope["data"] = _scrub(envelope.get("data"), sid, former, False)
+    data = envelope.get("data")
+    scrubbed = _scrub(data, sid, former, False)
+    if scrubbed == data:
+        return None
+    envelope["data"] = scrubbed
     return str(_ENCODER.encode(envelope))
