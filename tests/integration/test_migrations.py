@@ -64,6 +64,7 @@ CMS_TABLES = {
     "cms_inbox",
     "cms_outbox",
     "cms_students",
+    "cms_student_history",
 }
 
 

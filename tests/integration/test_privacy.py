@@ -138,11 +138,13 @@ async def test_erasure_leaves_no_trace_in_any_table(engine: AsyncEngine) -> None
     sink = AcceptingSink()
     relay = OutboxRelay(store, sink, clock=clock)
     published = await relay.run_once()
-    assert published > 0 and any(FIRST in m.payload for m in sink.delivered)
+    assert published > 0
+    assert any(FIRST in m.payload for m in sink.delivered)
     # One more change waits unpublished in the outbox.
     await update_student_names(rt, ctx, s.id, None, LEGAL)
     [waiting] = [m.message for m in await store.fetch_ready(clock.now(), 100)]
-    assert waiting.topic == STUDENT_UPDATED and EMAIL in waiting.payload
+    assert waiting.topic == STUDENT_UPDATED
+    assert EMAIL in waiting.payload
     assert await _rows_holding(engine, FORMER)
 
     clock.advance(minutes=1)
@@ -157,7 +159,8 @@ async def test_erasure_leaves_no_trace_in_any_table(engine: AsyncEngine) -> None
     # The anonymous record keeps its decision; the namesake keeps its name.
     export = await export_student(rt, ctx, s.id)
     [association] = export.associations
-    assert association.student_id == s.id and association.match_reasons == ("handwriting",)
+    assert association.student_id == s.id
+    assert association.match_reasons == ("handwriting",)
     assert await _rows_holding(engine, ["Namesake"])
     # What is left is published as usual.
     assert await relay.run_once() == len(pending)

@@ -111,6 +111,7 @@ class Backend:
     clock: FixedClock
     notifier: RecordingNotifier
     rt: Runtime
+    engine: AsyncEngine | None = None  # the SQL backends'
 
     async def messages(self) -> list[OutboxMessage]:
         """Every unpublished outbox message, in order."""
@@ -131,7 +132,7 @@ def _memory_or_pg(request: pytest.FixtureRequest, name: str) -> Backend:
         )
     engine: AsyncEngine = request.getfixturevalue("clean_pg")
     rt = build_sql_runtime(engine, clock=clock, notifier=notifier)
-    return Backend("postgres", rt.uow, SqlOutboxStore(engine), clock, notifier, rt)
+    return Backend("postgres", rt.uow, SqlOutboxStore(engine), clock, notifier, rt, engine)
 
 
 @pytest.fixture(params=["memory", "postgres"])
@@ -158,7 +159,7 @@ def any_backend(request: pytest.FixtureRequest) -> Backend:
     engine: AsyncEngine = request.getfixturevalue("sqlite_engine")
     clock, notifier = FixedClock(), RecordingNotifier()
     rt = build_sql_runtime(engine, clock=clock, notifier=notifier)
-    return Backend("sqlite", rt.uow, SqlOutboxStore(engine), clock, notifier, rt)
+    return Backend("sqlite", rt.uow, SqlOutboxStore(engine), clock, notifier, rt, engine)
 
 
 def ctx(user: str = T1) -> RequestContext:
@@ -1364,3 +1365,67 @@ async def test_server_side_disconnect_is_dependency_unavailable(
         await list_classes(rt, ctx(), ClassQuery.build())
     finally:
         await engine.dispose()
+
+
+async def test_history_and_forgetting_personal_data(any_backend: Backend) -> None:
+    """§10: the history port keeps entries in write order per student and forgets a deleted
+    student's; ``personal_data.forget`` drops reasons naming the student, deletes published
+    outbox rows carrying them and rewrites unpublished ones under the same event id, leaving
+    other students' rows alone."""
+    b = any_backend
+    cls = await create_class(b.rt, ctx(), CreateClass("9P", ["ENG5"]))
+    s = await create_student(
+        b.rt, ctx(), CreateStudent(PersonName("Ottilie", "Brandqvist"), "ob@x.se", [cls.id])
+    )
+    other = await create_student(b.rt, ctx(), CreateStudent(PersonName("Ottilie", "Ek")))
+    essay_id = uuid4()
+    reasons = ("Ottilie Brandqvist on page 1", "style")
+    await ingest_suggestions(
+        b.rt,
+        SuggestionsMessage(
+            "m-privacy",
+            uuid4(),
+            uuid4(),
+            cls.id,
+            "ENG5",
+            (EssayMatch(essay_id, (Suggestion(s.id, 0.9, reasons),)),),
+        ),
+    )
+    ready = await b.store.fetch_ready(FAR_FUTURE, 1000)
+    await b.store.mark_published([r.seq for r in ready], b.clock.now())
+    b.clock.advance(minutes=1)
+    await update_student(b.rt, ctx(), s.id, UpdateStudent(email="ob2@x.se"))
+    [waiting] = await b.messages()
+    others = [r.message for r in ready if str(other.id) in r.message.payload]
+
+    async with b.uow() as uow:
+        await uow.personal_data.forget(s.id, ("Ottilie", "Brandqvist", "ob@x.se", "ob2@x.se"))
+        await uow.history.delete_student(other.id)
+        await uow.commit()
+
+    async with b.rt.read() as uow:
+        [association] = await uow.batches.associations_of_student(s.id)
+        history = await uow.history.of_student(s.id)
+        assert await uow.history.of_student(other.id) == []
+    assert association.match_reasons == ("style",)
+    assert [(e.action.value, e.by, e.subject_id) for e in history] == [
+        ("created", T1, None),
+        ("added_to_class", T1, cls.id),
+        ("updated", T1, None),
+    ]
+    [rewritten] = await b.messages()
+    assert rewritten.event_id == waiting.event_id
+    assert data(rewritten)["first_name"] == "ERASED"
+    assert data(rewritten)["student_email"] is None
+    store_rows = await _all_outbox_payloads(b)
+    assert not [p for p in store_rows if "Brandqvist" in p or "ob@x.se" in p]
+    assert all(m.payload in store_rows for m in others)
+
+
+async def _all_outbox_payloads(b: Backend) -> list[str]:
+    """Every outbox row's payload, published or not."""
+    if isinstance(b.store, InMemoryOutboxStore):
+        return [m.payload for m in b.store.messages()]
+    assert b.engine is not None
+    async with b.engine.connect() as conn:
+        return list((await conn.execute(text("SELECT payload FROM cms_outbox"))).scalars())

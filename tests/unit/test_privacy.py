@@ -4,6 +4,7 @@ history, protected identity."""
 from __future__ import annotations
 
 import json
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -77,7 +78,8 @@ async def test_erasure_keeps_an_anonymous_record_and_publishes_updated_then_eras
 
     assert (erased.id, erased.first_name, erased.last_name) == (s.id, "ERASED", "STUDENT")
     assert (erased.legal_full_name, erased.email, erased.class_ids) == (None, None, ())
-    assert erased.is_erased and erased.erased_at == w.clock.now()
+    assert erased.is_erased
+    assert erased.erased_at == w.clock.now()
     assert not erased.protected_identity
     assert await get_student(w.rt, w.ctx(), s.id) == erased
     kept = w.association(essay_id)
@@ -168,8 +170,8 @@ async def test_erasure_clears_outbox_rows_and_reasons_but_leaves_other_students(
 
 
 def test_scrub_envelope_leaves_events_of_other_students_alone() -> None:
-    s = Student(uuid4(), OWNER, FIRST, LAST, None, EMAIL, *(2 * [_NOW]))
-    other = Student(uuid4(), OWNER, FIRST, "Else", None, None, *(2 * [_NOW]))
+    s = Student(uuid4(), OWNER, FIRST, LAST, None, EMAIL, _NOW, _NOW)
+    other = Student(uuid4(), OWNER, FIRST, "Else", None, None, _NOW, _NOW)
     for student, expected in ((other, None), (s, "ERASED")):
         event = StudentUpdatedV1.of(student, (), (), OWNER, uuid4(), _NOW)
         msg = build_outbox_message(event, event_id=uuid4(), correlation_id=uuid4(), at=_NOW)
@@ -222,7 +224,8 @@ async def test_export_lists_classes_associations_and_the_history_of_actions(w: W
         HistoryAction.REMOVED_FROM_CLASS,
         HistoryAction.ERASED,
     ]
-    assert after.classes == () and len(after.associations) == 2
+    assert after.classes == ()
+    assert len(after.associations) == 2
     with pytest.raises(NotFoundError):
         await export_student(w.rt, w.ctx(OTHER_OWNER), s.id)
 
@@ -276,7 +279,7 @@ async def test_a_protected_identity_is_a_pseudonym_outside_the_owners_reads(w: W
 
 
 def test_the_import_column_protected_identity() -> None:
-    def row(flag: str | None) -> object:
+    def row(flag: str | None) -> Any:
         return validate_row(RosterRow(2, "A", "B", "a@b.se", protected_identity=flag))
 
     assert [getattr(row(f), "protected_identity", "error") for f in ("true", " TRUE", "")] == [
@@ -284,9 +287,9 @@ def test_the_import_column_protected_identity() -> None:
         True,
         False,
     ]
-    assert getattr(row("false"), "protected_identity") is False
-    assert getattr(row(None), "protected_identity") is None
-    assert "protected_identity" in str(getattr(row("yes"), "errors"))
+    assert row("false").protected_identity is False
+    assert row(None).protected_identity is None
+    assert "protected_identity" in str(row("yes").errors)
 
 
 _NOW = World().clock.now()
