@@ -27,7 +27,7 @@ def _student_id(value: str) -> UUID:
         fail(f"STUDENT_ID must be a UUID, not {value!r}", ExitCode.USAGE)
 
 
-@app.command(epilog="Example: class-admin students erase 0b1c…-… --as teacher-1")
+@app.command(epilog='Example: class-admin students erase "$STUDENT_ID" --as teacher-1 --json')
 def erase(
     ctx: typer.Context,
     student_id: str = typer.Argument(..., metavar="STUDENT_ID", help="The student to erase."),
@@ -52,7 +52,7 @@ def erase(
         output(f"{student.id}\terased at {student_view(student)['erased_at']}")
 
 
-@app.command(epilog="Example: class-admin students export 0b1c…-… --as teacher-1 > export.json")
+@app.command(epilog='Example: class-admin students export "$STUDENT_ID" --as teacher-1')
 def export(
     ctx: typer.Context,
     student_id: str = typer.Argument(..., metavar="STUDENT_ID", help="The student to export."),
