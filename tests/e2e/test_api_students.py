@@ -19,6 +19,9 @@ STUDENT_KEYS = {
     "is_placeholder",
     "created_at",
     "updated_at",
+    "protected_identity",
+    "is_erased",
+    "erased_at",
 }
 
 
