@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -18,6 +19,7 @@ from adapters_messaging.sink import Delivery
 from adapters_sql import SqlOutboxStore, build_sql_runtime, create_engine, upgrade
 from adapters_sql.privacy import PERSONAL, SAFE, SqlPersonalData
 from adapters_sql.schema import VERSION_TABLE, metadata
+from class_core.errors import StudentErasedError
 from class_core.events import STUDENT_UPDATED, OutboxMessage
 from class_core.matching import EssayMatch, Suggestion, SuggestionsMessage
 from class_core.runtime import RequestContext, Runtime
@@ -35,6 +37,7 @@ from class_core.use_cases.students import (
 )
 
 OWNER = "teacher-privacy"
+FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
 FIRST, OLD_LAST, LAST = "Zephyrine", "Quillbottom", "Quillfeather"
 LEGAL, OLD_LEGAL = "Zephyrine Ottilia Quillfeather", "Zephyrine Ottilia Quillbottom"
 EMAIL = "zephyrine.quillfeather@skolan.example"
@@ -212,3 +215,26 @@ async def test_sqlite_holds_no_column_the_registry_does_not_know(
     declared = {t.name: {c.name for c in t.columns} for t in metadata.sorted_tables}
     live.pop(VERSION_TABLE)
     assert {t: set(c) for t, c in live.items() if not t.startswith("sqlite_")} == declared
+
+
+async def test_a_put_that_read_before_a_concurrent_erasure_changes_nothing(
+    clean_pg: AsyncEngine,
+) -> None:
+    """PostgreSQL: a student change whose transaction read the student before an erasure
+    committed is refused (409) and publishes nothing; the erased record stays erased."""
+    rt = build_sql_runtime(clean_pg)
+    ctx = RequestContext(OWNER)
+    s = await create_student(rt, ctx, CreateStudent(PersonName(FIRST, LAST), EMAIL))
+    store = SqlOutboxStore(clean_pg)
+    async with rt.uow() as late:
+        stale = await late.students.get(OWNER, s.id)
+        assert stale is not None
+        await erase_student(rt, ctx, s.id)
+        stale.first_name = "Restored"
+        with pytest.raises(StudentErasedError):
+            await late.students.update(stale)
+    found = await export_student(rt, ctx, s.id)
+    assert (found.student.first_name, found.student.is_erased) == ("ERASED", True)
+    assert not [
+        r for r in await store.fetch_ready(FAR_FUTURE, 100) if "Restored" in r.message.payload
+    ]

@@ -36,6 +36,7 @@ from class_core.errors import (
     MultipleCourseError,
     NotFoundError,
     ResourceInUseError,
+    StudentErasedError,
 )
 from class_core.events import (
     ASSOCIATIONS_CONFIRMED,
@@ -93,6 +94,7 @@ from class_core.use_cases.students import (
     UpdateStudent,
     create_student,
     delete_student,
+    erase_student,
     get_student,
     list_students,
     update_student,
@@ -1429,3 +1431,23 @@ async def _all_outbox_payloads(b: Backend) -> list[str]:
     assert b.engine is not None
     async with b.engine.connect() as conn:
         return list((await conn.execute(text("SELECT payload FROM cms_outbox"))).scalars())
+
+
+async def test_an_erased_student_is_never_changed_again(any_backend: Backend) -> None:
+    """A change read before an erasure committed (the stale copy here) is refused by the
+    repository itself, single and bulk, and changes nothing; a repeated erasure is a no-op."""
+    b = any_backend
+    s = await create_student(b.rt, ctx(), CreateStudent(PersonName("Ines", "Stale"), "is@x.se"))
+    other = await create_student(b.rt, ctx(), CreateStudent(PersonName("Ok", "Fine")))
+    stale = attrs.evolve(s, first_name="Restored")
+    erased = await erase_student(b.rt, ctx(), s.id)
+    before = await b.topics()
+    async with b.uow() as uow:
+        with pytest.raises(StudentErasedError):
+            await uow.students.update(stale)
+    async with b.uow() as uow:
+        with pytest.raises(StudentErasedError):
+            await uow.students.update_many([attrs.evolve(other), stale])
+    assert await get_student(b.rt, ctx(), s.id) == erased
+    assert await erase_student(b.rt, ctx(), s.id) == erased
+    assert await b.topics() == before

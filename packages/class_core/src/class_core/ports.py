@@ -84,10 +84,14 @@ class StudentRepository(Protocol):
 
     async def update(self, student: Student) -> None:
         """Store names, email, ``protected_identity``, ``erased_at`` and ``updated_at`` (not
-        memberships)."""
+        memberships). A stored student that is erased is never changed again: raises
+        :class:`~class_core.errors.StudentErasedError` (also when a concurrent erasure
+        committed after the student was read)."""
         ...
 
-    async def update_many(self, students: Sequence[Student]) -> None: ...
+    async def update_many(self, students: Sequence[Student]) -> None:
+        """Bulk form of :meth:`update` (the same refusal for an erased student)."""
+        ...
 
     async def delete(self, student_id: UUID) -> None:
         """Delete a student whose memberships were removed."""

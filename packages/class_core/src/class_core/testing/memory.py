@@ -13,7 +13,7 @@ from uuid import UUID
 import attrs
 
 from class_core.clock import Clock, SystemClock
-from class_core.errors import DuplicateStudentEmailError
+from class_core.errors import DuplicateStudentEmailError, StudentErasedError
 from class_core.events import DomainEvent, OutboxMessage, TeacherNotification
 from class_core.model import (
     Association,
@@ -255,6 +255,8 @@ class InMemoryStudentRepository(_Repo):
             if self._email_taken(student):
                 raise DuplicateStudentEmailError()
             stored = self.t.students[student.id]
+            if stored.is_erased:
+                raise StudentErasedError()
             self.t.students[student.id] = attrs.evolve(
                 stored,
                 first_name=student.first_name,

@@ -15,6 +15,7 @@ from class_core.errors import (
     FieldError,
     NotFoundError,
     ResourceInUseError,
+    StudentErasedError,
     ValidationError,
 )
 from class_core.events import (
@@ -351,7 +352,13 @@ async def erase_student(rt: Runtime, ctx: RequestContext, student_id: UUID) -> S
             return student
         former = student.personal_values()
         left = student.erase(now)
-        await uow.students.update(student)
+        try:
+            await uow.students.update(student)
+        except StudentErasedError:  # a concurrent erasure committed first: nothing new
+            erased = await uow.students.get(ctx.user_id, student_id)
+            if erased is None:  # pragma: no cover - an erased student is not deleted meanwhile
+                raise NotFoundError("Student", student_id) from None
+            return erased
         if left:
             await uow.students.remove_memberships([(c, student_id) for c in left])
         await uow.personal_data.forget(student_id, former)
