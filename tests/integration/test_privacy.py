@@ -25,6 +25,7 @@ from class_core.matching import EssayMatch, Suggestion, SuggestionsMessage
 from class_core.runtime import RequestContext, Runtime
 from class_core.testing import FixedClock, RecordingNotifier
 from class_core.use_cases.classes import CreateClass, create_class
+from class_core.use_cases.imports import ImportOptions, RosterRow, import_students
 from class_core.use_cases.matching import ConfirmItem, confirm_associations, ingest_suggestions
 from class_core.use_cases.students import (
     CreateStudent,
@@ -238,3 +239,24 @@ async def test_a_put_that_read_before_a_concurrent_erasure_changes_nothing(
     assert not [
         r for r in await store.fetch_ready(FAR_FUTURE, 100) if "Restored" in r.message.payload
     ]
+
+
+async def test_an_import_records_the_history_of_every_student(engine: AsyncEngine) -> None:
+    """A roster import's history entries (created, added_to_class, by the importing user) are
+    written in bulk (a COPY on PostgreSQL once there are enough of them)."""
+    rt = build_sql_runtime(engine)
+    ctx = RequestContext(OWNER)
+    cls = await create_class(rt, ctx, CreateClass("Klass 9I", ["ENG5"]))
+    rows = [RosterRow(i + 2, f"F{i}", f"L{i}", f"p{i}@skolan.example") for i in range(50)]
+    rows.append(RosterRow(52, "Pia", "Protected", "pia@skolan.example", protected_identity="true"))
+    summary = await import_students(rt, ctx, rows, ImportOptions(class_id=cls.id))
+    assert summary.created == 51
+    async with rt.read() as uow:
+        by_email = await uow.students.by_emails(OWNER, ["p7@skolan.example", "pia@skolan.example"])
+        entries = await uow.history.of_student(by_email["p7@skolan.example"].id)
+    assert [(e.action.value, e.by, e.subject_id) for e in entries] == [
+        ("created", OWNER, None),
+        ("added_to_class", OWNER, cls.id),
+    ]
+    assert by_email["pia@skolan.example"].protected_identity is True
+    assert not by_email["p7@skolan.example"].protected_identity

@@ -7,12 +7,14 @@ from uuid import UUID
 
 from sqlalchemy import bindparam, delete, insert, select
 
+from adapters_sql.bulk import copy_records, use_copy
 from adapters_sql.mapping import history_from_row, history_row
 from adapters_sql.schema import student_history
 from adapters_sql.transaction import SqlTransaction
 from class_core.model import HistoryEntry
 
 _INSERT = insert(student_history)
+_COLUMNS = ("student_id", "owner_id", "at", "action", "actor", "subject_id")  # history_row's
 _OF_STUDENT = (
     select(student_history)
     .where(student_history.c.student_id == bindparam("student_id"))
@@ -26,9 +28,15 @@ class SqlStudentHistory:
         self._tx = tx
 
     async def add(self, entries: Sequence[HistoryEntry]) -> None:
-        if entries:
-            rows = [history_row(e) for e in entries]
-            await self._tx.execute(_INSERT, rows if len(rows) > 1 else rows[0])
+        if not entries:
+            return
+        if use_copy(self._tx, len(entries)):
+            # Imports: a COPY, like their students and outbox rows (two entries per student).
+            records = (tuple(history_row(e).values()) for e in entries)
+            await copy_records(self._tx, student_history, _COLUMNS, records)
+            return
+        rows = [history_row(e) for e in entries]
+        await self._tx.execute(_INSERT, rows if len(rows) > 1 else rows[0])
 
     async def of_student(self, student_id: UUID) -> list[HistoryEntry]:
         result = await self._tx.execute(_OF_STUDENT, {"student_id": student_id})
