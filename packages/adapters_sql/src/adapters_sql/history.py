@@ -32,7 +32,10 @@ class SqlStudentHistory:
             return
         if use_copy(self._tx, len(entries)):
             # Imports: a COPY, like their students and outbox rows (two entries per student).
-            records = (tuple(history_row(e).values()) for e in entries)
+            records = (
+                (e.student_id, e.owner_id, e.at, e.action.value, e.by, e.subject_id)
+                for e in entries
+            )
             await copy_records(self._tx, student_history, _COLUMNS, records)
             return
         rows = [history_row(e) for e in entries]
