@@ -11,11 +11,12 @@ its own, in autocommit mode, and refuses writes: under READ COMMITTED a statemen
 data committed when it starts, in a transaction or not, so the answers are the same, and a
 ``GET`` costs one round trip instead of three (``BEGIN``, the read, ``ROLLBACK``). On
 PostgreSQL its :meth:`SqlTransaction.fetch_rows` also sends the statement, compiled once,
-straight to asyncpg (public APIs: ``AsyncConnection.get_raw_connection``,
+straight to asyncpg (public APIs: the pooled connection's ``driver_connection``,
 ``SQLCompiler.construct_expanded_state``), skipping SQLAlchemy's per-execution work, which
-costs more than a primary-key read itself. Measured with ``python -m bench --only http``
-(docs/performance.md): ``GET /v1/classes/{id}`` at 48 % of the bare reference through
-SQLAlchemy in autocommit, ≥ 70 % with this path.
+costs more than a primary-key read itself; a read through SQLAlchemy switches the connection
+to autocommit first. Measured with ``python -m bench --only http`` (docs/performance.md,
+issue 13): ``GET /v1/classes/{id}`` at 42–48 % of the bare reference through SQLAlchemy in
+autocommit, 63–74 % with this path (the deferred-BEGIN code it replaced: 70–77 %).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class SqlTransaction:
     def __init__(self, *, read_only: bool = False) -> None:
         self._conn: AsyncConnection | None = None
         self._driver: Any = None
+        self._autocommit = False
         self.read_only = read_only
         self.added_outbox = False
 
@@ -63,6 +65,7 @@ class SqlTransaction:
         """Use ``conn``; ``driver`` is its asyncpg connection in a read-only unit of work."""
         self._conn = conn
         self._driver = driver if self.read_only else None
+        self._autocommit = False
 
     @property
     def conn(self) -> AsyncConnection:
@@ -84,8 +87,15 @@ class SqlTransaction:
     async def execute(
         self, statement: Executable, params: Params | None = None
     ) -> CursorResult[Any]:
-        if self.read_only and not getattr(statement, "is_select", False):
-            raise RuntimeError("a read-only unit of work does not write")
+        if self.read_only:
+            if not getattr(statement, "is_select", False):
+                raise RuntimeError("a read-only unit of work does not write")
+            if self._driver is not None and not self._autocommit:
+                # The first read through SQLAlchemy: autocommit from here on (no BEGIN); the
+                # pool puts the connection's level back when it is returned.
+                with translate_errors():
+                    await self.conn.execution_options(isolation_level="AUTOCOMMIT")
+                self._autocommit = True
         with translate_errors():
             return await self.conn.execute(statement, params)
 

@@ -40,8 +40,8 @@ class SqlUnitOfWork:
         read_only: bool = False,
     ) -> None:
         self._lock: asyncio.Lock | None = sqlite_write_lock(engine)
-        # PostgreSQL: reads without a transaction (see adapters_sql.transaction), on an engine
-        # in autocommit mode (SqlUnitOfWorkFactory). SQLite keeps its serialised transactions.
+        # PostgreSQL: reads without a transaction (see adapters_sql.transaction). SQLite keeps
+        # its serialised transactions.
         self._autocommit = read_only and is_postgresql(engine)
         self._engine = engine
         self._on_outbox_commit = on_outbox_commit
@@ -107,9 +107,7 @@ class SqlUnitOfWork:
             raise RuntimeError("the unit of work is not entered (use `async with uow:`)")
         if self._tx.read_only:
             raise RuntimeError("a read-only unit of work does not commit")
-        recorded = self._recorded.take()
-        if recorded:
-            await self.outbox.add(recorded)
+        await self._recorded.write_to(self.outbox)
         with translate_errors():
             await self._conn.commit()
         self._committed = True
@@ -147,11 +145,6 @@ class SqlUnitOfWorkFactory:
         self.engine = engine
         self.on_outbox_commit = on_outbox_commit
         self.read_only = read_only
-        # Read-only on PostgreSQL: the same pool, each connection in autocommit mode while it
-        # is checked out (the pool resets the level when it comes back).
-        self._connect_to = engine
-        if read_only and is_postgresql(engine):
-            self._connect_to = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def __call__(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self._connect_to, self.on_outbox_commit, read_only=self.read_only)
+        return SqlUnitOfWork(self.engine, self.on_outbox_commit, read_only=self.read_only)

@@ -25,6 +25,7 @@ from class_core.events import (
     notifications_of,
 )
 from class_core.ids import uuid4_many
+from class_core.ports import Outbox
 
 _Recorded = tuple[DomainEvent, UUID, UUID, datetime]  # event, its id, correlation id, time
 
@@ -90,6 +91,12 @@ class RecordedEvents:
             (e, event_id, correlation_id, at) for e, event_id in zip(events, ids, strict=True)
         )
         return notifications_of(events)
+
+    async def write_to(self, outbox: Outbox) -> None:
+        """Write everything recorded to the outbox (at commit, in one insert) and forget it."""
+        messages = self.take()
+        if messages:
+            await outbox.add(messages)
 
     def take(self) -> RecordedMessages:
         """Everything recorded, as outbox messages, emptied (at commit, or when the unit of

@@ -519,9 +519,7 @@ class InMemoryUnitOfWork:
     async def commit(self) -> None:
         if self.read_only:
             raise RuntimeError("a read-only unit of work does not commit")
-        recorded = self._recorded.take()
-        if recorded:
-            await self.outbox.add(recorded)
+        await self._recorded.write_to(self.outbox)
         self.store.tables = self.tables
         self.store.commits += 1
         self._committed = True

@@ -177,6 +177,16 @@ async def _commit_change(
     return notes
 
 
+async def _changeable_student(uow: UnitOfWork, owner_id: str, student_id: UUID) -> Student:
+    """The owner's student, unless it is missing (404) or the read-only placeholder."""
+    student = await uow.students.get(owner_id, student_id)
+    if student is None:
+        raise NotFoundError("Student", student_id)
+    if student.is_placeholder:
+        raise ResourceInUseError("The UNKNOWN placeholder student is read-only")
+    return student
+
+
 async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -> Student:
     """Create a student, optionally in classes; publishes ``StudentCreatedV1`` and tells the
     owner of each class joined."""
@@ -270,13 +280,9 @@ async def update_student(
     first, last, legal, email = _clean_update(cmd)
     now = rt.now()
     async with rt.uow() as uow:
-        student = await uow.students.get(ctx.user_id, student_id)
-        if student is None:
-            raise NotFoundError("Student", student_id)
-        if student.is_placeholder:
-            raise ResourceInUseError("The UNKNOWN placeholder student is read-only")
+        student = await _changeable_student(uow, ctx.user_id, student_id)
         if student.is_erased:
-            raise ResourceInUseError("The student was erased and is read-only")
+            raise StudentErasedError()
         add_ids = _unique(cmd.add_class_ids)
         remove_ids = _unique(cmd.remove_class_ids)
         classes = await owned_classes(uow, ctx.user_id, add_ids + remove_ids)
@@ -317,11 +323,7 @@ async def delete_student(rt: Runtime, ctx: RequestContext, student_id: UUID) -> 
     """Delete a student and its memberships; refused while an association names the student."""
     now = rt.now()
     async with rt.uow() as uow:
-        student = await uow.students.get(ctx.user_id, student_id)
-        if student is None:
-            raise NotFoundError("Student", student_id)
-        if student.is_placeholder:
-            raise ResourceInUseError("The UNKNOWN placeholder student is read-only")
+        student = await _changeable_student(uow, ctx.user_id, student_id)
         if await uow.batches.student_in_use(student_id):
             raise ResourceInUseError("The student is named by essay associations")
         if student.class_ids:
