@@ -38,9 +38,15 @@ $(STAMP): pyproject.toml uv.lock $(UV)
 venv: $(STAMP)
 
 ## make run: create the environment, migrate the embedded SQLite database, start the API (+ workers)
+## with human-readable logs (LOG_FORMAT=console unless set), after saying where to look.
+RUN_PORT = $${CLASS_MANAGEMENT_SERVICE_PORT:-5002}
 run: $(STAMP)
 	$(BIN)/class-admin db upgrade
-	exec $(BIN)/class-api
+	@echo "class-api: docs page http://localhost:$(RUN_PORT)/schema, health /healthz, metrics /metrics"
+	@echo "events wait in the outbox unless KAFKA_BOOTSTRAP_SERVERS is set: $(BIN)/class-admin outbox status"
+	@echo "stop with Ctrl-C; the data stays in ./class_management.db"
+	CLASS_MANAGEMENT_SERVICE_LOG_FORMAT=$${CLASS_MANAGEMENT_SERVICE_LOG_FORMAT:-console} \
+	  exec $(BIN)/class-api
 
 ## make check: ruff, mypy --strict, import-linter
 check: $(STAMP) lint typecheck imports

@@ -70,6 +70,8 @@ def _env(url: str, bootstrap: str, group: str) -> dict[str, str]:
             "CLASS_MANAGEMENT_SERVICE_DATABASE_POOL_SIZE": "4",
             "CLASS_MANAGEMENT_SERVICE_LOG_FORMAT": "console",
             "CLASS_MANAGEMENT_SERVICE_LOG_LEVEL": "WARNING",
+            # Several replicas on one machine: no operations endpoint (its port is per host).
+            "CLASS_MANAGEMENT_SERVICE_SCHEDULER_HTTP_PORT": "0",
         }
     )
     return env

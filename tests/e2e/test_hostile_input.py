@@ -328,6 +328,30 @@ def _refusals(cls: str, student: str) -> list[Case]:
             BAD,
         ),
         (
+            "updated_since past year 9999 in UTC",
+            "GET",
+            "/v1/classes",
+            {"params": {"updated_since": "9999-12-31T23:59:59-00:01"}},
+            400,
+            BAD,
+        ),
+        (
+            "updated_since before year 1 in UTC",
+            "GET",
+            "/v1/classes/students",
+            {"params": {"updated_since": "0001-01-01T00:00:00+00:01"}},
+            400,
+            BAD,
+        ),
+        (
+            "course filter of 60k characters",
+            "GET",
+            "/v1/classes",
+            {"params": {"course_code": "X" * 60_000}},
+            400,
+            BAD,
+        ),
+        (
             "updated_since naive",
             "GET",
             "/v1/classes",
@@ -410,7 +434,17 @@ async def test_refusals_answer_the_documented_code_and_change_nothing(api: ApiHa
         assert r.status_code == status, f"{label}: {r.status_code} {r.text[:300]}"
         assert_problem(r, status, code)
         _no_leak(r.text)
+        # A refusal is small whatever the request carried: no value is echoed at length.
+        assert len(r.content) < 4096, f"{label}: a {len(r.content)}-byte refusal"
     assert await _snapshot(api) == before, "a refused request changed something"
+
+
+async def test_an_unknown_course_filter_is_named_once(api: ApiHarness) -> None:
+    code = "NOPE-7f3a"
+    r = await api.client.get("/v1/classes", params={"course_code": code}, headers=A)
+    assert_problem(r, 400, COURSE)
+    assert r.text.count(code) == 1, r.text
+    assert r.json()["errors"][0]["field"] == "course_code"
 
 
 ACCEPTED = [

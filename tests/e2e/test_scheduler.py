@@ -33,6 +33,8 @@ def _env(url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLASS_MANAGEMENT_SERVICE_")}
     env["CLASS_MANAGEMENT_SERVICE_DATABASE_URL"] = url
     env["CLASS_MANAGEMENT_SERVICE_LOG_FORMAT"] = "console"
+    # Replicas share this machine: no operations endpoint unless a test asks for a port.
+    env["CLASS_MANAGEMENT_SERVICE_SCHEDULER_HTTP_PORT"] = "0"
     env.update({f"CLASS_MANAGEMENT_SERVICE_{k}": v for k, v in extra.items()})
     return env
 

@@ -655,14 +655,22 @@ async def test_cleanup_removes_published_rows_older_than_the_retention(
     messaging_backend: MessagingBackend, kafka_bootstrap: str
 ) -> None:
     await create_class(messaging_backend.runtime, RequestContext("t"), CreateClass("p", ["SV1"]))
+    async with messaging_backend.runtime.uow() as uow:  # a consumed message's id
+        assert await uow.inbox.claim("a-consumer", "message-1")
+        await uow.commit()
     sink = kafka_sink(kafka_bootstrap)
     keep = relay_for(messaging_backend, sink)
     assert await keep.run_once() == 2
     assert await keep.cleanup() == 0  # younger than 7 days
+    assert keep.stats.inbox_purged == 0
     purge = relay_for(messaging_backend, sink, retention=timedelta(0))
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
     assert await purge.cleanup() == 2
     assert (await status(messaging_backend)).published == 0
+    # The inbox is purged with the same retention: the id is forgotten.
+    assert purge.stats.inbox_purged == 1
+    async with messaging_backend.runtime.uow() as uow:
+        assert await uow.inbox.claim("a-consumer", "message-1")
     await sink.stop()
 
 

@@ -63,6 +63,7 @@ CMS_TABLES = {
     "cms_essay_associations",
     "cms_inbox",
     "cms_outbox",
+    "cms_relay_leadership",
     "cms_students",
     "cms_student_history",
 }

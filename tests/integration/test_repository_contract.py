@@ -1100,6 +1100,38 @@ async def test_outbox_store_keeps_order_per_key(backend: Backend) -> None:
     assert await b.store.fetch_ready(FAR_FUTURE, 100) == []
 
 
+async def test_id_look_ups_take_any_number_of_ids(any_backend: Backend) -> None:
+    """One message may name any number of students and essays (contract §6): more ids than
+    a statement takes parameters on PostgreSQL (32,767) or on SQLite (32,766 by default,
+    250,000 on some builds) are looked up all the same."""
+    b = any_backend
+    many = 260_000
+    cls = await create_class(b.rt, ctx(), CreateClass("Crowded", ["ENG5"]))
+    ada = await create_student(b.rt, ctx(), CreateStudent(PersonName("Ada", "L"), None, [cls.id]))
+    strangers = [uuid4() for _ in range(many)]
+    async with b.uow() as uow:
+        assert await uow.students.members_among(cls.id, [*strangers, ada.id]) == {ada.id}
+        assert await uow.batches.associations_by_essay(strangers) == {}
+
+
+async def test_inbox_entries_are_purged_after_the_retention_only(any_backend: Backend) -> None:
+    b = any_backend
+    start = datetime.now(UTC)
+    async with b.uow() as uow:
+        assert await uow.inbox.claim("consumer-a", "old") is True
+        assert await uow.inbox.claim("consumer-b", "old") is True
+        await uow.commit()
+    # Processed just now: a cut-off a day ago keeps them (they are still being deduplicated).
+    assert await b.store.purge_inbox(start - timedelta(days=1)) == 0
+    async with b.uow() as uow:
+        assert await uow.inbox.claim("consumer-a", "old") is False
+    # A cut-off after they were processed forgets them: the same id is new again.
+    assert await b.store.purge_inbox(datetime.now(UTC) + timedelta(seconds=5)) == 2
+    assert await b.store.purge_inbox(datetime.now(UTC) + timedelta(seconds=5)) == 0
+    async with b.uow() as uow:
+        assert await uow.inbox.claim("consumer-a", "old") is True
+
+
 async def test_outbox_leadership_on_a_single_store(backend: Backend) -> None:
     async with backend.store.leadership() as leader:
         assert leader is True

@@ -212,6 +212,22 @@ async def test_bad_rows_are_reported_by_line_and_the_others_imported(env: Env) -
     assert set(env.students()) == {"s2@school.se", "s12@school.se"}
 
 
+async def test_past_1000_row_errors_are_counted_not_listed(env: Env) -> None:
+    bad = [row(n, email="") for n in range(2, 1502)]
+    rows = [*bad, row(1502, email="good@school.se")]
+    summary = await env.run(rows, chunk_size=300)
+
+    assert counts(summary) == (1, 0, 0, 1500)
+    assert [e.row for e in summary.errors] == list(range(2, 1002))  # the first 1,000, in order
+    assert summary.errors_not_listed == 500
+    assert set(env.students()) == {"good@school.se"}
+
+
+async def test_an_unknown_course_is_echoed_only_when_short(env: Env) -> None:
+    summary = await env.run([row(2, class_name="9B", course="Z" * 100_000)])
+    assert summary.errors[0].errors[0] == "course_code: unknown course code"
+
+
 async def test_a_second_occurrence_of_an_email_is_a_row_error_even_across_chunks(
     env: Env,
 ) -> None:

@@ -37,6 +37,7 @@ def test_defaults_equal_the_contract_table() -> None:
     assert (s.log_level, s.log_format) == ("INFO", "json")
     assert (s.outbox_max_attempts, s.outbox_retention_days) == (10, 7)
     assert s.import_max_bytes == 52_428_800
+    assert s.consumer_max_attempts == 3
     assert s.kafka_security_protocol is None
     assert s.kafka_sasl_mechanism is None
     assert s.kafka_sasl_username is None
@@ -71,6 +72,7 @@ def test_values_are_read() -> None:
             OUTBOX_MAX_ATTEMPTS="3",
             OUTBOX_RETENTION_DAYS="0.5",
             IMPORT_MAX_BYTES="1024",
+            CONSUMER_MAX_ATTEMPTS="5",
             KAFKA_SECURITY_PROTOCOL="SASL_SSL",
             KAFKA_SASL_MECHANISM="PLAIN",
             KAFKA_SASL_USERNAME="u",
@@ -87,6 +89,7 @@ def test_values_are_read() -> None:
     assert (s.kafka_consumer_group, s.kafka_enable_idempotence) == ("g", False)
     assert (s.log_level, s.log_format) == ("DEBUG", "console")
     assert (s.outbox_max_attempts, s.outbox_retention_days, s.import_max_bytes) == (3, 0.5, 1024)
+    assert s.consumer_max_attempts == 5
     assert s.kafka_security_protocol == "SASL_SSL"
     assert (s.kafka_sasl_mechanism, s.kafka_sasl_username, s.kafka_sasl_password) == (
         "PLAIN",
@@ -159,6 +162,7 @@ BAD_VALUES = [
     ("LOG_FORMAT", "xml"),
     ("OUTBOX_MAX_ATTEMPTS", "0"),
     ("OUTBOX_RETENTION_DAYS", "-1"),
+    ("CONSUMER_MAX_ATTEMPTS", "0"),
     ("IMPORT_MAX_BYTES", "0"),
     ("IMPORT_MAX_BYTES", "50MB"),
     ("KAFKA_SECURITY_PROTOCOL", "BOGUS"),
@@ -227,3 +231,35 @@ def test_matching_policy_refuses_bad_values(kwargs: dict[str, float], variable: 
 def test_matching_policy_accepts_the_bounds() -> None:
     assert MatchingPolicy(0.0, 0.0).confidence_threshold == 0.0
     assert MatchingPolicy(24.0, 1.0).confidence_threshold == 1.0
+
+
+def test_scheduler_http_port() -> None:
+    assert Settings.from_env({}).scheduler_http_port == 5003
+    assert Settings.from_env(env(SCHEDULER_HTTP_PORT="0")).scheduler_http_port == 0
+    assert Settings.from_env(env(SCHEDULER_HTTP_PORT="9100")).scheduler_http_port == 9100
+    for bad in ("-1", "65536", "http"):
+        with pytest.raises(ConfigurationError) as info:
+            Settings.from_env(env(SCHEDULER_HTTP_PORT=bad))
+        assert info.value.variable == P + "SCHEDULER_HTTP_PORT"
+
+
+def test_start_up_summary_never_shows_the_password() -> None:
+    from class_core.startup import docs_url, redacted_url, startup_summary
+
+    url = "postgresql+asyncpg://cms:s3cret@db.example:6432/cms?password=other"
+    assert redacted_url(url) == "postgresql+asyncpg://cms@db.example:6432/cms"
+    settings = Settings.from_env(env(DATABASE_URL=url, KAFKA_BOOTSTRAP_SERVERS="k:9092"))
+    message, fields = startup_summary(
+        "class-api", settings, workers="off", docs=docs_url("0.0.0.0", 5002)
+    )
+    assert "s3cret" not in message
+    assert "other" not in message
+    assert "s3cret" not in str(fields)
+    assert fields["mode"] == "postgresql"
+    assert fields["kafka"] == "configured"
+    assert message == "class-api starting"
+    assert fields["redis"] == "not configured"
+    assert fields["docs"] == "http://localhost:5002/schema"
+    assert redacted_url("sqlite+aiosqlite:///./class_management.db") == (
+        "sqlite+aiosqlite:///./class_management.db"
+    )

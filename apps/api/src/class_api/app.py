@@ -16,9 +16,11 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
 
+from adapters_otel import http_middleware
 from class_api.auth import authorize
 from class_api.body import MAX_BODY_BYTES, check_json_body
 from class_api.bootstrap import Services, open_services
+from class_api.docs_page import assets_router
 from class_api.edge import EdgeMiddleware
 from class_api.errors import EXCEPTION_HANDLERS, log_exception
 from class_api.metrics import ServiceMetrics
@@ -79,6 +81,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             internal.routes,
             ops.healthz,
             ops.metrics,
+            assets_router(),
         ],
         dependencies={"rt": Provide(provide_runtime, sync_to_thread=False)},
         before_request=before_request,
@@ -88,6 +91,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         openapi_config=openapi_config(),
         logging_config=_logging_config(),
         request_max_body_size=MAX_BODY_BYTES,
+        middleware=http_middleware(),  # OpenTelemetry, only when configured (adapters_otel)
     )
     finalize_openapi(app.openapi_schema)
     # Outside the router so that 404/405 responses get a correlation id and a count too.

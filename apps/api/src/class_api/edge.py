@@ -1,4 +1,5 @@
-"""The outermost layer of every HTTP exchange: correlation id and request metrics.
+"""The outermost layer of every HTTP exchange: correlation id, trace context (W3C
+``traceparent``, see :mod:`class_core.tracing`) and request metrics.
 
 It wraps Litestar's whole ASGI handler (router and exception handling included) rather than
 sitting in the route middleware stack, because routing failures (404, 405) never reach route
@@ -15,6 +16,7 @@ from uuid import UUID, uuid4
 from litestar.enums import ScopeType
 
 from class_api.metrics import UNMATCHED_ROUTE, ServiceMetrics
+from class_core.tracing import TRACEPARENT, trace_context
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 CORRELATION_HEADER = "X-Correlation-ID"
 _HEADER_KEY = CORRELATION_HEADER.lower().encode()
 _STATE_KEY = "correlation_id"
+_TRACE_KEY = TRACEPARENT.encode()
 _UUID_TEXT = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
@@ -73,8 +76,10 @@ class EdgeMiddleware:
                 message["headers"] = headers
             await send(message)
 
+        raw_trace = next((v for k, v in scope.get("headers", ()) if k.lower() == _TRACE_KEY), None)
         try:
-            await self.app(scope, receive, send_with_correlation)
+            with trace_context(raw_trace):  # into every event this request causes
+                await self.app(scope, receive, send_with_correlation)
         finally:
             route = scope.get("path_template") or UNMATCHED_ROUTE
             self.metrics.observe_request(

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 
 from litestar import Litestar
 
+from adapters_otel import configure_telemetry
+from adapters_otel import wanted as tracing_wanted
 from class_api.logs import configure_logging
 from class_core.errors import ConfigurationError, DependencyUnavailableError
 from class_core.settings import Settings
+from class_core.startup import docs_url, startup_summary, version_line
 
 PROG = "class-api"
 
@@ -23,6 +27,7 @@ def _fail(message: str, code: int) -> None:
 
 def _parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Class Management Service HTTP API")
+    parser.add_argument("--version", action="version", version=version_line())
     parser.add_argument("--host", default=settings.host, help=f"default {settings.host}")
     parser.add_argument("--port", type=int, default=settings.port, help=f"default {settings.port}")
     parser.add_argument(
@@ -51,12 +56,18 @@ def serve_app() -> Litestar:
 
     settings = Settings.from_env()
     configure_logging(settings)
+    configure_telemetry(PROG)  # only with the otel extra and OTEL_* variables
     return create_app(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    given = list(sys.argv[1:] if argv is None else argv)
+    if "--version" in given:  # before the settings: a bad variable must not hide the version
+        print(version_line())
+        return
     try:
         settings = Settings.from_env()
+        tracing_wanted()  # a bad OTEL_TRACES_EXPORTER stops here, not in a server process
     except ConfigurationError as exc:
         _fail(f"configuration error: {exc.detail}", 2)
     args = _parser(settings).parse_args(argv)
@@ -76,8 +87,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         except adapters_sql.SchemaNotAtHeadError as exc:
             _fail(str(exc), 1)
     configure_logging(settings)
+    workers = "in-process" if settings.run_workers else "off (run class-scheduler)"
+    message, fields = startup_summary(
+        PROG, settings, workers=workers, docs=docs_url(args.host, args.port)
+    )
+    logging.getLogger("class_api").info(message, extra=fields)
 
     import uvicorn
+
+    from class_api.http_guard import PROTOCOL
 
     uvicorn.run(
         "class_api.main:serve_app",
@@ -88,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_config=None,
         access_log=False,  # access lines would carry query strings (names, emails)
         lifespan="on",
+        http=PROTOCOL,  # uvicorn's httptools protocol plus a 10 s header deadline (§12)
     )
 
 

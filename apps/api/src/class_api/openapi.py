@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from litestar.openapi import OpenAPIConfig, ResponseSpec
-from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import (
     Components,
     OpenAPI,
@@ -29,6 +29,7 @@ from class_api.auth import (
     USER_HEADER,
     USER_SECURITY,
 )
+from class_api.docs_page import swagger_plugin
 from class_api.dto import REQUEST_STRUCTS
 from class_api.edge import CORRELATION_HEADER
 from class_api.errors import PROBLEM_MEDIA_TYPE, ProblemDetails
@@ -74,9 +75,9 @@ def openapi_config() -> OpenAPIConfig:
             f"`{SERVICE_HEADER}`. Errors are RFC 9457 `{PROBLEM_MEDIA_TYPE}` documents."
         ),
         path="/schema",
+        # Swagger UI from the service's own assets (class_api.docs_page), never a CDN.
         render_plugins=[
-            SwaggerRenderPlugin(path=["/", "/swagger"]),
-            ScalarRenderPlugin(),
+            swagger_plugin(),
             JsonRenderPlugin(),
         ],
         components=Components(

@@ -9,6 +9,7 @@ import typer
 
 from class_cli.commands import associations, classes, courses, db, imports, outbox, students
 from class_cli.state import CliState
+from class_core.startup import version_line
 
 app = typer.Typer(
     name="class-admin",
@@ -24,9 +25,22 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit(0)
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version (class-management <version>) and exit.",
+    ),
     database_url: str | None = typer.Option(
         None,
         "--database-url",

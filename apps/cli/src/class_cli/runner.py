@@ -72,6 +72,10 @@ def describe(exc: ClassManagementError) -> str:
     return _one_line(exc.detail)
 
 
+OWNER_FLAGS = "--owner/--as"
+"""How messages name the teacher option (``--as`` is the same option as ``--owner``)."""
+
+
 def user_id(value: str, flag: str) -> str:
     """A teacher id given as ``--owner``/``--as``, held to the API's ``X-User-ID`` rules
     (:func:`class_core.text.user_id_problem`); else exit 2."""

@@ -11,16 +11,22 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from class_core.runtime import Runtime
-from class_runtime import sweep_once
+from class_runtime import SweepObserver, sweep_once
 
 
-def schedule_sweep(scheduler: AsyncIOScheduler, rt: Runtime, interval_seconds: float) -> None:
+def schedule_sweep(
+    scheduler: AsyncIOScheduler,
+    rt: Runtime,
+    interval_seconds: float,
+    observer: SweepObserver | None = None,
+) -> None:
     """:func:`class_runtime.sweep_once` (the API's in-process sweep too) once at start, then
-    every ``interval_seconds``; missed runs coalesce into one."""
+    every ``interval_seconds``; missed runs coalesce into one. ``observer`` (the scheduler's
+    :class:`~class_scheduler.health.SweepRecord`) sees every run for ``/healthz``/``/metrics``."""
     scheduler.add_job(
         sweep_once,
         "interval",
-        args=[rt],
+        args=[rt, observer],
         seconds=interval_seconds,
         next_run_time=datetime.now(UTC),
         id="association-timeout-sweep",

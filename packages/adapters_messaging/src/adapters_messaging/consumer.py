@@ -4,9 +4,11 @@ For each record, in partition order: decode, store through ``ingest_suggestions`
 transaction, idempotent per envelope ``event_id`` via the inbox), then commit ``offset + 1``.
 Nothing is committed before the transaction committed. Messages that can never be processed
 (undecodable, invalid data, unknown class) go to ``<topic>.dlt`` with their original bytes, key
-and headers plus a ``dlt_reason`` header, and are committed. A database outage, or any other
-unexpected error, is retried with back-off from the same offset: never skipped (see
-``poison_after`` for the only exception, off by default).
+and headers plus a ``dlt_reason`` header, and are committed. A database outage is retried
+with back-off from the same offset, never skipped. Any other failure of a record (an exception
+of any kind from decoding or storing it) counts against that record: after ``max_attempts``
+(``CONSUMER_MAX_ATTEMPTS``) it is dead-lettered with reason ``processing_failed`` and the
+records after it flow (contract §6).
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from adapters_messaging.decoding import (
     decode_suggestions,
 )
 from adapters_messaging.kafka import KafkaSecurity, describe
+from class_core import telemetry
 from class_core.errors import DependencyUnavailableError
 from class_core.events import SUGGESTIONS_TOPIC
 from class_core.runtime import Runtime
+from class_core.tracing import TRACEPARENT, trace_context
 from class_core.use_cases.matching import IngestOutcome, ingest_suggestions
 
 log = logging.getLogger(__name__)
@@ -96,9 +100,9 @@ class SuggestionsConsumer:
 
     ``consumer_options`` go to :class:`aiokafka.AIOKafkaConsumer` as they are (e.g.
     ``session_timeout_ms``); the essentials (manual commit, earliest offset) cannot be changed.
-    ``poison_after``: after that many failed attempts of one record with an *unexpected* error
-    (not a database outage), dead-letter it with reason ``processing_failed``; ``None`` (the
-    default) retries it forever so that nothing is ever lost.
+    ``max_attempts``: after that many failed attempts of one record for a reason of its own
+    (any exception but an outage of the database), dead-letter it with reason
+    ``processing_failed``. Outages are retried without limit.
     """
 
     def __init__(
@@ -114,7 +118,7 @@ class SuggestionsConsumer:
         max_records: int = 100,
         base_backoff: float = 0.5,
         max_backoff: float = 30.0,
-        poison_after: int | None = None,
+        max_attempts: int = 3,
         request_timeout_ms: int = 30_000,
         consumer_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -129,7 +133,9 @@ class SuggestionsConsumer:
         self._max_records = max_records
         self._base_backoff = base_backoff
         self._max_backoff = max_backoff
-        self._poison_after = poison_after
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._max_attempts = max_attempts
         self._request_timeout_ms = request_timeout_ms
         self._consumer_options = dict(consumer_options or {})
         self._consumer: AIOKafkaConsumer | None = None
@@ -142,6 +148,13 @@ class SuggestionsConsumer:
         self._failures_in_row = 0
         self._record_failures: dict[tuple[str, int, int], int] = {}
         self.stats = ConsumerStats()
+
+    @property
+    def assigned_partitions(self) -> int:
+        """How many partitions of the topic this member holds now (0 while it waits for the
+        group, is disconnected or stopped)."""
+        consumer = self._consumer
+        return len(consumer.assignment()) if consumer is not None else 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -259,15 +272,28 @@ class SuggestionsConsumer:
         return committed
 
     async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        """Store the record's suggestions or dead-letter it; raises :class:`_Retry`."""
+        """Store the record's suggestions or dead-letter it; raises :class:`_Retry`.
+
+        The error boundary is total: whatever decoding or storing raises either is an outage
+        (retried without limit) or counts against this record (dead-lettered after
+        ``max_attempts``), so no record can stop the partition.
+        """
         try:
             decoded = decode_suggestions(record.value)
+            # The events this message causes carry its trace context (class_core.tracing).
+            with (
+                trace_context(_header(record, TRACEPARENT)) as traceparent,
+                telemetry.span(
+                    "cms.suggestions.process",
+                    {"messaging.destination.name": record.topic, "cms.offset": record.offset},
+                    traceparent=traceparent,
+                ),
+            ):
+                result = await ingest_suggestions(self._runtime, decoded.message)
         except UndecodableMessage as exc:
             await self._dead_letter(record, exc.reason, exc.detail)
             return
-        try:
-            result = await ingest_suggestions(self._runtime, decoded.message)
-        except DependencyUnavailableError as exc:
+        except (DependencyUnavailableError, ConnectionError, TimeoutError) as exc:
             self._note_failure(describe(exc))
             log.warning(
                 "suggestions consumer: database unavailable, retrying %s@%d: %s",
@@ -277,20 +303,8 @@ class SuggestionsConsumer:
             )
             raise _Retry from exc
         except Exception as exc:
-            self._note_failure(describe(exc))
-            key = (record.topic, record.partition, record.offset)
-            attempts = self._record_failures.get(key, 0) + 1
-            self._record_failures[key] = attempts
-            log.exception(
-                "suggestions consumer: processing %s@%d failed (attempt %d)",
-                record.topic,
-                record.offset,
-                attempts,
-            )
-            if self._poison_after is not None and attempts >= self._poison_after:
-                await self._dead_letter(record, PROCESSING_FAILED, type(exc).__name__)
-                return
-            raise _Retry from exc
+            await self._count_failure(record, exc)
+            return
         outcome = result.outcome
         self.stats.outcomes[outcome.value] = self.stats.outcomes.get(outcome.value, 0) + 1
         if outcome is IngestOutcome.UNKNOWN_CLASS:
@@ -309,6 +323,28 @@ class SuggestionsConsumer:
                 result.ignored_essays,
                 decoded.message.batch_id,
             )
+
+    async def _count_failure(self, record: ConsumerRecord[bytes, bytes], exc: Exception) -> None:
+        """One more failed attempt at ``record``: dead-letter it once it reached
+        ``max_attempts``, else raise :class:`_Retry`."""
+        self._note_failure(f"{type(exc).__name__} processing a record")
+        key = (record.topic, record.partition, record.offset)
+        attempts = self._record_failures.get(key, 0) + 1
+        self._record_failures[key] = attempts
+        # The exception's type only: its message may quote the record (student data).
+        log.warning(
+            "suggestions consumer: processing %s@%d failed with %s (attempt %d of %d)",
+            record.topic,
+            record.offset,
+            type(exc).__name__,
+            attempts,
+            self._max_attempts,
+        )
+        if attempts >= self._max_attempts:
+            await self._dead_letter(record, PROCESSING_FAILED, type(exc).__name__)
+            self._record_failures.pop(key, None)
+            return
+        raise _Retry from exc
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], reason: str, detail: str
@@ -382,6 +418,12 @@ class SuggestionsConsumer:
         delay = min(self._max_backoff, self._base_backoff * 2 ** max(0, self._failures_in_row - 1))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop_event.wait(), delay)
+
+
+def _header(record: ConsumerRecord[bytes, bytes], name: str) -> bytes | None:
+    """The last value of a header of ``record`` (``None`` when absent)."""
+    values = [v for k, v in (record.headers or ()) if k == name]
+    return values[-1] if values else None
 
 
 def _tps(tps: Sequence[TopicPartition]) -> str:

@@ -85,7 +85,10 @@ def _message_id(value: Any) -> str:
 def _confidence(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer of 309+ digits: no double holds it
+        return None
     if not math.isfinite(number) or not 0.0 <= number <= 1.0:
         return None
     return number

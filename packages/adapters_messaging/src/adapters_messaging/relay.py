@@ -28,6 +28,7 @@ from attrs import define, field
 
 from adapters_messaging.kafka import describe
 from adapters_messaging.sink import Delivery, DeliveryStatus, EventSink, SinkUnavailableError
+from class_core import telemetry
 from class_core.clock import Clock, SystemClock
 from class_core.ports import OutboxStore, StoredOutboxMessage
 
@@ -60,6 +61,8 @@ class RelayStats:
     errors: int = 0
     """Rounds that failed on the storage side (database unreachable, …)."""
     purged: int = 0
+    inbox_purged: int = 0
+    """Consumed message ids forgotten after the retention (the inbox)."""
     batches: int = 0
     is_leader: bool = False
     last_error: str | None = None
@@ -226,11 +229,13 @@ class OutboxRelay:
     async def _publish(self, batch: list[StoredOutboxMessage]) -> tuple[int, bool, bool]:
         """Deliver one batch and record the outcome; returns (published, progressed, outage)."""
         self.stats.batches += 1
-        results = await self._deliver(batch)
+        with telemetry.span("cms.outbox.publish", {"cms.events": len(batch)}):
+            results = await self._deliver(batch)
         acked = self._clock.now()
         delivered = [row for row, r in zip(batch, results, strict=True) if _ok(r)]
         if delivered:
-            await self._store.mark_published([row.seq for row in delivered], acked)
+            with telemetry.span("cms.outbox.mark_published", {"cms.events": len(delivered)}):
+                await self._store.mark_published([row.seq for row in delivered], acked)
             self.stats.published += len(delivered)
             self.stats.last_published_at = acked
             for row in delivered:
@@ -331,20 +336,22 @@ class OutboxRelay:
             return
         self._last_cleanup = loop.time()
         try:
-            purged = await self._store.purge_published(self._clock.now() - self._retention)
+            purged = await self.cleanup()
         except Exception as exc:  # cleanup must never stop publishing
             log.warning("outbox cleanup failed: %s", describe(exc))
             return
-        self.stats.purged += purged
         if purged:
             log.info("outbox cleanup removed %d published events", purged)
 
     async def cleanup(self) -> int:
-        """Delete published rows older than the retention now; returns how many."""
+        """Delete published rows, and inbox entries, older than the retention now; returns
+        how many published rows went (the inbox count is in ``stats.inbox_purged``)."""
         if self._retention is None:
             return 0
-        purged = await self._store.purge_published(self._clock.now() - self._retention)
+        before = self._clock.now() - self._retention
+        purged = await self._store.purge_published(before)
         self.stats.purged += purged
+        self.stats.inbox_purged += await self._store.purge_inbox(before)
         return purged
 
     # ------------------------------------------------------------------ waiting

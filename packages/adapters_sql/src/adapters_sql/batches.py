@@ -78,6 +78,7 @@ _OF_BATCHES_PG = (
     select(_a).join(_batch_ids, _a.c.batch_id == _batch_ids.c.id).order_by(*_OF_BATCHES_ORDER)
 )
 _INSERT_ASSOC = insert(_a)
+_IN_CHUNK = 10_000
 _UPDATED_ASSOC_FIELDS = (
     "suggested_student_id",
     "confidence_score",
@@ -262,10 +263,17 @@ class SqlBatchRepository:
         self, pg: Select[Any], portable: Select[Any], params: dict[str, Any]
     ) -> list[Any]:
         """Rows (mappings) of a look-up by an id list: the array-joining statement through
-        the driver on PostgreSQL, the expanding ``IN`` one elsewhere."""
+        the driver on PostgreSQL, the expanding ``IN`` one elsewhere, in chunks of ids that
+        stay below SQLite's limit of variables per statement (the list is the one list-valued
+        parameter)."""
         if self._tx.is_postgresql:
             return await self._tx.fetch_rows(pg, params)
-        return list((await self._tx.execute(portable, params)).mappings())
+        name, ids = next((k, v) for k, v in params.items() if isinstance(v, list))
+        rows: list[Any] = []
+        for start in range(0, max(len(ids), 1), _IN_CHUNK):
+            chunk = {**params, name: ids[start : start + _IN_CHUNK]}
+            rows.extend((await self._tx.execute(portable, chunk)).mappings())
+        return rows
 
     async def get(self, batch_id: UUID, *, lock: bool = False) -> Batch | None:
         rows = await self._tx.fetch_rows(_GET_LOCKED if lock else _GET, {"batch_id": batch_id})

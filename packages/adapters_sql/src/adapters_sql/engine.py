@@ -18,6 +18,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import await_only
 
 from adapters_sql.errors import translate_errors
+from class_core import telemetry
 from class_core.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -78,11 +79,13 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> A
             hide_parameters=True,
         )
         event.listen(pg_engine.sync_engine, "checkout", _discard_closed_connection)
+        telemetry.engine_created(pg_engine)  # traces its statements when tracing is on
         return pg_engine
     memory = parsed.database in (None, "", ":memory:")
     options: dict[str, Any] = {} if memory else {"pool_size": pool_size, "max_overflow": 0}
     engine = create_async_engine(parsed, pool_timeout=60.0, hide_parameters=True, **options)
     _configure_sqlite(engine.sync_engine)
+    telemetry.engine_created(engine)
     return engine
 
 

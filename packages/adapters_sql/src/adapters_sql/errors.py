@@ -83,10 +83,41 @@ def _constraint(exc: BaseException) -> str | None:
     return None
 
 
+# asyncpg's client-side errors: the statement or its arguments are wrong (a value the column
+# type cannot hold, more than 32,767 arguments, ...). They subclass asyncpg's InterfaceError,
+# which SQLAlchemy wraps like a lost connection, yet retrying them can never succeed.
+_ASYNCPG_CLIENT_SIDE = frozenset(
+    {
+        "DataError",
+        "ClientConfigurationError",
+        "UnsupportedClientFeatureError",
+        "UnsupportedServerFeatureError",
+    }
+)
+_ASYNCPG_CLIENT_SIDE_MESSAGE = re.compile(
+    r"number of query arguments cannot exceed|invalid input for query argument", re.IGNORECASE
+)
+
+
+def is_client_side(exc: BaseException) -> bool:
+    """Whether ``exc`` is the driver refusing a statement or its arguments before the server
+    sees them: the caller's fault, not an outage (retrying cannot help)."""
+    for e in _chain(exc):
+        if not type(e).__module__.startswith("asyncpg"):
+            continue
+        if type(e).__name__ in _ASYNCPG_CLIENT_SIDE:
+            return True
+        if type(e).__name__ == "InterfaceError" and _ASYNCPG_CLIENT_SIDE_MESSAGE.search(str(e)):
+            return True
+    return False
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` means the database cannot be reached (retrying later may work)."""
     if isinstance(exc, DependencyUnavailableError):
         return True
+    if is_client_side(exc):
+        return False
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, sa_exc.TimeoutError):  # the pool had no connection in time

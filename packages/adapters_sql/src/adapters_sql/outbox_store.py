@@ -35,7 +35,8 @@ from adapters_sql.engine import (
 )
 from adapters_sql.errors import translate_errors
 from adapters_sql.mapping import outbox_from_row
-from adapters_sql.schema import outbox
+from adapters_sql.schema import inbox, outbox, relay_leadership
+from class_core.errors import DependencyUnavailableError
 from class_core.ports import OutboxStatus, StoredOutboxMessage
 
 log = logging.getLogger(__name__)
@@ -117,16 +118,48 @@ _RETRY = (
     .where(_o.c.dead_at.is_not(None))
     .values(dead_at=None, attempts=0, next_attempt_at=bindparam("now"))
 )
+# A new leader's epoch: every relay that takes the lock bumps it (one row, upserted so that a
+# database whose row went missing still works).
+_BUMP_EPOCH = text(
+    "INSERT INTO cms_relay_leadership (id, epoch, leader_since) VALUES (1, 1, now()) "
+    "ON CONFLICT (id) DO UPDATE SET epoch = cms_relay_leadership.epoch + 1, "
+    "leader_since = now() RETURNING epoch"
+)
+# A leader's writes to the outbox take effect only while its epoch is the current one: a relay
+# that lost its lock (and may not know yet) cannot mark what the new leader has re-sent since.
+_STILL_LEADER = exists().where(
+    relay_leadership.c.id == 1, relay_leadership.c.epoch == bindparam("epoch")
+)
+_MARK_FENCED = _MARK_PG.where(_STILL_LEADER)
+_FAIL_FENCED = _FAIL.where(_STILL_LEADER)
+_PURGE_INBOX = delete(inbox).where(inbox.c.processed_at < bindparam("before"))
 _PURGE = delete(_o).where(_o.c.published_at.is_not(None), _o.c.published_at < bindparam("before"))
 
 
+class LeadershipLostError(DependencyUnavailableError):
+    """This relay is no longer the leader (its lock session ended, or a newer leader's epoch
+    fenced its write); the relay steps down and tries again as a standby."""
+
+    def __init__(self) -> None:
+        super().__init__("The relay lost its leadership")
+
+
 class SqlOutboxStore:
-    """``OutboxStore`` on SQL; each call is its own short transaction."""
+    """``OutboxStore`` on SQL; each call is its own short transaction.
+
+    Leadership on PostgreSQL (:meth:`leadership`): a session-level advisory lock on a dedicated
+    connection, plus an epoch bumped on taking it. While leading, the lock's session is
+    checked before each fetch, right after it (nothing is awaited between that check and the
+    relay handing the rows to the sink: "before publishing") and before every mark; the marks
+    themselves are fenced on the epoch. So a relay that lost its lock publishes at most the
+    round already in flight, and never writes after a newer leader took over.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._lock = sqlite_write_lock(engine)
         self._leader_conn: AsyncConnection | None = None
+        self._epoch: int | None = None
 
     async def _run(
         self,
@@ -173,12 +206,16 @@ class SqlOutboxStore:
                         text("SELECT pg_try_advisory_lock(:key)"), {"key": LEADERSHIP_LOCK_KEY}
                     )
                 )
-            if not leader:
+            if leader:
+                with translate_errors():
+                    self._epoch = int(await conn.scalar(_BUMP_EPOCH))
+            else:
                 await conn.close()
             self._leader_conn = conn if leader else None
             yield leader
         finally:
             self._leader_conn = None
+            self._epoch = None
             if leader:
                 await release_advisory_lock(conn, LEADERSHIP_LOCK_KEY)
             await conn.close()
@@ -189,20 +226,45 @@ class SqlOutboxStore:
         every event twice. Raises ``DependencyUnavailableError`` then; the relay steps down."""
         conn = self._leader_conn
         if conn is not None:
-            with translate_errors():
-                await conn.execute(text("SELECT 1"))
+            try:
+                with translate_errors():
+                    await conn.execute(text("SELECT 1"))
+            except DependencyUnavailableError as exc:
+                raise LeadershipLostError() from exc
 
     async def fetch_ready(self, now: datetime, limit: int) -> list[StoredOutboxMessage]:
         await self._confirm_leadership()
         rows = await self._run(
             _FETCH, {"now": now, "limit": limit}, write=False, pg_prelude=_PREFER_INDEXES
         )
+        if rows:
+            # The fetch may have waited (locks, a slow plan): the relay publishes what this
+            # returns without awaiting anything else first, so this is the check "before
+            # publishing".
+            await self._confirm_leadership()
         return [outbox_from_row(r) for r in rows]
 
+    async def _fenced(self, statement: Executable, params: dict[str, Any]) -> None:
+        """A leader's write to the outbox: only while its lock session lives and its epoch is
+        the current one, else :class:`LeadershipLostError` and nothing written."""
+        await self._confirm_leadership()
+        if self._epoch is None:
+            await self._run(statement, params, write=True)
+            return
+        written = await self._run(statement, {**params, "epoch": self._epoch}, write=True)
+        if not written:
+            raise LeadershipLostError()
+
     async def mark_published(self, seqs: Collection[int], at: datetime) -> None:
-        if seqs:
-            statement = _MARK_PG if is_postgresql(self._engine) else _MARK
-            await self._run(statement, {"seqs": list(seqs), "at": at}, write=True)
+        if not seqs:
+            return
+        params = {"seqs": list(seqs), "at": at}
+        if not is_postgresql(self._engine):
+            await self._run(_MARK, params, write=True)
+        elif self._epoch is not None:
+            await self._fenced(_MARK_FENCED, params)
+        else:
+            await self._run(_MARK_PG, params, write=True)
 
     async def record_failure(
         self, seq: int, error: str, next_attempt_at: datetime, dead: bool
@@ -213,7 +275,10 @@ class SqlOutboxStore:
             "v_next": next_attempt_at,
             "v_dead_at": next_attempt_at if dead else None,
         }
-        await self._run(_FAIL, params, write=True)
+        if self._epoch is not None:
+            await self._fenced(_FAIL_FENCED, params)
+        else:
+            await self._run(_FAIL, params, write=True)
 
     async def status(self, now: datetime) -> OutboxStatus:
         row = (await self._run(_STATUS, {}, write=False))[0]
@@ -230,6 +295,9 @@ class SqlOutboxStore:
 
     async def purge_published(self, before: datetime) -> int:
         return int(await self._run(_PURGE, {"before": before}, write=True))
+
+    async def purge_inbox(self, before: datetime) -> int:
+        return int(await self._run(_PURGE_INBOX, {"before": before}, write=True))
 
 
 class OutboxWakeups:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -238,6 +239,18 @@ inbox = Table(
     Column("message_id", String(255), nullable=False),
     Column("processed_at", UTCDateTime(), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("consumer", "message_id", name="pk_cms_inbox"),
+)
+
+# One row (id 1): bumped by every relay that becomes leader; the outbox writes of a leader
+# are fenced on the epoch it got, so a leader that lost its lock cannot write after a newer one.
+relay_leadership = Table(
+    "cms_relay_leadership",
+    metadata,
+    Column("id", SmallInteger(), nullable=False),
+    Column("epoch", BigInteger(), nullable=False, server_default=text("0")),
+    Column("leader_since", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("id", name="pk_cms_relay_leadership"),
+    CheckConstraint("id = 1", name="ck_cms_relay_leadership_one_row"),
 )
 
 # What was done to each student (§10 export): ids, actions and actors only, no personal data.

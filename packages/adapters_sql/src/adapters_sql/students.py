@@ -143,6 +143,26 @@ _MEMBERS_AMONG = (
         students.c.is_placeholder == false(),
     )
 )
+# PostgreSQL: the candidates as one array parameter, joined, so a message naming any number of
+# students is one statement with two parameters (an expanding IN spends one of asyncpg's 32,767
+# per id); elsewhere (SQLite: 32,766 variables) the expanding IN in chunks.
+_among = (
+    func.unnest(bindparam("student_ids", type_=postgresql.ARRAY(Uuid())))
+    .table_valued("id")
+    .render_derived(name="k")
+)
+_MEMBERS_AMONG_PG = (
+    select(class_students.c.student_id)
+    .select_from(
+        _among.join(
+            class_students,
+            (class_students.c.class_id == bindparam("class_id"))
+            & (class_students.c.student_id == _among.c.id),
+        ).join(students, students.c.id == class_students.c.student_id)
+    )
+    .where(students.c.is_placeholder == false())
+)
+_IN_CHUNK = 10_000
 
 # Bulk membership checks (sweeps): the (class, student) pairs as two arrays on PostgreSQL (one
 # prepared statement whatever their number), a row-value IN list elsewhere.
@@ -369,10 +389,20 @@ class SqlStudentRepository:
     async def members_among(self, class_id: UUID, student_ids: Collection[UUID]) -> set[UUID]:
         if not student_ids:
             return set()
-        result = await self._tx.execute(
-            _MEMBERS_AMONG, {"class_id": class_id, "student_ids": list(set(student_ids))}
-        )
-        return set(result.scalars())
+        wanted = list(set(student_ids))
+        if self._tx.is_postgresql:
+            rows = await self._tx.fetch_rows(
+                _MEMBERS_AMONG_PG, {"class_id": class_id, "student_ids": wanted}
+            )
+            return {row["student_id"] for row in rows}
+        found: set[UUID] = set()
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
+            result = await self._tx.execute(
+                _MEMBERS_AMONG, {"class_id": class_id, "student_ids": chunk}
+            )
+            found.update(result.scalars())
+        return found
 
     async def placeholder(self, class_id: UUID) -> Student | None:
         found = _grouped((await self._tx.execute(_PLACEHOLDER, {"class_id": class_id})).mappings())

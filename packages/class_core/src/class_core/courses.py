@@ -27,12 +27,18 @@ COURSES: tuple[Course, ...] = (
 COURSES_BY_CODE: dict[str, Course] = {c.code: c for c in COURSES}
 
 
+MAX_ECHOED_CODE = 32
+
+
 def get_course(code: str, field: str = "course_code") -> Course:
     """The course with this exact code, or :class:`CourseNotFoundError`."""
     course = COURSES_BY_CODE.get(code)
     if course is None:
+        # The value is echoed once (in the field's message), and only when it is short: a
+        # filter or a body can carry anything up to the size limits.
+        shown = f" {code!r}" if len(code) <= MAX_ECHOED_CODE else ""
         raise CourseNotFoundError(
-            f"Unknown course code {code!r}", [FieldError(field, f"unknown course code {code!r}")]
+            "Unknown course code", [FieldError(field, f"unknown course code{shown}")]
         )
     return course
 

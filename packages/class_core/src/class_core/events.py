@@ -20,6 +20,7 @@ import attrs
 from attrs import frozen
 
 from class_core.model import SchoolClass, Student
+from class_core.tracing import TRACEPARENT, current_traceparent
 
 SOURCE_SERVICE = "class_management_service"
 SCHEMA_VERSION = 1
@@ -346,12 +347,15 @@ def build_outbox_message(
             "partition_key": key,
         }
     eid, cid = str(event_id), _uuid_text(correlation_id)
-    headers = (
+    headers: tuple[tuple[str, str], ...] = (
         ("event_id", eid),
         ("event_type", topic),
         ("correlation_id", cid),
         ("source_service", SOURCE_SERVICE),
     )
+    traceparent = current_traceparent()  # the request's or consumed message's, if any
+    if traceparent is not None:
+        headers += ((TRACEPARENT, traceparent),)
     return OutboxMessage(
         event_id=event_id,
         topic=topic,

@@ -343,3 +343,9 @@ class OutboxStore(Protocol):
         ...
 
     async def purge_published(self, before: datetime) -> int: ...
+
+    async def purge_inbox(self, before: datetime) -> int:
+        """Forget consumed message ids processed before ``before`` (the inbox, kept for
+        ``OUTBOX_RETENTION_DAYS``: a redelivery older than that is not recognised); returns
+        how many."""
+        ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 from attrs import frozen
@@ -14,6 +14,7 @@ MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
 MAX_OFFSET = 1_000_000
 MAX_QUERY_LENGTH = 255
+MAX_COURSE_CODE_LENGTH = 32
 
 
 def _check_window(limit: int, offset: int) -> None:
@@ -24,8 +25,25 @@ def _check_window(limit: int, offset: int) -> None:
 
 
 def _check_since(updated_since: datetime | None) -> None:
-    if updated_since is not None and updated_since.tzinfo is None:
+    if updated_since is None:
+        return
+    if updated_since.tzinfo is None:
         raise ValidationError.for_field("updated_since", "must include a UTC offset")
+    try:
+        # An offset can push the instant past year 9999 (``9999-12-31T23:59:59-00:01``):
+        # no datetime holds it in UTC, where every store compares.
+        updated_since.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError.for_field(
+            "updated_since", "must lie between years 1 and 9999 in UTC"
+        ) from None
+
+
+def _check_course_code(course_code: str | None) -> None:
+    if course_code is not None and len(course_code) > MAX_COURSE_CODE_LENGTH:
+        raise ValidationError.for_field(
+            "course_code", f"must be at most {MAX_COURSE_CODE_LENGTH} characters"
+        )
 
 
 def _folded(q: str | None) -> str | None:
@@ -58,6 +76,7 @@ class ClassQuery:
     ) -> ClassQuery:
         _check_window(limit, offset)
         _check_since(updated_since)
+        _check_course_code(course_code)
         return cls(limit, offset, _folded(q), course_code, updated_since)
 
 

@@ -50,6 +50,8 @@ class Settings:
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = None
+    scheduler_http_port: int = 5003
+    consumer_max_attempts: int = 3
 
     @property
     def database_kind(self) -> str:
@@ -95,7 +97,9 @@ class Settings:
             "outbox_max_attempts": reader.integer("OUTBOX_MAX_ATTEMPTS", 10, 1, 1_000_000),
             "outbox_retention_days": reader.number("OUTBOX_RETENTION_DAYS", 7.0, 0.0),
             "import_max_bytes": reader.integer("IMPORT_MAX_BYTES", 52_428_800, 1, 2**62),
+            "consumer_max_attempts": reader.integer("CONSUMER_MAX_ATTEMPTS", 3, 1, 1_000_000),
             **_kafka_security(reader),
+            "scheduler_http_port": reader.integer("SCHEDULER_HTTP_PORT", 5003, 0, 65535),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -29,10 +29,10 @@ from class_api.dto import (
 from class_api.openapi import DELETE, READ, WRITE
 from class_api.routes.params import (
     DEFAULT_PAGE_SIZE,
+    CourseCode,
     Ctx,
     Limit,
     Offset,
-    OptionalText,
     PathId,
     Rt,
     Search,
@@ -59,7 +59,7 @@ async def list_classes(
     limit: Limit = DEFAULT_PAGE_SIZE,
     offset: Offset = 0,
     q: Search = None,
-    course_code: OptionalText = None,
+    course_code: CourseCode = None,
     updated_since: UpdatedSince = None,
 ) -> ClassListOut:
     """The caller's classes, newest first."""

@@ -10,7 +10,13 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
 from class_core.errors import ValidationError
-from class_core.queries import DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET, MAX_QUERY_LENGTH
+from class_core.queries import (
+    DEFAULT_LIMIT,
+    MAX_COURSE_CODE_LENGTH,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    MAX_QUERY_LENGTH,
+)
 from class_core.runtime import RequestContext, Runtime
 
 Rt = NamedDependency[Runtime]
@@ -26,7 +32,13 @@ Limit = Annotated[
 Offset = Annotated[
     int, QueryParameter(ge=0, le=MAX_OFFSET, description=f"Items to skip, 0..{MAX_OFFSET}.")
 ]
-OptionalText = Annotated[str | None, QueryParameter()]
+CourseCode = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=MAX_COURSE_CODE_LENGTH,
+        description=f"Exact course code (at most {MAX_COURSE_CODE_LENGTH} characters).",
+    ),
+]
 OptionalId = Annotated[UUID | None, QueryParameter()]
 Search = Annotated[
     str | None,

@@ -8,7 +8,16 @@ from uuid import UUID
 
 import typer
 
-from class_cli.runner import ExitCode, fail, message, output, output_json, run, user_id
+from class_cli.runner import (
+    OWNER_FLAGS,
+    ExitCode,
+    fail,
+    message,
+    output,
+    output_json,
+    run,
+    user_id,
+)
 from class_cli.state import state_of
 from class_cli.views import association_view, batch_view, confirm_result_view, finalized_view
 from class_core.errors import BatchFinalizedError, NotFoundError
@@ -36,8 +45,10 @@ AS_JSON = typer.Option(False, "--json", help="Print JSON.")
 BATCH = typer.Option(..., "--batch", help="The batch id.")
 AS_USER = typer.Option(
     ...,
+    "--owner",
     "--as",
-    help="Act as this teacher (the X-User-ID of the HTTP call); must own the batch's class.",
+    help="Act as this teacher (the X-User-ID of the HTTP call); must own the batch's class. "
+    "--as is the same option.",
 )
 
 
@@ -131,10 +142,10 @@ def _print_result(result: ConfirmResult, as_json: bool) -> None:
 
 
 @app.command(
-    epilog='Examples: class-admin associations confirm --batch "$BATCH_ID" --as teacher-1 '
-    '--essay "$ESSAY_ID"; class-admin associations confirm --batch "$BATCH_ID" --as teacher-1 '
+    epilog='Examples: class-admin associations confirm --batch "$BATCH_ID" --owner teacher-1 '
+    '--essay "$ESSAY_ID"; class-admin associations confirm --batch "$BATCH_ID" --owner teacher-1 '
     '--essay "$ESSAY_ID" --student "$STUDENT_ID"; class-admin associations confirm '
-    '--batch "$BATCH_ID" --as teacher-1 --all-suggested'
+    '--batch "$BATCH_ID" --owner teacher-1 --all-suggested'
 )
 def confirm(
     ctx: typer.Context,
@@ -154,7 +165,7 @@ def confirm(
         fail("give exactly one of --essay ID or --all-suggested", ExitCode.USAGE)
     if student is not None and essay is None:
         fail("--student goes with --essay", ExitCode.USAGE)
-    as_user = user_id(as_user, "--as")
+    as_user = user_id(as_user, OWNER_FLAGS)
     state = state_of(ctx)
 
     async def work() -> tuple[ConfirmResult, bool]:
@@ -183,7 +194,7 @@ def confirm(
 
 @app.command(
     epilog='Example: class-admin associations reject --batch "$BATCH_ID" --essay "$ESSAY_ID" '
-    "--as teacher-1"
+    "--owner teacher-1"
 )
 def reject(
     ctx: typer.Context,
@@ -193,7 +204,7 @@ def reject(
     as_json: bool = AS_JSON,
 ) -> None:
     """Reject an essay's suggestion (the HTTP confirm with confirmed: false)."""
-    as_user = user_id(as_user, "--as")
+    as_user = user_id(as_user, OWNER_FLAGS)
     state = state_of(ctx)
 
     async def work() -> ConfirmResult:

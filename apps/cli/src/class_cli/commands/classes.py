@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from class_cli.runner import output, output_json, run, user_id
+from class_cli.runner import OWNER_FLAGS, output, output_json, run, user_id
 from class_cli.state import state_of
 from class_cli.views import class_view
 from class_core.model import SchoolClass
@@ -14,14 +14,19 @@ from class_core.use_cases.classes import CreateClass, create_class, list_classes
 
 app = typer.Typer(help="A teacher's classes.", no_args_is_help=True)
 
-OWNER = typer.Option(..., "--owner", help="The teacher (the X-User-ID the API would see).")
+OWNER = typer.Option(
+    ...,
+    "--owner",
+    "--as",
+    help="The teacher (the X-User-ID the API would see). --as is the same option.",
+)
 AS_JSON = typer.Option(False, "--json", help="Print JSON.")
 
 
 @app.command("list", epilog="Example: class-admin classes list --owner teacher-1 --json")
 def list_(ctx: typer.Context, owner: str = OWNER, as_json: bool = AS_JSON) -> None:
     """List the owner's classes, newest first (all of them, not one page)."""
-    owner = user_id(owner, "--owner")
+    owner = user_id(owner, OWNER_FLAGS)
     state = state_of(ctx)
 
     async def work() -> list[SchoolClass]:
@@ -53,7 +58,7 @@ def create(
     as_json: bool = AS_JSON,
 ) -> None:
     """Create a class for one course (publishes ClassCreatedV1, like the API)."""
-    owner = user_id(owner, "--owner")
+    owner = user_id(owner, OWNER_FLAGS)
     state = state_of(ctx)
 
     async def work() -> SchoolClass:

@@ -14,10 +14,7 @@ def courses(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """List the courses a class can belong to.
-
-    Example: class-admin courses --json
-    """
+    """List the courses a class can belong to."""
     state = state_of(ctx)
 
     async def work() -> list[Course]:

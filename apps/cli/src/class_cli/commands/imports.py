@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from enum import StrEnum
 from pathlib import Path
+from typing import BinaryIO
 from uuid import UUID
 
 import typer
@@ -15,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from class_cli.gc_tuning import fewer_collections
 from class_cli.roster_csv import (
+    MAX_BYTES_VARIABLE,
     RosterColumnsError,
     RosterFile,
     RosterFileError,
@@ -22,6 +27,7 @@ from class_cli.roster_csv import (
     open_roster,
 )
 from class_cli.runner import (
+    OWNER_FLAGS,
     ExitCode,
     fail,
     message,
@@ -46,6 +52,17 @@ from class_core.use_cases.imports import Progress as ProgressCallback
 app = typer.Typer(help="Import data from files.", no_args_is_help=True)
 
 EXAMPLE = "Example: class-admin import students roster.csv --owner teacher-1 --dry-run --json"
+STDIN = "-"
+STDIN_NAME = "standard input"
+_BLOCK = 1 << 20
+
+
+class Encoding(StrEnum):
+    """The text encodings a roster file may be in (``--encoding``)."""
+
+    UTF_8 = "utf-8"
+    CP1252 = "cp1252"
+    LATIN_1 = "latin-1"
 
 
 @app.command(epilog=EXAMPLE)
@@ -54,10 +71,21 @@ def students(
     file: Path = typer.Argument(
         ...,
         help="CSV with a header: first_name, last_name, email [, legal_full_name] "
-        "[, class_name, course_code].",
+        "[, class_name, course_code]; - reads standard input.",
         show_default=False,
     ),
-    owner: str = typer.Option(..., "--owner", help="The teacher who owns the students."),
+    owner: str = typer.Option(
+        ...,
+        "--owner",
+        "--as",
+        help="The teacher who owns the students. --as is the same option.",
+    ),
+    encoding: Encoding = typer.Option(
+        Encoding.UTF_8,
+        "--encoding",
+        help="The file's text encoding: utf-8 (with or without BOM), or cp1252 / latin-1 "
+        "(plain 'CSV' from spreadsheet programs on Windows).",
+    ),
     class_id: UUID | None = typer.Option(
         None, "--class-id", help="Put every student in this class of the owner's."
     ),
@@ -84,11 +112,28 @@ def students(
     3  --class-id is not one of the owner's classes
     4  database unreachable (the records already applied are reported)
     """
-    owner = user_id(owner, "--owner")
+    owner = user_id(owner, OWNER_FLAGS)
+    state = state_of(ctx)
+    max_bytes = settings_of(state).import_max_bytes
+    with _source(file, max_bytes) as (path, name):
+        _import(ctx, path, name, owner, encoding, class_id, dry_run, as_json, chunk_size)
+
+
+def _import(
+    ctx: typer.Context,
+    file: Path,
+    name: str,
+    owner: str,
+    encoding: Encoding,
+    class_id: UUID | None,
+    dry_run: bool,
+    as_json: bool,
+    chunk_size: int,
+) -> None:
     state = state_of(ctx)
     max_bytes = settings_of(state).import_max_bytes
     try:
-        roster = open_roster(file, max_bytes)
+        roster = open_roster(file, max_bytes, encoding.value, name)
     except RosterFileError as exc:
         fail(str(exc), ExitCode.USAGE)
     except RosterColumnsError as exc:
@@ -133,6 +178,36 @@ def students(
         raise typer.Exit(int(ExitCode.FAILED))
 
 
+@contextmanager
+def _source(file: Path, max_bytes: int) -> Iterator[tuple[Path, str]]:
+    """The roster as a file and the name messages use for it. ``-`` is standard input,
+    spooled to a private temporary file (the roster is read twice: checked, then imported)
+    and refused past ``max_bytes`` like a file."""
+    if str(file) != STDIN:
+        yield file, str(file)
+        return
+    fd, spool = tempfile.mkstemp(prefix="class-admin-import-", suffix=".csv")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if _copy_bounded(sys.stdin.buffer, out, max_bytes) > max_bytes:
+                fail(
+                    f"{STDIN_NAME} is more than {MAX_BYTES_VARIABLE}={max_bytes} bytes",
+                    ExitCode.USAGE,
+                )
+        yield Path(spool), STDIN_NAME
+    finally:
+        Path(spool).unlink(missing_ok=True)
+
+
+def _copy_bounded(source: BinaryIO, target: BinaryIO, max_bytes: int) -> int:
+    """Copy until the end or just past ``max_bytes``; returns the bytes copied."""
+    copied = 0
+    while copied <= max_bytes and (block := source.read(_BLOCK)):
+        target.write(block)
+        copied += len(block)
+    return copied
+
+
 def _print_summary(summary: ImportSummary, as_json: bool) -> None:
     if as_json:
         output_json(import_summary_view(summary))
@@ -144,6 +219,8 @@ def _print_summary(summary: ImportSummary, as_json: bool) -> None:
     for error in summary.errors:
         for text in error.errors:
             output(f"line {error.row}: {text}")
+    if summary.errors_not_listed:
+        output(f"... and {summary.errors_not_listed} more failed record(s), not listed")
 
 
 @contextmanager

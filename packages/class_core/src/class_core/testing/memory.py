@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self, TypeVar
 from uuid import UUID
@@ -54,7 +54,8 @@ class _Tables:
     batches: dict[UUID, Batch] = attrs.field(factory=dict)
     associations: dict[UUID, Association] = attrs.field(factory=dict)
     outbox: dict[int, _OutboxRow] = attrs.field(factory=dict)
-    inbox: set[tuple[str, str]] = attrs.field(factory=set)
+    inbox: dict[tuple[str, str], datetime] = attrs.field(factory=dict)
+    """(consumer, message id) → when it was processed (wall clock, like the SQL default)."""
     history: list[HistoryEntry] = attrs.field(factory=list)
 
     def copy(self) -> _Tables:
@@ -66,7 +67,7 @@ class _Tables:
             dict(self.batches),
             dict(self.associations),
             {k: attrs.evolve(v) for k, v in self.outbox.items()},
-            set(self.inbox),
+            dict(self.inbox),
             list(self.history),
         )
 
@@ -471,7 +472,7 @@ class InMemoryInbox(_Repo):
         key = (consumer, message_id)
         if key in self.t.inbox:
             return False
-        self.t.inbox.add(key)
+        self.t.inbox[key] = datetime.now(UTC)
         return True
 
 
@@ -601,6 +602,14 @@ class InMemoryOutboxStore:
             ]
             for s in old:
                 del self._store.tables.outbox[s]
+            return len(old)
+
+    async def purge_inbox(self, before: datetime) -> int:
+        async with self._store.lock:
+            inbox = self._store.tables.inbox
+            old = [k for k, at in inbox.items() if at < before]
+            for k in old:
+                del inbox[k]
             return len(old)
 
     def messages(self) -> list[OutboxMessage]:

@@ -51,6 +51,9 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
 )
 CLASS_COLUMNS: tuple[str, ...] = ("class_name", "course_code")
 DEFAULT_CHUNK_SIZE = 10_000
+MAX_LISTED_ERRORS = 1_000
+"""Row errors listed in a summary; past these, ``failed`` counts the rest (contract §6)."""
+_MAX_ECHOED_CELL = 32
 # A chunk that lost a race (an email or class taken by a concurrent writer) is planned again.
 _CONFLICT_RETRIES = 3
 
@@ -94,6 +97,9 @@ class ImportSummary:
     unchanged: int = 0
     failed: int = 0
     errors: list[RowError] = field(factory=list)
+    """The first :data:`MAX_LISTED_ERRORS` failed records, in file order."""
+    errors_not_listed: int = 0
+    """Failed records past those (counted in ``failed``, not kept: memory stays bounded)."""
     classes_created: list[str] = field(factory=list)
     rows: int = 0  # records handled (and, unless dry run, committed)
     last_line: int = 0  # physical line of the last record handled
@@ -189,7 +195,8 @@ def validate_row(row: RosterRow) -> _Valid | RowError:
     if row.course_code is not None and row.course_code.strip():
         course = row.course_code.strip()
         if course not in COURSES_BY_CODE:
-            errors.append(f"course_code: unknown course code {course!r}")
+            shown = f" {course!r}" if len(course) <= _MAX_ECHOED_CELL else ""
+            errors.append(f"course_code: unknown course code{shown}")
         if class_name is None:
             errors.append("class_name: is required when a course_code is given")
     protect: bool | None = None
@@ -246,7 +253,9 @@ def _done(
 ) -> None:
     summary.classes_created.extend(c.name for c in plan.new_classes.values())
     bad = sorted([c for c in checked if isinstance(c, RowError)] + plan.errors, key=_line)
-    summary.errors.extend(bad)
+    room = max(0, MAX_LISTED_ERRORS - len(summary.errors))
+    summary.errors.extend(bad[:room])
+    summary.errors_not_listed += len(bad) - len(bad[:room])
     summary.failed += len(bad)
     summary.created += len(plan.created)
     summary.updated += len(plan.updated)
