@@ -48,7 +48,7 @@ async def flow(
 
 
 def _suggestions(batch_id: UUID, class_id: str, essay_id: UUID, student_id: str) -> bytes:
-    suggestion = {
+    suggestion: dict[str, Any] = {
         "student_id": student_id,
         "student_name": "Protected Student",
         "student_email": None,
@@ -56,7 +56,7 @@ def _suggestions(batch_id: UUID, class_id: str, essay_id: UUID, student_id: str)
         "match_reasons": ["handwriting"],
         "extraction_metadata": {},
     }
-    data = {
+    data: dict[str, Any] = {
         "event_name": "batch.author.matches.suggested",
         "entity_id": str(batch_id),
         "entity_type": "batch",
