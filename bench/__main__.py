@@ -23,7 +23,7 @@ from bench.results import Measurement, format_table, write_json
 from bench.services import BenchSetupError, fresh_database, kafka_broker, load_average
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results.json"
-NAMES = ("http", "import", "matching", "relay")
+NAMES = ("http", "import", "matching", "relay", "scale")
 
 Runner = Callable[[str], Awaitable[list[Measurement]]]
 
@@ -35,12 +35,24 @@ def _sizes(quick: bool) -> dict[str, dict[str, Any]]:
             "import": {"rows": 5_000},
             "matching": {"batches": 10, "essays_per_batch": 200},
             "relay": {"prefill": 2_000, "rate": 200.0, "seconds": 2.0},
+            "scale": {
+                "owners": 200,
+                "duration": 1.0,
+                "warmup": 0.2,
+                "rounds": 1,
+                "importing_owners": 3,
+                "owner_import_rows": 300,
+                "class_import_rows": 1_000,
+                "import_rows": 5_000,
+            },
         }
     return {
         "http": {"duration": 5.0, "warmup": 1.0, "rounds": 3},
         "import": {"rows": 100_000},
         "matching": {"batches": 100, "essays_per_batch": 200},
         "relay": {"prefill": 20_000, "rate": 200.0, "seconds": 10.0},
+        # >= 1,000,000 students of 10,000 owners; several minutes (docs/performance.md).
+        "scale": {},
     }
 
 
@@ -59,6 +71,10 @@ async def _run_one(name: str, options: dict[str, Any]) -> list[Measurement]:
 
             with kafka_broker() as bootstrap:
                 return await relay_bench.run(url, bootstrap, **options)
+        if name == "scale":
+            from bench import scale_bench
+
+            return await scale_bench.run(url, **options)
         if name == "import":
             # Owned by the bulk-import work; imported lazily so that the rest runs without it.
             module = importlib.import_module("bench.import_bench")

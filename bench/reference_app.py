@@ -47,8 +47,10 @@ COMBINED_SQL = (
 OWNED_CLASSES = "SELECT id, name FROM cms_classes WHERE owner_id = $1 AND id = ANY($2::uuid[])"
 SELECT_CLASS = """
 SELECT c.id, c.name, c.course_code, c.created_at, c.updated_at,
-       (SELECT count(*) FROM cms_class_students m JOIN cms_students s ON s.id = m.student_id
-        WHERE m.class_id = c.id AND NOT s.is_placeholder) AS student_count
+       (SELECT count(*) FROM cms_class_students m
+        WHERE m.class_id = c.id AND m.student_id IS DISTINCT FROM
+              (SELECT p.id FROM cms_students p WHERE p.placeholder_class_id = c.id))
+       AS student_count
 FROM cms_classes c WHERE c.id = $1 AND c.owner_id = $2
 """
 COURSES = {

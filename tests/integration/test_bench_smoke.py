@@ -72,3 +72,40 @@ def test_bench_command_line_answers() -> None:
     assert done.returncode == 0, done.stderr
     assert "--only" in done.stdout
     assert "--quick" in done.stdout
+
+
+async def test_scale_benchmark_runs(pg_database_factory: object) -> None:
+    from bench import scale_bench
+
+    url = await pg_database_factory(migrated=True)  # type: ignore[operator]
+    rows = await scale_bench.run(
+        url,
+        owners=20,
+        # Long enough for a loaded machine to finish a request in each window (an empty
+        # window fails the run, as any benchmark's does).
+        duration=0.5,
+        warmup=0.2,
+        rounds=1,
+        importing_owners=2,
+        owner_import_rows=40,
+        class_import_rows=40,
+        import_rows=100,
+    )
+    _check(
+        rows,
+        {
+            "scale GET class",
+            "scale GET roster (internal key) p95",
+            "scale POST student",
+            "scale relay fetch",
+            "scale sweep (due-batch look-up)",
+            "class-admin import students (100 rows)",
+            "class-admin import peak RSS",
+        },
+    )
+
+
+def test_every_benchmark_has_sizes_in_both_modes() -> None:
+    from bench.__main__ import NAMES, _sizes
+
+    assert set(_sizes(quick=True)) == set(NAMES) == set(_sizes(quick=False))

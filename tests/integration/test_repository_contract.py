@@ -312,6 +312,10 @@ async def test_class_list_orders_filters_and_counts(backend: Backend) -> None:
         found = await uow.classes.find_by_name(T1, "  åsa EXTRA ")
         assert [c.id for c in found] == [tie_a.id]
         assert await uow.classes.find_by_name(T2, "åsa extra") == []
+        several = await uow.classes.find_by_names(T1, ["  åsa EXTRA ", "no such class"])
+        assert {k: [c.id for c in v] for k, v in several.items()} == {"åsa extra": [tie_a.id]}
+        assert await uow.classes.find_by_names(T2, ["åsa extra"]) == {}
+        assert await uow.classes.find_by_names(T1, []) == {}
 
 
 async def test_class_update_publishes_only_real_changes(backend: Backend) -> None:
@@ -580,8 +584,8 @@ async def test_student_repository_methods(backend: Backend) -> None:
         assert len(await uow.students.roster(c2.id)) == 2
 
 
-async def test_placeholder_is_created_once_and_hidden_from_counts(backend: Backend) -> None:
-    b = backend
+async def test_placeholder_is_created_once_and_hidden_from_counts(any_backend: Backend) -> None:
+    b = any_backend
     cls = await new_class(b)
     member = await new_student(b, class_ids=(cls.id,))
     now = b.clock.now()
@@ -604,6 +608,9 @@ async def test_placeholder_is_created_once_and_hidden_from_counts(backend: Backe
         assert await uow.students.members_among(cls.id, [candidate.id, member.id]) == {member.id}
         assert [s.id for s in await uow.students.roster(cls.id)] == [member.id]
     assert (await get_class(b.rt, ctx(), cls.id)).student_count == 1
+    assert [c.student_count for c in (await list_classes(b.rt, ctx(), ClassQuery())).items] == [1]
+    async with b.uow() as uow:
+        assert [c.student_count for c in await uow.classes.find_by_name(T1, cls.name)] == [1]
     listed = await list_students(b.rt, ctx(), StudentQuery.build(class_id=cls.id))
     assert {(s.id, s.is_placeholder) for s in listed.items} == {
         (member.id, False),

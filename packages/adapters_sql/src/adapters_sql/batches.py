@@ -15,10 +15,12 @@ from sqlalchemy import (
     Text,
     Update,
     Uuid,
+    any_,
     bindparam,
     exists,
     func,
     insert,
+    literal_column,
     or_,
     select,
     text,
@@ -71,11 +73,14 @@ _OF_BATCHES = (
     .where(_a.c.batch_id.in_(bindparam("batch_ids", expanding=True)))
     .order_by(*_OF_BATCHES_ORDER)
 )
-_batch_ids = (
-    func.unnest(bindparam("batch_ids", type_=ARRAY(Uuid()))).table_valued("id").render_derived("k")
-)
+# PostgreSQL: ``= ANY`` of one array parameter, read through the batch index. A join with
+# ``unnest`` of the array was planned (for a sweep's 50 batches) as a hash join over a
+# sequential scan of every association; with ``= ANY`` a scan that is not an index scan would
+# have to compare each row with every id, so the index range is also the cheapest plan.
 _OF_BATCHES_PG = (
-    select(_a).join(_batch_ids, _a.c.batch_id == _batch_ids.c.id).order_by(*_OF_BATCHES_ORDER)
+    select(_a)
+    .where(_a.c.batch_id == any_(bindparam("batch_ids", type_=ARRAY(Uuid()))))
+    .order_by(*_OF_BATCHES_ORDER)
 )
 _INSERT_ASSOC = insert(_a)
 _IN_CHUNK = 10_000
@@ -156,6 +161,9 @@ _UPDATE_ASSOC_PG = text(
     f"UPDATE {_a.name} AS a SET "
     + ", ".join(f"{n} = {_value(n)}" for n in _UPDATED_ASSOC_FIELDS)
     + f" FROM {_unnest(_UPDATED_ASSOC_COLUMNS)} WHERE a.essay_id = v.essay_id"
+    # The same essays once more as ``= ANY``: the rows to change are found through the
+    # primary key (see _OF_BATCHES_PG), not by hashing the whole table.
+    " AND a.essay_id = ANY(CAST(:c_essay_id AS uuid[]))"
 ).bindparams(*_array_params(_UPDATED_ASSOC_COLUMNS))
 
 
@@ -166,7 +174,8 @@ _UPDATE_DECISIONS_PG = text(
     "validation_status = :status, validation_method = :method, validated_by = :by, "
     "validated_at = :at, updated_at = :updated_at "
     "FROM unnest(CAST(:essay_ids AS uuid[]), CAST(:student_ids AS uuid[])) "
-    "AS v(essay_id, student_id) WHERE a.essay_id = v.essay_id"
+    "AS v(essay_id, student_id) WHERE a.essay_id = v.essay_id "
+    "AND a.essay_id = ANY(CAST(:essay_ids AS uuid[]))"  # through the primary key (above)
 ).bindparams(
     bindparam("essay_ids", type_=ARRAY(Uuid())),
     bindparam("student_ids", type_=ARRAY(Uuid())),
@@ -215,7 +224,9 @@ def _column_arrays(
 _DUE = (
     select(batches)
     .where(
-        batches.c.status == BatchStatus.PENDING.value,
+        # A literal, not a parameter: a cached generic plan must be able to use the partial
+        # index of pending batches (ix_cms_batches_pending_deadline).
+        batches.c.status == literal_column(f"'{BatchStatus.PENDING.value}'"),
         batches.c.deadline <= bindparam("now"),
     )
     .order_by(batches.c.deadline, batches.c.batch_id)

@@ -6,24 +6,59 @@ from collections.abc import Collection
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Select, bindparam, delete, false, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Label,
+    Select,
+    Text,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from adapters_sql.mapping import class_from_row, class_row
 from adapters_sql.schema import class_students, classes, students
 from adapters_sql.transaction import SqlTransaction
 from class_core.model import Page, SchoolClass
 from class_core.queries import ClassQuery
+from class_core.text import search_key
 
-# Members of the class without the UNKNOWN placeholder, counted per class row.
-_student_count = (
-    select(func.count())
-    .select_from(class_students.join(students, students.c.id == class_students.c.student_id))
-    .where(class_students.c.class_id == classes.c.id, students.c.is_placeholder == false())
-    .correlate(classes)
-    .scalar_subquery()
-    .label("student_count")
-)
 
+def _count_of(class_id: ColumnElement[UUID]) -> Label[int]:
+    """The class's members without its UNKNOWN placeholder, as a column of ``class_id``'s row.
+
+    Only a class's own placeholder is ever a member of it (it joins its class when created
+    and is read-only afterwards), so the placeholder is left out by its own key — one look-up
+    in ``uq_cms_students_placeholder_class_id`` — and the count is an index-only range scan of
+    the class's memberships, whatever the planner thinks of the class's size. Joining every
+    member to ``cms_students`` to test a flag was planned as a hash join over a sequential scan
+    of all students once the statistics made classes look large.
+    """
+    placeholder = (
+        select(students.c.id)
+        .where(students.c.placeholder_class_id == class_id)
+        .correlate_except(students)
+        .scalar_subquery()
+    )
+    return (
+        select(func.count())
+        .select_from(class_students)
+        .where(
+            class_students.c.class_id == class_id,
+            class_students.c.student_id.is_distinct_from(placeholder),
+        )
+        .correlate_except(class_students)
+        .scalar_subquery()
+        .label("student_count")
+    )
+
+
+_student_count = _count_of(classes.c.id)
 _INSERT = insert(classes)
 _GET = select(classes, _student_count).where(
     classes.c.id == bindparam("class_id"), classes.c.owner_id == bindparam("owner_id")
@@ -37,9 +72,32 @@ _GET_MANY = select(classes).where(
 _GET_ONE = select(classes).where(
     classes.c.owner_id == bindparam("owner_id"), classes.c.id == bindparam("class_id")
 )
-_BY_OWNER = (
+# Classes whose search key (the folded name) equals the folded name sought: an index look-up
+# (ix_cms_classes_owner_search_key); the exact rule (trimmed, case-folded) is applied to these
+# few candidates in Python.
+_BY_SEARCH_KEY = (
     select(classes, _student_count)
-    .where(classes.c.owner_id == bindparam("owner_id"))
+    .where(
+        classes.c.owner_id == bindparam("owner_id"),
+        classes.c.search_key == bindparam("search_key"),
+    )
+    .order_by(classes.c.created_at, classes.c.id)
+)
+# Several names at once (an import's chunk): one statement instead of one per name.
+_BY_SEARCH_KEYS = (
+    select(classes, _student_count)
+    .where(
+        classes.c.owner_id == bindparam("owner_id"),
+        classes.c.search_key.in_(bindparam("search_keys", expanding=True)),
+    )
+    .order_by(classes.c.created_at, classes.c.id)
+)
+_BY_SEARCH_KEYS_PG = (
+    select(classes, _student_count)
+    .where(
+        classes.c.owner_id == bindparam("owner_id"),
+        classes.c.search_key == any_(bindparam("search_keys", type_=ARRAY(Text()))),
+    )
     .order_by(classes.c.created_at, classes.c.id)
 )
 _UPDATE = (
@@ -96,14 +154,19 @@ class SqlClassRepository:
 
     async def search(self, owner_id: str, query: ClassQuery) -> Page[SchoolClass]:
         conds = _filters(owner_id, query)
-        page: Select[Any] = (
-            select(classes, _student_count, func.count().over().label("total"))
+        # The page first, then the student counts of its rows only.
+        page = (
+            select(classes, func.count().over().label("total"))
             .where(*conds)
             .order_by(*_ORDER)
             .limit(query.limit)
             .offset(query.offset)
+            .subquery("p")
         )
-        rows = list((await self._tx.execute(page)).mappings())
+        statement: Select[Any] = select(page, _count_of(page.c.id)).order_by(
+            page.c.created_at.desc(), page.c.id.desc()
+        )
+        rows = list((await self._tx.execute(statement)).mappings())
         if rows:
             total = int(rows[0]["total"])
         else:
@@ -115,15 +178,37 @@ class SqlClassRepository:
         return Page(items, total, query.limit, query.offset)
 
     async def find_by_name(self, owner_id: str, name: str) -> list[SchoolClass]:
-        # Python's casefold is the rule (SQL lower() differs beyond ASCII); an owner has few
-        # classes, so they are compared here.
+        # Python's casefold is the rule (SQL lower() differs beyond ASCII); names with the same
+        # case-folded text have the same search key, so the candidates are found by the key.
         wanted = name.strip().casefold()
-        result = await self._tx.execute(_BY_OWNER, {"owner_id": owner_id})
+        params = {"owner_id": owner_id, "search_key": search_key(name.strip())}
+        result = await self._tx.execute(_BY_SEARCH_KEY, params)
         return [
             class_from_row(r, r["student_count"])
             for r in result.mappings()
             if r["name"].strip().casefold() == wanted
         ]
+
+    async def find_by_names(
+        self, owner_id: str, names: Collection[str]
+    ) -> dict[str, list[SchoolClass]]:
+        wanted = {name.strip().casefold() for name in names}
+        if not wanted:
+            return {}
+        params = {
+            "owner_id": owner_id,
+            "search_keys": sorted({search_key(name.strip()) for name in names}),
+        }
+        if self._tx.is_postgresql:
+            rows = await self._tx.fetch_rows(_BY_SEARCH_KEYS_PG, params)
+        else:
+            rows = list((await self._tx.execute(_BY_SEARCH_KEYS, params)).mappings())
+        found: dict[str, list[SchoolClass]] = {}
+        for r in rows:
+            key = r["name"].strip().casefold()
+            if key in wanted:
+                found.setdefault(key, []).append(class_from_row(r, r["student_count"]))
+        return found
 
     async def update(self, cls: SchoolClass) -> None:
         row = class_row(cls)

@@ -69,6 +69,8 @@ Index(
     classes.c.created_at.desc(),
     classes.c.id.desc(),
 )
+# Finding an owner's class by name (imports): an index look-up, not a listing (r0015).
+Index("ix_cms_classes_owner_search_key", classes.c.owner_id, classes.c.search_key)
 
 students = Table(
     "cms_students",
@@ -138,7 +140,14 @@ batches = Table(
         ["class_id"], ["cms_classes.id"], name="fk_cms_batches_class_id", ondelete="RESTRICT"
     ),
     CheckConstraint("status IN ('pending', 'finalized')", name="ck_cms_batches_status"),
-    Index("ix_cms_batches_status_deadline", "status", "deadline"),
+    # The sweep's due batches, in its order, among the pending ones only (r0015).
+    Index(
+        "ix_cms_batches_pending_deadline",
+        "deadline",
+        "batch_id",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
     Index("ix_cms_batches_class_id", "class_id"),
 )
 

@@ -13,6 +13,7 @@ from sqlalchemy import (
     RowMapping,
     Text,
     Uuid,
+    any_,
     bindparam,
     delete,
     exists,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     insert,
     select,
     tuple_,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -124,16 +126,51 @@ _TOUCH = (
     .values(updated_at=bindparam("at"))
 )
 _roster_member = class_students.alias("r")
+_roster_from = _roster_member.join(students, students.c.id == _roster_member.c.student_id)
+_roster_where = (
+    _roster_member.c.class_id == bindparam("class_id"),
+    students.c.is_placeholder == false(),
+)
 _ROSTER = (
     select(students, _members.c.class_id)
-    .select_from(
-        _roster_member.join(students, students.c.id == _roster_member.c.student_id).join(
-            _members, _members.c.student_id == students.c.id
-        )
-    )
-    .where(_roster_member.c.class_id == bindparam("class_id"), students.c.is_placeholder == false())
+    .select_from(_roster_from.join(_members, _members.c.student_id == students.c.id))
+    .where(*_roster_where)
     .order_by(*_ORDER, _members.c.class_id)
 )
+
+
+def _class_ids_of(student_id: ColumnElement[UUID]) -> ColumnElement[Sequence[UUID]]:
+    """PostgreSQL: the class ids of the row's student as one array column, read through
+    ``ix_cms_class_students_student_id`` per student. Joining the memberships instead was
+    planned, with statistics older than a bulk import, as a hash join over a sequential scan
+    of every membership of every owner; a sub-select in the select list is run per row."""
+    ids = (
+        select(class_students.c.class_id)
+        .where(class_students.c.student_id == student_id)
+        .order_by(class_students.c.class_id)
+        .correlate_except(class_students)
+        .scalar_subquery()
+    )
+    return type_coerce(func.array(ids), postgresql.ARRAY(Uuid())).label("class_ids")
+
+
+# The class's members as one array (an index range of pk_cms_class_students), then the
+# students by primary key: a join of the members with cms_students was planned, with
+# statistics that make classes look thousands strong, as a hash join over every student.
+_member_ids = (
+    select(class_students.c.student_id)
+    .where(class_students.c.class_id == bindparam("class_id"))
+    .scalar_subquery()
+)
+_ROSTER_PG = (
+    select(students, _class_ids_of(students.c.id))
+    .where(
+        students.c.id == any_(func.array(_member_ids)),
+        students.c.is_placeholder == false(),
+    )
+    .order_by(*_ORDER)
+)
+
 _MEMBERS_AMONG = (
     select(class_students.c.student_id)
     .join(students, students.c.id == class_students.c.student_id)
@@ -210,6 +247,11 @@ def _grouped(rows: Iterable[RowMapping]) -> list[Student]:
         if row["class_id"] is not None:
             entry[1].append(row["class_id"])
     return [student_from_row(row, class_ids) for row, class_ids in found.values()]
+
+
+def _with_class_ids(rows: Iterable[RowMapping]) -> list[Student]:
+    """One student per row, its class ids in the row's ``class_ids`` array."""
+    return [student_from_row(row, row["class_ids"]) for row in rows]
 
 
 def _update_params(s: Student) -> dict[str, Any]:
@@ -318,13 +360,21 @@ class SqlStudentRepository:
             .offset(query.offset)
             .subquery("p")
         )
-        members = class_students.alias("pm")
-        statement = (
-            select(page, members.c.class_id)
-            .select_from(page.outerjoin(members, members.c.student_id == page.c.id))
-            .order_by(page.c.last_name, page.c.first_name, page.c.id, members.c.class_id)
-        )
-        rows = list((await self._tx.execute(statement)).mappings())
+        if self._tx.is_postgresql:
+            statement = select(page, _class_ids_of(page.c.id)).order_by(
+                page.c.last_name, page.c.first_name, page.c.id
+            )
+            rows = list((await self._tx.execute(statement)).mappings())
+            found = _with_class_ids(rows)
+        else:
+            members = class_students.alias("pm")
+            statement = (
+                select(page, members.c.class_id)
+                .select_from(page.outerjoin(members, members.c.student_id == page.c.id))
+                .order_by(page.c.last_name, page.c.first_name, page.c.id, members.c.class_id)
+            )
+            rows = list((await self._tx.execute(statement)).mappings())
+            found = _grouped(rows)
         if rows:
             total = int(rows[0]["total"])
         else:
@@ -332,7 +382,7 @@ class SqlStudentRepository:
                 select(func.count()).select_from(students).where(*conds)
             )
             total = int(counted.scalar_one())
-        return Page(tuple(_grouped(rows)), total, query.limit, query.offset)
+        return Page(tuple(found), total, query.limit, query.offset)
 
     async def update(self, student: Student) -> None:
         await self.update_many([student])
@@ -383,6 +433,9 @@ class SqlStudentRepository:
             await self._tx.execute(_TOUCH, {"student_ids": list(set(student_ids)), "at": at})
 
     async def roster(self, class_id: UUID) -> list[Student]:
+        if self._tx.is_postgresql:
+            rows = await self._tx.fetch_rows(_ROSTER_PG, {"class_id": class_id})
+            return _with_class_ids(rows)
         result = await self._tx.execute(_ROSTER, {"class_id": class_id})
         return _grouped(result.mappings())
 

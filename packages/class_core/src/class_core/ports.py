@@ -47,6 +47,13 @@ class ClassRepository(Protocol):
         """The owner's classes whose trimmed name equals ``name`` case-insensitively."""
         ...
 
+    async def find_by_names(
+        self, owner_id: str, names: Collection[str]
+    ) -> dict[str, list[SchoolClass]]:
+        """:meth:`find_by_name` of several names at once, by the trimmed, case-folded name
+        (names that match no class are absent)."""
+        ...
+
     async def update(self, cls: SchoolClass) -> None:
         """Store name, course code and ``updated_at``."""
         ...

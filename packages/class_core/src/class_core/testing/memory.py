@@ -171,6 +171,16 @@ class InMemoryClassRepository(_Repo):
             if c.owner_id == owner_id and c.name.strip().casefold() == wanted
         ]
 
+    async def find_by_names(
+        self, owner_id: str, names: Collection[str]
+    ) -> dict[str, list[SchoolClass]]:
+        found: dict[str, list[SchoolClass]] = {}
+        for name in {n.strip().casefold() for n in names}:
+            classes = await self.find_by_name(owner_id, name)
+            if classes:
+                found[name] = classes
+        return found
+
     async def update(self, cls: SchoolClass) -> None:
         stored = self.t.classes[cls.id]
         self.t.classes[cls.id] = attrs.evolve(

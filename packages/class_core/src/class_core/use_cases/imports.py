@@ -325,6 +325,17 @@ async def _plan(
         _class_events(plan, ctx, new)
     owner = ctx.user_id
     existing = await uow.students.by_emails(owner, [v.email for v in valid]) if valid else {}
+    # The chunk's class names not seen before, looked up in one statement (not one per name).
+    unseen = {
+        v.class_name
+        for v in valid
+        if v.class_name is not None
+        and v.class_name.casefold() not in plan.new_classes
+        and v.class_name.casefold() not in state.classes
+    }
+    looked_up: dict[str, list[SchoolClass]] = {name.casefold(): [] for name in unseen}
+    if unseen:
+        looked_up.update(await uow.classes.find_by_names(owner, unseen))
     new_ids = iter(uuid4_many(len(valid)))
     for v in valid:
         earlier = plan.emails.get(v.email) or state.emails.get(v.email)
@@ -335,7 +346,7 @@ async def _plan(
             continue
         cls: SchoolClass | None = state.fixed_class
         if v.class_name is not None:
-            found = await _class_for(uow, ctx, state, plan, v)
+            found = await _class_for(uow, ctx, state, plan, v, looked_up)
             if isinstance(found, RowError):
                 plan.errors.append(found)
                 continue
@@ -394,14 +405,22 @@ def _update(
 
 
 async def _class_for(
-    uow: UnitOfWork, ctx: RequestContext, state: _State, plan: _Plan, v: _Valid
+    uow: UnitOfWork,
+    ctx: RequestContext,
+    state: _State,
+    plan: _Plan,
+    v: _Valid,
+    looked_up: dict[str, list[SchoolClass]],
 ) -> SchoolClass | RowError:
-    """The owner's class named ``v.class_name`` (trimmed, case-insensitive), or a new one."""
+    """The owner's class named ``v.class_name`` (trimmed, case-insensitive), or a new one.
+    ``looked_up``: the chunk's names already looked up (a name absent there is looked up)."""
     assert v.class_name is not None
     key = v.class_name.casefold()
     entry: _ClassEntry | None = plan.new_classes.get(key) or state.classes.get(key)
     if entry is None:
-        found = await uow.classes.find_by_name(ctx.user_id, v.class_name)
+        found = looked_up.get(key)
+        if found is None:
+            found = await uow.classes.find_by_name(ctx.user_id, v.class_name)
         if len(found) > 1:
             entry = state.classes[key] = _Ambiguous(len(found))
         elif found:
