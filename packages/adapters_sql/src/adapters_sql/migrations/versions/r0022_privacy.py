@@ -2,7 +2,7 @@
 students' history (ids and actions only) for the export.
 
 Revision ID: r0022_privacy
-Revises: r0014_versions
+Revises: r0015_scale
 Create Date: 2026-12-06
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from adapters_sql.types import UTCDateTime, code_point_string
 
 revision = "r0022_privacy"
-down_revision: str | None = "r0014_versions"
+down_revision: str | None = "r0015_scale"
 branch_labels: str | None = None
 depends_on: str | None = None
 
