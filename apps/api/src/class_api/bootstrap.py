@@ -13,7 +13,7 @@ Nothing here connects at import time. :func:`open_services` is entered by the ap
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -25,10 +25,10 @@ from class_core.ports import OutboxStatus, OutboxStore
 from class_core.runtime import Runtime
 from class_core.settings import Settings
 from class_runtime import open_runtime
+from class_runtime.health import Probe
 
 log = logging.getLogger("class_api.bootstrap")
 
-Probe = Callable[[], Awaitable[bool]]
 """A health probe: ``True`` when the dependency answers (it must not raise for "down")."""
 
 

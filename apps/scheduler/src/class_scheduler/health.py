@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,14 +22,11 @@ from adapters_messaging import OutboxRelay, SuggestionsConsumer
 from class_core.clock import Clock, SystemClock
 from class_core.ports import OutboxStatus, OutboxStore
 from class_core.use_cases.matching import FinalizedBatch
+from class_runtime.health import PROBE_TIMEOUT_SECONDS, Probe, probe_status
 
 log = logging.getLogger("class_scheduler.health")
 
-PROBE_TIMEOUT_SECONDS = 2.0
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-Probe = Callable[[], Awaitable[bool]]
-"""``True`` when the dependency answers; it must not raise for "down"."""
 
 
 @define
@@ -93,7 +90,9 @@ class SchedulerStatus:
     async def health(self) -> tuple[dict[str, Any], int]:
         """The ``/healthz`` body and status: 503 ``unhealthy`` when the database is
         unreachable, 200 ``degraded`` when a configured Kafka is, else 200 ``healthy``."""
-        database, kafka = await asyncio.gather(_check(self.database), _check(self.kafka))
+        database, kafka = await asyncio.gather(
+            probe_status(self.database), probe_status(self.kafka)
+        )
         last = self.sweep.last_sweep_at if self.sweep is not None else None
         checks = {
             "database": database,
@@ -119,17 +118,6 @@ class SchedulerStatus:
         process_collector.ProcessCollector(registry=registry)
         registry.register(_Collector(self))
         return generate_latest(registry)
-
-
-async def _check(probe: Probe | None) -> str:
-    if probe is None:
-        return "not_configured"
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
-            return "ok" if await probe() else "unavailable"
-    except Exception:  # a probe that fails in any way reports its dependency as down
-        log.warning("health probe failed", exc_info=True)
-        return "unavailable"
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -13,7 +13,8 @@ from adapters_messaging import KafkaSecurity, kafka_ping
 from adapters_messaging.workers import MessagingWorkers
 from class_core.errors import DependencyUnavailableError
 from class_core.settings import Settings
-from class_scheduler.health import PROBE_TIMEOUT_SECONDS, Probe, SchedulerStatus, SweepRecord
+from class_runtime.health import PROBE_TIMEOUT_SECONDS, Probe
+from class_scheduler.health import SchedulerStatus, SweepRecord
 from class_scheduler.http import OpsServer
 
 

@@ -9,29 +9,18 @@ from litestar import Response, get
 from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
 
-from class_api.bootstrap import Probe, Services
+from class_api.bootstrap import Services
 from class_api.dto import HealthChecksOut, HealthOut
 from class_api.metrics import CONTENT_TYPE, ServiceMetrics
 from class_core.clock import SystemClock
+from class_runtime.health import PROBE_TIMEOUT_SECONDS, probe_status
 
-PROBE_TIMEOUT_SECONDS = 2.0
 log = logging.getLogger("class_api.health")
-
-
-async def _check(probe: Probe | None) -> str:
-    if probe is None:
-        return "not_configured"
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
-            return "ok" if await probe() else "unavailable"
-    except Exception:  # a probe that fails in any way reports the dependency as down
-        log.warning("health probe failed", exc_info=True)
-        return "unavailable"
 
 
 async def health(services: Services) -> tuple[HealthOut, int]:
     names = ("database", "kafka", "redis")
-    results = await asyncio.gather(*(_check(services.probes.get(n)) for n in names))
+    results = await asyncio.gather(*(probe_status(services.probes.get(n)) for n in names))
     checks = HealthChecksOut(*results)  # type: ignore[arg-type]
     if checks.database != "ok":
         return HealthOut("unhealthy", checks), 503
