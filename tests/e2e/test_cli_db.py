@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from adapters_sql import head
 
@@ -133,6 +134,20 @@ async def test_database_down_exits_4_with_one_line(args: tuple[str, ...]) -> Non
     assert "unreachable" in line
     assert "127.0.0.1:1" in line
     assert result.stdout == ""
+
+
+async def test_a_missing_database_or_role_exits_4_with_one_line(pg_server_url: str) -> None:
+    """A server that answers but refuses the connection (no such database, no such role) is
+    an unreachable database for the operator: exit 4 and one line, never a traceback."""
+    server = make_url(pg_server_url)
+    for url in (
+        server.set(database="cms_no_such_database_here"),
+        server.set(username="cms_no_such_role_here", password=None),
+    ):
+        rendered = url.render_as_string(hide_password=False)
+        result = await cli(rendered, "db", "upgrade")
+        assert result.returncode == 4, result.stderr
+        assert "unreachable" in _one_line(result.stderr)
 
 
 async def test_bad_configuration_exits_2_naming_the_variable(tmp_path: Path) -> None:

@@ -28,7 +28,9 @@ from class_core.errors import (
 UNAVAILABLE_MESSAGE = "The database is unreachable"
 
 # SQLSTATE classes/codes that mean the server or the connection is gone (or full).
-_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57P", "53")
+# 08 connection, 57P shutdown, 53 resources, 28 authorization refused, 3D000 no such database:
+# the service cannot reach its database (an operator fixes it; retrying later can work).
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "57P", "53", "28", "3D000")
 # SQLite operational errors that are about access, not about the schema or the statement.
 _SQLITE_UNAVAILABLE = re.compile(
     r"database is locked|unable to open|disk I/O error|database table is locked|busy",
