@@ -21,6 +21,9 @@ STUDENT_KEYS = {
     "created_at",
     "updated_at",
     "aliases",
+    "protected_identity",
+    "is_erased",
+    "erased_at",
 }
 
 

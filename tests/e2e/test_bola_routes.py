@@ -116,6 +116,12 @@ class World:
             ("DELETE", "/v1/classes/students/{student_id}"): [
                 ("DELETE", f"/v1/classes/students/{s}", {}, 404)
             ],
+            ("POST", "/v1/classes/students/{student_id}/erasure"): [
+                ("POST", f"/v1/classes/students/{s}/erasure", {}, 404)
+            ],
+            ("GET", "/v1/classes/students/{student_id}/export"): [
+                ("GET", f"/v1/classes/students/{s}/export", {}, 404)
+            ],
             ("GET", "/v1/courses"): [("GET", "/v1/courses", {}, 200)],
             ("GET", "/v1/batches"): [
                 ("GET", "/v1/batches", {"params": {"status": "all"}}, 200),

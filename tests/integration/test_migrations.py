@@ -65,6 +65,7 @@ CMS_TABLES = {
     "cms_outbox",
     "cms_relay_leadership",
     "cms_students",
+    "cms_student_history",
 }
 
 

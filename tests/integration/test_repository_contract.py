@@ -36,6 +36,7 @@ from class_core.errors import (
     MultipleCourseError,
     NotFoundError,
     ResourceInUseError,
+    StudentErasedError,
 )
 from class_core.events import (
     ASSOCIATIONS_CONFIRMED,
@@ -94,6 +95,7 @@ from class_core.use_cases.students import (
     UpdateStudent,
     create_student,
     delete_student,
+    erase_student,
     get_student,
     list_students,
     update_student,
@@ -112,6 +114,7 @@ class Backend:
     clock: FixedClock
     notifier: RecordingNotifier
     rt: Runtime
+    engine: AsyncEngine | None = None  # the SQL backends'
 
     async def messages(self) -> list[OutboxMessage]:
         """Every unpublished outbox message, in order."""
@@ -132,7 +135,7 @@ def _memory_or_pg(request: pytest.FixtureRequest, name: str) -> Backend:
         )
     engine: AsyncEngine = request.getfixturevalue("clean_pg")
     rt = build_sql_runtime(engine, clock=clock, notifier=notifier)
-    return Backend("postgres", rt.uow, SqlOutboxStore(engine), clock, notifier, rt)
+    return Backend("postgres", rt.uow, SqlOutboxStore(engine), clock, notifier, rt, engine)
 
 
 @pytest.fixture(params=["memory", "postgres"])
@@ -159,7 +162,7 @@ def any_backend(request: pytest.FixtureRequest) -> Backend:
     engine: AsyncEngine = request.getfixturevalue("sqlite_engine")
     clock, notifier = FixedClock(), RecordingNotifier()
     rt = build_sql_runtime(engine, clock=clock, notifier=notifier)
-    return Backend("sqlite", rt.uow, SqlOutboxStore(engine), clock, notifier, rt)
+    return Backend("sqlite", rt.uow, SqlOutboxStore(engine), clock, notifier, rt, engine)
 
 
 def ctx(user: str = T1) -> RequestContext:
@@ -1578,3 +1581,87 @@ async def test_student_aliases_round_trip_and_search(any_backend: Backend) -> No
     assert (await list_students(b.rt, ctx(), StudentQuery.build(q="addie"))).items == ()
     found = await list_students(b.rt, ctx(), StudentQuery.build(q="COUNTESS"))
     assert [s.id for s in found.items] == [made.id]
+
+
+async def test_history_and_forgetting_personal_data(any_backend: Backend) -> None:
+    """§10: the history port keeps entries in write order per student and forgets a deleted
+    student's; ``personal_data.forget`` drops reasons naming the student, deletes published
+    outbox rows carrying them and rewrites unpublished ones under the same event id, leaving
+    other students' rows alone."""
+    b = any_backend
+    cls = await create_class(b.rt, ctx(), CreateClass("9P", ["ENG5"]))
+    s = await create_student(
+        b.rt, ctx(), CreateStudent(PersonName("Ottilie", "Brandqvist"), "ob@x.se", [cls.id])
+    )
+    other = await create_student(b.rt, ctx(), CreateStudent(PersonName("Ottilie", "Ek")))
+    essay_id = uuid4()
+    reasons = ("Ottilie Brandqvist on page 1", "style")
+    await ingest_suggestions(
+        b.rt,
+        SuggestionsMessage(
+            "m-privacy",
+            uuid4(),
+            uuid4(),
+            cls.id,
+            "ENG5",
+            (EssayMatch(essay_id, (Suggestion(s.id, 0.9, reasons),)),),
+        ),
+    )
+    ready = await b.store.fetch_ready(FAR_FUTURE, 1000)
+    await b.store.mark_published([r.seq for r in ready], b.clock.now())
+    b.clock.advance(minutes=1)
+    await update_student(b.rt, ctx(), s.id, UpdateStudent(email="ob2@x.se"))
+    [waiting] = await b.messages()
+    others = [r.message for r in ready if str(other.id) in r.message.payload]
+
+    async with b.uow() as uow:
+        await uow.personal_data.forget(s.id, ("Ottilie", "Brandqvist", "ob@x.se", "ob2@x.se"))
+        await uow.history.delete_student(other.id)
+        await uow.commit()
+
+    async with b.rt.read() as uow:
+        [association] = await uow.batches.associations_of_student(s.id)
+        history = await uow.history.of_student(s.id)
+        assert await uow.history.of_student(other.id) == []
+    assert association.match_reasons == ("style",)
+    assert [(e.action.value, e.by, e.subject_id) for e in history] == [
+        ("created", T1, None),
+        ("added_to_class", T1, cls.id),
+        ("updated", T1, None),
+    ]
+    [rewritten] = await b.messages()
+    assert rewritten.event_id == waiting.event_id
+    assert data(rewritten)["first_name"] == "ERASED"
+    assert data(rewritten)["student_email"] is None
+    store_rows = await _all_outbox_payloads(b)
+    assert not [p for p in store_rows if "Brandqvist" in p or "ob@x.se" in p]
+    assert all(m.payload in store_rows for m in others)
+
+
+async def _all_outbox_payloads(b: Backend) -> list[str]:
+    """Every outbox row's payload, published or not."""
+    if isinstance(b.store, InMemoryOutboxStore):
+        return [m.payload for m in b.store.messages()]
+    assert b.engine is not None
+    async with b.engine.connect() as conn:
+        return list((await conn.execute(text("SELECT payload FROM cms_outbox"))).scalars())
+
+
+async def test_an_erased_student_is_never_changed_again(any_backend: Backend) -> None:
+    """A change read before an erasure committed (the stale copy here) is refused by the
+    repository itself, single and bulk, and changes nothing; a repeated erasure is a no-op."""
+    b = any_backend
+    s = await create_student(b.rt, ctx(), CreateStudent(PersonName("Ines", "Stale"), "is@x.se"))
+    other = await create_student(b.rt, ctx(), CreateStudent(PersonName("Ok", "Fine")))
+    stale = attrs.evolve(s, first_name="Restored")
+    erased = await erase_student(b.rt, ctx(), s.id)
+    before = await b.topics()
+    async with b.uow() as uow:
+        with pytest.raises(StudentErasedError):
+            await uow.students.update(stale)
+    async with b.uow() as uow:
+        with pytest.raises(StudentErasedError):
+            await uow.students.update_many([attrs.evolve(other), stale])
+    assert await get_student(b.rt, ctx(), s.id) == erased
+    assert await erase_student(b.rt, ctx(), s.id) == erased
+    assert await b.topics() == before

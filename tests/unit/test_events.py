@@ -23,6 +23,7 @@ from class_core.events import (
     PUBLISHED_TOPICS,
     STUDENT_CREATED,
     STUDENT_DELETED,
+    STUDENT_ERASED,
     STUDENT_UPDATED,
     TEACHER_NOTIFICATION,
     ClassCreatedV1,
@@ -33,6 +34,7 @@ from class_core.events import (
     StudentAssociationsConfirmedV1,
     StudentCreatedV1,
     StudentDeletedV1,
+    StudentErasedV1,
     StudentUpdatedV1,
     TeacherNotification,
     build_outbox_message,
@@ -109,6 +111,12 @@ EVENTS: list[tuple[DomainEvent, str, str, set[str]]] = [
         {"event", "student_id", "class_ids", "user_id"},
     ),
     (
+        StudentErasedV1(STUDENT, (CLASS,), "t-1", CID, AT),
+        STUDENT_ERASED,
+        str(STUDENT),
+        {"event", "student_id", "class_ids", "user_id"},
+    ),
+    (
         note(),
         TEACHER_NOTIFICATION,
         "t-1",
@@ -173,6 +181,7 @@ def test_the_event_names_and_topics() -> None:
         "student.created",
         "student.updated",
         "student.deleted",
+        "student.erased",
         None,
     }
     assert set(PUBLISHED_TOPICS) == {t for _, t, _, _ in EVENTS} | {ASSOCIATIONS_CONFIRMED}

@@ -28,6 +28,7 @@ from class_core.use_cases.students import UNSET as CORE_UNSET
 from class_core.use_cases.students import (
     CreateStudent,
     PersonName,
+    StudentExport,
     UpdateStudent,
 )
 
@@ -85,6 +86,7 @@ class CreateStudentIn(_Input):
     email: str | None = None
     class_ids: list[UUID] = msgspec.field(default_factory=list)
     aliases: list[str] = msgspec.field(default_factory=list)
+    protected_identity: bool = False
 
     def command(self) -> CreateStudent:
         name = self.person_name
@@ -93,6 +95,7 @@ class CreateStudentIn(_Input):
             self.email,
             tuple(self.class_ids),
             tuple(self.aliases),
+            self.protected_identity,
         )
 
 
@@ -102,6 +105,7 @@ class UpdateStudentIn(_Input):
     add_class_ids: list[UUID] = msgspec.field(default_factory=list)
     remove_class_ids: list[UUID] = msgspec.field(default_factory=list)
     aliases: list[str] | UnsetType = UNSET
+    protected_identity: bool | UnsetType = UNSET
 
     def command(self) -> UpdateStudent:
         name = self.person_name if not isinstance(self.person_name, UnsetType) else None
@@ -116,6 +120,9 @@ class UpdateStudentIn(_Input):
             add_class_ids=tuple(self.add_class_ids),
             remove_class_ids=tuple(self.remove_class_ids),
             aliases=CORE_UNSET if isinstance(self.aliases, UnsetType) else tuple(self.aliases),
+            protected_identity=CORE_UNSET
+            if isinstance(self.protected_identity, UnsetType)
+            else self.protected_identity,
         )
 
 
@@ -218,6 +225,9 @@ class StudentOut(Struct):
     updated_at: Timestamp
     version: int
     aliases: list[str]
+    protected_identity: bool
+    is_erased: bool
+    erased_at: Timestamp | None
 
 
 class StudentListOut(Struct):
@@ -301,6 +311,35 @@ class ConfirmResultOut(Struct):
     pending: int
 
 
+class ExportClassOut(Struct):
+    id: UUID
+    name: str
+    course_code: str
+
+
+HistoryActionOut = Literal[
+    "created",
+    "updated",
+    "added_to_class",
+    "removed_from_class",
+    "association_decided",
+    "erased",
+]
+
+
+class HistoryEntryOut(Struct):
+    at: Timestamp
+    action: HistoryActionOut
+    by: str
+
+
+class StudentExportOut(Struct):
+    student: StudentOut
+    classes: list[ExportClassOut]
+    associations: list[AssociationOut]
+    history: list[HistoryEntryOut]
+
+
 class PersonNameOut(Struct):
     first_name: str
     last_name: str
@@ -378,6 +417,9 @@ def student_out(student: Student) -> StudentOut:
         updated_at=timestamp(student.updated_at),
         version=student.version,
         aliases=list(student.aliases),
+        protected_identity=student.protected_identity,
+        is_erased=student.is_erased,
+        erased_at=timestamp(student.erased_at) if student.erased_at else None,
     )
 
 
@@ -395,13 +437,17 @@ def roster_out(students: Iterable[Student]) -> RosterOut:
 
 
 def association_out(view: BatchView, a: Association) -> AssociationOut:
+    return _association_fields(a, view.student_name(a), view.conflict(a))
+
+
+def _association_fields(a: Association, student_name: str | None, conflict: bool) -> AssociationOut:
     return AssociationOut(
         essay_id=a.essay_id,
         batch_id=a.batch_id,
         class_id=a.class_id,
         suggested_student_id=a.suggested_student_id,
         student_id=a.student_id,
-        student_name=view.student_name(a),
+        student_name=student_name,
         confidence_score=a.confidence_score,
         match_reasons=list(a.match_reasons),
         validation_status=a.validation_status.value,
@@ -410,7 +456,7 @@ def association_out(view: BatchView, a: Association) -> AssociationOut:
         validated_at=timestamp(a.validated_at) if a.validated_at else None,
         created_at=timestamp(a.created_at),
         runner_up_confidence=a.runner_up_confidence,
-        conflict=view.conflict(a),
+        conflict=conflict,
     )
 
 
@@ -464,6 +510,19 @@ def decided_out(decided: DecidedEssay) -> DecidedStudentOut:
         essay_id=decided.essay_id,
         student_id=s.id,
         student_person_name=PersonNameOut(s.first_name, s.last_name, s.full_name),
+    )
+
+
+def student_export_out(export: StudentExport) -> StudentExportOut:
+    """The §10 access answer (``StudentExport.student_name`` for the associations)."""
+    return StudentExportOut(
+        student=student_out(export.student),
+        classes=[ExportClassOut(c.id, c.name, c.course_code) for c in export.classes],
+        associations=[
+            _association_fields(a, export.student_name(a), export.conflict(a))
+            for a in export.associations
+        ],
+        history=[HistoryEntryOut(timestamp(e.at), e.action.value, e.by) for e in export.history],
     )
 
 

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from class_core.courses import COURSES_BY_CODE
-from class_core.model import Association, SchoolClass
+from class_core.model import Association, SchoolClass, Student
 from class_core.ports import OutboxStatus
 from class_core.use_cases.imports import ImportSummary
 from class_core.use_cases.matching import BatchView, ConfirmResult, FinalizedBatch
+from class_core.use_cases.students import StudentExport
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -33,6 +34,41 @@ def class_view(cls: SchoolClass) -> dict[str, Any]:
         "created_at": timestamp(cls.created_at),
         "updated_at": timestamp(cls.updated_at),
         "version": cls.version,
+    }
+
+
+def student_view(s: Student) -> dict[str, Any]:
+    """The API's student representation (§3.2, §10)."""
+    return {
+        "id": str(s.id),
+        "first_name": s.first_name,
+        "last_name": s.last_name,
+        "legal_full_name": s.legal_full_name,
+        "full_name": s.full_name,
+        "email": s.email,
+        "class_ids": [str(c) for c in sorted(s.class_ids)],
+        "is_placeholder": s.is_placeholder,
+        "created_at": timestamp(s.created_at),
+        "updated_at": timestamp(s.updated_at),
+        "version": s.version,
+        "aliases": list(s.aliases),
+        "protected_identity": s.protected_identity,
+        "is_erased": s.is_erased,
+        "erased_at": timestamp(s.erased_at),
+    }
+
+
+def export_view(export: StudentExport) -> dict[str, Any]:
+    """The API's export answer (§10 access)."""
+    return {
+        "student": student_view(export.student),
+        "classes": [
+            {"id": str(c.id), "name": c.name, "course_code": c.course_code} for c in export.classes
+        ],
+        "associations": [association_view(a, export.student_name(a)) for a in export.associations],
+        "history": [
+            {"at": timestamp(e.at), "action": e.action.value, "by": e.by} for e in export.history
+        ],
     }
 
 

@@ -483,6 +483,15 @@ class SqlBatchRepository:
         result = await self._tx.execute(_DUE, {"now": now, "limit": limit})
         return [batch_from_row(r) for r in result.mappings()]
 
+    async def associations_of_student(self, student_id: UUID) -> list[Association]:
+        statement = (
+            select(_a)
+            .where(or_(_a.c.student_id == student_id, _a.c.suggested_student_id == student_id))
+            .order_by(*_ASSOC_ORDER)
+        )
+        result = await self._tx.execute(statement)
+        return [association_from_row(r) for r in result.mappings()]
+
     async def class_has_batches(self, class_id: UUID) -> bool:
         return bool((await self._tx.execute(_HAS_BATCHES, {"class_id": class_id})).scalar())
 

@@ -16,6 +16,8 @@ from class_core.model import (
     Association,
     Batch,
     BatchStatus,
+    HistoryAction,
+    HistoryEntry,
     SchoolClass,
     Student,
     ValidationMethod,
@@ -76,6 +78,8 @@ def student_row(s: Student, placeholder_class_id: UUID | None = None) -> dict[st
         "updated_at": s.updated_at,
         "version": s.version,
         "aliases": list(s.aliases),
+        "protected_identity": s.protected_identity,
+        "erased_at": s.erased_at,
     }
 
 
@@ -94,6 +98,8 @@ STUDENT_RECORD_COLUMNS: tuple[str, ...] = (
     "created_at",
     "updated_at",
     "version",
+    "protected_identity",
+    "erased_at",
 )
 
 
@@ -115,6 +121,8 @@ def student_record(s: Student) -> tuple[Any, ...]:
         s.created_at,
         s.updated_at,
         s.version,
+        s.protected_identity,
+        s.erased_at,
     )
 
 
@@ -132,6 +140,30 @@ def student_from_row(row: Row, class_ids: Sequence[UUID] = ()) -> Student:
         class_ids=tuple(sorted(class_ids)),
         version=row["version"],
         aliases=_aliases(row["aliases"]),
+        protected_identity=bool(row["protected_identity"]),
+        erased_at=row["erased_at"],
+    )
+
+
+def history_row(e: HistoryEntry) -> dict[str, Any]:
+    return {
+        "student_id": e.student_id,
+        "owner_id": e.owner_id,
+        "at": e.at,
+        "action": e.action.value,
+        "actor": e.by,
+        "subject_id": e.subject_id,
+    }
+
+
+def history_from_row(row: Row) -> HistoryEntry:
+    return HistoryEntry(
+        student_id=row["student_id"],
+        owner_id=row["owner_id"],
+        at=row["at"],
+        action=HistoryAction(row["action"]),
+        by=row["actor"],
+        subject_id=row["subject_id"],
     )
 
 

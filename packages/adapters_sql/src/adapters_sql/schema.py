@@ -89,6 +89,8 @@ students = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("version", Integer(), nullable=False, server_default=text("1")),
     Column("aliases", _JSON, nullable=False, server_default=text("'[]'")),
+    Column("protected_identity", Boolean(), nullable=False, server_default=false()),
+    Column("erased_at", UTCDateTime(), nullable=True),
     PrimaryKeyConstraint("id", name="pk_cms_students"),
     UniqueConstraint("owner_id", "email", name="uq_cms_students_owner_email"),
     UniqueConstraint("placeholder_class_id", name="uq_cms_students_placeholder_class_id"),
@@ -265,9 +267,31 @@ relay_leadership = Table(
     CheckConstraint("id = 1", name="ck_cms_relay_leadership_one_row"),
 )
 
+# What was done to each student (§10 export): ids, actions and actors only, no personal data.
+# No foreign key: the entries of an erased student stay; a deleted student's are deleted.
+student_history = Table(
+    "cms_student_history",
+    metadata,
+    Column("seq", _SEQ, nullable=False, autoincrement=True),
+    Column("student_id", Uuid(), nullable=False),
+    Column("owner_id", code_point_string(255), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("actor", code_point_string(255), nullable=False),
+    Column("subject_id", Uuid(), nullable=True),
+    PrimaryKeyConstraint("seq", name="pk_cms_student_history"),
+    CheckConstraint(
+        "action IN ('created', 'updated', 'added_to_class', 'removed_from_class', "
+        "'association_decided', 'erased')",
+        name="ck_cms_student_history_action",
+    ),
+    Index("ix_cms_student_history_student", "student_id", "seq"),
+)
+
 VERSION_TABLE = "cms_alembic_version"
 # Tables emptied between tests and dropped by the downgrade, children first.
 DATA_TABLES: tuple[Table, ...] = (
+    student_history,
     essay_associations,
     batches,
     class_students,

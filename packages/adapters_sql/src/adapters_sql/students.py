@@ -36,6 +36,7 @@ from adapters_sql.mapping import (
 )
 from adapters_sql.schema import class_students, students
 from adapters_sql.transaction import SqlTransaction
+from class_core.errors import StudentErasedError
 from class_core.model import Page, Student
 from class_core.queries import StudentQuery
 
@@ -110,9 +111,11 @@ _LOCK_MEMBERS = (
     .with_for_update(of=students)
 )
 _PLACEHOLDER = _SELECT.where(students.c.placeholder_class_id == bindparam("class_id"))
+# An erased student is never changed again: a change read before a concurrent erasure
+# committed updates no row (PostgreSQL re-checks the condition on the new row version).
 _UPDATE = (
     update(students)
-    .where(students.c.id == bindparam("v_id"))
+    .where(students.c.id == bindparam("v_id"), students.c.erased_at.is_(None))
     .values(
         first_name=bindparam("v_first_name"),
         last_name=bindparam("v_last_name"),
@@ -122,8 +125,15 @@ _UPDATE = (
         aliases=bindparam("v_aliases", type_=students.c.aliases.type),
         updated_at=bindparam("v_updated_at"),
         version=bindparam("v_version"),
+        protected_identity=bindparam("v_protected_identity"),
+        erased_at=bindparam("v_erased_at"),
     )
 )
+_ERASED_AMONG = select(students.c.id).where(
+    students.c.id.in_(bindparam("student_ids", expanding=True)),
+    students.c.erased_at.is_not(None),
+)
+_ERASED_CHECK_CHUNK = 1000
 _DELETE = delete(students).where(students.c.id == bindparam("student_id"))
 _REMOVE_MEMBERSHIP = delete(class_students).where(
     class_students.c.class_id == bindparam("v_class_id"),
@@ -280,6 +290,8 @@ def _update_params(s: Student) -> dict[str, Any]:
         "v_aliases": row["aliases"],
         "v_updated_at": row["updated_at"],
         "v_version": row["version"],
+        "v_protected_identity": row["protected_identity"],
+        "v_erased_at": row["erased_at"],
     }
 
 
@@ -406,11 +418,24 @@ class SqlStudentRepository:
         return Page(tuple(found), total, query.limit, query.offset)
 
     async def update(self, student: Student) -> None:
-        await self._tx.execute(_UPDATE, _update_params(student))
+        await self.update_many([student])
 
     async def update_many(self, students_: Sequence[Student]) -> None:
-        if students_:
-            await self._tx.execute(_UPDATE, [_update_params(s) for s in students_])
+        if not students_:
+            return
+        params = [_update_params(s) for s in students_]
+        result = await self._tx.execute(_UPDATE, params if len(params) > 1 else params[0])
+        if result.rowcount != len(params):  # fewer rows, or unknown (-1, some executemany)
+            await self._refuse_erased([s.id for s in students_])
+
+    async def _refuse_erased(self, ids: Sequence[UUID]) -> None:
+        """Raise :class:`StudentErasedError` when one of ``ids`` is erased (a row the guarded
+        update skipped); a student deleted meanwhile is left to the caller, as before."""
+        for start in range(0, len(ids), _ERASED_CHECK_CHUNK):
+            chunk = list(ids[start : start + _ERASED_CHECK_CHUNK])
+            found = await self._tx.execute(_ERASED_AMONG, {"student_ids": chunk})
+            if found.first() is not None:
+                raise StudentErasedError()
 
     async def delete(self, student_id: UUID) -> None:
         await self._tx.execute(_DELETE, {"student_id": student_id})

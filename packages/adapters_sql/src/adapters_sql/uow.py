@@ -16,7 +16,9 @@ from adapters_sql.batches import SqlBatchRepository
 from adapters_sql.classes import SqlClassRepository
 from adapters_sql.engine import discard_connection, is_postgresql, sqlite_write_lock
 from adapters_sql.errors import translate_errors
+from adapters_sql.history import SqlStudentHistory
 from adapters_sql.messaging import SqlInbox, SqlOutbox
+from adapters_sql.privacy import SqlPersonalData
 from adapters_sql.students import SqlStudentRepository
 from adapters_sql.transaction import SqlTransaction
 from class_core.events import DomainEvent, TeacherNotification
@@ -51,6 +53,8 @@ class SqlUnitOfWork:
         self.batches = SqlBatchRepository(self._tx)
         self.outbox = SqlOutbox(self._tx)
         self.inbox = SqlInbox(self._tx)
+        self.history = SqlStudentHistory(self._tx)
+        self.personal_data = SqlPersonalData(self._tx)
         self._recorded = RecordedEvents()
 
     def record(

@@ -88,6 +88,13 @@ class ResourceInUseError(ConflictError):
     code = "RESOURCE_IN_USE"
 
 
+class StudentErasedError(ResourceInUseError):
+    """A change of a student that was erased meanwhile (an erased student is read-only)."""
+
+    def __init__(self, detail: str = "The student was erased and is read-only") -> None:
+        super().__init__(detail)
+
+
 class BatchFinalizedError(ConflictError):
     code = "BATCH_FINALIZED"
 

@@ -31,6 +31,7 @@ CLASS_DELETED = "huleedu.class.deleted.v1"
 STUDENT_CREATED = "huleedu.class.student.created.v1"
 STUDENT_UPDATED = "huleedu.class.student.updated.v1"
 STUDENT_DELETED = "huleedu.class.student.deleted.v1"
+STUDENT_ERASED = "huleedu.class.student.erased.v1"
 ASSOCIATIONS_CONFIRMED = "huleedu.class.student.associations.confirmed.v1"
 TEACHER_NOTIFICATION = "huleedu.notification.teacher.requested.v1"
 SUGGESTIONS_TOPIC = "huleedu.batch.author.matches.suggested.v1"
@@ -43,6 +44,7 @@ PUBLISHED_TOPICS: tuple[str, ...] = (
     STUDENT_CREATED,
     STUDENT_UPDATED,
     STUDENT_DELETED,
+    STUDENT_ERASED,
     ASSOCIATIONS_CONFIRMED,
     TEACHER_NOTIFICATION,
 )
@@ -167,7 +169,9 @@ class StudentCreatedV1:
         correlation_id: UUID,
         at: datetime,
     ) -> StudentCreatedV1:
-        """The event for a new student, joining ``class_ids`` (in the order given)."""
+        """The event for a new student, joining ``class_ids`` (in the order given); a
+        protected identity is carried as its pseudonym (§10)."""
+        student = student.outside_view()
         return cls(
             student.id,
             student.first_name,
@@ -208,7 +212,8 @@ class StudentUpdatedV1:
         at: datetime,
     ) -> StudentUpdatedV1:
         """The event for a changed student (as it is now), with the memberships it gained and
-        lost (``None`` for none)."""
+        lost (``None`` for none); a protected identity is carried as its pseudonym (§10)."""
+        student = student.outside_view()
         return cls(
             student.id,
             student.first_name,
@@ -233,6 +238,18 @@ class StudentDeletedV1:
     timestamp: datetime
     event: str = "student.deleted"
     aggregate_version: int = _aggregate_version()
+
+
+@frozen
+class StudentErasedV1:
+    """A student was erased (§10): consumers drop what they hold about them."""
+
+    student_id: UUID
+    class_ids: tuple[UUID, ...]
+    user_id: str
+    correlation_id: UUID
+    timestamp: datetime
+    event: str = "student.erased"
 
 
 @frozen
@@ -302,6 +319,7 @@ DomainEvent = (
     | StudentCreatedV1
     | StudentUpdatedV1
     | StudentDeletedV1
+    | StudentErasedV1
     | StudentAssociationsConfirmedV1
     | TeacherNotification
 )
@@ -326,6 +344,7 @@ _ROUTES: dict[type, tuple[str, str]] = {
     StudentCreatedV1: (STUDENT_CREATED, "student_id"),
     StudentUpdatedV1: (STUDENT_UPDATED, "student_id"),
     StudentDeletedV1: (STUDENT_DELETED, "student_id"),
+    StudentErasedV1: (STUDENT_ERASED, "student_id"),
     StudentAssociationsConfirmedV1: (ASSOCIATIONS_CONFIRMED, "batch_id"),
     TeacherNotification: (TEACHER_NOTIFICATION, "teacher_id"),
 }

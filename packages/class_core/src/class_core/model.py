@@ -11,13 +11,16 @@ from enum import Enum, StrEnum
 from typing import Final, Generic, TypeVar
 from uuid import UUID
 
-from attrs import define, field, frozen
+from attrs import define, evolve, field, frozen
 
 T = TypeVar("T")
 
 PLACEHOLDER_FIRST_NAME = "UNKNOWN"
 PLACEHOLDER_LAST_NAME = "STUDENT"
 SYSTEM_TIMEOUT_USER = "SYSTEM_TIMEOUT"
+ERASED_FIRST_NAME = "ERASED"
+ERASED_LAST_NAME = "STUDENT"
+PSEUDONYM_FIRST_NAME = "Protected"
 
 
 class Unset(Enum):
@@ -81,10 +84,48 @@ class Student:
     class_ids: tuple[UUID, ...] = field(factory=tuple)
     version: int = 1  # contract §8: 1 at create, +1 per committed change (memberships too)
     aliases: tuple[str, ...] = ()  # other names the student goes by (§11), as given
+    protected_identity: bool = False
+    erased_at: datetime | None = None
 
     @property
     def full_name(self) -> str:
         return self.legal_full_name or f"{self.first_name} {self.last_name}"
+
+    @property
+    def is_erased(self) -> bool:
+        return self.erased_at is not None
+
+    def personal_values(self) -> tuple[str, ...]:
+        """Every personal value the student holds now (names, legal name, email, aliases),
+        for erasure to hunt down copies of (contract §10)."""
+        values = (self.first_name, self.last_name, self.legal_full_name, self.email, *self.aliases)
+        return tuple(dict.fromkeys(v for v in (*values, self.full_name) if v))
+
+    def outside_view(self) -> Student:
+        """The student as everything outside the owner's own reads shows it (events,
+        notifications, internal routes): a pseudonym for a protected identity (§10)."""
+        if not self.protected_identity:
+            return self
+        return evolve(
+            self,
+            first_name=PSEUDONYM_FIRST_NAME,
+            last_name=f"Student {self.id.hex[:8]}",
+            legal_full_name=None,
+            email=None,
+            aliases=(),
+        )
+
+    def erase(self, at: datetime) -> list[UUID]:
+        """Become an anonymous record (§10): names ``ERASED``/``STUDENT``, nothing else
+        personal, no memberships; returns the classes left."""
+        left = list(self.class_ids)
+        self.first_name, self.last_name = ERASED_FIRST_NAME, ERASED_LAST_NAME
+        self.legal_full_name = self.email = None
+        self.aliases = ()
+        self.protected_identity = False
+        self.class_ids = ()
+        self.erased_at = self.updated_at = at
+        return left
 
     def rename(
         self, first_name: str | None, last_name: str | None, legal_full_name: str | Unset | None
@@ -197,6 +238,30 @@ class Association:
         self.validated_by = by
         self.validated_at = at
         self.updated_at = at
+
+
+class HistoryAction(StrEnum):
+    """What happened to a student (the export's history, contract §10)."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    ADDED_TO_CLASS = "added_to_class"
+    REMOVED_FROM_CLASS = "removed_from_class"
+    ASSOCIATION_DECIDED = "association_decided"
+    ERASED = "erased"
+
+
+@frozen
+class HistoryEntry:
+    """One action on a student, recorded when it is written: ids only, no personal data.
+    ``subject_id`` is the class (membership) or essay (decision) concerned, if any."""
+
+    student_id: UUID
+    owner_id: str
+    at: datetime
+    action: HistoryAction
+    by: str
+    subject_id: UUID | None = None
 
 
 @frozen

@@ -109,7 +109,7 @@ def student_added_to_class(
 ) -> TeacherNotification:
     payload = {
         "student_id": str(student.id),
-        "student_name": student.full_name,
+        "student_name": student.outside_view().full_name,  # a pseudonym if protected (§10)
         "class_id": str(cls.id),
         "class_designation": cls.name,
         "message": f"A student was added to class '{cls.name}'",

@@ -16,7 +16,15 @@ from uuid import UUID
 from attrs import frozen
 
 from class_core.events import DomainEvent, OutboxMessage, TeacherNotification
-from class_core.model import Association, Batch, BatchSummary, Page, SchoolClass, Student
+from class_core.model import (
+    Association,
+    Batch,
+    BatchSummary,
+    HistoryEntry,
+    Page,
+    SchoolClass,
+    Student,
+)
 from class_core.queries import BatchQuery, ClassQuery, StudentQuery
 
 
@@ -101,10 +109,15 @@ class StudentRepository(Protocol):
         ...
 
     async def update(self, student: Student) -> None:
-        """Store names, email, ``updated_at`` and ``version`` (not memberships)."""
+        """Store names, email, aliases, ``protected_identity``, ``erased_at``, ``updated_at``
+        and ``version`` (not memberships). A stored student that is erased is never changed
+        again: raises :class:`~class_core.errors.StudentErasedError` (also when a concurrent
+        erasure committed after the student was read)."""
         ...
 
-    async def update_many(self, students: Sequence[Student]) -> None: ...
+    async def update_many(self, students: Sequence[Student]) -> None:
+        """Bulk form of :meth:`update` (the same refusal for an erased student)."""
+        ...
 
     async def delete(self, student_id: UUID) -> None:
         """Delete a student whose memberships were removed."""
@@ -196,6 +209,11 @@ class BatchRepository(Protocol):
         """Pending batches past their deadline, locked; batches locked elsewhere are skipped."""
         ...
 
+    async def associations_of_student(self, student_id: UUID) -> list[Association]:
+        """Associations naming the student as suggested or chosen, by ``created_at`` then
+        ``essay_id``."""
+        ...
+
     async def class_has_batches(self, class_id: UUID) -> bool: ...
 
     async def student_in_use(self, student_id: UUID) -> bool:
@@ -212,6 +230,30 @@ class BatchRepository(Protocol):
 
     async def list_for_owner(self, owner_id: str, query: BatchQuery) -> Page[BatchSummary]:
         """The owner's batches with their counts (§11), by deadline then ``batch_id``."""
+        ...
+
+
+class StudentHistory(Protocol):
+    """What was done to each student, when and by whom (the export's history, §10)."""
+
+    async def add(self, entries: Sequence[HistoryEntry]) -> None: ...
+
+    async def of_student(self, student_id: UUID) -> list[HistoryEntry]:
+        """The student's entries in the order they were written."""
+        ...
+
+    async def delete_student(self, student_id: UUID) -> None:
+        """Forget a deleted student's entries."""
+        ...
+
+
+class PersonalData(Protocol):
+    """Copies of a student's personal data outside the student row (§10 erasure)."""
+
+    async def forget(self, student_id: UUID, former: Sequence[str]) -> None:
+        """Remove every copy of ``former`` (the student's former names and email) tied to
+        the student: suggestions' reasons, and outbox rows (published ones deleted,
+        unpublished ones rewritten with erased values under the same event id)."""
         ...
 
 
@@ -244,6 +286,12 @@ class UnitOfWork(Protocol):
 
     @property
     def inbox(self) -> Inbox: ...
+
+    @property
+    def history(self) -> StudentHistory: ...
+
+    @property
+    def personal_data(self) -> PersonalData: ...
 
     def record(
         self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime

@@ -9,13 +9,15 @@ from class_api.auth import AUTH_OPT, CONTEXT, USER, USER_AUTH
 from class_api.dto import (
     CreateStudentIn,
     MessageOut,
+    StudentExportOut,
     StudentListOut,
     StudentOut,
     UpdateStudentIn,
+    student_export_out,
     student_list_out,
     student_out,
 )
-from class_api.openapi import GUARDED_DELETE, GUARDED_WRITE, READ, WRITE
+from class_api.openapi import GUARDED_DELETE, GUARDED_WRITE, READ, WRITE, problems
 from class_api.routes.params import (
     DEFAULT_PAGE_SIZE,
     Ctx,
@@ -90,9 +92,38 @@ async def delete_student(
     return MessageOut("Student deleted successfully")
 
 
+@post(
+    STUDENT_PATH + "/erasure",
+    status_code=200,
+    responses=problems(400, 401, 404, 409, 500, 503),
+    summary="Erase a student",
+)
+async def erase_student(rt: Rt, ctx: Ctx, student_id: PathId) -> StudentOut:
+    """The student stays as an anonymous record (id, associations and decisions kept);
+    names become ERASED / STUDENT, everything else personal is cleared everywhere the service
+    holds it, memberships are removed. Repeating it changes nothing. 409 for the UNKNOWN
+    placeholder."""
+    return student_out(await students.erase_student(rt, ctx, student_id))
+
+
+@get(STUDENT_PATH + "/export", responses=READ, summary="Export what is held about a student")
+async def export_student(rt: Rt, ctx: Ctx, student_id: PathId) -> StudentExportOut:
+    """The student, their classes, the essay associations naming them and the history of
+    what was done to them (who and when)."""
+    return student_export_out(await students.export_student(rt, ctx, student_id))
+
+
 routes = Router(
     "/v1/classes/students",
-    route_handlers=[create_student, list_students, get_student, update_student, delete_student],
+    route_handlers=[
+        create_student,
+        list_students,
+        get_student,
+        update_student,
+        delete_student,
+        erase_student,
+        export_student,
+    ],
     opt={AUTH_OPT: USER},
     dependencies=CONTEXT,
     security=USER_AUTH,

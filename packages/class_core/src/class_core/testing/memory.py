@@ -13,19 +13,21 @@ from uuid import UUID
 import attrs
 
 from class_core.clock import Clock, SystemClock
-from class_core.errors import DuplicateStudentEmailError
+from class_core.errors import DuplicateStudentEmailError, StudentErasedError
 from class_core.events import DomainEvent, OutboxMessage, TeacherNotification
 from class_core.model import (
     Association,
     Batch,
     BatchStatus,
     BatchSummary,
+    HistoryEntry,
     Page,
     SchoolClass,
     Student,
     ValidationStatus,
 )
 from class_core.ports import OutboxStatus, RealtimeNotifier, StoredOutboxMessage
+from class_core.privacy import scrub_envelope, scrub_reasons
 from class_core.queries import BatchQuery, ClassQuery, StudentQuery
 from class_core.recording import RecordedEvents
 from class_core.runtime import MatchingPolicy, Runtime
@@ -56,6 +58,7 @@ class _Tables:
     outbox: dict[int, _OutboxRow] = attrs.field(factory=dict)
     inbox: dict[tuple[str, str], datetime] = attrs.field(factory=dict)
     """(consumer, message id) → when it was processed (wall clock, like the SQL default)."""
+    history: list[HistoryEntry] = attrs.field(factory=list)
 
     def copy(self) -> _Tables:
         return _Tables(
@@ -67,6 +70,7 @@ class _Tables:
             dict(self.associations),
             {k: attrs.evolve(v) for k, v in self.outbox.items()},
             dict(self.inbox),
+            list(self.history),
         )
 
 
@@ -274,6 +278,8 @@ class InMemoryStudentRepository(_Repo):
             if self._email_taken(student):
                 raise DuplicateStudentEmailError()
             stored = self.t.students[student.id]
+            if stored.is_erased:
+                raise StudentErasedError()
             self.t.students[student.id] = attrs.evolve(
                 stored,
                 first_name=student.first_name,
@@ -283,6 +289,8 @@ class InMemoryStudentRepository(_Repo):
                 aliases=student.aliases,
                 updated_at=student.updated_at,
                 version=student.version,
+                protected_identity=student.protected_identity,
+                erased_at=student.erased_at,
             )
 
     async def delete(self, student_id: UUID) -> None:
@@ -413,6 +421,15 @@ class InMemoryBatchRepository(_Repo):
         due.sort(key=lambda b: (b.deadline, b.batch_id))
         return [_copy(b) for b in due[:limit]]
 
+    async def associations_of_student(self, student_id: UUID) -> list[Association]:
+        found = [
+            a
+            for a in self.t.associations.values()
+            if student_id in (a.student_id, a.suggested_student_id)
+        ]
+        found.sort(key=lambda a: (a.created_at, a.essay_id))
+        return [_copy(a) for a in found]
+
     async def class_has_batches(self, class_id: UUID) -> bool:
         return any(b.class_id == class_id for b in self.t.batches.values())
 
@@ -481,6 +498,35 @@ class InMemoryOutbox(_Repo):
         self._uow.added_outbox = True
 
 
+class InMemoryStudentHistory(_Repo):
+    async def add(self, entries: Sequence[HistoryEntry]) -> None:
+        self.t.history.extend(entries)
+
+    async def of_student(self, student_id: UUID) -> list[HistoryEntry]:
+        return [e for e in self.t.history if e.student_id == student_id]
+
+    async def delete_student(self, student_id: UUID) -> None:
+        self.t.history = [e for e in self.t.history if e.student_id != student_id]
+
+
+class InMemoryPersonalData(_Repo):
+    async def forget(self, student_id: UUID, former: Sequence[str]) -> None:
+        t = self.t
+        for essay_id, a in list(t.associations.items()):
+            if student_id in (a.student_id, a.suggested_student_id):
+                reasons = scrub_reasons(a.match_reasons, former)
+                if reasons != a.match_reasons:
+                    t.associations[essay_id] = attrs.evolve(a, match_reasons=reasons)
+        for seq, row in list(t.outbox.items()):
+            rewritten = scrub_envelope(row.message.payload, student_id, former)
+            if rewritten is None:
+                continue
+            if row.published_at is not None:
+                del t.outbox[seq]
+            else:
+                row.message = attrs.evolve(row.message, payload=rewritten)
+
+
 class InMemoryInbox(_Repo):
     async def claim(self, consumer: str, message_id: str) -> bool:
         key = (consumer, message_id)
@@ -502,6 +548,8 @@ class InMemoryUnitOfWork:
         self.batches = InMemoryBatchRepository(self)
         self.outbox = InMemoryOutbox(self)
         self.inbox = InMemoryInbox(self)
+        self.history = InMemoryStudentHistory(self)
+        self.personal_data = InMemoryPersonalData(self)
         self.added_outbox = False
         self._committed = False
         self._recorded = RecordedEvents()

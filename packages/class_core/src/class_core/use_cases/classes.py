@@ -12,7 +12,7 @@ from class_core import notifications
 from class_core.courses import get_course, single_course
 from class_core.errors import NotFoundError, ResourceInUseError
 from class_core.events import ClassCreatedV1, ClassDeletedV1, ClassUpdatedV1, DomainEvent
-from class_core.model import Page, SchoolClass, Student
+from class_core.model import HistoryAction, HistoryEntry, Page, SchoolClass, Student
 from class_core.queries import ClassQuery
 from class_core.runtime import RequestContext, Runtime
 from class_core.text import clean_name
@@ -138,6 +138,14 @@ async def delete_class(
         members = await uow.students.remove_class_memberships(class_id)
         if members:
             await uow.students.touch(members, now)
+            await uow.history.add(
+                [
+                    HistoryEntry(
+                        s, ctx.user_id, now, HistoryAction.REMOVED_FROM_CLASS, ctx.user_id, class_id
+                    )
+                    for s in members
+                ]
+            )
         await uow.classes.delete(class_id)
         events: list[DomainEvent] = [
             ClassDeletedV1(
@@ -158,4 +166,6 @@ async def get_roster(rt: Runtime, owner_id: str | None, class_id: UUID) -> list[
             cls = await uow.classes.get(owner_id, class_id)
         if cls is None:
             raise NotFoundError("Class", class_id)
-        return await uow.students.roster(class_id)
+        roster = await uow.students.roster(class_id)
+    # Outside the owner's own reads a protected identity is its pseudonym (§10).
+    return roster if owner_id is not None else [s.outside_view() for s in roster]

@@ -35,14 +35,20 @@ from class_core.events import (
     TeacherNotification,
 )
 from class_core.ids import uuid4_many
-from class_core.model import UNSET, SchoolClass, Student
+from class_core.model import UNSET, HistoryEntry, SchoolClass, Student
 from class_core.ports import UnitOfWork
 from class_core.runtime import RequestContext, Runtime
 from class_core.text import clean_email, clean_name
 from class_core.use_cases.classes import class_created_events
+from class_core.use_cases.students import change_history
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("first_name", "last_name", "email")
-OPTIONAL_COLUMNS: tuple[str, ...] = ("legal_full_name", "class_name", "course_code")
+OPTIONAL_COLUMNS: tuple[str, ...] = (
+    "legal_full_name",
+    "class_name",
+    "course_code",
+    "protected_identity",
+)
 CLASS_COLUMNS: tuple[str, ...] = ("class_name", "course_code")
 DEFAULT_CHUNK_SIZE = 10_000
 MAX_LISTED_ERRORS = 1_000
@@ -64,6 +70,7 @@ class RosterRow:
     class_name: str | None = None
     course_code: str | None = None
     read_errors: tuple[str, ...] = ()  # problems the reader found (e.g. too many cells)
+    protected_identity: str | None = None  # "true" / "false" / "" (false)
 
 
 @frozen
@@ -121,6 +128,7 @@ class _Valid:
     legal_full_name: str | None  # None: keep what is stored (a new student gets none)
     class_name: str | None
     course_code: str | None
+    protected_identity: bool | None = None  # None: no such column (keep what is stored)
 
 
 @define
@@ -149,6 +157,7 @@ class _Plan:
     updated: list[Student] = field(factory=list)
     memberships: list[tuple[UUID, UUID]] = field(factory=list)
     events: list[DomainEvent] = field(factory=list)
+    history: list[HistoryEntry] = field(factory=list)
     new_classes: dict[str, SchoolClass] = field(factory=dict)
     emails: dict[str, int] = field(factory=dict)
     errors: list[RowError] = field(factory=list)
@@ -190,9 +199,15 @@ def validate_row(row: RosterRow) -> _Valid | RowError:
             errors.append(f"course_code: unknown course code{shown}")
         if class_name is None:
             errors.append("class_name: is required when a course_code is given")
+    protect: bool | None = None
+    if row.protected_identity is not None:
+        flag = row.protected_identity.strip().casefold()
+        if flag not in ("true", "false", ""):
+            errors.append("protected_identity: must be true, false or empty")
+        protect = flag == "true"
     if errors:
         return RowError(row.line, tuple(errors))
-    return _Valid(row.line, first, last, email, legal, class_name, course)
+    return _Valid(row.line, first, last, email, legal, class_name, course, protect)
 
 
 async def import_students(
@@ -364,8 +379,11 @@ def _create(
         created_at=plan.now,
         updated_at=plan.now,
         class_ids=class_ids,
+        protected_identity=bool(v.protected_identity),
     )
     plan.created.append(student)
+    # Imports have no ids yet: the history names the importing user.
+    plan.history += change_history(student, ctx.user_id, plan.now, created=True, added=class_ids)
     plan.events.append(
         StudentCreatedV1.of(student, class_ids, ctx.user_id, ctx.correlation_id, plan.now)
     )
@@ -376,6 +394,9 @@ def _update(
 ) -> None:
     # An empty legal_full_name cell keeps the stored one; memberships are only ever added.
     renamed = student.rename(v.first_name, v.last_name, v.legal_full_name or UNSET)
+    protect = v.protected_identity
+    if protect is not None and protect != student.protected_identity:
+        student.protected_identity, renamed = protect, True
     added = student.join([cls.id]) if cls is not None else []
     if not renamed and not added:
         plan.unchanged += 1
@@ -384,6 +405,7 @@ def _update(
     student.version += 1
     plan.memberships.extend((c, student.id) for c in added)
     plan.updated.append(student)
+    plan.history += change_history(student, ctx.user_id, plan.now, updated=renamed, added=added)
     plan.events.append(
         StudentUpdatedV1.of(student, added, (), ctx.user_id, ctx.correlation_id, plan.now)
     )
@@ -453,3 +475,4 @@ async def _write(uow: UnitOfWork, plan: _Plan) -> None:
         await uow.students.update_many(plan.updated)
     if plan.memberships:
         await uow.students.add_memberships(plan.memberships)
+    await uow.history.add(plan.history)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from uuid import UUID, uuid4
@@ -38,6 +38,8 @@ from class_core.model import (
     Batch,
     BatchStatus,
     BatchSummary,
+    HistoryAction,
+    HistoryEntry,
     Page,
     SchoolClass,
     Student,
@@ -233,6 +235,16 @@ async def _names_and_placeholders(
     return names, {sid for sid, s in students.items() if s.is_placeholder}
 
 
+async def conflicts_in_batches(uow: UnitOfWork, batch_ids: Collection[UUID]) -> set[UUID]:
+    """The essays flagged ``conflict`` (§11) among the batches named, each judged within its
+    own batch (for views that show associations without their whole batch, e.g. an export)."""
+    conflicts: set[UUID] = set()
+    for associations in (await uow.batches.associations_of(batch_ids)).values():
+        _, placeholders = await _names_and_placeholders(uow, associations)
+        conflicts |= conflicting_essays(associations, placeholders)
+    return conflicts
+
+
 async def _batch_view(uow: UnitOfWork, batch: Batch) -> BatchView:
     associations = await uow.batches.associations(batch.batch_id)
     names, placeholders = await _names_and_placeholders(uow, associations)
@@ -368,6 +380,7 @@ async def confirm_associations(
                 a.decide(ValidationStatus.REJECTED, None, ValidationMethod.HUMAN, ctx.user_id, now)
             changed.append(a)
         await uow.batches.update_associations(changed)
+        await uow.history.add(decision_history(changed, cls.owner_id))
         if count(associations).pending == 0:
             notes = await _finalize(uow, batch, cls, associations, False, ctx.correlation_id, now)
         else:
@@ -434,6 +447,13 @@ async def _create_placeholder(
         class_ids=(cls.id,),
     )
     if await uow.students.add_placeholder(candidate, cls.id):
+        await uow.history.add(
+            [
+                HistoryEntry(
+                    candidate.id, cls.owner_id, now, HistoryAction.CREATED, SYSTEM_TIMEOUT_USER
+                )
+            ]
+        )
         return candidate, StudentCreatedV1.of(
             candidate, (cls.id,), cls.owner_id, correlation_id, now
         )
@@ -513,10 +533,33 @@ async def _decide_by_timeout(
     return decisions
 
 
+def decision_history(decided: Sequence[Association], owner_id: str) -> list[HistoryEntry]:
+    """``association_decided`` for the student each decision names (the chosen one, else
+    the suggested one a rejection turned down), subject the essay."""
+    entries: list[HistoryEntry] = []
+    for a in decided:
+        student = a.student_id or a.suggested_student_id
+        if student is not None and a.validated_at is not None and a.validated_by is not None:
+            entries.append(
+                HistoryEntry(
+                    student,
+                    owner_id,
+                    a.validated_at,
+                    HistoryAction.ASSOCIATION_DECIDED,
+                    a.validated_by,
+                    a.essay_id,
+                )
+            )
+    return entries
+
+
 async def _store_timeout_decisions(uow: UnitOfWork, decisions: Sequence[_TimeoutDecision]) -> None:
     decided = [a for d in decisions for a in (*d.keep, *d.unknown)]
     if decided:
         await uow.batches.update_decisions(decided)
+        await uow.history.add(
+            [e for d in decisions for e in decision_history([*d.keep, *d.unknown], d.cls.owner_id)]
+        )
     await uow.batches.update_many([d.batch for d in decisions])
 
 
@@ -608,8 +651,8 @@ async def decided_students(rt: Runtime, batch_id: UUID) -> list[DecidedEssay]:
         students = await uow.students.get_unscoped_many(
             {a.student_id for a in decided if a.student_id}
         )
-    return [
-        DecidedEssay(a.essay_id, students[a.student_id])
+    return [  # outside the owner's reads: a protected identity is its pseudonym (§10)
+        DecidedEssay(a.essay_id, students[a.student_id].outside_view())
         for a in decided
         if a.student_id is not None and a.student_id in students
     ]
@@ -624,7 +667,7 @@ async def decided_student_for_essay(rt: Runtime, essay_id: UUID) -> DecidedEssay
         students = await uow.students.get_unscoped_many([a.student_id])
     if a.student_id not in students:
         raise NotFoundError("Association", essay_id)
-    return DecidedEssay(essay_id, students[a.student_id])
+    return DecidedEssay(essay_id, students[a.student_id].outside_view())
 
 
 async def batch_class_info(

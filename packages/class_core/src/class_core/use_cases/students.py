@@ -1,8 +1,10 @@
-"""Student use cases: create, read, list, update (names, email, memberships), delete."""
+"""Student use cases: create, read, list, update (names, email, memberships, protected
+identity), delete, erase and export (§10)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from uuid import UUID, uuid4
 
 from attrs import frozen
@@ -13,21 +15,32 @@ from class_core.errors import (
     FieldError,
     NotFoundError,
     ResourceInUseError,
+    StudentErasedError,
     ValidationError,
 )
 from class_core.events import (
     DomainEvent,
     StudentCreatedV1,
     StudentDeletedV1,
+    StudentErasedV1,
     StudentUpdatedV1,
     TeacherNotification,
 )
 from class_core.model import UNSET as UNSET  # the commands' "not given", re-exported
-from class_core.model import Page, SchoolClass, Student, Unset
+from class_core.model import (
+    Association,
+    HistoryAction,
+    HistoryEntry,
+    Page,
+    SchoolClass,
+    Student,
+    Unset,
+)
 from class_core.ports import UnitOfWork
 from class_core.queries import StudentQuery
 from class_core.runtime import RequestContext, Runtime
 from class_core.text import clean_aliases, clean_email, clean_name
+from class_core.use_cases.matching import conflicts_in_batches
 from class_core.versions import IfMatch, check_if_match
 
 
@@ -44,6 +57,7 @@ class CreateStudent:
     email: str | None = None
     class_ids: Sequence[UUID] = ()
     aliases: Sequence[str] = ()
+    protected_identity: bool = False
 
 
 @frozen
@@ -57,6 +71,7 @@ class UpdateStudent:
     add_class_ids: Sequence[UUID] = ()
     remove_class_ids: Sequence[UUID] = ()
     aliases: Sequence[str] | Unset = UNSET
+    protected_identity: bool | Unset = UNSET
 
 
 def clean_person_name(name: PersonName, prefix: str = "person_name") -> PersonName:
@@ -123,16 +138,45 @@ def _all_found(found: dict[UUID, SchoolClass], class_ids: Sequence[UUID]) -> Non
             raise NotFoundError("Class", class_id)
 
 
+def change_history(
+    student: Student,
+    by: str,
+    at: datetime,
+    *,
+    created: bool = False,
+    updated: bool = False,
+    added: Sequence[UUID] = (),
+    removed: Sequence[UUID] = (),
+) -> list[HistoryEntry]:
+    """The history entries of one change of a student (ids only, §10 export)."""
+    entries: list[HistoryEntry] = []
+    if created or updated:
+        action = HistoryAction.CREATED if created else HistoryAction.UPDATED
+        entries.append(HistoryEntry(student.id, student.owner_id, at, action, by))
+    entries += [
+        HistoryEntry(student.id, student.owner_id, at, HistoryAction.ADDED_TO_CLASS, by, c)
+        for c in added
+    ]
+    entries += [
+        HistoryEntry(student.id, student.owner_id, at, HistoryAction.REMOVED_FROM_CLASS, by, c)
+        for c in removed
+    ]
+    return entries
+
+
 async def _commit_change(
     uow: UnitOfWork,
     ctx: RequestContext,
     student: Student,
     event: StudentCreatedV1 | StudentUpdatedV1,
     joined: Sequence[SchoolClass],
+    history: Sequence[HistoryEntry],
 ) -> list[TeacherNotification]:
-    """Record a student's change (its event and one notification per class it joined, to
-    that class's owner) and commit; returns the notifications to push after the commit."""
+    """Record a student's change (its history, its event and one notification per class it
+    joined, to that class's owner) and commit; returns the notifications to push after the
+    commit."""
     at = event.timestamp
+    await uow.history.add(history)
     events: list[DomainEvent] = [event]
     events += [
         notifications.student_added_to_class(student, c, ctx.correlation_id, at) for c in joined
@@ -187,6 +231,7 @@ async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -
         updated_at=now,
         class_ids=tuple(sorted(class_ids)),
         aliases=aliases,
+        protected_identity=cmd.protected_identity,
     )
     async with rt.uow() as uow:
         classes = await owned_classes(uow, ctx.user_id, class_ids)
@@ -196,7 +241,10 @@ async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -
         created = StudentCreatedV1.of(
             student, tuple(class_ids), ctx.user_id, ctx.correlation_id, now
         )
-        notes = await _commit_change(uow, ctx, student, created, [classes[c] for c in class_ids])
+        history = change_history(student, ctx.user_id, now, created=True, added=class_ids)
+        notes = await _commit_change(
+            uow, ctx, student, created, [classes[c] for c in class_ids], history
+        )
     rt.notifier.publish(notes)
     return student
 
@@ -274,6 +322,8 @@ async def update_student(
         first, last, legal, email = _clean_update(cmd)
         aliases = cmd.aliases if isinstance(cmd.aliases, Unset) else clean_aliases(cmd.aliases)
         _check_changeable(student, if_match)
+        if student.is_erased:
+            raise StudentErasedError()
         _all_found(classes, add_ids + remove_ids)
         if (
             student.changes_email(email)
@@ -285,6 +335,9 @@ async def update_student(
         changed = student.changes_aliases(aliases) or changed
         if student.changes_email(email):
             student.email, changed = None if isinstance(email, Unset) else email, True
+        protect = cmd.protected_identity
+        if not isinstance(protect, Unset) and protect != student.protected_identity:
+            student.protected_identity, changed = protect, True
         added, removed = student.join(add_ids), student.leave(remove_ids)
         if not changed and not added and not removed:
             return student
@@ -297,7 +350,12 @@ async def update_student(
         if removed:
             await uow.students.remove_memberships([(c, student.id) for c in removed])
         updated = StudentUpdatedV1.of(student, added, removed, ctx.user_id, ctx.correlation_id, now)
-        notes = await _commit_change(uow, ctx, student, updated, [classes[c] for c in added])
+        history = change_history(
+            student, ctx.user_id, now, updated=changed, added=added, removed=removed
+        )
+        notes = await _commit_change(
+            uow, ctx, student, updated, [classes[c] for c in added], history
+        )
     rt.notifier.publish(notes)
     return student
 
@@ -317,6 +375,7 @@ async def delete_student(
         if student.class_ids:
             await uow.students.remove_memberships([(c, student_id) for c in student.class_ids])
         await uow.students.delete(student_id)
+        await uow.history.delete_student(student_id)
         uow.record(
             [
                 StudentDeletedV1(
@@ -332,3 +391,88 @@ async def delete_student(
             now,
         )
         await uow.commit()
+
+
+async def erase_student(rt: Runtime, ctx: RequestContext, student_id: UUID) -> Student:
+    """Erase a student (§10): it stays as an anonymous record (id, associations and
+    decisions kept), everything personal is cleared everywhere the service holds it, its
+    memberships are removed; ``StudentUpdatedV1`` then ``StudentErasedV1`` in the same
+    transaction. Erasing an erased student changes nothing and publishes nothing."""
+    now = rt.now()
+    async with rt.uow() as uow:
+        student = await uow.students.get(ctx.user_id, student_id)
+        if student is None:
+            raise NotFoundError("Student", student_id)
+        if student.is_placeholder:
+            raise ResourceInUseError("The UNKNOWN placeholder student cannot be erased")
+        if student.is_erased:
+            return student
+        former = student.personal_values()
+        left = student.erase(now)
+        try:
+            await uow.students.update(student)
+        except StudentErasedError:  # a concurrent erasure committed first: nothing new
+            erased = await uow.students.get(ctx.user_id, student_id)
+            if erased is None:  # pragma: no cover - an erased student is not deleted meanwhile
+                raise NotFoundError("Student", student_id) from None
+            return erased
+        if left:
+            await uow.students.remove_memberships([(c, student_id) for c in left])
+        await uow.personal_data.forget(student_id, former)
+        history = change_history(student, ctx.user_id, now, removed=left)
+        history.append(
+            HistoryEntry(student_id, student.owner_id, now, HistoryAction.ERASED, ctx.user_id)
+        )
+        await uow.history.add(history)
+        cid = ctx.correlation_id
+        uow.record(
+            [
+                StudentUpdatedV1.of(student, (), left, ctx.user_id, cid, now),
+                StudentErasedV1(student_id, tuple(left), ctx.user_id, cid, now),
+            ],
+            cid,
+            now,
+        )
+        await uow.commit()
+    return student
+
+
+@frozen
+class StudentExport:
+    """What the service holds about one student (§10 access): the student, its classes,
+    the essays associated with it and its history."""
+
+    student: Student
+    classes: tuple[SchoolClass, ...]
+    associations: tuple[Association, ...]
+    history: tuple[HistoryEntry, ...]
+    conflicts: frozenset[UUID] = frozenset()
+
+    def conflict(self, a: Association) -> bool:
+        """§11 ``conflict`` of an association, judged within its whole batch."""
+        return a.essay_id in self.conflicts
+
+    def student_name(self, a: Association) -> str | None:
+        """An association's §3.2 ``student_name`` when it is this student's own; another
+        student's name is never part of this student's export."""
+        named = a.student_id if a.student_id is not None else a.suggested_student_id
+        return self.student.full_name if named == self.student.id else None
+
+
+async def export_student(rt: Runtime, ctx: RequestContext, student_id: UUID) -> StudentExport:
+    """The owner's copy of everything held about one of their students."""
+    async with rt.read() as uow:
+        student = await uow.students.get(ctx.user_id, student_id)
+        if student is None:
+            raise NotFoundError("Student", student_id)
+        classes = await uow.classes.get_many(ctx.user_id, student.class_ids)
+        associations = await uow.batches.associations_of_student(student_id)
+        history = await uow.history.of_student(student_id)
+        conflicts = await conflicts_in_batches(uow, {a.batch_id for a in associations})
+    return StudentExport(
+        student,
+        tuple(classes[c] for c in student.class_ids if c in classes),
+        tuple(associations),
+        tuple(history),
+        frozenset(conflicts),
+    )
