@@ -20,6 +20,7 @@ from class_core.use_cases.matching import finalize_batch
 from tests.e2e.conftest import INTERNAL, A, ApiHarness, B, assert_problem, settings_for
 
 FIRST, LAST, LEGAL, EMAIL = "Zephyrine", "Quillfeather", "Zephyrine O. Quillfeather", "zq@x.se"
+ALIAS = "Zephyquill"
 UPDATED = "huleedu.class.student.updated.v1"
 ERASED = "huleedu.class.student.erased.v1"
 CREATED = "huleedu.class.student.created.v1"
@@ -218,7 +219,7 @@ async def test_a_protected_identity_is_a_pseudonym_outside_the_owners_reads(
     api: ApiHarness,
 ) -> None:
     cls = await api.create_class()
-    s = await _student(api, [cls["id"]], protected_identity=True)
+    s = await _student(api, [cls["id"]], protected_identity=True, aliases=[ALIAS])
     pseudonym = {"first_name": "Protected", "last_name": f"Student {s['id'].replace('-', '')[:8]}"}
     assert s["protected_identity"] is True
     assert (s["first_name"], s["email"]) == (FIRST, EMAIL)
@@ -231,6 +232,7 @@ async def test_a_protected_identity_is_a_pseudonym_outside_the_owners_reads(
             **pseudonym,
             "full_legal_name": f"Protected {pseudonym['last_name']}",
             "email": None,
+            "aliases": [],
         }
     ]
     batch, essay = await _decided(api, cls["id"], s["id"])
@@ -239,7 +241,7 @@ async def test_a_protected_identity_is_a_pseudonym_outside_the_owners_reads(
     for person in (names.json()[0]["student_person_name"], one.json()["student_person_name"]):
         assert person == {**pseudonym, "legal_full_name": f"Protected {pseudonym['last_name']}"}
     outside = str(api.events()) + internal.text + names.text + one.text
-    for value in (FIRST, LAST, LEGAL, EMAIL):
+    for value in (FIRST, LAST, LEGAL, EMAIL, ALIAS):
         assert value not in outside
     created = [e["data"] for e in api.events() if e["event_type"] == CREATED]
     assert (created[0]["first_name"], created[0]["last_name"]) == tuple(pseudonym.values())
@@ -272,3 +274,29 @@ async def test_the_new_routes_are_in_the_openapi_document(memory_api: ApiHarness
     assert {"protected_identity", "is_erased", "erased_at"} <= set(
         student["StudentOut"]["properties"]
     )
+
+
+async def test_erasure_is_a_version_and_honours_if_match(api: ApiHarness) -> None:
+    """Contract §8 for erasure: 412 (nothing erased, nothing published) when ``If-Match``
+    names another version; the erasure answers the new version in ``ETag`` and the body, and
+    its two events carry it as ``aggregate_version``."""
+    cls = await api.create_class()
+    s = await _student(api, [cls["id"]])
+    path = f"/v1/classes/students/{s['id']}/erasure"
+    assert s["version"] == 1
+    before = len(api.events())
+    stale = await api.client.post(path, headers={**A, "If-Match": '"7"'})
+    assert_problem(stale, 412, "PRECONDITION_FAILED")
+    assert_problem(
+        await api.client.post(path, headers={**A, "If-Match": "7"}), 400, "VALIDATION_ERROR"
+    )
+    assert (await api.client.get(f"/v1/classes/students/{s['id']}", headers=A)).json() == s
+    assert len(api.events()) == before
+
+    r = await api.client.post(path, headers={**A, "If-Match": '"1"'})
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == 2
+    assert r.headers["etag"] == '"2"'
+    events = api.events()[before:]
+    assert [e["event_type"] for e in events] == [UPDATED, ERASED]
+    assert [e["metadata"]["aggregate_version"] for e in events] == [2, 2]

@@ -192,15 +192,11 @@ async def test_export_lists_classes_associations_and_the_history_of_actions(w: W
     await update_student(w.rt, w.ctx(), s.id, UpdateStudent(add_class_ids=[other.id]))
     await update_student(w.rt, w.ctx(), s.id, UpdateStudent(remove_class_ids=[other.id]))
     decided, timed_out = uuid4(), uuid4()
-    batch_id = uuid4()
-    await w.ingest(
-        batch_id,
-        cls.id,
-        [
-            EssayMatch(decided, (Suggestion(s.id, 0.9, ("r",)),)),
-            EssayMatch(timed_out, (Suggestion(s.id, 0.95, ("r",)),)),
-        ],
-    )
+    batch_id, later_batch = uuid4(), uuid4()
+    # Two batches: within one, the §11 guard would send the second essay of the student a
+    # teacher already chose to UNKNOWN.
+    await w.ingest(batch_id, cls.id, [EssayMatch(decided, (Suggestion(s.id, 0.9, ("r",)),))])
+    await w.ingest(later_batch, cls.id, [EssayMatch(timed_out, (Suggestion(s.id, 0.95, ("r",)),))])
     await confirm_associations(w.rt, w.ctx("teacher-1"), batch_id, [ConfirmItem(decided, True)])
     w.clock.advance(hours=25)
     await expire_due_batches(w.rt)

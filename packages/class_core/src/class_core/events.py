@@ -250,6 +250,7 @@ class StudentErasedV1:
     correlation_id: UUID
     timestamp: datetime
     event: str = "student.erased"
+    aggregate_version: int = _aggregate_version()
 
 
 @frozen
@@ -333,6 +334,7 @@ _VERSIONED = (
     StudentCreatedV1,
     StudentUpdatedV1,
     StudentDeletedV1,
+    StudentErasedV1,
 )
 
 

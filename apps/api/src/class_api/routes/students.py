@@ -95,15 +95,19 @@ async def delete_student(
 @post(
     STUDENT_PATH + "/erasure",
     status_code=200,
-    responses=problems(400, 401, 404, 409, 500, 503),
+    responses=problems(400, 401, 404, 409, 412, 500, 503),
+    response_headers=ETAG_HEADERS,
     summary="Erase a student",
 )
-async def erase_student(rt: Rt, ctx: Ctx, student_id: PathId) -> StudentOut:
+async def erase_student(
+    rt: Rt, ctx: Ctx, student_id: PathId, if_match_header: IfMatchHeader = None
+) -> Response[StudentOut]:
     """The student stays as an anonymous record (id, associations and decisions kept);
     names become ERASED / STUDENT, everything else personal is cleared everywhere the service
     holds it, memberships are removed. Repeating it changes nothing. 409 for the UNKNOWN
-    placeholder."""
-    return student_out(await students.erase_student(rt, ctx, student_id))
+    placeholder; ``If-Match`` guards it like a PUT (412)."""
+    student = await students.erase_student(rt, ctx, student_id, if_match(if_match_header))
+    return with_etag(student_out(student), student.version)
 
 
 @get(STUDENT_PATH + "/export", responses=READ, summary="Export what is held about a student")

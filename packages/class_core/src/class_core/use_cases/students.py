@@ -393,22 +393,27 @@ async def delete_student(
         await uow.commit()
 
 
-async def erase_student(rt: Runtime, ctx: RequestContext, student_id: UUID) -> Student:
+async def erase_student(
+    rt: Runtime, ctx: RequestContext, student_id: UUID, if_match: IfMatch | None = None
+) -> Student:
     """Erase a student (§10): it stays as an anonymous record (id, associations and
     decisions kept), everything personal is cleared everywhere the service holds it, its
     memberships are removed; ``StudentUpdatedV1`` then ``StudentErasedV1`` in the same
-    transaction. Erasing an erased student changes nothing and publishes nothing."""
+    transaction. Erasing an erased student changes nothing and publishes nothing.
+
+    The student is read locked (contract §8): 404, then 412 when ``If-Match`` names another
+    version, then 409 for the placeholder; the erasure is one more version."""
     now = rt.now()
     async with rt.uow() as uow:
-        student = await uow.students.get(ctx.user_id, student_id)
-        if student is None:
-            raise NotFoundError("Student", student_id)
+        student = await _locked_student(uow, ctx.user_id, student_id)
+        check_if_match(if_match, student.version)
         if student.is_placeholder:
             raise ResourceInUseError("The UNKNOWN placeholder student cannot be erased")
         if student.is_erased:
             return student
         former = student.personal_values()
         left = student.erase(now)
+        student.version += 1
         try:
             await uow.students.update(student)
         except StudentErasedError:  # a concurrent erasure committed first: nothing new
@@ -428,7 +433,14 @@ async def erase_student(rt: Runtime, ctx: RequestContext, student_id: UUID) -> S
         uow.record(
             [
                 StudentUpdatedV1.of(student, (), left, ctx.user_id, cid, now),
-                StudentErasedV1(student_id, tuple(left), ctx.user_id, cid, now),
+                StudentErasedV1(
+                    student_id,
+                    tuple(left),
+                    ctx.user_id,
+                    cid,
+                    now,
+                    aggregate_version=student.version,
+                ),
             ],
             cid,
             now,
