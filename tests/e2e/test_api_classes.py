@@ -209,9 +209,9 @@ async def test_roster_for_owner_and_internal_callers(api: ApiHarness) -> None:
 
     expected = [
         {"student_id": ada["id"], "first_name": "Ada", "last_name": "Lovelace",
-         "full_legal_name": "Augusta Ada King", "email": None},
+         "full_legal_name": "Augusta Ada King", "email": None, "aliases": []},
         {"student_id": zed["id"], "first_name": "Zoë", "last_name": "Åberg",
-         "full_legal_name": "Zoë Åberg", "email": "zoe@example.org"},
+         "full_legal_name": "Zoë Åberg", "email": "zoe@example.org", "aliases": []},
     ]  # fmt: skip
     path = f"/v1/classes/{cls['id']}/roster"
     owner = await api.client.get(path, headers=A)
