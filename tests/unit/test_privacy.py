@@ -289,3 +289,23 @@ def test_the_import_column_protected_identity() -> None:
 
 
 _NOW = World().clock.now()
+
+
+async def test_exported_associations_carry_conflict_judged_within_their_batch(w: World) -> None:
+    """§11's ``conflict`` in an export: two essays of one batch suggesting the same student
+    conflict; an essay alone in its batch does not, though the student is the same."""
+    cls = await w.new_class()
+    s = await _student(w, [cls.id])
+    twin_a, twin_b, alone = uuid4(), uuid4(), uuid4()
+    await w.ingest(
+        uuid4(),
+        cls.id,
+        [
+            EssayMatch(twin_a, (Suggestion(s.id, 0.9),)),
+            EssayMatch(twin_b, (Suggestion(s.id, 0.8),)),
+        ],
+    )
+    await w.ingest(uuid4(), cls.id, [EssayMatch(alone, (Suggestion(s.id, 0.9),))])
+    export = await export_student(w.rt, w.ctx(), s.id)
+    flags = {a.essay_id: export.conflict(a) for a in export.associations}
+    assert flags == {twin_a: True, twin_b: True, alone: False}

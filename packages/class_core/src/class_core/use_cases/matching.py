@@ -238,9 +238,11 @@ async def _names_and_placeholders(
 async def conflicts_in_batches(uow: UnitOfWork, batch_ids: Collection[UUID]) -> set[UUID]:
     """The essays flagged ``conflict`` (§11) among the batches named, each judged within its
     own batch (for views that show associations without their whole batch, e.g. an export)."""
+    by_batch = await uow.batches.associations_of(batch_ids)
+    everyone = [a for associations in by_batch.values() for a in associations]
+    _, placeholders = await _names_and_placeholders(uow, everyone)  # one read for all batches
     conflicts: set[UUID] = set()
-    for associations in (await uow.batches.associations_of(batch_ids)).values():
-        _, placeholders = await _names_and_placeholders(uow, associations)
+    for associations in by_batch.values():
         conflicts |= conflicting_essays(associations, placeholders)
     return conflicts
 
