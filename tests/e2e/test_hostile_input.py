@@ -34,8 +34,13 @@ def _student(first: Any = "Ada", last: Any = "L", **extra: Any) -> dict[str, Any
     return {"person_name": {"first_name": first, "last_name": last}, **extra}
 
 
-def _no_leak(text: str) -> None:
+def _no_leak(text: str, *sent: str | None) -> None:
+    # A marker the request itself carried (a fuzzed name "cms_", say) may come back as the
+    # stored value: only a marker the client did not send counts as a leak.
+    echoed = " ".join(s for s in sent if s)
     for marker in LEAKS:
+        if marker.casefold() in echoed.casefold():
+            continue
         assert marker not in text, f"{marker!r} in a response"
 
 
@@ -587,7 +592,7 @@ def test_fuzzed_names_are_stored_normalised_or_refused_on_postgresql(
     r = pg_client.post(
         "/v1/classes/students", content=body, headers={**owner, "content-type": "application/json"}
     )
-    _no_leak(r.text)
+    _no_leak(r.text, first, last, email)
     listed = pg_client.get("/v1/classes/students", headers=owner).json()
     if r.status_code == 201:
         expected = unicodedata.normalize("NFC", first).strip()
