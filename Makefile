@@ -65,12 +65,16 @@ imports: $(STAMP)
 services:
 	@bash scripts/ensure-services.sh
 
-## make test: environment, services, static checks and the whole pytest suite
+## make test: environment, services, static checks and the whole pytest suite, in
+## PYTEST_WORKERS processes (pytest-xdist; a test file stays in one process, so its module
+## fixtures are built once). PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= 3
+PYTEST_ARGS = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 test: lock-check $(STAMP) services check
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## make bench: every benchmark, one table, bench/results.json
 bench: $(STAMP) services

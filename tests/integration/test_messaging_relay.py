@@ -711,8 +711,9 @@ async def test_relay_throughput(
     rate = published / elapsed
     with capsys.disabled():
         print(f"\nrelay throughput ({messaging_backend.name}): {rate:,.0f} events/s")
+    # The rate is printed, not asserted: speed is judged by `python -m bench --only relay`
+    # (docs/performance.md) on a quiet machine, not by a timed test beside other workers.
     assert published == n
-    assert rate >= 2_000  # the target is 5,000/s; the floor leaves room for a busy machine
 
 
 async def _pending_is(backend: MessagingBackend, n: int) -> bool:

@@ -43,11 +43,13 @@ from class_core.events import (
 from class_core.model import SchoolClass, Student
 
 AT = datetime(2026, 11, 27, 10, 15, 0, 123456, tzinfo=UTC)
-CID = uuid4()
-CLASS = uuid4()
-STUDENT = uuid4()
-BATCH = uuid4()
-ESSAY = uuid4()
+# Fixed ids: they appear in the parametrised test ids, which must be the same in every
+# pytest-xdist worker's collection.
+CID = UUID("c1d00000-0000-4000-8000-000000000001")
+CLASS = UUID("c1a55000-0000-4000-8000-000000000002")
+STUDENT = UUID("57d0e000-0000-4000-8000-000000000003")
+BATCH = UUID("ba7c0000-0000-4000-8000-000000000004")
+ESSAY = UUID("e55a0000-0000-4000-8000-000000000005")
 
 
 def note() -> TeacherNotification:
