@@ -127,6 +127,9 @@ _UPDATE = (
         search_key=bindparam("v_search_key"),
         updated_at=bindparam("v_updated_at"),
         version=bindparam("v_version"),
+        external_id=bindparam("v_external_id"),
+        status=bindparam("v_status"),
+        archived_at=bindparam("v_archived_at"),
     )
 )
 _DELETE = delete(classes).where(classes.c.id == bindparam("class_id"))
@@ -142,6 +145,11 @@ def _filters(owner_id: str, query: ClassQuery) -> list[ColumnElement[bool]]:
         conds.append(classes.c.course_code == query.course_code)
     if query.updated_since is not None:
         conds.append(classes.c.updated_at >= query.updated_since)
+    if query.status is not None:
+        # With the owner: a range of ix_cms_classes_owner_status_created, already in order.
+        conds.append(classes.c.status == query.status)
+    if query.external_id is not None:
+        conds.append(classes.c.external_id == query.external_id)
     return conds
 
 
@@ -247,6 +255,9 @@ class SqlClassRepository:
                 "v_search_key": row["search_key"],
                 "v_updated_at": row["updated_at"],
                 "v_version": row["version"],
+                "v_external_id": row["external_id"],
+                "v_status": row["status"],
+                "v_archived_at": row["archived_at"],
             },
         )
 
