@@ -62,7 +62,8 @@ async def test_a_duplicate_external_id_is_a_row_error_for_that_row(env: Env) -> 
     assert counts(summary) == (1, 1, 0, 3)  # Bo's last name differs: updated
     by_row = {e.row: e.errors for e in summary.errors}
     assert set(by_row) == {3, 4, 6}
-    assert "DUPLICATE_EXTERNAL_ID" in by_row[3][0] and "line 2" in by_row[3][0]
+    assert "DUPLICATE_EXTERNAL_ID" in by_row[3][0]
+    assert "line 2" in by_row[3][0]
     assert "DUPLICATE_EXTERNAL_ID" in by_row[4][0]
     assert by_row[6][0].startswith("external_id:")
     stored = env.students()
@@ -81,7 +82,8 @@ async def test_rows_joining_an_archived_class_are_row_errors(env: Env) -> None:
     )
     assert counts(summary) == (0, 0, 1, 1)  # a member already stays one
     [error] = summary.errors
-    assert error.row == 3 and "CLASS_ARCHIVED" in error.errors[0]
+    assert error.row == 3
+    assert "CLASS_ARCHIVED" in error.errors[0]
     fixed = await env.run([row(4, "c@s.se", None)], class_id=cls.id)
     assert counts(fixed) == (0, 0, 0, 1)
     assert "CLASS_ARCHIVED" in fixed.errors[0].errors[0]

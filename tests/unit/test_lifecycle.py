@@ -100,7 +100,8 @@ async def test_class_external_id_set_cleared_and_left_by_put(w: World) -> None:
     assert (cleared.external_id, cleared.version) == (None, 4)
     assert w.data(CLASS_UPDATED)[-1]["external_id"] is None
     again = await update_class(w.rt, ctx, cls.id, UpdateClass(external_id=None))
-    assert again.version == 4 and len(w.data(CLASS_UPDATED)) == 3
+    assert again.version == 4
+    assert len(w.data(CLASS_UPDATED)) == 3
 
 
 @pytest.mark.parametrize("bad", ["", "   ", "a\x00b", "x" * 256])
@@ -206,7 +207,7 @@ async def test_archive_honours_if_match_and_owner(w: World) -> None:
     assert (await get_class(w.rt, ctx, cls.id)).status is ClassStatus.ACTIVE
     done = await set_class_archived(w.rt, ctx, cls.id, True, IfMatch.parse('"1"'))
     assert done.version == 2
-    assert w.data(CLASS_UPDATED) and len(w.data(CLASS_UPDATED)) == 1
+    assert len(w.data(CLASS_UPDATED)) == 1
 
 
 async def test_an_archived_class_is_read_only(w: World) -> None:
