@@ -90,6 +90,9 @@ _GET_MANY = select(classes).where(
 _GET_ONE = select(classes).where(
     classes.c.owner_id == bindparam("owner_id"), classes.c.id == bindparam("class_id")
 )
+# The same, share-locked in one round trip (a new student joining one class): a locking read
+# that waited returns the row as the holder committed it (e.g. archived meanwhile).
+_GET_ONE_SHARED = _GET_ONE.with_for_update(read=True)
 # Classes whose search key (the folded name) equals the folded name sought: an index look-up
 # (ix_cms_classes_owner_search_key); the exact rule (trimmed, case-folded) is applied to these
 # few candidates in Python.
@@ -177,6 +180,10 @@ class SqlClassRepository:
         if not class_ids:
             return {}
         ids = list(set(class_ids))
+        if lock and self._tx.is_postgresql and len(ids) == 1:
+            params = {"owner_id": owner_id, "class_id": ids[0]}
+            rows = await self._tx.fetch_rows(_GET_ONE_SHARED, params)
+            return {row["id"]: class_from_row(row) for row in rows}
         if lock and self._tx.is_postgresql:
             await self._tx.execute(_LOCK_SHARED, {"owner_id": owner_id, "class_ids": ids})
         if len(ids) == 1:
