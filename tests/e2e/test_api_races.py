@@ -409,3 +409,38 @@ async def test_two_creates_with_one_external_id_one_wins(replicas: Replicas, kin
                 {"p": f"%{external_id}%"},
             )
             assert found.scalar_one() == 1  # the winner's created event only
+
+
+# ------------------------------------------------------------------ archiving (§9.2)
+
+
+async def test_archive_vs_a_student_joining(replicas: Replicas) -> None:
+    """A student created into a class while the class is archived either joined first (its
+    event is before the archive's) or is refused with 409 CLASS_ARCHIVED: never a member
+    that joined an already archived class."""
+    for n in range(ROUNDS):
+        cls = await replicas.create("/v1/classes", {"name": f"A{n}", "course_codes": ["ENG5"]})
+        body = {**student_body(n), "class_ids": [cls["id"]]}
+        r1, r2 = await replicas.both(
+            ("POST", f"/v1/classes/{cls['id']}/archive", None),
+            ("POST", "/v1/classes/students", body),
+            n,
+        )
+        assert r1.status_code == 200, r1.text
+        assert r2.status_code in (201, 409), r2.text
+        async with replicas.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT topic, seq FROM cms_outbox WHERE topic IN (:a, :s) "
+                    "AND payload LIKE :c ORDER BY seq"
+                ),
+                {"a": CLASS_UPDATED, "s": STUDENT_CREATED, "c": f"%{cls['id']}%"},
+            )
+            topics = [topic for topic, _ in rows]
+        if r2.status_code == 409:
+            assert r2.json()["error_code"] == "CLASS_ARCHIVED"
+            assert topics == [CLASS_UPDATED]
+        else:
+            assert topics == [STUDENT_CREATED, CLASS_UPDATED], n
+            roster = await replicas.get(f"/v1/classes/{cls['id']}/roster")
+            assert [s["student_id"] for s in roster.json()["students"]] == [r2.json()["id"]]

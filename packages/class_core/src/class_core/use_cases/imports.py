@@ -341,12 +341,6 @@ async def _plan(
         locked = await uow.classes.get_many(owner, [state.fixed_class.id], lock=True)
         # As it is now (archived meanwhile?): the rows' check below uses it.
         state.fixed_class = locked.get(state.fixed_class.id, state.fixed_class)
-    # Locked until the chunk commits: an update is applied to the rows as they are then, so
-    # that an import never reverts a concurrent API edit (contract §8).
-    emails = [v.email for v in valid]
-    existing = await uow.students.by_emails(owner, emails, lock=True) if valid else {}
-    wanted_ids = {v.external_id for v in valid if v.external_id is not None}
-    holders = await uow.students.by_external_ids(owner, wanted_ids) if wanted_ids else {}
     # The chunk's class names not seen before, looked up in one statement (not one per name).
     unseen = {
         v.class_name
@@ -358,6 +352,13 @@ async def _plan(
     looked_up: dict[str, list[SchoolClass]] = {name.casefold(): [] for name in unseen}
     if unseen:
         looked_up.update(await uow.classes.find_by_names(owner, unseen))
+    await _lock_named_classes(uow, owner, state, valid, looked_up)
+    # Locked until the chunk commits: an update is applied to the rows as they are then, so
+    # that an import never reverts a concurrent API edit (contract §8).
+    emails = [v.email for v in valid]
+    existing = await uow.students.by_emails(owner, emails, lock=True) if valid else {}
+    wanted_ids = {v.external_id for v in valid if v.external_id is not None}
+    holders = await uow.students.by_external_ids(owner, wanted_ids) if wanted_ids else {}
     new_ids = iter(uuid4_many(len(valid)))
     for v in valid:
         earlier = plan.emails.get(v.email) or state.emails.get(v.email)
@@ -395,6 +396,29 @@ async def _plan(
             _create(plan, ctx, v, cls, next(new_ids))
         else:
             _update(plan, ctx, v, cls, student)
+
+
+async def _lock_named_classes(
+    uow: UnitOfWork,
+    owner: str,
+    state: _State,
+    valid: Sequence[_Valid],
+    looked_up: dict[str, list[SchoolClass]],
+) -> None:
+    """Share-lock the existing classes the chunk's rows name (before the students, the order
+    a class deletion takes them in) and take them as they are now: an archive committed
+    meanwhile is seen, and one that comes later waits for this chunk (§9.2)."""
+    named = {v.class_name.casefold() for v in valid if v.class_name is not None}
+    known = [e for k, e in state.classes.items() if k in named and isinstance(e, SchoolClass)]
+    known += [c for found in looked_up.values() for c in found]
+    if not known:
+        return
+    fresh = await uow.classes.get_many(owner, {c.id for c in known}, lock=True)
+    for key, entry in state.classes.items():
+        if isinstance(entry, SchoolClass) and entry.id in fresh:
+            state.classes[key] = fresh[entry.id]
+    for key, found in looked_up.items():
+        looked_up[key] = [fresh.get(c.id, c) for c in found]
 
 
 def _external_id_taken(
