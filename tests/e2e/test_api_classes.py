@@ -24,6 +24,9 @@ CLASS_KEYS = {
     "created_at",
     "updated_at",
     "version",
+    "external_id",
+    "status",
+    "archived_at",
 }
 
 

@@ -121,6 +121,7 @@ async def test_openapi_document_matches_the_routes(memory_api: ApiHarness) -> No
         ("get", "/healthz"), ("get", "/metrics"), ("get", "/v1/courses"),
         ("post", "/v1/classes"), ("get", "/v1/classes"), ("get", "/v1/classes/{class_id}"),
         ("put", "/v1/classes/{class_id}"), ("delete", "/v1/classes/{class_id}"),
+        ("post", "/v1/classes/{class_id}/archive"), ("post", "/v1/classes/{class_id}/unarchive"),
         ("get", "/v1/classes/{class_id}/roster"), ("post", "/v1/classes/students"),
         ("get", "/v1/classes/students"), ("get", "/v1/classes/students/{student_id}"),
         ("put", "/v1/classes/students/{student_id}"),

@@ -375,3 +375,72 @@ async def test_import_vs_put_keeps_both_changes(replicas: Replicas) -> None:
             last = [e for t, e in events if t == STUDENT_UPDATED][-1]
             assert last["metadata"]["aggregate_version"] == 3
             assert last["data"]["first_name"] == f"Imported{n}"
+
+
+# ------------------------------------------------------------------ external ids (§9.1)
+
+
+@pytest.mark.parametrize("kind", ["class", "student"])
+async def test_two_creates_with_one_external_id_one_wins(replicas: Replicas, kind: str) -> None:
+    """The unique index decides, not a look-up: of two simultaneous POSTs with the same
+    external id one answers 201 and the other 409 DUPLICATE_EXTERNAL_ID, which writes and
+    publishes nothing."""
+    path = "/v1/classes" if kind == "class" else "/v1/classes/students"
+    for n in range(ROUNDS // 2):
+        external_id = f"SIS-{n}-{uuid4().hex[:8]}"
+        if kind == "class":
+            bodies = [
+                {"name": f"K{n}-{i}", "course_codes": ["ENG5"], "external_id": external_id}
+                for i in range(2)
+            ]
+        else:
+            bodies = [{**student_body(n), "external_id": external_id} for _ in range(2)]
+        r1, r2 = await replicas.both(("POST", path, bodies[0]), ("POST", path, bodies[1]), n)
+        assert sorted([r1.status_code, r2.status_code]) == [201, 409], (r1.text, r2.text)
+        loser = r1 if r1.status_code == 409 else r2
+        assert loser.json()["error_code"] == "DUPLICATE_EXTERNAL_ID"
+        listed = await replicas.clients[1].get(path, params={"external_id": external_id}, headers=A)
+        items = listed.json()["classes" if kind == "class" else "students"]
+        winner = r1 if r1.status_code == 201 else r2
+        assert [x["id"] for x in items] == [winner.json()["id"]]
+        async with replicas.engine.connect() as conn:
+            found = await conn.execute(
+                text("SELECT count(*) FROM cms_outbox WHERE payload LIKE :p"),
+                {"p": f"%{external_id}%"},
+            )
+            assert found.scalar_one() == 1  # the winner's created event only
+
+
+# ------------------------------------------------------------------ archiving (§9.2)
+
+
+async def test_archive_vs_a_student_joining(replicas: Replicas) -> None:
+    """A student created into a class while the class is archived either joined first (its
+    event is before the archive's) or is refused with 409 CLASS_ARCHIVED: never a member
+    that joined an already archived class."""
+    for n in range(ROUNDS):
+        cls = await replicas.create("/v1/classes", {"name": f"A{n}", "course_codes": ["ENG5"]})
+        body = {**student_body(n), "class_ids": [cls["id"]]}
+        r1, r2 = await replicas.both(
+            ("POST", f"/v1/classes/{cls['id']}/archive", None),
+            ("POST", "/v1/classes/students", body),
+            n,
+        )
+        assert r1.status_code == 200, r1.text
+        assert r2.status_code in (201, 409), r2.text
+        async with replicas.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT topic, seq FROM cms_outbox WHERE topic IN (:a, :s) "
+                    "AND payload LIKE :c ORDER BY seq"
+                ),
+                {"a": CLASS_UPDATED, "s": STUDENT_CREATED, "c": f"%{cls['id']}%"},
+            )
+            topics = [topic for topic, _ in rows]
+        if r2.status_code == 409:
+            assert r2.json()["error_code"] == "CLASS_ARCHIVED"
+            assert topics == [CLASS_UPDATED]
+        else:
+            assert topics == [STUDENT_CREATED, CLASS_UPDATED], n
+            roster = await replicas.get(f"/v1/classes/{cls['id']}/roster")
+            assert [s["student_id"] for s in roster.json()["students"]] == [r2.json()["id"]]

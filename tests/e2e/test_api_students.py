@@ -10,6 +10,7 @@ from tests.e2e.conftest import A, ApiHarness, assert_problem, fields_of
 NAME = {"first_name": "B", "last_name": "C"}
 STUDENT_KEYS = {
     "version",
+    "external_id",
     "id",
     "first_name",
     "last_name",

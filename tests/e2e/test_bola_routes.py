@@ -85,6 +85,13 @@ class World:
                 ("PUT", f"/v1/classes/{c}", {"json": {}}, 404),
             ],
             ("DELETE", "/v1/classes/{class_id}"): [("DELETE", f"/v1/classes/{c}", {}, 404)],
+            ("POST", "/v1/classes/{class_id}/archive"): [
+                ("POST", f"/v1/classes/{c}/archive", {}, 404),
+                ("POST", f"/v1/classes/{c}/archive", {"headers": {**B, "If-Match": "*"}}, 404),
+            ],
+            ("POST", "/v1/classes/{class_id}/unarchive"): [
+                ("POST", f"/v1/classes/{c}/unarchive", {}, 404)
+            ],
             ("GET", "/v1/classes/{class_id}/roster"): [
                 ("GET", f"/v1/classes/{c}/roster", {}, 404),
                 ("GET", f"/v1/classes/{c}/roster", {"headers": WRONG_KEY}, 401),

@@ -279,10 +279,12 @@ async def test_use_cases_publish_the_contract_events(
         "user_id": owner,
         "correlation_id": str(ctx.correlation_id),
         "timestamp": created["timestamp"],
+        "external_id": None,
     }
     (updated,) = data[CLASS_UPDATED]
     assert updated["class_designation"] == "9B"
     assert updated["course_codes"] is None
+    assert (updated["external_id"], updated["status"]) == (None, "active")
     (s_created,) = data[STUDENT_CREATED]
     assert s_created["event"] == "student.created"
     assert s_created["student_id"] == str(student.id)

@@ -42,7 +42,8 @@ FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
 FIRST, OLD_LAST, LAST = "Zephyrine", "Quillbottom", "Quillfeather"
 LEGAL, OLD_LEGAL = "Zephyrine Ottilia Quillfeather", "Zephyrine Ottilia Quillbottom"
 EMAIL = "zephyrine.quillfeather@skolan.example"
-FORMER = (FIRST, OLD_LAST, LAST, LEGAL, OLD_LEGAL, EMAIL)
+EXTERNAL_ID = "SIS-ZQ-4711"  # the school system's id of the student (§9.1): personal
+FORMER = (FIRST, OLD_LAST, LAST, LEGAL, OLD_LEGAL, EMAIL, EXTERNAL_ID)
 
 
 @pytest.fixture
@@ -117,7 +118,11 @@ async def test_erasure_leaves_no_trace_in_any_table(engine: AsyncEngine) -> None
     ctx = RequestContext(OWNER)
     cls = await create_class(rt, ctx, CreateClass("Klass 9Q", ["ENG5"]))
     s = await create_student(
-        rt, ctx, CreateStudent(PersonName(FIRST, OLD_LAST, OLD_LEGAL), EMAIL, [cls.id])
+        rt,
+        ctx,
+        CreateStudent(
+            PersonName(FIRST, OLD_LAST, OLD_LEGAL), EMAIL, [cls.id], external_id=EXTERNAL_ID
+        ),
     )
     clock.advance(minutes=1)
     namesake = await create_student(
@@ -149,6 +154,7 @@ async def test_erasure_leaves_no_trace_in_any_table(engine: AsyncEngine) -> None
     [waiting] = [m.message for m in await store.fetch_ready(clock.now(), 100)]
     assert waiting.topic == STUDENT_UPDATED
     assert EMAIL in waiting.payload
+    assert EXTERNAL_ID in waiting.payload
     assert await _rows_holding(engine, FORMER)
 
     clock.advance(minutes=1)

@@ -32,6 +32,7 @@ from class_core import notifications
 from class_core.errors import (
     CourseNotFoundError,
     DependencyUnavailableError,
+    DuplicateExternalIdError,
     DuplicateStudentEmailError,
     MultipleCourseError,
     NotFoundError,
@@ -79,6 +80,7 @@ from class_core.use_cases.classes import (
     get_class,
     get_roster,
     list_classes,
+    set_class_archived,
     update_class,
 )
 from class_core.use_cases.matching import (
@@ -1665,3 +1667,81 @@ async def test_an_erased_student_is_never_changed_again(any_backend: Backend) ->
     assert await get_student(b.rt, ctx(), s.id) == erased
     assert await erase_student(b.rt, ctx(), s.id) == erased
     assert await b.topics() == before
+
+
+# ----------------------------------------------------------------------------- §9.1, §9.2
+
+
+async def test_external_ids_are_unique_per_owner_and_kind(any_backend: Backend) -> None:
+    """Both fakes and SQL refuse a second external id of one owner and kind, on insert, on
+    update and in bulk, and find students by it; another owner or kind may reuse it."""
+    b = any_backend
+    now = b.clock.now()
+    cls = await create_class(b.rt, ctx(), CreateClass("9A", ["ENG5"], "E-1"))
+    await create_class(b.rt, ctx(T2), CreateClass("9A", ["ENG5"], "E-1"))
+    s = await create_student(b.rt, ctx(), CreateStudent(PersonName("A", "B"), external_id="E-1"))
+    twin = attrs.evolve(cls, id=uuid4(), name="9B")
+    async with b.uow() as uow:
+        with pytest.raises(DuplicateExternalIdError):
+            await uow.classes.add(twin)
+    loose = await create_class(b.rt, ctx(), CreateClass("9C", ["ENG5"]))
+    async with b.uow() as uow:
+        with pytest.raises(DuplicateExternalIdError):
+            await uow.classes.update(attrs.evolve(loose, external_id="E-1"))
+    clash = student_at(T1, "C", "D", now)
+    clash.external_id = "E-1"
+    async with b.uow() as uow:
+        with pytest.raises(DuplicateExternalIdError):
+            await uow.students.add_many([student_at(T1, "X", "Y", now), clash])
+    other = await create_student(b.rt, ctx(), CreateStudent(PersonName("E", "F")))
+    async with b.uow() as uow:
+        with pytest.raises(DuplicateExternalIdError):
+            await uow.students.update(attrs.evolve(other, external_id="E-1"))
+    async with b.uow() as uow:
+        found = await uow.students.by_external_ids(T1, ["E-1", "nope"])
+        assert {k: v.id for k, v in found.items()} == {"E-1": s.id}
+        assert await uow.students.by_external_ids(T2, ["E-1"]) == {}
+    page = await list_students(b.rt, ctx(), StudentQuery.build(external_id="E-1"))
+    assert [x.id for x in page.items] == [s.id]
+    page_c = await list_classes(b.rt, ctx(), ClassQuery.build(external_id="E-1"))
+    assert [c.id for c in page_c.items] == [cls.id]
+    stored = await get_student(b.rt, ctx(), s.id)
+    assert stored.external_id == "E-1"
+
+
+async def test_class_status_round_trips_and_filters(any_backend: Backend) -> None:
+    b = any_backend
+    old = await new_class(b, "old")
+    b.clock.advance(minutes=1)
+    new = await new_class(b, "new")
+    archived = await set_class_archived(b.rt, ctx(), old.id, True)
+    stored = await get_class(b.rt, ctx(), old.id)
+    assert stored == archived
+    assert (stored.status.value, stored.archived_at) == ("archived", b.clock.now())
+
+    async def listed(status: str) -> tuple[list[UUID], int]:
+        page = await list_classes(b.rt, ctx(), ClassQuery.build(status=status))
+        return [c.id for c in page.items], page.total
+
+    assert await listed("active") == ([new.id], 1)
+    assert await listed("archived") == ([old.id], 1)
+    assert await listed("all") == ([new.id, old.id], 2)
+    await set_class_archived(b.rt, ctx(), old.id, False)
+    assert (await get_class(b.rt, ctx(), old.id)).archived_at is None
+    assert await listed("active") == ([new.id, old.id], 2)
+
+
+async def test_pg_concurrent_creates_with_one_external_id(clean_pg: AsyncEngine) -> None:
+    """The unique index, not a look-up, decides: of simultaneous writers one wins."""
+    rt = build_sql_runtime(clean_pg, clock=FixedClock(), notifier=RecordingNotifier())
+
+    async def create(i: int) -> object:
+        try:
+            cmd = CreateStudent(PersonName("S", str(i)), external_id="SAME")
+            return await create_student(rt, ctx(), cmd)
+        except DuplicateExternalIdError as exc:
+            return exc
+
+    results = await asyncio.gather(*(create(i) for i in range(6)))
+    assert sum(isinstance(r, Student) for r in results) == 1
+    assert sum(isinstance(r, DuplicateExternalIdError) for r in results) == 5

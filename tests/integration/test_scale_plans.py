@@ -13,6 +13,7 @@ plan.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,7 +43,7 @@ from class_core.use_cases.students import (
     get_student,
     list_students,
 )
-from tests.support.plans import StatementLog, plan_problems
+from tests.support.plans import StatementLog, _explain, _nodes, plan_problems
 
 # 1,000 owners × 3 classes × 30 students and two schools' year groups (20 classes of 3,000):
 # ≈ 150,000 students and memberships, 30,000 associations, 180,000 outbox rows (seconds).
@@ -162,6 +163,14 @@ def _hot_reads(s: Seeded) -> dict[str, Callable[[], Awaitable[object]]]:
         "class list since": lambda: list_classes(
             s.rt, ctx, ClassQuery.build(updated_since=datetime(2020, 1, 1, tzinfo=UTC))
         ),
+        "class list archived": lambda: list_classes(s.rt, ctx, ClassQuery.build(status="archived")),
+        "class list all": lambda: list_classes(s.rt, ctx, ClassQuery.build(status="all")),
+        "class list external id": lambda: list_classes(
+            s.rt, ctx, ClassQuery.build(status="all", external_id="SIS-1")
+        ),
+        "students by external id": lambda: list_students(
+            s.rt, ctx, StudentQuery.build(external_id="SIS-1")
+        ),
         "roster (owner)": lambda: get_roster(s.rt, s.owner, s.class_id),
         "roster (internal key)": lambda: get_roster(s.rt, None, s.class_id),
         "student": lambda: get_student(s.rt, ctx, s.student_id),
@@ -200,6 +209,10 @@ HOT_READS = [
     "class list q",
     "class list course",
     "class list since",
+    "class list archived",
+    "class list all",
+    "class list external id",
+    "students by external id",
     "roster (owner)",
     "roster (internal key)",
     "student",
@@ -289,3 +302,46 @@ async def test_the_sweep_update_reads_the_primary_key_of_a_large_table_with_stal
     finally:
         await engine.dispose()
         await conn.close()
+
+
+ARCHIVER = "scale-archiver"
+
+
+async def test_the_default_class_list_is_a_range_of_the_owner_active_classes(
+    seeded: Seeded,
+) -> None:
+    """An owner with years of archived classes: the default list (active only, newest first)
+    reads the active ones through ``ix_cms_classes_owner_status_created`` in order, neither
+    every class of the owner nor any other owner's (contract §9.2)."""
+    await seeded.conn.execute(
+        f"""
+        INSERT INTO cms_classes (id, owner_id, name, course_code, search_key, created_at,
+                                 updated_at, status, archived_at)
+        SELECT md5('arch' || k)::uuid, '{ARCHIVER}', 'Old ' || k, 'ENG5', 'old ' || k,
+               now() - make_interval(days => k), now(),
+               CASE WHEN k < 10 THEN 'active' ELSE 'archived' END,
+               CASE WHEN k < 10 THEN NULL ELSE now() END
+        FROM generate_series(0, 4999) AS k
+        ON CONFLICT DO NOTHING
+        """
+    )
+    await seeded.conn.execute("ANALYZE cms_classes")
+    ctx = RequestContext(ARCHIVER)
+    with seeded.log.recording() as statements:
+        page = await list_classes(seeded.rt, ctx, ClassQuery.build())
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    assert page.total == 10
+    assert len(page.items) == 10
+    assert all(c.status.value == "active" for c in page.items)
+    listing = [st for st in statements if "cms_classes" in st.sql and "count" in st.sql]
+    assert listing, statements
+    for statement in listing:
+        plan = json.loads(await _explain(seeded.conn, statement, generic=False))
+        scans = [n for n in _nodes(plan[0]["Plan"]) if n.get("Relation Name") == "cms_classes"]
+        assert [n.get("Index Name") for n in scans] == ["ix_cms_classes_owner_status_created"], plan
+        assert not [n for n in _nodes(plan[0]["Plan"]) if n["Node Type"] == "Sort"], plan
+    problems = await plan_problems(
+        seeded.conn, listing, GROWING_TABLES | frozenset({"cms_classes"})
+    )
+    assert not problems, "\n\n".join(str(p) for p in problems)

@@ -57,6 +57,7 @@ async def test_create_class_stores_it_and_publishes_event_and_notification(w: Wo
         "user_id": OWNER,
         "correlation_id": str(ctx.correlation_id),
         "timestamp": START.isoformat(),
+        "external_id": None,
     }
     [note] = w.notifier.sent
     assert note.notification_type == "class_created"
@@ -197,6 +198,8 @@ async def test_update_name_only_publishes_null_course_codes(w: World) -> None:
         "user_id": OWNER,
         "correlation_id": str(ctx.correlation_id),
         "timestamp": updated.updated_at.isoformat(),
+        "external_id": None,
+        "status": "active",
     }
     assert len(w.notifier.sent) == 1  # only class_created; updates notify no one
 

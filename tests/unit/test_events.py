@@ -61,13 +61,21 @@ EVENTS: list[tuple[DomainEvent, str, str, set[str]]] = [
         ClassCreatedV1(CLASS, "9A", ("ENG5",), "t-1", CID, AT),
         CLASS_CREATED,
         str(CLASS),
-        {"event", "class_id", "class_designation", "course_codes", "user_id"},
+        {"event", "class_id", "class_designation", "course_codes", "user_id", "external_id"},
     ),
     (
         ClassUpdatedV1(CLASS, None, None, "t-1", CID, AT),
         CLASS_UPDATED,
         str(CLASS),
-        {"event", "class_id", "class_designation", "course_codes", "user_id"},
+        {
+            "event",
+            "class_id",
+            "class_designation",
+            "course_codes",
+            "user_id",
+            "external_id",
+            "status",
+        },
     ),
     (
         ClassDeletedV1(CLASS, "t-1", CID, AT),
@@ -88,6 +96,7 @@ EVENTS: list[tuple[DomainEvent, str, str, set[str]]] = [
             "class_ids",
             "created_by_user_id",
             "aliases",
+            "external_id",
         },
     ),
     (
@@ -104,6 +113,7 @@ EVENTS: list[tuple[DomainEvent, str, str, set[str]]] = [
             "remove_class_ids",
             "updated_by_user_id",
             "aliases",
+            "external_id",
         },
     ),
     (

@@ -89,6 +89,7 @@ async def test_create_student_normalises_and_publishes(w: World) -> None:
         "correlation_id": str(ctx.correlation_id),
         "timestamp": START.isoformat(),
         "aliases": [],
+        "external_id": None,
     }
     notes = w.notifier.sent[-2:]
     assert {n.notification_type for n in notes} == {"student_added_to_class"}
@@ -233,6 +234,7 @@ async def test_update_names_and_email_publishes_current_values(w: World) -> None
         "correlation_id": str(ctx.correlation_id),
         "timestamp": updated.updated_at.isoformat(),
         "aliases": [],
+        "external_id": None,
     }
 
 

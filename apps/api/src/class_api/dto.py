@@ -51,14 +51,16 @@ class _Input(Struct, forbid_unknown_fields=True):
 class CreateClassIn(_Input):
     name: str
     course_codes: list[str]
+    external_id: str | None = None
 
     def command(self) -> CreateClass:
-        return CreateClass(self.name, tuple(self.course_codes))
+        return CreateClass(self.name, tuple(self.course_codes), self.external_id)
 
 
 class UpdateClassIn(_Input):
     name: str | UnsetType = UNSET
     course_codes: list[str] | UnsetType = UNSET
+    external_id: str | UnsetType | None = UNSET
 
     def command(self) -> UpdateClass:
         return UpdateClass(
@@ -66,6 +68,7 @@ class UpdateClassIn(_Input):
             course_codes=None
             if isinstance(self.course_codes, UnsetType)
             else tuple(self.course_codes),
+            external_id=CORE_UNSET if isinstance(self.external_id, UnsetType) else self.external_id,
         )
 
 
@@ -87,6 +90,7 @@ class CreateStudentIn(_Input):
     class_ids: list[UUID] = msgspec.field(default_factory=list)
     aliases: list[str] = msgspec.field(default_factory=list)
     protected_identity: bool = False
+    external_id: str | None = None
 
     def command(self) -> CreateStudent:
         name = self.person_name
@@ -96,6 +100,7 @@ class CreateStudentIn(_Input):
             tuple(self.class_ids),
             tuple(self.aliases),
             self.protected_identity,
+            self.external_id,
         )
 
 
@@ -106,6 +111,7 @@ class UpdateStudentIn(_Input):
     remove_class_ids: list[UUID] = msgspec.field(default_factory=list)
     aliases: list[str] | UnsetType = UNSET
     protected_identity: bool | UnsetType = UNSET
+    external_id: str | UnsetType | None = UNSET
 
     def command(self) -> UpdateStudent:
         name = self.person_name if not isinstance(self.person_name, UnsetType) else None
@@ -123,6 +129,7 @@ class UpdateStudentIn(_Input):
             protected_identity=CORE_UNSET
             if isinstance(self.protected_identity, UnsetType)
             else self.protected_identity,
+            external_id=CORE_UNSET if isinstance(self.external_id, UnsetType) else self.external_id,
         )
 
 
@@ -189,6 +196,9 @@ class CoursesOut(Struct):
     courses: list[CourseOut]
 
 
+ClassStatusOut = Literal["active", "archived"]
+
+
 class ClassOut(Struct):
     id: UUID
     name: str
@@ -198,6 +208,9 @@ class ClassOut(Struct):
     created_at: Timestamp
     updated_at: Timestamp
     version: int
+    external_id: str | None
+    status: ClassStatusOut
+    archived_at: Timestamp | None
 
 
 class PaginationOut(Struct):
@@ -228,6 +241,7 @@ class StudentOut(Struct):
     protected_identity: bool
     is_erased: bool
     erased_at: Timestamp | None
+    external_id: str | None
 
 
 class StudentListOut(Struct):
@@ -392,6 +406,9 @@ def class_out(cls: SchoolClass) -> ClassOut:
         created_at=timestamp(cls.created_at),
         updated_at=timestamp(cls.updated_at),
         version=cls.version,
+        external_id=cls.external_id,
+        status=cls.status.value,
+        archived_at=timestamp(cls.archived_at) if cls.archived_at else None,
     )
 
 
@@ -420,6 +437,7 @@ def student_out(student: Student) -> StudentOut:
         protected_identity=student.protected_identity,
         is_erased=student.is_erased,
         erased_at=timestamp(student.erased_at) if student.erased_at else None,
+        external_id=student.external_id,
     )
 
 

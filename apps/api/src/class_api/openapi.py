@@ -39,7 +39,8 @@ _DESCRIPTIONS: Mapping[int, str] = {
     "or MULTIPLE_COURSE_ERROR, COURSE_NOT_FOUND, STUDENT_NOT_IN_CLASS",
     401: "AUTHENTICATION_REQUIRED: identity headers missing or invalid",
     404: "RESOURCE_NOT_FOUND: does not exist or belongs to another owner",
-    409: "DUPLICATE_STUDENT_EMAIL, RESOURCE_IN_USE or BATCH_FINALIZED",
+    409: "DUPLICATE_STUDENT_EMAIL, DUPLICATE_EXTERNAL_ID, CLASS_ARCHIVED, RESOURCE_IN_USE or "
+    "BATCH_FINALIZED",
     412: "PRECONDITION_FAILED: If-Match names no version equal to the stored one; nothing changed",
     413: "PAYLOAD_TOO_LARGE: body over 1 MiB",
     415: "UNSUPPORTED_MEDIA_TYPE: the body is not application/json",
@@ -67,6 +68,8 @@ DELETE = problems(400, 401, 404, 409, 500, 503)
 # Writes that accept If-Match (contract §8).
 GUARDED_WRITE = problems(400, 401, 404, 409, 412, 413, 415, 500, 503)
 GUARDED_DELETE = problems(400, 401, 404, 409, 412, 500, 503)
+# Bodiless writes that accept If-Match (archive, unarchive, erasure).
+GUARDED_ACTION = problems(400, 401, 404, 409, 412, 500, 503)
 
 
 def openapi_config() -> OpenAPIConfig:

@@ -69,7 +69,7 @@ class RosterFile:
         records are skipped."""
         col = self.columns
         first, last, email = col["first_name"], col["last_name"], col["email"]
-        legal, cls, course, protect = (col.get(name) for name in OPTIONAL_COLUMNS)
+        legal, cls, course, protect, external = (col.get(name) for name in OPTIONAL_COLUMNS)
         width = self.width
         with _open_text(self.path, self.codec) as f:
             reader = csv.reader(f, delimiter=self.delimiter)
@@ -101,6 +101,7 @@ class RosterFile:
                     cells[course] if course is not None else None,
                     problems,
                     protected_identity=cells[protect] if protect is not None else None,
+                    external_id=cells[external] if external is not None else None,
                 )
 
 

@@ -34,6 +34,9 @@ def class_view(cls: SchoolClass) -> dict[str, Any]:
         "created_at": timestamp(cls.created_at),
         "updated_at": timestamp(cls.updated_at),
         "version": cls.version,
+        "external_id": cls.external_id,
+        "status": cls.status.value,
+        "archived_at": timestamp(cls.archived_at),
     }
 
 
@@ -55,6 +58,7 @@ def student_view(s: Student) -> dict[str, Any]:
         "protected_identity": s.protected_identity,
         "is_erased": s.is_erased,
         "erased_at": timestamp(s.erased_at),
+        "external_id": s.external_id,
     }
 
 

@@ -90,6 +90,9 @@ _GET_MANY = select(classes).where(
 _GET_ONE = select(classes).where(
     classes.c.owner_id == bindparam("owner_id"), classes.c.id == bindparam("class_id")
 )
+# The same, share-locked in one round trip (a new student joining one class): a locking read
+# that waited returns the row as the holder committed it (e.g. archived meanwhile).
+_GET_ONE_SHARED = _GET_ONE.with_for_update(read=True)
 # Classes whose search key (the folded name) equals the folded name sought: an index look-up
 # (ix_cms_classes_owner_search_key); the exact rule (trimmed, case-folded) is applied to these
 # few candidates in Python.
@@ -127,6 +130,9 @@ _UPDATE = (
         search_key=bindparam("v_search_key"),
         updated_at=bindparam("v_updated_at"),
         version=bindparam("v_version"),
+        external_id=bindparam("v_external_id"),
+        status=bindparam("v_status"),
+        archived_at=bindparam("v_archived_at"),
     )
 )
 _DELETE = delete(classes).where(classes.c.id == bindparam("class_id"))
@@ -142,6 +148,11 @@ def _filters(owner_id: str, query: ClassQuery) -> list[ColumnElement[bool]]:
         conds.append(classes.c.course_code == query.course_code)
     if query.updated_since is not None:
         conds.append(classes.c.updated_at >= query.updated_since)
+    if query.status is not None:
+        # With the owner: a range of ix_cms_classes_owner_status_created, already in order.
+        conds.append(classes.c.status == query.status)
+    if query.external_id is not None:
+        conds.append(classes.c.external_id == query.external_id)
     return conds
 
 
@@ -169,6 +180,10 @@ class SqlClassRepository:
         if not class_ids:
             return {}
         ids = list(set(class_ids))
+        if lock and self._tx.is_postgresql and len(ids) == 1:
+            params = {"owner_id": owner_id, "class_id": ids[0]}
+            rows = await self._tx.fetch_rows(_GET_ONE_SHARED, params)
+            return {row["id"]: class_from_row(row) for row in rows}
         if lock and self._tx.is_postgresql:
             await self._tx.execute(_LOCK_SHARED, {"owner_id": owner_id, "class_ids": ids})
         if len(ids) == 1:
@@ -247,6 +262,9 @@ class SqlClassRepository:
                 "v_search_key": row["search_key"],
                 "v_updated_at": row["updated_at"],
                 "v_version": row["version"],
+                "v_external_id": row["external_id"],
+                "v_status": row["status"],
+                "v_archived_at": row["archived_at"],
             },
         )
 

@@ -19,6 +19,7 @@ from class_core.errors import (
     ConflictError,
     CourseNotFoundError,
     DependencyUnavailableError,
+    DuplicateExternalIdError,
     DuplicateStudentEmailError,
     FieldError,
     NotFoundError,
@@ -38,6 +39,12 @@ _SQLITE_UNAVAILABLE = re.compile(
 )
 
 _EMAIL_UNIQUE = "uq_cms_students_owner_email"
+_EXTERNAL_ID_UNIQUE = frozenset(
+    {"uq_cms_classes_owner_external_id", "uq_cms_students_owner_external_id"}
+)
+_SQLITE_EXTERNAL_ID_UNIQUE = re.compile(
+    r"cms_(classes|students)\.owner_id, cms_(classes|students)\.external_id"
+)
 _SQLITE_EMAIL_UNIQUE = "cms_students.owner_id, cms_students.email"
 _COURSE_FK = "fk_cms_classes_course_code"
 _STUDENT_FKS = frozenset(
@@ -165,6 +172,8 @@ def _integrity(exc: sa_exc.IntegrityError) -> ClassManagementError | None:
     state = _sqlstate(exc)
     if name == _EMAIL_UNIQUE or _SQLITE_EMAIL_UNIQUE in message:
         return DuplicateStudentEmailError()
+    if name in _EXTERNAL_ID_UNIQUE or _SQLITE_EXTERNAL_ID_UNIQUE.search(message):
+        return DuplicateExternalIdError()
     is_fk = state == "23503" or "FOREIGN KEY constraint failed" in message
     if is_fk:
         if _verb(exc) == "DELETE":

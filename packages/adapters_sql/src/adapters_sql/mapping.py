@@ -16,6 +16,7 @@ from class_core.model import (
     Association,
     Batch,
     BatchStatus,
+    ClassStatus,
     HistoryAction,
     HistoryEntry,
     SchoolClass,
@@ -47,6 +48,9 @@ def class_row(cls: SchoolClass) -> dict[str, Any]:
         "created_at": cls.created_at,
         "updated_at": cls.updated_at,
         "version": cls.version,
+        "external_id": cls.external_id,
+        "status": cls.status.value,
+        "archived_at": cls.archived_at,
     }
 
 
@@ -60,6 +64,9 @@ def class_from_row(row: Row, student_count: int = 0) -> SchoolClass:
         updated_at=row["updated_at"],
         student_count=student_count,
         version=row["version"],
+        external_id=row["external_id"],
+        status=ClassStatus(row["status"]),
+        archived_at=row["archived_at"],
     )
 
 
@@ -80,6 +87,7 @@ def student_row(s: Student, placeholder_class_id: UUID | None = None) -> dict[st
         "aliases": list(s.aliases),
         "protected_identity": s.protected_identity,
         "erased_at": s.erased_at,
+        "external_id": s.external_id,
     }
 
 
@@ -100,6 +108,7 @@ STUDENT_RECORD_COLUMNS: tuple[str, ...] = (
     "version",
     "protected_identity",
     "erased_at",
+    "external_id",
 )
 
 
@@ -123,6 +132,7 @@ def student_record(s: Student) -> tuple[Any, ...]:
         s.version,
         s.protected_identity,
         s.erased_at,
+        s.external_id,
     )
 
 
@@ -142,6 +152,7 @@ def student_from_row(row: Row, class_ids: Sequence[UUID] = ()) -> Student:
         aliases=_aliases(row["aliases"]),
         protected_identity=bool(row["protected_identity"]),
         erased_at=row["erased_at"],
+        external_id=row["external_id"],
     )
 
 

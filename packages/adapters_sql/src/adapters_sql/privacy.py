@@ -38,6 +38,7 @@ PERSONAL: Mapping[tuple[str, str], Erasure] = MappingProxyType(
         ("cms_students", "email"): Erasure.STUDENT_ROW,
         ("cms_students", "search_key"): Erasure.STUDENT_ROW,
         ("cms_students", "aliases"): Erasure.STUDENT_ROW,
+        ("cms_students", "external_id"): Erasure.STUDENT_ROW,
         ("cms_essay_associations", "match_reasons"): Erasure.SUGGESTION_REASONS,
         ("cms_outbox", "payload"): Erasure.OUTBOX,
     }
@@ -54,6 +55,8 @@ SAFE: Mapping[tuple[str, str], str] = MappingProxyType(
         ("cms_classes", "name"): "a class's name, chosen by the teacher",
         ("cms_classes", "course_code"): "reference data",
         ("cms_classes", "search_key"): "the class name, folded",
+        ("cms_classes", "external_id"): "a class's id in the school's system, not a person's",
+        ("cms_classes", "status"): "an enumeration",
         ("cms_students", "owner_id"): _TEACHER,
         ("cms_batches", "owner_id"): _TEACHER,
         ("cms_batches", "course_code"): "reference data",

@@ -56,7 +56,11 @@ classes = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("version", Integer(), nullable=False, server_default=text("1")),
+    Column("external_id", code_point_string(255), nullable=True),
+    Column("status", String(16), nullable=False, server_default=text("'active'")),
+    Column("archived_at", UTCDateTime(), nullable=True),
     PrimaryKeyConstraint("id", name="pk_cms_classes"),
+    CheckConstraint("status IN ('active', 'archived')", name="ck_cms_classes_status"),
     ForeignKeyConstraint(
         ["course_code"],
         ["cms_courses.code"],
@@ -72,6 +76,24 @@ Index(
 )
 # Finding an owner's class by name (imports): an index look-up, not a listing (r0015).
 Index("ix_cms_classes_owner_search_key", classes.c.owner_id, classes.c.search_key)
+# The class list filtered by status (active by default, §9.2) in its order: a range scan of
+# the owner's classes in that status (r0023).
+Index(
+    "ix_cms_classes_owner_status_created",
+    classes.c.owner_id,
+    classes.c.status,
+    classes.c.created_at.desc(),
+    classes.c.id.desc(),
+)
+# External ids are unique per owner where set (§9.1); the index also serves the filter.
+Index(
+    "uq_cms_classes_owner_external_id",
+    classes.c.owner_id,
+    classes.c.external_id,
+    unique=True,
+    postgresql_where=text("external_id IS NOT NULL"),
+    sqlite_where=text("external_id IS NOT NULL"),
+)
 
 students = Table(
     "cms_students",
@@ -91,6 +113,7 @@ students = Table(
     Column("aliases", _JSON, nullable=False, server_default=text("'[]'")),
     Column("protected_identity", Boolean(), nullable=False, server_default=false()),
     Column("erased_at", UTCDateTime(), nullable=True),
+    Column("external_id", code_point_string(255), nullable=True),
     PrimaryKeyConstraint("id", name="pk_cms_students"),
     UniqueConstraint("owner_id", "email", name="uq_cms_students_owner_email"),
     UniqueConstraint("placeholder_class_id", name="uq_cms_students_placeholder_class_id"),
@@ -104,6 +127,14 @@ students = Table(
         "is_placeholder = (placeholder_class_id IS NOT NULL)", name="ck_cms_students_placeholder"
     ),
     Index("ix_cms_students_owner_name", "owner_id", "last_name", "first_name", "id"),
+    Index(
+        "uq_cms_students_owner_external_id",
+        "owner_id",
+        "external_id",
+        unique=True,
+        postgresql_where=text("external_id IS NOT NULL"),
+        sqlite_where=text("external_id IS NOT NULL"),
+    ),
 )
 
 class_students = Table(

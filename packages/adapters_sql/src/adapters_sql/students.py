@@ -66,6 +66,15 @@ _GET = _SELECT.where(
     students.c.id == bindparam("student_id"), students.c.owner_id == bindparam("owner_id")
 )
 _GET_MANY = _SELECT.where(students.c.id.in_(bindparam("student_ids", expanding=True)))
+_BY_EXTERNAL_IDS = _SELECT.where(
+    students.c.owner_id == bindparam("owner_id"),
+    students.c.external_id.in_(bindparam("external_ids", expanding=True)),
+)
+_BY_EXTERNAL_IDS_PG = _SELECT.where(
+    students.c.owner_id == bindparam("owner_id"),
+    students.c.external_id == any_(bindparam("external_ids", type_=postgresql.ARRAY(Text()))),
+)
+_EXTERNAL_IDS_CHUNK = 10_000
 _BY_EMAILS = _SELECT.where(
     students.c.owner_id == bindparam("owner_id"),
     students.c.email.in_(bindparam("emails", expanding=True)),
@@ -127,6 +136,7 @@ _UPDATE = (
         version=bindparam("v_version"),
         protected_identity=bindparam("v_protected_identity"),
         erased_at=bindparam("v_erased_at"),
+        external_id=bindparam("v_external_id"),
     )
 )
 _ERASED_AMONG = select(students.c.id).where(
@@ -292,6 +302,7 @@ def _update_params(s: Student) -> dict[str, Any]:
         "v_version": row["version"],
         "v_protected_identity": row["protected_identity"],
         "v_erased_at": row["erased_at"],
+        "v_external_id": row["external_id"],
     }
 
 
@@ -308,6 +319,8 @@ def _filters(owner_id: str, query: StudentQuery) -> list[ColumnElement[bool]]:
         conds.append(students.c.search_key.contains(query.q, autoescape=True))
     if query.updated_since is not None:
         conds.append(students.c.updated_at >= query.updated_since)
+    if query.external_id is not None:
+        conds.append(students.c.external_id == query.external_id)
     return conds
 
 
@@ -382,6 +395,25 @@ class SqlStudentRepository:
             _BY_EMAILS_ARRAY if many else _BY_EMAILS, {"owner_id": owner_id, "emails": wanted}
         )
         return {s.email: s for s in _grouped(result.mappings()) if s.email is not None}
+
+    async def by_external_ids(
+        self, owner_id: str, external_ids: Collection[str]
+    ) -> dict[str, Student]:
+        wanted = sorted(set(external_ids))
+        found: dict[str, Student] = {}
+        if not wanted:
+            return found
+        if self._tx.is_postgresql:  # one array parameter, whatever the number
+            params = {"owner_id": owner_id, "external_ids": wanted}
+            rows = list((await self._tx.execute(_BY_EXTERNAL_IDS_PG, params)).mappings())
+            found.update((s.external_id, s) for s in _grouped(rows) if s.external_id)
+            return found
+        for start in range(0, len(wanted), _EXTERNAL_IDS_CHUNK):
+            chunk = wanted[start : start + _EXTERNAL_IDS_CHUNK]
+            params = {"owner_id": owner_id, "external_ids": chunk}
+            rows = list((await self._tx.execute(_BY_EXTERNAL_IDS, params)).mappings())
+            found.update((s.external_id, s) for s in _grouped(rows) if s.external_id)
+        return found
 
     async def search(self, owner_id: str, query: StudentQuery) -> Page[Student]:
         conds = _filters(owner_id, query)

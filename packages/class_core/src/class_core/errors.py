@@ -84,6 +84,24 @@ class DuplicateStudentEmailError(ConflictError):
         super().__init__(detail)
 
 
+class DuplicateExternalIdError(ConflictError):
+    """Another class (or student) of the owner has this external id (§9.1)."""
+
+    code = "DUPLICATE_EXTERNAL_ID"
+
+    def __init__(self, detail: str = "Another record of this owner has this external_id") -> None:
+        super().__init__(detail)
+
+
+class ClassArchivedError(ConflictError):
+    """A change of an archived class, or a student joining it (§9.2)."""
+
+    code = "CLASS_ARCHIVED"
+
+    def __init__(self, detail: str = "The class is archived and read-only") -> None:
+        super().__init__(detail)
+
+
 class ResourceInUseError(ConflictError):
     code = "RESOURCE_IN_USE"
 

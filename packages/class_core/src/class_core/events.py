@@ -107,6 +107,7 @@ class ClassCreatedV1:
     timestamp: datetime
     event: str = "class.created"
     aggregate_version: int = _aggregate_version()
+    external_id: str | None = None  # added in v2 (§9.1): the current value
 
     @classmethod
     def of(
@@ -121,6 +122,7 @@ class ClassCreatedV1:
             correlation_id,
             at,
             aggregate_version=created.version,
+            external_id=created.external_id,
         )
 
 
@@ -134,6 +136,32 @@ class ClassUpdatedV1:
     timestamp: datetime
     event: str = "class.updated"
     aggregate_version: int = _aggregate_version()
+    external_id: str | None = None  # added in v2 (§9.1): the current value
+    status: str = "active"  # added in v2 (§9.2): the current value
+
+    @classmethod
+    def of(
+        cls,
+        changed: SchoolClass,
+        new_name: str | None,
+        new_course: str | None,
+        by: str,
+        correlation_id: UUID,
+        at: datetime,
+    ) -> ClassUpdatedV1:
+        """The event for a changed class: the name and course when they changed (``None``
+        otherwise), the current external id and status always."""
+        return cls(
+            changed.id,
+            new_name,
+            (new_course,) if new_course is not None else None,
+            by,
+            correlation_id,
+            at,
+            aggregate_version=changed.version,
+            external_id=changed.external_id,
+            status=changed.status.value,
+        )
 
 
 @frozen
@@ -159,6 +187,7 @@ class StudentCreatedV1:
     event: str = "student.created"
     aggregate_version: int = _aggregate_version()
     aliases: tuple[str, ...] = ()  # added in v2 (§11): the current list
+    external_id: str | None = None  # added in v2 (§9.1): the current value
 
     @classmethod
     def of(
@@ -183,6 +212,7 @@ class StudentCreatedV1:
             at,
             aggregate_version=student.version,
             aliases=student.aliases,
+            external_id=student.external_id,
         )
 
 
@@ -200,6 +230,7 @@ class StudentUpdatedV1:
     event: str = "student.updated"
     aggregate_version: int = _aggregate_version()
     aliases: tuple[str, ...] = ()  # added in v2 (§11): the current list
+    external_id: str | None = None  # added in v2 (§9.1): the current value
 
     @classmethod
     def of(
@@ -226,6 +257,7 @@ class StudentUpdatedV1:
             at,
             aggregate_version=student.version,
             aliases=student.aliases,
+            external_id=student.external_id,
         )
 
 

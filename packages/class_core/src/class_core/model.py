@@ -13,6 +13,8 @@ from uuid import UUID
 
 from attrs import define, evolve, field, frozen
 
+from class_core.errors import ClassArchivedError
+
 T = TypeVar("T")
 
 PLACEHOLDER_FIRST_NAME = "UNKNOWN"
@@ -49,6 +51,13 @@ class ValidationMethod(StrEnum):
     AUTO = "auto"  # reserved by the contract; never produced
 
 
+class ClassStatus(StrEnum):
+    """A class's lifecycle (contract §9.2): archived classes are read-only."""
+
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
 class BatchStatus(StrEnum):
     PENDING = "pending"
     FINALIZED = "finalized"
@@ -66,6 +75,34 @@ class SchoolClass:
     updated_at: datetime
     student_count: int = 0  # derived on read: members without the placeholder
     version: int = 1  # contract §8: 1 at create, +1 per committed change of the class itself
+    external_id: str | None = None  # the school system's id (§9.1), unique per owner
+    status: ClassStatus = ClassStatus.ACTIVE
+    archived_at: datetime | None = None
+
+    @property
+    def is_archived(self) -> bool:
+        return self.status is ClassStatus.ARCHIVED
+
+    def ensure_writable(self) -> None:
+        """Refuse a change of an archived class, or a student joining it (§9.2). Removing
+        students, deleting it, its batches, suggestions (the placeholder joining) and
+        decisions stay allowed: callers of those do not ask."""
+        if self.is_archived:
+            raise ClassArchivedError()
+
+    def archive(self, at: datetime) -> bool:
+        """Become archived; whether anything changed (archiving twice changes nothing)."""
+        if self.is_archived:
+            return False
+        self.status, self.archived_at = ClassStatus.ARCHIVED, at
+        return True
+
+    def unarchive(self) -> bool:
+        """Become active again; whether anything changed."""
+        if not self.is_archived:
+            return False
+        self.status, self.archived_at = ClassStatus.ACTIVE, None
+        return True
 
 
 @define
@@ -86,6 +123,7 @@ class Student:
     aliases: tuple[str, ...] = ()  # other names the student goes by (§11), as given
     protected_identity: bool = False
     erased_at: datetime | None = None
+    external_id: str | None = None  # the school system's id (§9.1), unique per owner; personal
 
     @property
     def full_name(self) -> str:
@@ -96,9 +134,16 @@ class Student:
         return self.erased_at is not None
 
     def personal_values(self) -> tuple[str, ...]:
-        """Every personal value the student holds now (names, legal name, email, aliases),
-        for erasure to hunt down copies of (contract §10)."""
-        values = (self.first_name, self.last_name, self.legal_full_name, self.email, *self.aliases)
+        """Every personal value the student holds now (names, legal name, email, external id,
+        aliases), for erasure to hunt down copies of (contract §10)."""
+        values = (
+            self.first_name,
+            self.last_name,
+            self.legal_full_name,
+            self.email,
+            self.external_id,
+            *self.aliases,
+        )
         return tuple(dict.fromkeys(v for v in (*values, self.full_name) if v))
 
     def outside_view(self) -> Student:
@@ -113,6 +158,7 @@ class Student:
             legal_full_name=None,
             email=None,
             aliases=(),
+            external_id=None,
         )
 
     def erase(self, at: datetime) -> list[UUID]:
@@ -120,7 +166,7 @@ class Student:
         personal, no memberships; returns the classes left."""
         left = list(self.class_ids)
         self.first_name, self.last_name = ERASED_FIRST_NAME, ERASED_LAST_NAME
-        self.legal_full_name = self.email = None
+        self.legal_full_name = self.email = self.external_id = None
         self.aliases = ()
         self.protected_identity = False
         self.class_ids = ()

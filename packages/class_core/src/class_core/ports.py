@@ -29,7 +29,10 @@ from class_core.queries import BatchQuery, ClassQuery, StudentQuery
 
 
 class ClassRepository(Protocol):
-    async def add(self, cls: SchoolClass) -> None: ...
+    async def add(self, cls: SchoolClass) -> None:
+        """Insert the class; a taken external id of the owner raises
+        :class:`~class_core.errors.DuplicateExternalIdError` (also under a race)."""
+        ...
 
     async def get(self, owner_id: str, class_id: UUID, *, lock: bool = False) -> SchoolClass | None:
         """The owner's class with ``student_count`` (placeholder not counted). ``lock`` holds
@@ -53,7 +56,8 @@ class ClassRepository(Protocol):
         ...
 
     async def search(self, owner_id: str, query: ClassQuery) -> Page[SchoolClass]:
-        """Newest first (``created_at`` then ``id``, descending)."""
+        """Newest first (``created_at`` then ``id``, descending), filtered by the query
+        (``status``: active by default, ``None`` for all; ``external_id`` exact)."""
         ...
 
     async def find_by_name(self, owner_id: str, name: str) -> list[SchoolClass]:
@@ -68,7 +72,9 @@ class ClassRepository(Protocol):
         ...
 
     async def update(self, cls: SchoolClass) -> None:
-        """Store name, course code, ``updated_at`` and ``version``."""
+        """Store name, course code, external id, status, ``archived_at``, ``updated_at`` and
+        ``version``; a taken external id raises
+        :class:`~class_core.errors.DuplicateExternalIdError`."""
         ...
 
     async def delete(self, class_id: UUID) -> None:
@@ -80,7 +86,9 @@ class StudentRepository(Protocol):
     async def add(self, student: Student) -> None:
         """Insert the student and its memberships (``student.class_ids``).
 
-        Raises :class:`~class_core.errors.DuplicateStudentEmailError` for a taken email.
+        Raises :class:`~class_core.errors.DuplicateStudentEmailError` for a taken email and
+        :class:`~class_core.errors.DuplicateExternalIdError` for a taken external id (also
+        when a concurrent writer took it).
         """
         ...
 
@@ -104,15 +112,22 @@ class StudentRepository(Protocol):
         as in :meth:`get`."""
         ...
 
+    async def by_external_ids(
+        self, owner_id: str, external_ids: Collection[str]
+    ) -> dict[str, Student]:
+        """The owner's students with these (cleaned) external ids (memberships optional)."""
+        ...
+
     async def search(self, owner_id: str, query: StudentQuery) -> Page[Student]:
         """Ordered by last name, first name, id; the placeholder included."""
         ...
 
     async def update(self, student: Student) -> None:
-        """Store names, email, aliases, ``protected_identity``, ``erased_at``, ``updated_at``
-        and ``version`` (not memberships). A stored student that is erased is never changed
-        again: raises :class:`~class_core.errors.StudentErasedError` (also when a concurrent
-        erasure committed after the student was read)."""
+        """Store names, email, external id, aliases, ``protected_identity``, ``erased_at``,
+        ``updated_at`` and ``version`` (not memberships); a taken external id raises
+        :class:`~class_core.errors.DuplicateExternalIdError`. A stored student that is erased
+        is never changed again: raises :class:`~class_core.errors.StudentErasedError` (also
+        when a concurrent erasure committed after the student was read)."""
         ...
 
     async def update_many(self, students: Sequence[Student]) -> None:

@@ -8,7 +8,7 @@ from uuid import UUID
 from attrs import frozen
 
 from class_core.errors import ValidationError
-from class_core.text import fold, has_control
+from class_core.text import clean_external_id, fold, has_control
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
@@ -57,6 +57,14 @@ def _folded(q: str | None) -> str | None:
     return folded or None
 
 
+def _external_id(value: str | None) -> str | None:
+    """The ``external_id`` filter, cleaned like a stored one (NFC, trimmed), then exact."""
+    return clean_external_id(value) if value is not None else None
+
+
+CLASS_STATUSES = ("active", "archived", "all")
+
+
 @frozen
 class ClassQuery:
     limit: int = DEFAULT_LIMIT
@@ -64,6 +72,8 @@ class ClassQuery:
     q: str | None = None  # folded on construction
     course_code: str | None = None
     updated_since: datetime | None = None
+    status: str | None = "active"  # ``None``: all (contract §9.2: active by default)
+    external_id: str | None = None
 
     @classmethod
     def build(
@@ -73,11 +83,23 @@ class ClassQuery:
         q: str | None = None,
         course_code: str | None = None,
         updated_since: datetime | None = None,
+        status: str = "active",
+        external_id: str | None = None,
     ) -> ClassQuery:
         _check_window(limit, offset)
         _check_since(updated_since)
         _check_course_code(course_code)
-        return cls(limit, offset, _folded(q), course_code, updated_since)
+        if status not in CLASS_STATUSES:
+            raise ValidationError.for_field("status", "must be active, archived or all")
+        return cls(
+            limit,
+            offset,
+            _folded(q),
+            course_code,
+            updated_since,
+            None if status == "all" else status,
+            _external_id(external_id),
+        )
 
 
 @frozen
@@ -87,6 +109,7 @@ class StudentQuery:
     q: str | None = None  # folded on construction
     class_id: UUID | None = None
     updated_since: datetime | None = None
+    external_id: str | None = None
 
     @classmethod
     def build(
@@ -96,10 +119,11 @@ class StudentQuery:
         q: str | None = None,
         class_id: UUID | None = None,
         updated_since: datetime | None = None,
+        external_id: str | None = None,
     ) -> StudentQuery:
         _check_window(limit, offset)
         _check_since(updated_since)
-        return cls(limit, offset, _folded(q), class_id, updated_since)
+        return cls(limit, offset, _folded(q), class_id, updated_since, _external_id(external_id))
 
 
 BATCH_STATUSES = ("pending", "finalized", "all")

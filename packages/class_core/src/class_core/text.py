@@ -54,6 +54,12 @@ def clean_name(value: str, field: str) -> str:
     return text
 
 
+def clean_external_id(value: str, field: str = "external_id") -> str:
+    """A school system's id (§9.1): NFC-normalised and trimmed, 1..255 code points, no
+    control characters; compared exactly afterwards (no case folding)."""
+    return clean_name(value, field)
+
+
 def clean_email(value: str, field: str = "email", *, allow_reserved: bool = False) -> str:
     """Trim, NFC-normalise and lower-case an email; one ``@`` and a dotted domain."""
     if _has_control(value):

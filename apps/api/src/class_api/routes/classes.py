@@ -1,4 +1,4 @@
-"""``/v1/classes``: create, list, read, update, delete, roster."""
+"""``/v1/classes``: create, list, read, update, archive, unarchive, delete, roster."""
 
 from __future__ import annotations
 
@@ -26,11 +26,13 @@ from class_api.dto import (
     class_out,
     roster_out,
 )
-from class_api.openapi import GUARDED_DELETE, GUARDED_WRITE, READ, WRITE
+from class_api.openapi import GUARDED_ACTION, GUARDED_DELETE, GUARDED_WRITE, READ, WRITE
 from class_api.routes.params import (
     DEFAULT_PAGE_SIZE,
+    ClassStatusFilter,
     CourseCode,
     Ctx,
+    ExternalId,
     Limit,
     Offset,
     PathId,
@@ -63,9 +65,12 @@ async def list_classes(
     q: Search = None,
     course_code: CourseCode = None,
     updated_since: UpdatedSince = None,
+    status: ClassStatusFilter = "active",
+    external_id: ExternalId = None,
 ) -> ClassListOut:
-    """The caller's classes, newest first."""
-    query = ClassQuery.build(limit, offset, q, course_code, parse_updated_since(updated_since))
+    """The caller's classes, newest first; active ones unless ``status`` says otherwise."""
+    since = parse_updated_since(updated_since)
+    query = ClassQuery.build(limit, offset, q, course_code, since, status, external_id)
     return class_list_out(await classes.list_classes(rt, ctx, query))
 
 
@@ -87,6 +92,39 @@ async def update_class(
     applied to the class as it is when the change commits."""
     cmd, guard = data.command(), if_match(if_match_header)
     cls = await classes.update_class(rt, ctx, class_id, cmd, guard)
+    return with_etag(class_out(cls), cls.version)
+
+
+@post(
+    CLASS_PATH + "/archive",
+    status_code=200,
+    responses=GUARDED_ACTION,
+    response_headers=ETAG_HEADERS,
+    summary="Archive a class",
+)
+async def archive_class(
+    rt: Rt, ctx: Ctx, class_id: PathId, if_match_header: IfMatchHeader = None
+) -> Response[ClassOut]:
+    """The class becomes read-only and leaves the default list; already archived: nothing
+    changes. Reads, roster, removals, batches, review and confirmation still work."""
+    guard = if_match(if_match_header)
+    cls = await classes.set_class_archived(rt, ctx, class_id, True, guard)
+    return with_etag(class_out(cls), cls.version)
+
+
+@post(
+    CLASS_PATH + "/unarchive",
+    status_code=200,
+    responses=GUARDED_ACTION,
+    response_headers=ETAG_HEADERS,
+    summary="Unarchive a class",
+)
+async def unarchive_class(
+    rt: Rt, ctx: Ctx, class_id: PathId, if_match_header: IfMatchHeader = None
+) -> Response[ClassOut]:
+    """The class is active again; already active: nothing changes."""
+    guard = if_match(if_match_header)
+    cls = await classes.set_class_archived(rt, ctx, class_id, False, guard)
     return with_etag(class_out(cls), cls.version)
 
 
@@ -115,7 +153,15 @@ async def get_roster(rt: Rt, owner_id: RosterOwner, class_id: PathId) -> RosterO
 
 owner_routes = Router(
     "/v1/classes",
-    route_handlers=[create_class, list_classes, get_class, update_class, delete_class],
+    route_handlers=[
+        create_class,
+        list_classes,
+        get_class,
+        update_class,
+        archive_class,
+        unarchive_class,
+        delete_class,
+    ],
     opt={AUTH_OPT: USER},
     dependencies=CONTEXT,
     security=USER_AUTH,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from litestar.di import NamedDependency
@@ -46,6 +46,17 @@ Search = Annotated[
         max_length=MAX_QUERY_LENGTH,
         description="Literal substring search, accent- and case-insensitive.",
     ),
+]
+ExternalId = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=MAX_QUERY_LENGTH,
+        description="Exact external id (the school system's id), NFC and trimmed.",
+    ),
+]
+ClassStatusFilter = Annotated[
+    Literal["active", "archived", "all"],
+    QueryParameter(description="Which classes: active (the default), archived or all."),
 ]
 UpdatedSince = Annotated[
     str | None,

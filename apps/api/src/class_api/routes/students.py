@@ -21,6 +21,7 @@ from class_api.openapi import GUARDED_DELETE, GUARDED_WRITE, READ, WRITE, proble
 from class_api.routes.params import (
     DEFAULT_PAGE_SIZE,
     Ctx,
+    ExternalId,
     Limit,
     Offset,
     OptionalId,
@@ -53,10 +54,12 @@ async def list_students(
     q: Search = None,
     class_id: OptionalId = None,
     updated_since: UpdatedSince = None,
+    external_id: ExternalId = None,
 ) -> StudentListOut:
     """The caller's students (UNKNOWN placeholders included, flagged), by last name, first
     name, id."""
-    query = StudentQuery.build(limit, offset, q, class_id, parse_updated_since(updated_since))
+    since = parse_updated_since(updated_since)
+    query = StudentQuery.build(limit, offset, q, class_id, since, external_id)
     return student_list_out(await students.list_students(rt, ctx, query))
 
 

@@ -13,7 +13,11 @@ from uuid import UUID
 import attrs
 
 from class_core.clock import Clock, SystemClock
-from class_core.errors import DuplicateStudentEmailError, StudentErasedError
+from class_core.errors import (
+    DuplicateExternalIdError,
+    DuplicateStudentEmailError,
+    StudentErasedError,
+)
 from class_core.events import DomainEvent, OutboxMessage, TeacherNotification
 from class_core.model import (
     Association,
@@ -125,7 +129,15 @@ class InMemoryClassRepository(_Repo):
         out.student_count = self._count(cls.id) if with_count else 0
         return out
 
+    def _external_id_taken(self, cls: SchoolClass) -> bool:
+        return cls.external_id is not None and any(
+            c.owner_id == cls.owner_id and c.external_id == cls.external_id and c.id != cls.id
+            for c in self.t.classes.values()
+        )
+
     async def add(self, cls: SchoolClass) -> None:
+        if self._external_id_taken(cls):
+            raise DuplicateExternalIdError()
         self.t.classes[cls.id] = _copy(cls)
 
     async def get(self, owner_id: str, class_id: UUID, *, lock: bool = False) -> SchoolClass | None:
@@ -163,6 +175,8 @@ class InMemoryClassRepository(_Repo):
             and (query.q is None or query.q in search_key(c.name))
             and (query.course_code is None or c.course_code == query.course_code)
             and (query.updated_since is None or c.updated_at >= query.updated_since)
+            and (query.status is None or c.status.value == query.status)
+            and (query.external_id is None or c.external_id == query.external_id)
         ]
         found.sort(key=lambda c: (c.created_at, c.id), reverse=True)
         window = found[query.offset : query.offset + query.limit]
@@ -187,6 +201,8 @@ class InMemoryClassRepository(_Repo):
         return found
 
     async def update(self, cls: SchoolClass) -> None:
+        if self._external_id_taken(cls):
+            raise DuplicateExternalIdError()
         stored = self.t.classes[cls.id]
         self.t.classes[cls.id] = attrs.evolve(
             stored,
@@ -194,6 +210,9 @@ class InMemoryClassRepository(_Repo):
             course_code=cls.course_code,
             updated_at=cls.updated_at,
             version=cls.version,
+            external_id=cls.external_id,
+            status=cls.status,
+            archived_at=cls.archived_at,
         )
 
     async def delete(self, class_id: UUID) -> None:
@@ -219,6 +238,14 @@ class InMemoryStudentRepository(_Repo):
             for s in self.t.students.values()
         )
 
+    def _external_id_taken(self, student: Student) -> bool:
+        return student.external_id is not None and any(
+            s.owner_id == student.owner_id
+            and s.external_id == student.external_id
+            and s.id != student.id
+            for s in self.t.students.values()
+        )
+
     async def add(self, student: Student) -> None:
         await self.add_many([student])
 
@@ -226,6 +253,8 @@ class InMemoryStudentRepository(_Repo):
         for student in students:
             if self._email_taken(student):
                 raise DuplicateStudentEmailError()
+            if self._external_id_taken(student):
+                raise DuplicateExternalIdError()
             self.t.students[student.id] = attrs.evolve(student, class_ids=())
             self.t.memberships.update((c, student.id) for c in student.class_ids)
 
@@ -248,6 +277,16 @@ class InMemoryStudentRepository(_Repo):
             if s.owner_id == owner_id and s.email is not None and s.email in wanted
         }
 
+    async def by_external_ids(
+        self, owner_id: str, external_ids: Collection[str]
+    ) -> dict[str, Student]:
+        wanted = set(external_ids)
+        return {
+            s.external_id: self._out(s)
+            for s in self.t.students.values()
+            if s.owner_id == owner_id and s.external_id is not None and s.external_id in wanted
+        }
+
     async def search(self, owner_id: str, query: StudentQuery) -> Page[Student]:
         members = (
             {s for c, s in self.t.memberships if c == query.class_id}
@@ -265,6 +304,7 @@ class InMemoryStudentRepository(_Repo):
                 in search_key(s.first_name, s.last_name, s.legal_full_name, s.email, *s.aliases)
             )
             and (query.updated_since is None or s.updated_at >= query.updated_since)
+            and (query.external_id is None or s.external_id == query.external_id)
         ]
         found.sort(key=_student_key)
         window = found[query.offset : query.offset + query.limit]
@@ -277,6 +317,8 @@ class InMemoryStudentRepository(_Repo):
         for student in students:
             if self._email_taken(student):
                 raise DuplicateStudentEmailError()
+            if self._external_id_taken(student):
+                raise DuplicateExternalIdError()
             stored = self.t.students[student.id]
             if stored.is_erased:
                 raise StudentErasedError()
@@ -291,6 +333,7 @@ class InMemoryStudentRepository(_Repo):
                 version=student.version,
                 protected_identity=student.protected_identity,
                 erased_at=student.erased_at,
+                external_id=student.external_id,
             )
 
     async def delete(self, student_id: UUID) -> None:

@@ -11,6 +11,7 @@ from class_core.use_cases.classes import (
     get_class,
     get_roster,
     list_classes,
+    set_class_archived,
     update_class,
 )
 from class_core.use_cases.matching import (
@@ -61,6 +62,7 @@ __all__ = [
     "ingest_suggestions",
     "list_classes",
     "list_students",
+    "set_class_archived",
     "update_class",
     "update_student",
 ]

@@ -1,4 +1,4 @@
-"""Class use cases: create, read, list, update, delete, roster."""
+"""Class use cases: create, read, list, update, archive, unarchive, delete, roster."""
 
 from __future__ import annotations
 
@@ -12,10 +12,19 @@ from class_core import notifications
 from class_core.courses import get_course, single_course
 from class_core.errors import NotFoundError, ResourceInUseError
 from class_core.events import ClassCreatedV1, ClassDeletedV1, ClassUpdatedV1, DomainEvent
-from class_core.model import HistoryAction, HistoryEntry, Page, SchoolClass, Student
+from class_core.model import (
+    UNSET,
+    HistoryAction,
+    HistoryEntry,
+    Page,
+    SchoolClass,
+    Student,
+    Unset,
+)
+from class_core.ports import UnitOfWork
 from class_core.queries import ClassQuery
 from class_core.runtime import RequestContext, Runtime
-from class_core.text import clean_name
+from class_core.text import clean_external_id, clean_name
 from class_core.versions import IfMatch, check_if_match
 
 
@@ -23,14 +32,17 @@ from class_core.versions import IfMatch, check_if_match
 class CreateClass:
     name: str
     course_codes: Sequence[str]
+    external_id: str | None = None
 
 
 @frozen
 class UpdateClass:
-    """Partial update; ``None`` leaves a field as it is."""
+    """Partial update; ``None`` leaves a field as it is (``external_id``: ``UNSET`` leaves
+    it, ``None`` clears it)."""
 
     name: str | None = None
     course_codes: Sequence[str] | None = None
+    external_id: str | Unset | None = UNSET
 
 
 def class_created_events(cls: SchoolClass, ctx: RequestContext, at: datetime) -> list[DomainEvent]:
@@ -46,9 +58,12 @@ async def create_class(rt: Runtime, ctx: RequestContext, cmd: CreateClass) -> Sc
     """Create a class for one course; publishes ``ClassCreatedV1`` and notifies the owner."""
     name = clean_name(cmd.name, "name")
     course = single_course(cmd.course_codes)
+    external_id = clean_external_id(cmd.external_id) if cmd.external_id is not None else None
     now = rt.now()
-    cls = SchoolClass(uuid4(), ctx.user_id, name, course.code, now, now)
+    cls = SchoolClass(uuid4(), ctx.user_id, name, course.code, now, now, external_id=external_id)
     async with rt.uow() as uow:
+        # A taken external id is refused by ``add`` (the partial unique index on SQL), also
+        # when a concurrent writer took it first.
         await uow.classes.add(cls)
         notes = uow.record(class_created_events(cls, ctx, now), ctx.correlation_id, now)
         await uow.commit()
@@ -78,7 +93,8 @@ async def update_class(
     cmd: UpdateClass,
     if_match: IfMatch | None = None,
 ) -> SchoolClass:
-    """Change name and/or course; nothing changed means nothing published.
+    """Change name, course and/or external id; nothing changed means nothing published. An
+    archived class is read-only (409 ``CLASS_ARCHIVED``, after 404, 400 and 412).
 
     The class is read locked (contract §8): the fields named are applied to the row as it is
     when the change commits, and a class deleted meanwhile is not found."""
@@ -90,32 +106,61 @@ async def update_class(
         # Contract §8's order: not found, then bad input (body or If-Match), then the version.
         name = clean_name(cmd.name, "name") if cmd.name is not None else None
         course = single_course(cmd.course_codes) if cmd.course_codes is not None else None
+        external_id = cmd.external_id
+        if isinstance(external_id, str):
+            external_id = clean_external_id(external_id)
         check_if_match(if_match, cls.version)
+        cls.ensure_writable()
         new_name = name if name is not None and name != cls.name else None
         new_course = course.code if course is not None and course.code != cls.course_code else None
-        if new_name is None and new_course is None:
+        new_external = not isinstance(external_id, Unset) and external_id != cls.external_id
+        if new_name is None and new_course is None and not new_external:
             return cls
         cls.name = new_name or cls.name
         cls.course_code = new_course or cls.course_code
-        cls.updated_at = now
-        cls.version += 1
-        await uow.classes.update(cls)
-        uow.record(
-            [
-                ClassUpdatedV1(
-                    cls.id,
-                    new_name,
-                    (new_course,) if new_course is not None else None,
-                    ctx.user_id,
-                    ctx.correlation_id,
-                    now,
-                    aggregate_version=cls.version,
-                )
-            ],
-            ctx.correlation_id,
-            now,
-        )
-        await uow.commit()
+        if new_external and not isinstance(external_id, Unset):
+            cls.external_id = external_id
+        await _commit_class_change(uow, ctx, cls, now, new_name, new_course)
+    return cls
+
+
+async def _commit_class_change(
+    uow: UnitOfWork,
+    ctx: RequestContext,
+    cls: SchoolClass,
+    now: datetime,
+    new_name: str | None = None,
+    new_course: str | None = None,
+) -> None:
+    """One more version of the class, written with its ``ClassUpdatedV1``, and commit."""
+    cls.updated_at = now
+    cls.version += 1
+    await uow.classes.update(cls)
+    event = ClassUpdatedV1.of(cls, new_name, new_course, ctx.user_id, ctx.correlation_id, now)
+    uow.record([event], ctx.correlation_id, now)
+    await uow.commit()
+
+
+async def set_class_archived(
+    rt: Runtime,
+    ctx: RequestContext,
+    class_id: UUID,
+    archived: bool,
+    if_match: IfMatch | None = None,
+) -> SchoolClass:
+    """Archive (``archived``) or unarchive a class (§9.2). Idempotent: a class already in
+    that state changes nothing and publishes nothing; a real transition is one more version
+    and publishes ``ClassUpdatedV1`` with the new ``status``. Checks: 404, 400/412
+    (``If-Match``)."""
+    now = rt.now()
+    async with rt.uow() as uow:
+        cls = await uow.classes.get(ctx.user_id, class_id, lock=True)
+        if cls is None:
+            raise NotFoundError("Class", class_id)
+        check_if_match(if_match, cls.version)
+        changed = cls.archive(now) if archived else cls.unarchive()
+        if changed:
+            await _commit_class_change(uow, ctx, cls, now)
     return cls
 
 

@@ -38,7 +38,7 @@ from class_core.ids import uuid4_many
 from class_core.model import UNSET, HistoryEntry, SchoolClass, Student
 from class_core.ports import UnitOfWork
 from class_core.runtime import RequestContext, Runtime
-from class_core.text import clean_email, clean_name
+from class_core.text import clean_email, clean_external_id, clean_name
 from class_core.use_cases.classes import class_created_events
 from class_core.use_cases.students import change_history
 
@@ -48,6 +48,7 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "class_name",
     "course_code",
     "protected_identity",
+    "external_id",
 )
 CLASS_COLUMNS: tuple[str, ...] = ("class_name", "course_code")
 DEFAULT_CHUNK_SIZE = 10_000
@@ -71,6 +72,7 @@ class RosterRow:
     course_code: str | None = None
     read_errors: tuple[str, ...] = ()  # problems the reader found (e.g. too many cells)
     protected_identity: str | None = None  # "true" / "false" / "" (false)
+    external_id: str | None = None  # empty: keep what is stored (§9.1)
 
 
 @frozen
@@ -129,6 +131,7 @@ class _Valid:
     class_name: str | None
     course_code: str | None
     protected_identity: bool | None = None  # None: no such column (keep what is stored)
+    external_id: str | None = None  # None: no such column or an empty cell (keep)
 
 
 @define
@@ -145,6 +148,7 @@ class _State:
 
     classes: dict[str, _ClassEntry] = field(factory=dict)  # casefolded name → class
     emails: dict[str, int] = field(factory=dict)  # email → line that imported it
+    external_ids: dict[str, int] = field(factory=dict)  # external id → line that imported it
     fixed_class: SchoolClass | None = None
 
 
@@ -160,6 +164,7 @@ class _Plan:
     history: list[HistoryEntry] = field(factory=list)
     new_classes: dict[str, SchoolClass] = field(factory=dict)
     emails: dict[str, int] = field(factory=dict)
+    external_ids: dict[str, int] = field(factory=dict)
     errors: list[RowError] = field(factory=list)
     unchanged: int = 0
 
@@ -205,9 +210,15 @@ def validate_row(row: RosterRow) -> _Valid | RowError:
         if flag not in ("true", "false", ""):
             errors.append("protected_identity: must be true, false or empty")
         protect = flag == "true"
+    external_id: str | None = None
+    if row.external_id is not None and row.external_id.strip():
+        try:
+            external_id = clean_external_id(row.external_id)
+        except ValidationError as exc:
+            errors.extend(f"{e.field}: {e.message}" for e in exc.errors)
     if errors:
         return RowError(row.line, tuple(errors))
-    return _Valid(row.line, first, last, email, legal, class_name, course, protect)
+    return _Valid(row.line, first, last, email, legal, class_name, course, protect, external_id)
 
 
 async def import_students(
@@ -312,6 +323,7 @@ async def _apply_chunk(
             retry_with = plan.new_classes
             continue
         state.emails.update(plan.emails)
+        state.external_ids.update(plan.external_ids)
         state.classes.update(plan.new_classes)
         rt.notifier.publish(notes)
         return plan
@@ -326,11 +338,9 @@ async def _plan(
     owner = ctx.user_id
     if state.fixed_class is not None:
         # The class before the students, the order a class deletion takes them in.
-        await uow.classes.get_many(owner, [state.fixed_class.id], lock=True)
-    # Locked until the chunk commits: an update is applied to the rows as they are then, so
-    # that an import never reverts a concurrent API edit (contract §8).
-    emails = [v.email for v in valid]
-    existing = await uow.students.by_emails(owner, emails, lock=True) if valid else {}
+        locked = await uow.classes.get_many(owner, [state.fixed_class.id], lock=True)
+        # As it is now (archived meanwhile?): the rows' check below uses it.
+        state.fixed_class = locked.get(state.fixed_class.id, state.fixed_class)
     # The chunk's class names not seen before, looked up in one statement (not one per name).
     unseen = {
         v.class_name
@@ -342,6 +352,13 @@ async def _plan(
     looked_up: dict[str, list[SchoolClass]] = {name.casefold(): [] for name in unseen}
     if unseen:
         looked_up.update(await uow.classes.find_by_names(owner, unseen))
+    await _lock_named_classes(uow, owner, state, valid, looked_up)
+    # Locked until the chunk commits: an update is applied to the rows as they are then, so
+    # that an import never reverts a concurrent API edit (contract §8).
+    emails = [v.email for v in valid]
+    existing = await uow.students.by_emails(owner, emails, lock=True) if valid else {}
+    wanted_ids = {v.external_id for v in valid if v.external_id is not None}
+    holders = await uow.students.by_external_ids(owner, wanted_ids) if wanted_ids else {}
     new_ids = iter(uuid4_many(len(valid)))
     for v in valid:
         earlier = plan.emails.get(v.email) or state.emails.get(v.email)
@@ -350,6 +367,11 @@ async def _plan(
                 RowError(v.line, (f"email: {v.email} already appears on line {earlier}",))
             )
             continue
+        student = existing.get(v.email)
+        taken = _external_id_taken(state, plan, v, student, holders)
+        if taken is not None:
+            plan.errors.append(taken)
+            continue
         cls: SchoolClass | None = state.fixed_class
         if v.class_name is not None:
             found = await _class_for(uow, ctx, state, plan, v, looked_up)
@@ -357,12 +379,67 @@ async def _plan(
                 plan.errors.append(found)
                 continue
             cls = found
+        if (
+            cls is not None
+            and cls.is_archived
+            and (student is None or cls.id not in student.class_ids)
+        ):
+            # Joining an archived class is refused (§9.2); a member already stays one.
+            plan.errors.append(
+                RowError(v.line, (f"class: CLASS_ARCHIVED: the class {cls.name!r} is archived",))
+            )
+            continue
         plan.emails[v.email] = v.line
-        student = existing.get(v.email)
+        if v.external_id is not None:
+            plan.external_ids[v.external_id] = v.line
         if student is None:
             _create(plan, ctx, v, cls, next(new_ids))
         else:
             _update(plan, ctx, v, cls, student)
+
+
+async def _lock_named_classes(
+    uow: UnitOfWork,
+    owner: str,
+    state: _State,
+    valid: Sequence[_Valid],
+    looked_up: dict[str, list[SchoolClass]],
+) -> None:
+    """Share-lock the existing classes the chunk's rows name (before the students, the order
+    a class deletion takes them in) and take them as they are now: an archive committed
+    meanwhile is seen, and one that comes later waits for this chunk (§9.2)."""
+    named = {v.class_name.casefold() for v in valid if v.class_name is not None}
+    known = [e for k, e in state.classes.items() if k in named and isinstance(e, SchoolClass)]
+    known += [c for found in looked_up.values() for c in found]
+    if not known:
+        return
+    fresh = await uow.classes.get_many(owner, {c.id for c in known}, lock=True)
+    for key, entry in state.classes.items():
+        if isinstance(entry, SchoolClass) and entry.id in fresh:
+            state.classes[key] = fresh[entry.id]
+    for key, found in looked_up.items():
+        looked_up[key] = [fresh.get(c.id, c) for c in found]
+
+
+def _external_id_taken(
+    state: _State, plan: _Plan, v: _Valid, student: Student | None, holders: dict[str, Student]
+) -> RowError | None:
+    """A row error when the record's external id is on an earlier line of the file or is
+    another student's (§9.1: unique per owner)."""
+    if v.external_id is None:
+        return None
+    earlier = plan.external_ids.get(v.external_id) or state.external_ids.get(v.external_id)
+    if earlier is not None and earlier != v.line:
+        return RowError(
+            v.line,
+            (f"external_id: DUPLICATE_EXTERNAL_ID: it already appears on line {earlier}",),
+        )
+    holder = holders.get(v.external_id)
+    if holder is not None and (student is None or holder.id != student.id):
+        return RowError(
+            v.line, ("external_id: DUPLICATE_EXTERNAL_ID: another student has this external id",)
+        )
+    return None
 
 
 def _create(
@@ -380,6 +457,7 @@ def _create(
         updated_at=plan.now,
         class_ids=class_ids,
         protected_identity=bool(v.protected_identity),
+        external_id=v.external_id,
     )
     plan.created.append(student)
     # Imports have no ids yet: the history names the importing user.
@@ -397,6 +475,8 @@ def _update(
     protect = v.protected_identity
     if protect is not None and protect != student.protected_identity:
         student.protected_identity, renamed = protect, True
+    if v.external_id is not None and v.external_id != student.external_id:
+        student.external_id, renamed = v.external_id, True
     added = student.join([cls.id]) if cls is not None else []
     if not renamed and not added:
         plan.unchanged += 1

@@ -39,7 +39,7 @@ from class_core.model import (
 from class_core.ports import UnitOfWork
 from class_core.queries import StudentQuery
 from class_core.runtime import RequestContext, Runtime
-from class_core.text import clean_aliases, clean_email, clean_name
+from class_core.text import clean_aliases, clean_email, clean_external_id, clean_name
 from class_core.use_cases.matching import conflicts_in_batches
 from class_core.versions import IfMatch, check_if_match
 
@@ -58,6 +58,7 @@ class CreateStudent:
     class_ids: Sequence[UUID] = ()
     aliases: Sequence[str] = ()
     protected_identity: bool = False
+    external_id: str | None = None
 
 
 @frozen
@@ -72,6 +73,7 @@ class UpdateStudent:
     remove_class_ids: Sequence[UUID] = ()
     aliases: Sequence[str] | Unset = UNSET
     protected_identity: bool | Unset = UNSET
+    external_id: str | Unset | None = UNSET  # ``None`` clears it
 
 
 def clean_person_name(name: PersonName, prefix: str = "person_name") -> PersonName:
@@ -97,11 +99,15 @@ def clean_person_name(name: PersonName, prefix: str = "person_name") -> PersonNa
     )
 
 
-def _clean_name_and_email(name: PersonName, email: str | None) -> tuple[PersonName, str | None]:
-    """Validate names and email together so that one answer names every bad field."""
+def _clean_name_and_email(
+    name: PersonName, email: str | None, external_id: str | None = None
+) -> tuple[PersonName, str | None, str | None]:
+    """Validate names, email and external id together so that one answer names every bad
+    field."""
     errors: list[FieldError] = []
     cleaned_name: PersonName | None = None
     cleaned_email: str | None = None
+    cleaned_external: str | None = None
     try:
         cleaned_name = clean_person_name(name)
     except ValidationError as exc:
@@ -111,9 +117,14 @@ def _clean_name_and_email(name: PersonName, email: str | None) -> tuple[PersonNa
             cleaned_email = clean_email(email)
         except ValidationError as exc:
             errors.extend(exc.errors)
+    if external_id is not None:
+        try:
+            cleaned_external = clean_external_id(external_id)
+        except ValidationError as exc:
+            errors.extend(exc.errors)
     if errors or cleaned_name is None:
         raise ValidationError("Invalid student", errors)
-    return cleaned_name, cleaned_email
+    return cleaned_name, cleaned_email, cleaned_external
 
 
 def _unique(ids: Sequence[UUID]) -> list[UUID]:
@@ -216,7 +227,7 @@ async def _changeable_student(
 async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -> Student:
     """Create a student, optionally in classes; publishes ``StudentCreatedV1`` and tells the
     owner of each class joined."""
-    name, email = _clean_name_and_email(cmd.person_name, cmd.email)
+    name, email, external_id = _clean_name_and_email(cmd.person_name, cmd.email, cmd.external_id)
     aliases = clean_aliases(cmd.aliases)
     class_ids = _unique(cmd.class_ids)
     now = rt.now()
@@ -232,11 +243,17 @@ async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -
         class_ids=tuple(sorted(class_ids)),
         aliases=aliases,
         protected_identity=cmd.protected_identity,
+        external_id=external_id,
     )
     async with rt.uow() as uow:
-        classes = await owned_classes(uow, ctx.user_id, class_ids)
-        # A taken email is refused by ``add`` itself (the port promises it; the SQL adapter's
-        # unique constraint): no look-up first, one round trip less per new student.
+        # Shared locks: an archive (or delete) of a class waits for this join, or this join
+        # sees it archived.
+        classes = await owned_classes(uow, ctx.user_id, class_ids, lock=True)
+        for c in class_ids:  # joining an archived class is refused (§9.2)
+            classes[c].ensure_writable()
+        # A taken email or external id is refused by ``add`` itself (the port promises it; the
+        # SQL adapter's unique indexes): no look-up first, and a concurrent writer that took
+        # it first is refused the same way.
         await uow.students.add(student)
         created = StudentCreatedV1.of(
             student, tuple(class_ids), ctx.user_id, ctx.correlation_id, now
@@ -266,7 +283,7 @@ async def list_students(rt: Runtime, ctx: RequestContext, query: StudentQuery) -
 
 def _clean_update(
     cmd: UpdateStudent,
-) -> tuple[str | None, str | None, str | Unset | None, str | Unset | None]:
+) -> tuple[str | None, str | None, str | Unset | None, str | Unset | None, str | Unset | None]:
     """The given names and email, cleaned; one error names every bad field."""
     errors: list[FieldError] = []
 
@@ -290,9 +307,12 @@ def _clean_update(
     email = cmd.email
     if isinstance(email, str):
         email = checked(email, clean_email)
+    external_id = cmd.external_id
+    if isinstance(external_id, str):
+        external_id = checked(external_id, clean_external_id)
     if errors:
         raise ValidationError("Invalid student", errors)
-    return first, last, legal, email
+    return first, last, legal, email, external_id
 
 
 async def update_student(
@@ -319,12 +339,15 @@ async def update_student(
             raise ValidationError.for_field(
                 "add_class_ids", "a class id may not be both added and removed"
             )
-        first, last, legal, email = _clean_update(cmd)
+        first, last, legal, email, external_id = _clean_update(cmd)
         aliases = cmd.aliases if isinstance(cmd.aliases, Unset) else clean_aliases(cmd.aliases)
         _check_changeable(student, if_match)
         if student.is_erased:
             raise StudentErasedError()
         _all_found(classes, add_ids + remove_ids)
+        for c in add_ids:  # joining an archived class is refused; leaving it is allowed
+            if c not in student.class_ids:
+                classes[c].ensure_writable()
         if (
             student.changes_email(email)
             and isinstance(email, str)
@@ -338,6 +361,9 @@ async def update_student(
         protect = cmd.protected_identity
         if not isinstance(protect, Unset) and protect != student.protected_identity:
             student.protected_identity, changed = protect, True
+        if not isinstance(external_id, Unset) and external_id != student.external_id:
+            # A taken one is refused by ``update`` (the unique index), also under a race.
+            student.external_id, changed = external_id, True
         added, removed = student.join(add_ids), student.leave(remove_ids)
         if not changed and not added and not removed:
             return student
