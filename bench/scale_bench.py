@@ -51,7 +51,7 @@ from bench.results import Measurement
 from bench.scale_seed import ScaleSize, seed, settle
 from bench.services import free_port, fresh_database
 from class_cli.gc_tuning import fewer_collections
-from class_cli.roster_csv import open_roster
+from class_runtime.roster_csv import open_roster
 from class_core.model import Association, Batch, BatchStatus, ValidationMethod, ValidationStatus
 from class_core.runtime import RequestContext, Runtime
 from class_core.text import search_key

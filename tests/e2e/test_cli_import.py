@@ -95,7 +95,15 @@ async def test_ten_thousand_rows_import_with_row_errors_events_and_an_idempotent
 
     assert first.returncode == 1, first.stderr
     summary = as_json(first.stdout)
-    assert set(summary) == {"created", "updated", "unchanged", "failed", "errors"}
+    assert set(summary) == {
+        "created",
+        "updated",
+        "unchanged",
+        "failed",
+        "errors",
+        "import_id",
+        "removed",
+    }
     assert (summary["created"], summary["updated"], summary["unchanged"]) == (good, 0, 0)
     assert summary["failed"] == bad
     assert [e["row"] for e in summary["errors"]] == sorted(expected)
