@@ -96,7 +96,7 @@ _SET_REASONS = (
 )
 _FORGET_BEFORE = (
     update(import_items)
-    .where(import_items.c.student_id == bindparam("student_id"))
+    .where(import_items.c.student_id == bindparam("v_student_id"))
     .values(
         before_first_name=None,
         before_last_name=None,
@@ -125,7 +125,7 @@ class SqlPersonalData:
     async def forget(self, student_id: UUID, former: Sequence[str]) -> None:
         # Erasure.STUDENT_ROW is the use case's ``students.update`` of the erased student.
         await self._suggestion_reasons(student_id, former)
-        await self._tx.execute(_FORGET_BEFORE, {"student_id": student_id})
+        await self._tx.execute(_FORGET_BEFORE, {"v_student_id": student_id})
         await self._outbox(student_id, former)
 
     async def _suggestion_reasons(self, student_id: UUID, former: Sequence[str]) -> None:
