@@ -7,8 +7,13 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from httpx import Response
+from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.e2e.conftest import A, B, ApiHarness, assert_problem, fields_of
+from class_api.app import create_app
+from tests.e2e.cli_harness import execute
+from tests.e2e.conftest import A, B, ApiHarness, assert_problem, fields_of, settings_for
 
 CSV = {"Content-Type": "text/csv"}
 HEADER = "first_name,last_name,email,legal_full_name,aliases,protected_identity\n"
@@ -50,10 +55,14 @@ def topics(api: ApiHarness) -> list[str]:
 async def test_an_import_creates_updates_and_is_recorded(api: ApiHarness) -> None:
     cls = await api.create_class()
     known = await api.create_student(first="Old", last="Name", email="bo@example.com")
-    body = "\ufeff" + HEADER + (
-        "Ada,Lovelace,ADA@example.com,,Countess|Ada L,true\n"
-        "Bo,Berg,bo@example.com,Bo Berg Sr,,\n"
-        "Cy,Cox,not-an-email,,,\n"
+    body = (
+        "\ufeff"
+        + HEADER
+        + (
+            "Ada,Lovelace,ADA@example.com,,Countess|Ada L,true\n"
+            "Bo,Berg,bo@example.com,Bo Berg Sr,,\n"
+            "Cy,Cox,not-an-email,,,\n"
+        )
     )
     before = len(api.events())
     r = await post_csv(api, cls["id"], body)
@@ -309,3 +318,74 @@ async def test_the_import_routes_are_in_the_openapi_document(api: ApiHarness) ->
     assert {p["name"] for p in post["parameters"]} >= {"dry_run", "sync", "max_remove_percent"}
     assert "get" in paths["/v1/imports"]
     assert {"200", "404", "409"} <= set(paths["/v1/imports/{import_id}/undo"]["post"]["responses"])
+
+
+_OUTAGE = """
+CREATE FUNCTION cms_test_import_outage() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.email = 'outage@example.com' THEN
+        RAISE EXCEPTION 'simulated outage' USING ERRCODE = '57P01';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER cms_test_import_outage BEFORE INSERT ON cms_students
+FOR EACH ROW EXECUTE FUNCTION cms_test_import_outage();
+"""
+
+
+async def test_a_database_failure_is_503_with_nothing_applied(
+    pg_url: str, clean_pg: AsyncEngine
+) -> None:
+    app = create_app(settings_for(use_mock_repository=False, database_url=pg_url))
+    async with AsyncTestClient(app) as client:
+        api = ApiHarness(client, "postgres")
+        class_id, emails = await _class_of(api, 4)
+        rows = [f"A{i},Row,row{i}@example.com,,,\n" for i in range(300)]
+        rows[250] = "Out,Age,outage@example.com,,,\n"  # the 251st of 300, one transaction
+        body = HEADER + f"S0,Renamed,{emails[0]},,,\n" + "".join(rows)
+        before = len(api.events())
+        await execute(pg_url, _OUTAGE)
+        try:
+            r = await post_csv(api, class_id, body, sync=True, max_remove_percent=100)
+        finally:
+            await execute(
+                pg_url,
+                "DROP TRIGGER cms_test_import_outage ON cms_students; "
+                "DROP FUNCTION cms_test_import_outage()",
+            )
+        assert_problem(r, 503, "SERVICE_UNAVAILABLE")
+        assert int(r.headers["retry-after"]) > 0
+        now = await members(api, class_id)
+        assert set(now) == set(emails)  # nothing created, nothing removed
+        assert now[emails[0]]["last_name"] == "Member"  # nothing updated
+        assert len(api.events()) == before
+        assert (await client.get("/v1/imports", headers=A)).json()["imports"] == []
+        # The same request once the database is well again applies it all.
+        r = await post_csv(api, class_id, body, sync=True, max_remove_percent=100)
+        assert (r.json()["created"], r.json()["updated"], r.json()["removed"]) == (300, 1, 3)
+
+
+async def test_erasure_leaves_no_former_values_in_import_history(
+    pg_url: str, clean_pg: AsyncEngine
+) -> None:
+    app = create_app(settings_for(use_mock_repository=False, database_url=pg_url))
+    async with AsyncTestClient(app) as client:
+        api = ApiHarness(client, "postgres")
+        cls = await api.create_class()
+        s = await api.create_student(
+            first="Formername", last="Oldlast", email="former@example.com", legal="Former Legal"
+        )
+        body = HEADER + "Newname,Newlast,former@example.com,,Aliasname,\n"
+        import_id = (await post_csv(api, cls["id"], body)).json()["import_id"]
+        dump = "SELECT CAST(i.* AS text) FROM cms_import_items i"
+        async with clean_pg.connect() as conn:
+            held = " ".join((await conn.execute(text(dump))).scalars())
+        assert "Formername" in held and "Former Legal" in held  # the before-image, until …
+        r = await client.post(f"/v1/classes/students/{s['id']}/erasure", headers=A)
+        assert r.status_code == 200
+        async with clean_pg.connect() as conn:
+            held = " ".join((await conn.execute(text(dump))).scalars())
+        for former in ("Formername", "Oldlast", "Former Legal", "former@example.com"):
+            assert former not in held
+        undo = (await client.post(f"/v1/imports/{import_id}/undo", headers=A)).json()
+        assert undo["skipped"] == [{"student_id": s["id"], "reason": "erased"}]
