@@ -109,7 +109,8 @@ async def test_a_chunked_sync_import_is_one_history_entry_and_undoes(
         "updated": 9,
         "removed": 1,
     }
-    assert len(entries) == 2 and entries[0]["undone_at"] is None
+    assert len(entries) == 2
+    assert entries[0]["undone_at"] is None
     items = await fetch(url, "SELECT action FROM cms_import_items WHERE import_id = $1::uuid",
                         import_id)  # fmt: skip
     assert sorted(r["action"] for r in items) == ["created"] * 3 + ["removed"] + ["updated"] * 9
@@ -130,4 +131,5 @@ async def test_a_chunked_sync_import_is_one_history_entry_and_undoes(
     assert again.exit_code == 3
     assert "already undone" in one_line(again.stderr)
     text_list = await inproc(url, "imports", "list", "--owner", "hist")
-    assert f"{import_id}\t" in text_list.stdout and "undone" in text_list.stdout
+    assert f"{import_id}\t" in text_list.stdout
+    assert "undone" in text_list.stdout
