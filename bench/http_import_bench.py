@@ -44,13 +44,11 @@ def roster_csv(rows: int = ROWS, max_bytes: int = MAX_BYTES, *, variant: int = 0
         if variant and i % 100 == 1:
             continue  # left out: removed by a sync import
         first, last = FIRSTS[i % len(FIRSTS)], LASTS[i % len(LASTS)]
+        email = f"{first[:3].lower()}.{i:06d}@skolan.example"
         if variant and i % 100 == 0:
             first = "Renamed"
         aliases = f"{first[:3]}|Nick{i}" if i % 10 == 0 else ""
-        line = (
-            f"{first},{last},{first[:3].lower()}.{i:06d}@skolan.example,"
-            f"{first} {last} {i},{aliases},false\r\n"
-        )
+        line = f"{first},{last},{email},{first} {last} {i},{aliases},false\r\n"
         encoded = len(line.encode())
         if size + encoded > max_bytes:
             break

@@ -205,6 +205,15 @@ _ROSTER_PG = (
     .order_by(*_ORDER)
 )
 
+_MEMBER_EMAILS = (
+    select(students.c.id, students.c.email)
+    .join(class_students, class_students.c.student_id == students.c.id)
+    .where(
+        class_students.c.class_id == bindparam("class_id"),
+        students.c.is_placeholder == false(),
+        students.c.email.is_not(None),
+    )
+)
 _MEMBERS_AMONG = (
     select(class_students.c.student_id)
     .join(students, students.c.id == class_students.c.student_id)
@@ -503,6 +512,10 @@ class SqlStudentRepository:
             return _with_class_ids(rows)
         result = await self._tx.execute(_ROSTER, {"class_id": class_id})
         return _grouped(result.mappings())
+
+    async def member_emails(self, class_id: UUID) -> dict[UUID, str]:
+        result = await self._tx.execute(_MEMBER_EMAILS, {"class_id": class_id})
+        return {row.id: row.email for row in result}
 
     async def members_among(self, class_id: UUID, student_ids: Collection[UUID]) -> set[UUID]:
         if not student_ids:

@@ -150,6 +150,11 @@ class StudentRepository(Protocol):
         """Members of the class without the placeholder, by last name, first name, id."""
         ...
 
+    async def member_emails(self, class_id: UUID) -> dict[UUID, str]:
+        """``student_id -> email`` of the class's members that have an email, placeholder
+        excluded (sync imports: ids and emails only, whatever the class's size)."""
+        ...
+
     async def members_among(self, class_id: UUID, student_ids: Collection[UUID]) -> set[UUID]:
         """Which of ``student_ids`` are non-placeholder members of the class."""
         ...

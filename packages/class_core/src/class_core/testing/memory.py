@@ -336,6 +336,14 @@ class InMemoryStudentRepository(_Repo):
         ]
         return [self._out(s) for s in sorted(members, key=_student_key)]
 
+    async def member_emails(self, class_id: UUID) -> dict[UUID, str]:
+        found: dict[UUID, str] = {}
+        for c, s in self.t.memberships:
+            student = self.t.students[s]
+            if c == class_id and not student.is_placeholder and student.email is not None:
+                found[s] = student.email
+        return found
+
     async def members_among(self, class_id: UUID, student_ids: Collection[UUID]) -> set[UUID]:
         return {
             s

@@ -435,8 +435,8 @@ async def _plan_removals(
     assert cls is not None  # ImportOptions refuses sync without a class
     # The class before its students, the order a class deletion takes them in (no deadlock).
     await uow.classes.get_many(ctx.user_id, [cls.id], lock=True)
-    members = [m for m in await uow.students.roster(cls.id) if m.email is not None]
-    leaving = [m.id for m in members if m.email not in state.file_emails]
+    members = await uow.students.member_emails(cls.id)
+    leaving = [m for m, email in members.items() if email not in state.file_emails]
     if members and 100 * len(leaving) / len(members) > options.max_remove_percent:
         raise ImportThresholdExceededError(len(leaving), len(members), options.max_remove_percent)
     if not leaving:
