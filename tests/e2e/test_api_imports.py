@@ -392,3 +392,37 @@ async def test_erasure_leaves_no_former_values_in_import_history(
             assert former not in held
         undo = (await client.post(f"/v1/imports/{import_id}/undo", headers=A)).json()
         assert undo["skipped"] == [{"student_id": s["id"], "reason": "erased"}]
+
+
+async def test_a_chunked_body_is_refused_once_it_passes_the_limit(memory_api: ApiHarness) -> None:
+    """No Content-Length (chunked upload): the route stops reading at the limit (413)."""
+    limit = memory_api.app.state["settings"].http_import_max_bytes
+    block = b"x" * 65536
+    sent = 0
+    messages: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        sent += 1
+        return {"type": "http.request", "body": block, "more_body": True}  # never ends
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": f"/v1/classes/{uuid4()}/roster/import",
+        "raw_path": b"",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"x-user-id", A["X-User-ID"].encode()), (b"content-type", b"text/csv")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    await memory_api.app(scope, receive, send)  # type: ignore[arg-type]
+    assert messages[0]["status"] == 413
+    assert sent == limit // len(block) + 1  # read up to the limit, not the endless rest
