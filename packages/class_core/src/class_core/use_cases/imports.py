@@ -407,10 +407,11 @@ async def _apply_chunk(
                     await _record_import(uow, ctx, state, plan, options)
                     notes = uow.record(plan.events, ctx.correlation_id, plan.now)
                     await uow.commit()
-        except ConflictError:
+        except ConflictError as exc:
             # An email was taken concurrently: nothing of this chunk was written; plan it
             # again (classes it creates keep their ids, as the summary names them once).
-            if attempt >= _CONFLICT_RETRIES:
+            # A refused sync is an answer, not a race.
+            if isinstance(exc, ImportThresholdExceededError) or attempt >= _CONFLICT_RETRIES:
                 raise
             retry_with = plan.new_classes
             continue
