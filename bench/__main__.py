@@ -23,7 +23,7 @@ from bench.results import Measurement, format_table, write_json
 from bench.services import BenchSetupError, fresh_database, kafka_broker, load_average
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results.json"
-NAMES = ("http", "import", "matching", "relay", "scale")
+NAMES = ("http", "import", "http_import", "matching", "relay", "scale")
 
 Runner = Callable[[str], Awaitable[list[Measurement]]]
 
@@ -33,6 +33,7 @@ def _sizes(quick: bool) -> dict[str, dict[str, Any]]:
         return {
             "http": {"duration": 2.0, "warmup": 0.5, "rounds": 1},
             "import": {"rows": 5_000},
+            "http_import": {"rows": 2_000, "rounds": 1},
             "matching": {"batches": 10, "essays_per_batch": 200},
             "relay": {"prefill": 2_000, "rate": 200.0, "seconds": 2.0},
             "scale": {
@@ -49,6 +50,7 @@ def _sizes(quick: bool) -> dict[str, dict[str, Any]]:
     return {
         "http": {"duration": 5.0, "warmup": 1.0, "rounds": 3},
         "import": {"rows": 100_000},
+        "http_import": {"rows": 20_000, "rounds": 2},
         "matching": {"batches": 100, "essays_per_batch": 200},
         "relay": {"prefill": 20_000, "rate": 200.0, "seconds": 10.0},
         # >= 1,000,000 students of 10,000 owners; several minutes (docs/performance.md).
@@ -71,6 +73,10 @@ async def _run_one(name: str, options: dict[str, Any]) -> list[Measurement]:
 
             with kafka_broker() as bootstrap:
                 return await relay_bench.run(url, bootstrap, **options)
+        if name == "http_import":
+            from bench import http_import_bench
+
+            return await http_import_bench.run(url, **options)
         if name == "scale":
             from bench import scale_bench
 

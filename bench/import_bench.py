@@ -30,10 +30,10 @@ from sqlalchemy.engine import make_url
 import adapters_sql
 from bench.results import Measurement, format_table, write_json
 from class_cli.gc_tuning import fewer_collections
-from class_cli.roster_csv import open_roster
 from class_core.runtime import RequestContext
 from class_core.text import search_key
 from class_core.use_cases.imports import ImportOptions, import_students
+from class_runtime.roster_csv import open_roster
 
 TARGET_STUDENTS_PER_SECOND = 30_000.0
 OWNER = "bench-teacher"

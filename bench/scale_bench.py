@@ -51,7 +51,6 @@ from bench.results import Measurement
 from bench.scale_seed import ScaleSize, seed, settle
 from bench.services import free_port, fresh_database
 from class_cli.gc_tuning import fewer_collections
-from class_cli.roster_csv import open_roster
 from class_core.model import Association, Batch, BatchStatus, ValidationMethod, ValidationStatus
 from class_core.runtime import RequestContext, Runtime
 from class_core.text import search_key
@@ -59,6 +58,7 @@ from class_core.use_cases.classes import CreateClass, create_class
 from class_core.use_cases.imports import ImportOptions, import_students
 from class_core.use_cases.matching import expire_due_batches
 from class_core.use_cases.students import CreateStudent, PersonName, create_student
+from class_runtime.roster_csv import open_roster
 
 OWNER = "scale-teacher"
 INTERNAL_KEY = "scale-bench-internal-key"

@@ -134,6 +134,8 @@ async def test_openapi_document_matches_the_routes(memory_api: ApiHarness) -> No
         ("get", "/internal/v1/batches/{batch_id}/student-names"),
         ("get", "/internal/v1/associations/essay/{essay_id}"),
         ("get", "/internal/v1/batches/class-info"),
+        ("post", "/v1/classes/{class_id}/roster/import"), ("get", "/v1/imports"),
+        ("post", "/v1/imports/{import_id}/undo"),
     }  # fmt: skip
     found = {
         (m, p)

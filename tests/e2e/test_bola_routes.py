@@ -48,11 +48,19 @@ class World:
             headers=A,
         )
         assert decided.status_code == 200, decided.text
+        imported = await api.client.post(
+            f"/v1/classes/{self.a_class}/roster/import",
+            content=b"first_name,last_name,email\nImre,Importsson,imre@owner-a.example\n",
+            headers={**A, "Content-Type": "text/csv"},
+        )
+        assert imported.status_code == 200, imported.text
+        self.a_import = imported.json()["import_id"]
         self.b_class = (await api.create_class(B, name="B's own"))["id"]
         self.b_student = (await api.create_student(B, first="Bo", class_ids=[self.b_class]))["id"]
         self.secrets = [
             self.a_class, self.a_student, str(self.a_batch), str(self.a_essay),
             str(self.a_open_essay), A_CLASS, A_FIRST, A_LAST, A_LEGAL, A_EMAIL, "owner-a",
+            self.a_import, "Importsson",
         ]  # fmt: skip
 
     async def snapshot(self) -> list[Any]:
@@ -63,6 +71,7 @@ class World:
             (await get(f"/v1/classes/students/{self.a_student}", headers=A)).json(),
             (await get(f"/v1/batches/{self.a_batch}/student-associations", headers=A)).json(),
             (await get("/v1/classes/students", headers=A)).json(),
+            (await get("/v1/imports", headers=A)).json(),
             len(self.api.events()),
         ]
 
@@ -72,6 +81,10 @@ class World:
         e, open_e = str(self.a_essay), str(self.a_open_essay)
         own_s = self.b_student
         decide = f"/v1/batches/{bt}/student-associations/confirm"
+        csv = {
+            "content": b"first_name,last_name,email\nB,Own,b@owner-b.example\n",
+            "headers": {**B, "Content-Type": "text/csv"},
+        }
         return {
             ("GET", "/v1/classes"): [
                 ("GET", "/v1/classes", {"params": {"q": "Aardvark"}}, 200),
@@ -159,6 +172,16 @@ class World:
             ],
             ("GET", "/internal/v1/batches/class-info"): [
                 ("GET", "/internal/v1/batches/class-info", {"params": {"batch_ids": str(bt)}}, 401),
+            ],
+            ("POST", "/v1/classes/{class_id}/roster/import"): [
+                ("POST", f"/v1/classes/{c}/roster/import", csv, 404),
+                ("POST", f"/v1/classes/{c}/roster/import?sync=true&max_remove_percent=100",
+                 csv, 404),
+                ("POST", f"/v1/classes/{c}/roster/import?dry_run=true", csv, 404),
+            ],
+            ("GET", "/v1/imports"): [("GET", "/v1/imports", {"params": {"limit": 100}}, 200)],
+            ("POST", "/v1/imports/{import_id}/undo"): [
+                ("POST", f"/v1/imports/{self.a_import}/undo", {}, 404)
             ],
             ("GET", "/healthz"): [("GET", "/healthz", {}, 200)],
             ("GET", "/metrics"): [("GET", "/metrics", {}, 200)],

@@ -25,6 +25,7 @@ from class_api.app import create_app
 from class_core.matching import EssayMatch, Suggestion, SuggestionsMessage
 from class_core.runtime import RequestContext
 from class_core.use_cases.classes import CreateClass, create_class
+from class_core.use_cases.imports import RosterRow, import_roster
 from class_core.use_cases.matching import ConfirmItem, confirm_associations, ingest_suggestions
 from class_core.use_cases.students import CreateStudent, PersonName, create_student
 from tests.e2e.conftest import B, settings_for
@@ -43,6 +44,7 @@ class World:
     a_batch: str
     a_essay: str
     a_open_essay: str
+    a_import: str
     secrets: list[str]
     before: list[Any]
 
@@ -62,6 +64,8 @@ async def _a_state(url: str) -> list[Any]:
                 "SELECT essay_id, student_id, validation_status, validated_by "
                 "FROM cms_essay_associations ORDER BY essay_id",
                 "SELECT batch_id, status FROM cms_batches ORDER BY batch_id",
+                "SELECT import_id, created, updated, removed, undone_at FROM cms_imports "
+                "WHERE owner_id = :a ORDER BY import_id",
             ):
                 state.append([tuple(r) for r in await conn.execute(text(sql), {"a": OWNER_A})])
             return state
@@ -97,13 +101,18 @@ async def world(pg_database_factory: PgDatabaseFactory) -> World:
             ),
         )
         await confirm_associations(rt, ctx, batch, [ConfirmItem(essay, True)])
+        imported = await import_roster(
+            rt, ctx, cls.id, [RosterRow(2, "Imogen", A_LAST, "imogen.q@owner-a.example")]
+        )
+        assert imported.import_id is not None
+        w.a_import = str(imported.import_id)
     finally:
         await engine.dispose()
     w.a_class, w.a_student, w.a_batch = str(cls.id), str(student.id), str(batch)
     w.a_essay, w.a_open_essay = str(essay), str(open_essay)
     w.secrets = [
         w.a_class, w.a_student, w.a_batch, w.a_essay, w.a_open_essay,
-        A_CLASS, A_FIRST, A_LAST, A_EMAIL, OWNER_A,
+        A_CLASS, A_FIRST, A_LAST, A_EMAIL, OWNER_A, w.a_import, "imogen.q",
     ]  # fmt: skip
     w.before = await _a_state(w.url)
     return w
@@ -123,6 +132,7 @@ def _inject(case: schemathesis.Case[Any], w: World) -> bool:
         "student_id": w.a_student,
         "batch_id": w.a_batch,
         "essay_id": w.a_essay,
+        "import_id": w.a_import,
     }
     injected = False
     for name in list(case.path_parameters or {}):

@@ -97,6 +97,9 @@ async def test_the_documented_examples_run_as_documented(
     async def define(name: str) -> None:
         if name == "CLASS_ID":  # the class the roster import created
             variables[name] = str(await scalar(url, "SELECT id FROM cms_classes WHERE name = '9B'"))
+        elif name == "IMPORT_ID":  # the newest recorded import (the sync run)
+            newest = "SELECT import_id FROM cms_imports ORDER BY at DESC LIMIT 1"
+            variables[name] = str(await scalar(url, newest))
         elif name in ("BATCH_ID", "ESSAY_ID", "STUDENT_ID"):
             class_id = await scalar(url, "SELECT id FROM cms_classes WHERE name = '9A'")
             by_email = "SELECT id FROM cms_students WHERE email = $1"
@@ -129,6 +132,10 @@ async def test_the_documented_examples_run_as_documented(
         "SELECT count(*) FROM cms_students WHERE owner_id = 'teacher-1' AND NOT is_placeholder"
     )
     assert await scalar(url, students) == 4
+    # The sync run was undone: Bo is back in 9B, Cy has the name the first import gave.
+    assert await scalar(url, "SELECT count(*) FROM cms_imports WHERE undone_at IS NOT NULL") == 1
+    cy = "SELECT last_name FROM cms_students WHERE email = 'cy@school.example'"
+    assert await scalar(url, cy) == "Fu, Jr"
     assert await scalar(url, "SELECT status FROM cms_batches") == "finalized"
 
 

@@ -95,7 +95,15 @@ async def test_ten_thousand_rows_import_with_row_errors_events_and_an_idempotent
 
     assert first.returncode == 1, first.stderr
     summary = as_json(first.stdout)
-    assert set(summary) == {"created", "updated", "unchanged", "failed", "errors"}
+    assert set(summary) == {
+        "created",
+        "updated",
+        "unchanged",
+        "failed",
+        "errors",
+        "import_id",
+        "removed",
+    }
     assert (summary["created"], summary["updated"], summary["unchanged"]) == (good, 0, 0)
     assert summary["failed"] == bad
     assert [e["row"] for e in summary["errors"]] == sorted(expected)
@@ -162,7 +170,11 @@ async def test_dry_run_reports_exactly_what_the_real_run_does_and_writes_nothing
     assert await table_counts(url) == before
     assert "dry run: nothing was written" in dry.stderr
     real = await cli(url, "import", "students", str(roster), "--owner", "dry", "--json")
-    assert as_json(dry.stdout) == as_json(real.stdout)
+    # The same summary, but only the real run is recorded (§9.4: no import_id on a dry run).
+    dry_summary, real_summary = as_json(dry.stdout), as_json(real.stdout)
+    assert dry_summary.pop("import_id") is None
+    assert real_summary.pop("import_id") is not None
+    assert dry_summary == real_summary
     assert as_json(real.stdout)["created"] == 2
     assert as_json(real.stdout)["updated"] == 1  # names differ
     assert as_json(real.stdout)["errors"][0]["row"] == 4

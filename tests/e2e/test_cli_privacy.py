@@ -75,9 +75,10 @@ async def test_an_operator_answers_access_and_erasure_requests(
         True,
     )
     assert [c["name"] for c in body["classes"]] == ["9Z"]
+    by = f"import:{as_json(imported.stdout)['import_id']}"  # contract §10
     assert [(h["action"], h["by"]) for h in body["history"]] == [
-        ("created", TEACHER),
-        ("added_to_class", TEACHER),
+        ("created", by),
+        ("added_to_class", by),
     ]
 
     stranger = await inproc(url, "students", "erase", sid, "--as", OTHER)

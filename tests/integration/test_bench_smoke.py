@@ -111,3 +111,18 @@ def test_every_benchmark_has_sizes_in_both_modes() -> None:
     from bench.__main__ import NAMES, _sizes
 
     assert set(_sizes(quick=True)) == set(NAMES) == set(_sizes(quick=False))
+
+
+async def test_http_import_benchmark_runs(pg_database_factory: object) -> None:
+    from bench import http_import_bench
+
+    url = await pg_database_factory(migrated=True)  # type: ignore[operator]
+    rows = await http_import_bench.run(url, rows=300, rounds=1)
+    _check(
+        rows,
+        {
+            "http import: 300 new students",
+            "http import: the same file again (unchanged)",
+            "http import: sync, 1 % renamed, 1 % removed",
+        },
+    )

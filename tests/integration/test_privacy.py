@@ -248,7 +248,7 @@ async def test_a_put_that_read_before_a_concurrent_erasure_changes_nothing(
 
 
 async def test_an_import_records_the_history_of_every_student(engine: AsyncEngine) -> None:
-    """A roster import's history entries (created, added_to_class, by the importing user) are
+    """A roster import's history entries (created, added_to_class, by ``import:<id>``) are
     written in bulk (a COPY on PostgreSQL once there are enough of them)."""
     rt = build_sql_runtime(engine)
     ctx = RequestContext(OWNER)
@@ -260,9 +260,10 @@ async def test_an_import_records_the_history_of_every_student(engine: AsyncEngin
     async with rt.read() as uow:
         by_email = await uow.students.by_emails(OWNER, ["p7@skolan.example", "pia@skolan.example"])
         entries = await uow.history.of_student(by_email["p7@skolan.example"].id)
+    by = f"import:{summary.import_id}"  # contract §10
     assert [(e.action.value, e.by, e.subject_id) for e in entries] == [
-        ("created", OWNER, None),
-        ("added_to_class", OWNER, cls.id),
+        ("created", by, None),
+        ("added_to_class", by, cls.id),
     ]
     assert by_email["pia@skolan.example"].protected_identity is True
     assert not by_email["p7@skolan.example"].protected_identity

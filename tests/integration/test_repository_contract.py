@@ -1745,3 +1745,78 @@ async def test_pg_concurrent_creates_with_one_external_id(clean_pg: AsyncEngine)
     results = await asyncio.gather(*(create(i) for i in range(6)))
     assert sum(isinstance(r, Student) for r in results) == 1
     assert sum(isinstance(r, DuplicateExternalIdError) for r in results) == 5
+
+
+# --------------------------------------------------------------------------- import history
+
+
+async def test_import_history_records_items_pages_and_purges(any_backend: Backend) -> None:
+    from class_core.import_records import (
+        ImportAction,
+        ImportItem,
+        ImportRecord,
+        ImportSource,
+        StudentImage,
+    )
+
+    b = any_backend
+    cls = await new_class(b)
+    now = b.clock.now()
+    first, second = uuid4(), uuid4()
+    s1, s2 = uuid4(), uuid4()
+    before = StudentImage("Åsa", "Öberg", "Åsa Maria Öberg", "asa@s.example", ("Åsis",), True)
+    async with b.uow() as uow:
+        await uow.imports.add(ImportRecord(first, T1, now, ImportSource.CLI, None, 1, 0, 0))
+        await uow.imports.extend(first, 0, 1, 1)
+        await uow.imports.add_items(
+            [
+                ImportItem(first, s1, ImportAction.CREATED, 1, cls.id),
+                ImportItem(first, s2, ImportAction.UPDATED, 3, None, before),
+            ]
+        )
+        later = now + timedelta(minutes=1)
+        await uow.imports.add(ImportRecord(second, T1, later, ImportSource.HTTP, cls.id, 2))
+        await uow.commit()
+    async with b.uow() as uow:
+        record = await uow.imports.get(T1, first, lock=True)
+        assert record is not None
+        assert (record.created, record.updated, record.removed) == (1, 1, 1)
+        assert await uow.imports.get(T2, first) is None
+        assert await uow.imports.get(None, first) == record
+        items = {i.student_id: i for i in await uow.imports.items(first)}
+        assert items[s1] == ImportItem(first, s1, ImportAction.CREATED, 1, cls.id)
+        assert items[s2].before == before
+        page = await uow.imports.search(T1, 1, 0)
+        assert [r.import_id for r in page.items] == [second]
+        assert page.total == 2
+        assert (await uow.imports.search(T2, 10, 0)).total == 0
+        await uow.imports.mark_undone(first, later)
+        await uow.commit()
+    async with b.uow() as uow:
+        undone = await uow.imports.get(T1, first)
+        assert undone is not None
+        assert undone.undone_at == later
+        # Erasure's clean-up clears the student's before-images.
+        await uow.personal_data.forget(s2, ["Åsa"])
+        assert [i.before for i in await uow.imports.items(first) if i.student_id == s2] == [None]
+        assert await uow.imports.purge(later, 10) == 1
+        assert await uow.imports.purge(later, 10) == 0
+        assert await uow.imports.items(first) == []
+        assert await uow.imports.get(T1, second) is not None
+        await uow.commit()
+
+
+async def test_bulk_reads_for_sync_and_undo(any_backend: Backend) -> None:
+    b = any_backend
+    cls = await new_class(b)
+    ada = await new_student(b, "Ada", email="ada@s.example", class_ids=(cls.id,))
+    bo = await new_student(b, "Bo", class_ids=(cls.id,))  # no email: not in member_emails
+    other = await new_student(b, "Cy", email="cy@s.example")
+    await ingest_suggestions(b.rt, suggestions(uuid4(), cls.id, (uuid4(), ada.id, 0.9)))
+    async with b.uow() as uow:
+        assert await uow.students.member_emails(cls.id) == {ada.id: "ada@s.example"}
+        found = await uow.students.get_many(T1, [ada.id, bo.id, other.id, uuid4()], lock=True)
+        assert set(found) == {ada.id, bo.id, other.id}
+        assert found[ada.id].class_ids == (cls.id,)
+        assert await uow.students.get_many(T2, [ada.id]) == {}
+        assert await uow.batches.students_in_use([ada.id, bo.id, other.id]) == {ada.id}

@@ -31,6 +31,8 @@ LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE_PREFIX = "cms_test_"
 # Every data table (children first); the seeded courses and the version table stay.
 DATA_TABLES = (
+    "cms_import_items",
+    "cms_imports",
     "cms_student_history",
     "cms_essay_associations",
     "cms_batches",

@@ -55,6 +55,8 @@ ErrorCode = Literal[
     "PRECONDITION_FAILED",
     "CLASS_ARCHIVED",
     "DUPLICATE_EXTERNAL_ID",
+    "IMPORT_THRESHOLD_EXCEEDED",
+    "IMPORT_ALREADY_UNDONE",
     "PAYLOAD_TOO_LARGE",
     "UNSUPPORTED_MEDIA_TYPE",
     "INTERNAL_ERROR",
@@ -76,6 +78,8 @@ TITLES: Mapping[str, str] = {
     "PRECONDITION_FAILED": "Precondition failed",
     "CLASS_ARCHIVED": "Class is archived",
     "DUPLICATE_EXTERNAL_ID": "Duplicate external id",
+    "IMPORT_THRESHOLD_EXCEEDED": "Import would remove too many members",
+    "IMPORT_ALREADY_UNDONE": "Import already undone",
     "PAYLOAD_TOO_LARGE": "Payload too large",
     "UNSUPPORTED_MEDIA_TYPE": "Unsupported media type",
     "INTERNAL_ERROR": "Internal server error",
@@ -119,9 +123,15 @@ class AuthenticationRequiredError(Exception):
 
 
 class UnsupportedMediaTypeError(Exception):
-    """A request body that is not JSON (415)."""
+    """A request body that is not JSON (415), or not what the route takes (its message)."""
 
     code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class PayloadTooLargeError(Exception):
+    """A body over a route's own limit (413; the roster import's ``HTTP_IMPORT_MAX_BYTES``)."""
+
+    code = "PAYLOAD_TOO_LARGE"
 
 
 def problem_type(code: str) -> str:
@@ -199,7 +209,11 @@ def handle_authentication(
 def handle_media_type(
     request: Request[Any, Any, Any], exc: UnsupportedMediaTypeError
 ) -> Response[bytes]:
-    return problem_response(request, 415, exc.code, _HTTP_CODES[415][1])
+    return problem_response(request, 415, exc.code, str(exc) or _HTTP_CODES[415][1])
+
+
+def handle_too_large(request: Request[Any, Any, Any], exc: PayloadTooLargeError) -> Response[bytes]:
+    return problem_response(request, 413, exc.code, str(exc) or _HTTP_CODES[413][1])
 
 
 _MISSING_PARAMETER = re.compile(r"^Missing required \w+ parameter '([^']+)'")
@@ -273,6 +287,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ClassManagementError: handle_core_error,
     AuthenticationRequiredError: handle_authentication,
     UnsupportedMediaTypeError: handle_media_type,
+    PayloadTooLargeError: handle_too_large,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }
@@ -282,7 +297,9 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
 
 
 def _expected(exc: BaseException) -> bool:
-    if isinstance(exc, AuthenticationRequiredError | UnsupportedMediaTypeError):
+    if isinstance(
+        exc, AuthenticationRequiredError | UnsupportedMediaTypeError | PayloadTooLargeError
+    ):
         return True
     if isinstance(exc, ClassManagementError):
         return _core_status(exc) < 500
@@ -318,6 +335,7 @@ __all__ = [
     "EXCEPTION_HANDLERS",
     "PROBLEM_MEDIA_TYPE",
     "AuthenticationRequiredError",
+    "PayloadTooLargeError",
     "ProblemDetails",
     "UnsupportedMediaTypeError",
     "log_exception",

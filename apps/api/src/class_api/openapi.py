@@ -13,10 +13,12 @@ from litestar.openapi.spec import (
     Components,
     OpenAPI,
     OpenAPIHeader,
+    OpenAPIMediaType,
     OpenAPIResponse,
     Operation,
     Parameter,
     Reference,
+    RequestBody,
     Schema,
     SecurityScheme,
 )
@@ -49,12 +51,13 @@ _DESCRIPTIONS: Mapping[int, str] = {
 }
 
 
-def problems(*statuses: int) -> dict[int, ResponseSpec]:
-    """Problem-details responses for these status codes (documented for the operation)."""
+def problems(*statuses: int, described: Mapping[int, str] | None = None) -> dict[int, ResponseSpec]:
+    """Problem-details responses for these status codes (documented for the operation);
+    ``described`` overrides the common descriptions for this operation."""
     return {
         status: ResponseSpec(
             ProblemDetails,
-            description=_DESCRIPTIONS[status],
+            description=(described or {}).get(status, _DESCRIPTIONS[status]),
             media_type=PROBLEM_MEDIA_TYPE,
             generate_examples=False,
         )
@@ -127,10 +130,33 @@ def _drop_null(schema: Schema) -> None:
 _CORRELATION_SCHEMA = Schema(type="string", format="uuid")  # type: ignore[arg-type]
 
 
+CSV_BODY_PATHS = ("/v1/classes/{class_id}/roster/import",)
+"""POST operations whose body is a CSV file read from the raw request (no ``data``)."""
+
+
+def _csv_body(operation: Operation) -> None:
+    operation.request_body = RequestBody(
+        content={
+            "text/csv": OpenAPIMediaType(
+                schema=Schema(type="string", description="CSV with a header row, UTF-8")  # type: ignore[arg-type]
+            )
+        },
+        required=True,
+        description="The roster: a header row (first_name, last_name, email; optional "
+        "legal_full_name, aliases, protected_identity), then one student per record. "
+        "Content-Type text/csv, UTF-8 with or without BOM (another charset: 415).",
+    )
+
+
 def finalize_openapi(schema: OpenAPI) -> None:
     """What Litestar cannot express on its own: request bodies forbid unknown properties,
-    every response carries ``X-Correlation-ID``, 503 carries ``Retry-After``, and every
-    operation accepts an optional ``X-Correlation-ID``."""
+    every response carries ``X-Correlation-ID``, 503 carries ``Retry-After``, every
+    operation accepts an optional ``X-Correlation-ID``, and the roster import's body is
+    ``text/csv``."""
+    for path in CSV_BODY_PATHS:
+        item = (schema.paths or {}).get(path)
+        if item is not None and item.post is not None:
+            _csv_body(item.post)
     request_names = {s.__name__ for s in REQUEST_STRUCTS}
     components = schema.components
     for name, component in (components.schemas or {}).items():

@@ -16,15 +16,23 @@ from class_api.bootstrap import Services
 from class_api.metrics import ServiceMetrics
 from class_core.runtime import Runtime
 from class_core.settings import Settings
-from class_runtime import sweep_once
+from class_runtime import purge_history_once, sweep_once
 
 log = logging.getLogger("class_api.workers")
 
 
-async def sweep_loop(rt: Runtime, interval_seconds: float, metrics: ServiceMetrics) -> None:
-    """Sweep once at start, then every ``interval_seconds`` until cancelled."""
+async def sweep_loop(
+    rt: Runtime,
+    interval_seconds: float,
+    metrics: ServiceMetrics,
+    history_retention_days: float | None = None,
+) -> None:
+    """Sweep once at start, then every ``interval_seconds`` until cancelled; each round also
+    purges the import history past ``history_retention_days`` (when given)."""
     while True:
         await sweep_once(rt, metrics)  # the same job as class-scheduler's
+        if history_retention_days is not None:
+            await purge_history_once(rt, history_retention_days)
         await asyncio.sleep(interval_seconds)
 
 
@@ -39,7 +47,12 @@ async def background_workers(
     if settings.run_workers:
         tasks.append(
             asyncio.create_task(
-                sweep_loop(services.runtime, settings.timeout_check_interval_seconds, metrics),
+                sweep_loop(
+                    services.runtime,
+                    settings.timeout_check_interval_seconds,
+                    metrics,
+                    settings.changes_retention_days,
+                ),
                 name="cms-timeout-sweep",
             )
         )

@@ -7,7 +7,16 @@ import sys
 
 import typer
 
-from class_cli.commands import associations, classes, courses, db, imports, outbox, students
+from class_cli.commands import (
+    associations,
+    classes,
+    courses,
+    db,
+    import_history,
+    imports,
+    outbox,
+    students,
+)
 from class_cli.state import CliState
 from class_core.startup import version_line
 
@@ -57,6 +66,7 @@ db.register(app)
 courses.register(app)
 classes.register(app)
 imports.register(app)
+import_history.register(app)
 students.register(app)
 associations.register(app)
 outbox.register(app)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from class_core.courses import COURSES_BY_CODE
+from class_core.import_records import ImportRecord, UndoResult
 from class_core.model import Association, SchoolClass, Student
 from class_core.ports import OutboxStatus
 from class_core.use_cases.imports import ImportSummary
@@ -152,6 +153,30 @@ def import_summary_view(summary: ImportSummary) -> dict[str, Any]:
         "unchanged": summary.unchanged,
         "failed": summary.failed,
         "errors": [{"row": e.row, "errors": list(e.errors)} for e in summary.errors],
+        "import_id": _id(summary.import_id),
+        "removed": summary.removed,
+    }
+
+
+def import_record_view(record: ImportRecord) -> dict[str, Any]:
+    """One entry of the import history (§9.4), as ``GET /v1/imports`` shows it."""
+    return {
+        "import_id": str(record.import_id),
+        "at": timestamp(record.at),
+        "source": record.source.value,
+        "class_id": _id(record.class_id),
+        "created": record.created,
+        "updated": record.updated,
+        "removed": record.removed,
+        "undone_at": timestamp(record.undone_at),
+    }
+
+
+def undo_result_view(result: UndoResult) -> dict[str, Any]:
+    return {
+        "import_id": str(result.import_id),
+        "reverted": result.reverted,
+        "skipped": [{"student_id": str(s.student_id), "reason": s.reason} for s in result.skipped],
     }
 
 

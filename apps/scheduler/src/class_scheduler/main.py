@@ -23,7 +23,7 @@ from class_core.settings import Settings
 from class_core.startup import startup_summary, version_line
 from class_runtime import open_runtime
 from class_scheduler.http import PortUnavailableError
-from class_scheduler.jobs import schedule_sweep
+from class_scheduler.jobs import schedule_history_purge, schedule_sweep
 from class_scheduler.ops import open_ops_endpoint
 
 log = logging.getLogger("class_scheduler")
@@ -73,15 +73,16 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
             )
             log.info(message, extra=fields)
             workers.start()
+            scheduler = AsyncIOScheduler(timezone="UTC")
             if not args.no_sweep:
-                scheduler = AsyncIOScheduler(timezone="UTC")
                 schedule_sweep(
                     scheduler,
                     opened.runtime,
                     settings.timeout_check_interval_seconds,
                     ops.sweep if ops is not None else None,
                 )
-                scheduler.start()
+            schedule_history_purge(scheduler, opened.runtime, settings.changes_retention_days)
+            scheduler.start()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

@@ -247,6 +247,13 @@ _IN_USE = select(
         exists().where(_a.c.student_id == bindparam("student_id")),
     )
 )
+_IN_USE_AMONG = select(_a.c.suggested_student_id, _a.c.student_id).where(
+    or_(
+        _a.c.suggested_student_id.in_(bindparam("student_ids", expanding=True)),
+        _a.c.student_id.in_(bindparam("student_ids", expanding=True)),
+    )
+)
+_IN_USE_CHUNK = 5_000  # two expanding lists: 10,000 parameters per statement
 _CLASS_INFO = (
     select(batches.c.batch_id, batches.c.class_id, classes.c.name)
     .join(classes, classes.c.id == batches.c.class_id)
@@ -497,6 +504,16 @@ class SqlBatchRepository:
 
     async def student_in_use(self, student_id: UUID) -> bool:
         return bool((await self._tx.execute(_IN_USE, {"student_id": student_id})).scalar())
+
+    async def students_in_use(self, student_ids: Collection[UUID]) -> set[UUID]:
+        wanted = sorted(set(student_ids))
+        found: set[UUID] = set()
+        for start in range(0, len(wanted), _IN_USE_CHUNK):
+            chunk = wanted[start : start + _IN_USE_CHUNK]
+            result = await self._tx.execute(_IN_USE_AMONG, {"student_ids": chunk})
+            for row in result:
+                found.update(i for i in row if i is not None)
+        return found & set(wanted)
 
     async def class_info(self, batch_ids: Collection[UUID]) -> dict[UUID, tuple[UUID, str]]:
         if not batch_ids:

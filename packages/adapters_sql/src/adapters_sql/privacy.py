@@ -17,7 +17,7 @@ from uuid import UUID
 
 from sqlalchemy import bindparam, delete, or_, select, update
 
-from adapters_sql.schema import essay_associations, outbox
+from adapters_sql.schema import essay_associations, import_items, outbox
 from adapters_sql.transaction import SqlTransaction
 from class_core.privacy import scrub_envelope, scrub_reasons
 
@@ -28,6 +28,7 @@ class Erasure(StrEnum):
     STUDENT_ROW = "student_row"  # the student's own row is rewritten (``Student.erase``)
     SUGGESTION_REASONS = "suggestion_reasons"  # reasons naming the student are dropped
     OUTBOX = "outbox"  # published rows deleted, unpublished ones rewritten (same event id)
+    IMPORT_HISTORY = "import_history"  # the student's before-images in import items cleared
 
 
 PERSONAL: Mapping[tuple[str, str], Erasure] = MappingProxyType(
@@ -41,6 +42,11 @@ PERSONAL: Mapping[tuple[str, str], Erasure] = MappingProxyType(
         ("cms_students", "external_id"): Erasure.STUDENT_ROW,
         ("cms_essay_associations", "match_reasons"): Erasure.SUGGESTION_REASONS,
         ("cms_outbox", "payload"): Erasure.OUTBOX,
+        ("cms_import_items", "before_first_name"): Erasure.IMPORT_HISTORY,
+        ("cms_import_items", "before_last_name"): Erasure.IMPORT_HISTORY,
+        ("cms_import_items", "before_legal_full_name"): Erasure.IMPORT_HISTORY,
+        ("cms_import_items", "before_email"): Erasure.IMPORT_HISTORY,
+        ("cms_import_items", "before_aliases"): Erasure.IMPORT_HISTORY,
     }
 )
 
@@ -73,6 +79,9 @@ SAFE: Mapping[tuple[str, str], str] = MappingProxyType(
         ("cms_student_history", "owner_id"): _TEACHER,
         ("cms_student_history", "action"): "an enumeration",
         ("cms_student_history", "actor"): f"{_TEACHER}, SYSTEM_TIMEOUT or import:<id>",
+        ("cms_imports", "owner_id"): _TEACHER,
+        ("cms_imports", "source"): "an enumeration (http, cli)",
+        ("cms_import_items", "action"): "an enumeration",
     }
 )
 
@@ -88,6 +97,18 @@ _SET_REASONS = (
     .where(_a.c.essay_id == bindparam("v_essay_id"))
     .values(match_reasons=bindparam("v_reasons"))
 )
+_FORGET_BEFORE = (
+    update(import_items)
+    .where(import_items.c.student_id == bindparam("v_student_id"))
+    .values(
+        before_first_name=None,
+        before_last_name=None,
+        before_legal_full_name=None,
+        before_email=None,
+        before_aliases=None,
+        before_protected_identity=None,
+    )
+)
 _DELETE_OUTBOX = delete(outbox).where(outbox.c.seq == bindparam("v_seq"))
 _REWRITE_OUTBOX = (
     update(outbox).where(outbox.c.seq == bindparam("v_seq")).values(payload=bindparam("v_payload"))
@@ -98,7 +119,7 @@ class SqlPersonalData:
     """``PersonalData`` on SQL: the steps of :class:`Erasure` outside the student row."""
 
     HANDLES: frozenset[Erasure] = frozenset(
-        {Erasure.STUDENT_ROW, Erasure.SUGGESTION_REASONS, Erasure.OUTBOX}
+        {Erasure.STUDENT_ROW, Erasure.SUGGESTION_REASONS, Erasure.OUTBOX, Erasure.IMPORT_HISTORY}
     )
 
     def __init__(self, tx: SqlTransaction) -> None:
@@ -107,6 +128,7 @@ class SqlPersonalData:
     async def forget(self, student_id: UUID, former: Sequence[str]) -> None:
         # Erasure.STUDENT_ROW is the use case's ``students.update`` of the erased student.
         await self._suggestion_reasons(student_id, former)
+        await self._tx.execute(_FORGET_BEFORE, {"v_student_id": student_id})
         await self._outbox(student_id, former)
 
     async def _suggestion_reasons(self, student_id: UUID, former: Sequence[str]) -> None:

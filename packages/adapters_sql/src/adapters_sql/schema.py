@@ -319,9 +319,62 @@ student_history = Table(
     Index("ix_cms_student_history_student", "student_id", "seq"),
 )
 
+# Applied roster imports (§9.4 history and undo): one row per import, one item per student
+# it changed. Items' ``before_*`` columns are the student's former values: personal data,
+# cleared by erasure (adapters_sql.privacy). Kept CHANGES_RETENTION_DAYS, purged in batches.
+imports = Table(
+    "cms_imports",
+    metadata,
+    Column("import_id", Uuid(), nullable=False),
+    Column("owner_id", code_point_string(255), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("source", String(8), nullable=False),
+    Column("class_id", Uuid(), nullable=True),
+    Column("created", Integer(), nullable=False, server_default=text("0")),
+    Column("updated", Integer(), nullable=False, server_default=text("0")),
+    Column("removed", Integer(), nullable=False, server_default=text("0")),
+    Column("undone_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("import_id", name="pk_cms_imports"),
+    CheckConstraint("source IN ('http', 'cli')", name="ck_cms_imports_source"),
+    Index("ix_cms_imports_at", "at"),
+)
+Index(
+    "ix_cms_imports_owner_at", imports.c.owner_id, imports.c.at.desc(), imports.c.import_id.desc()
+)
+
+import_items = Table(
+    "cms_import_items",
+    metadata,
+    Column("import_id", Uuid(), nullable=False),
+    Column("student_id", Uuid(), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("version_after", Integer(), nullable=False),
+    Column("class_id", Uuid(), nullable=True),
+    Column("has_before", Boolean(), nullable=False, server_default=false()),
+    Column("before_first_name", code_point_string(255), nullable=True),
+    Column("before_last_name", code_point_string(255), nullable=True),
+    Column("before_legal_full_name", code_point_string(255), nullable=True),
+    Column("before_email", code_point_string(254), nullable=True),
+    Column("before_aliases", _JSON, nullable=True),
+    Column("before_protected_identity", Boolean(), nullable=True),
+    PrimaryKeyConstraint("import_id", "student_id", name="pk_cms_import_items"),
+    ForeignKeyConstraint(
+        ["import_id"],
+        ["cms_imports.import_id"],
+        name="fk_cms_import_items_import_id",
+        ondelete="CASCADE",
+    ),
+    CheckConstraint(
+        "action IN ('created', 'updated', 'removed')", name="ck_cms_import_items_action"
+    ),
+    Index("ix_cms_import_items_student_id", "student_id"),
+)
+
 VERSION_TABLE = "cms_alembic_version"
 # Tables emptied between tests and dropped by the downgrade, children first.
 DATA_TABLES: tuple[Table, ...] = (
+    import_items,
+    imports,
     student_history,
     essay_associations,
     batches,

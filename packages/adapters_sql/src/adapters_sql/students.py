@@ -75,6 +75,16 @@ _BY_EXTERNAL_IDS_PG = _SELECT.where(
     students.c.external_id == any_(bindparam("external_ids", type_=postgresql.ARRAY(Text()))),
 )
 _EXTERNAL_IDS_CHUNK = 10_000
+_GET_OWNED_MANY = _GET_MANY.where(students.c.owner_id == bindparam("owner_id"))
+_LOCK_MANY = (
+    select(students.c.id)
+    .where(
+        students.c.id.in_(bindparam("student_ids", expanding=True)),
+        students.c.owner_id == bindparam("owner_id"),
+    )
+    .order_by(students.c.id)
+    .with_for_update()
+)
 _BY_EMAILS = _SELECT.where(
     students.c.owner_id == bindparam("owner_id"),
     students.c.email.in_(bindparam("emails", expanding=True)),
@@ -205,6 +215,15 @@ _ROSTER_PG = (
     .order_by(*_ORDER)
 )
 
+_MEMBER_EMAILS = (
+    select(students.c.id, students.c.email)
+    .join(class_students, class_students.c.student_id == students.c.id)
+    .where(
+        class_students.c.class_id == bindparam("class_id"),
+        students.c.is_placeholder == false(),
+        students.c.email.is_not(None),
+    )
+)
 _MEMBERS_AMONG = (
     select(class_students.c.student_id)
     .join(students, students.c.id == class_students.c.student_id)
@@ -344,13 +363,18 @@ class SqlStudentRepository:
             }
             await self._tx.execute(_PG_INSERT_WITH_MEMBERSHIPS, params)
             return
-        if use_copy(self._tx, len(students_)):
+        plain = [s for s in students_ if not s.aliases]
+        if use_copy(self._tx, len(plain)):
             # Imports: one COPY instead of thousands of INSERT rows, its records made as it
             # streams (the server works on the first ones while the next are encoded).
-            records = map(student_record, students_)
+            # Students with aliases (rarer) take the INSERT below.
+            records = map(student_record, plain)
             await copy_records(self._tx, students, STUDENT_RECORD_COLUMNS, records)
+            inserted = [s for s in students_ if s.aliases]
         else:
-            rows = [student_row(s) for s in students_]
+            inserted = list(students_)
+        if inserted:
+            rows = [student_row(s) for s in inserted]
             await self._tx.execute(_INSERT, rows if len(rows) > 1 else rows[0])
         pairs = [
             (c, s.id)
@@ -381,6 +405,19 @@ class SqlStudentRepository:
             return {}
         result = await self._tx.execute(_GET_MANY, {"student_ids": list(set(student_ids))})
         return {s.id: s for s in _grouped(result.mappings())}
+
+    async def get_many(
+        self, owner_id: str, student_ids: Collection[UUID], *, lock: bool = False
+    ) -> dict[UUID, Student]:
+        wanted = sorted(set(student_ids))
+        found: dict[UUID, Student] = {}
+        for start in range(0, len(wanted), _IN_CHUNK):
+            params = {"owner_id": owner_id, "student_ids": wanted[start : start + _IN_CHUNK]}
+            if lock and self._tx.is_postgresql:
+                await self._tx.execute(_LOCK_MANY, params)
+            result = await self._tx.execute(_GET_OWNED_MANY, params)
+            found.update((s.id, s) for s in _grouped(result.mappings()))
+        return found
 
     async def by_emails(
         self, owner_id: str, emails: Collection[str], *, lock: bool = False
@@ -507,6 +544,10 @@ class SqlStudentRepository:
             return _with_class_ids(rows)
         result = await self._tx.execute(_ROSTER, {"class_id": class_id})
         return _grouped(result.mappings())
+
+    async def member_emails(self, class_id: UUID) -> dict[UUID, str]:
+        result = await self._tx.execute(_MEMBER_EMAILS, {"class_id": class_id})
+        return {row.id: row.email for row in result}
 
     async def members_among(self, class_id: UUID, student_ids: Collection[UUID]) -> set[UUID]:
         if not student_ids:

@@ -17,6 +17,7 @@ from adapters_sql.classes import SqlClassRepository
 from adapters_sql.engine import discard_connection, is_postgresql, sqlite_write_lock
 from adapters_sql.errors import translate_errors
 from adapters_sql.history import SqlStudentHistory
+from adapters_sql.imports import SqlImportHistory
 from adapters_sql.messaging import SqlInbox, SqlOutbox
 from adapters_sql.privacy import SqlPersonalData
 from adapters_sql.students import SqlStudentRepository
@@ -55,6 +56,7 @@ class SqlUnitOfWork:
         self.inbox = SqlInbox(self._tx)
         self.history = SqlStudentHistory(self._tx)
         self.personal_data = SqlPersonalData(self._tx)
+        self.imports = SqlImportHistory(self._tx)
         self._recorded = RecordedEvents()
 
     def record(

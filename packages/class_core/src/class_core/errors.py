@@ -120,6 +120,28 @@ class BatchFinalizedError(ConflictError):
         super().__init__(detail)
 
 
+class ImportThresholdExceededError(ConflictError):
+    """A sync import would remove more of the class than allowed (§9.4); nothing written."""
+
+    code = "IMPORT_THRESHOLD_EXCEEDED"
+
+    def __init__(self, removals: int, counted: int, max_percent: float) -> None:
+        super().__init__(
+            f"The sync would remove {removals} of the class's {counted} members with an email, "
+            f"more than max_remove_percent={max_percent:g}%; nothing was written"
+        )
+        self.removals = removals
+        self.counted = counted
+        self.max_percent = max_percent
+
+
+class ImportAlreadyUndoneError(ConflictError):
+    code = "IMPORT_ALREADY_UNDONE"
+
+    def __init__(self, detail: str = "The import was already undone") -> None:
+        super().__init__(detail)
+
+
 class PreconditionFailedError(ClassManagementError):
     """``If-Match`` names no version equal to the stored one (contract §8); nothing changed."""
 

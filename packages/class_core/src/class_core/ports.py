@@ -16,6 +16,7 @@ from uuid import UUID
 from attrs import frozen
 
 from class_core.events import DomainEvent, OutboxMessage, TeacherNotification
+from class_core.import_records import ImportItem, ImportRecord
 from class_core.model import (
     Association,
     Batch,
@@ -105,6 +106,13 @@ class StudentRepository(Protocol):
         """Students by id whatever their owner (names for associations); memberships optional."""
         ...
 
+    async def get_many(
+        self, owner_id: str, student_ids: Collection[UUID], *, lock: bool = False
+    ) -> dict[UUID, Student]:
+        """The owner's students among ``student_ids``, with memberships; ``lock`` as in
+        :meth:`get` (rows locked in id order)."""
+        ...
+
     async def by_emails(
         self, owner_id: str, emails: Collection[str], *, lock: bool = False
     ) -> dict[str, Student]:
@@ -155,6 +163,11 @@ class StudentRepository(Protocol):
 
     async def roster(self, class_id: UUID) -> list[Student]:
         """Members of the class without the placeholder, by last name, first name, id."""
+        ...
+
+    async def member_emails(self, class_id: UUID) -> dict[UUID, str]:
+        """``student_id -> email`` of the class's members that have an email, placeholder
+        excluded (sync imports: ids and emails only, whatever the class's size)."""
         ...
 
     async def members_among(self, class_id: UUID, student_ids: Collection[UUID]) -> set[UUID]:
@@ -235,6 +248,10 @@ class BatchRepository(Protocol):
         """Whether any association names the student as suggested or chosen."""
         ...
 
+    async def students_in_use(self, student_ids: Collection[UUID]) -> set[UUID]:
+        """Bulk :meth:`student_in_use`: those of ``student_ids`` an association names."""
+        ...
+
     async def class_info(self, batch_ids: Collection[UUID]) -> dict[UUID, tuple[UUID, str]]:
         """``batch_id -> (class_id, class_name)`` for the batches that exist."""
         ...
@@ -262,13 +279,46 @@ class StudentHistory(Protocol):
         ...
 
 
+class ImportHistory(Protocol):
+    """Applied roster imports and what each did per student (§9.4 history and undo)."""
+
+    async def add(self, record: ImportRecord) -> None: ...
+
+    async def extend(self, import_id: UUID, created: int, updated: int, removed: int) -> None:
+        """Add a later chunk's counts to a recorded import (CLI imports commit in chunks)."""
+        ...
+
+    async def add_items(self, items: Sequence[ImportItem]) -> None: ...
+
+    async def get(
+        self, owner_id: str | None, import_id: UUID, *, lock: bool = False
+    ) -> ImportRecord | None:
+        """The owner's import (``None``: any owner's, for the admin CLI); ``lock`` holds it
+        until commit (one undo at a time)."""
+        ...
+
+    async def items(self, import_id: UUID) -> list[ImportItem]: ...
+
+    async def search(self, owner_id: str, limit: int, offset: int) -> Page[ImportRecord]:
+        """The owner's imports, newest first (``at``, then ``import_id``, descending)."""
+        ...
+
+    async def mark_undone(self, import_id: UUID, at: datetime) -> None: ...
+
+    async def purge(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` imports recorded before ``before``, with their items;
+        returns how many imports."""
+        ...
+
+
 class PersonalData(Protocol):
     """Copies of a student's personal data outside the student row (§10 erasure)."""
 
     async def forget(self, student_id: UUID, former: Sequence[str]) -> None:
         """Remove every copy of ``former`` (the student's former names and email) tied to
-        the student: suggestions' reasons, and outbox rows (published ones deleted,
-        unpublished ones rewritten with erased values under the same event id)."""
+        the student: suggestions' reasons, import history's before-images (cleared), and
+        outbox rows (published ones deleted, unpublished ones rewritten with erased values
+        under the same event id)."""
         ...
 
 
@@ -307,6 +357,9 @@ class UnitOfWork(Protocol):
 
     @property
     def personal_data(self) -> PersonalData: ...
+
+    @property
+    def imports(self) -> ImportHistory: ...
 
     def record(
         self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime

@@ -7,6 +7,15 @@ it imports the core and both adapter packages, nothing below imports it.
 """
 
 from class_runtime.factory import OpenRuntime, matching_policy, open_runtime
+from class_runtime.retention import PURGE_INTERVAL_SECONDS, purge_history_once
 from class_runtime.sweep import SweepObserver, sweep_once
 
-__all__ = ["OpenRuntime", "SweepObserver", "matching_policy", "open_runtime", "sweep_once"]
+__all__ = [
+    "PURGE_INTERVAL_SECONDS",
+    "OpenRuntime",
+    "SweepObserver",
+    "matching_policy",
+    "open_runtime",
+    "purge_history_once",
+    "sweep_once",
+]

@@ -1,5 +1,5 @@
 """``class-admin import students FILE``: a roster import through the core's import use case
-(the CSV reading lives here, in :mod:`class_cli.roster_csv`)."""
+(the CSV reading, shared with the HTTP import, is :mod:`class_runtime.roster_csv`)."""
 
 from __future__ import annotations
 
@@ -18,14 +18,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from class_cli.gc_tuning import fewer_collections
-from class_cli.roster_csv import (
-    MAX_BYTES_VARIABLE,
-    RosterColumnsError,
-    RosterFile,
-    RosterFileError,
-    allow_large_cells,
-    open_roster,
-)
 from class_cli.runner import (
     OWNER_FLAGS,
     ExitCode,
@@ -42,12 +34,22 @@ from class_cli.views import import_summary_view
 from class_core.runtime import RequestContext
 from class_core.use_cases.imports import (
     DEFAULT_CHUNK_SIZE,
+    DEFAULT_MAX_REMOVE_PERCENT,
     ImportInterruptedError,
     ImportOptions,
     ImportSummary,
+    file_emails,
     import_students,
 )
 from class_core.use_cases.imports import Progress as ProgressCallback
+from class_runtime.roster_csv import (
+    MAX_BYTES_VARIABLE,
+    RosterColumnsError,
+    RosterFile,
+    RosterFileError,
+    allow_large_cells,
+    open_roster,
+)
 
 app = typer.Typer(help="Import data from files.", no_args_is_help=True)
 
@@ -71,7 +73,8 @@ def students(
     file: Path = typer.Argument(
         ...,
         help="CSV with a header: first_name, last_name, email [, legal_full_name] "
-        "[, class_name, course_code]; - reads standard input.",
+        "[, aliases (a|b)] [, protected_identity] [, class_name, course_code]; - reads "
+        "standard input.",
         show_default=False,
     ),
     owner: str = typer.Option(
@@ -98,6 +101,20 @@ def students(
     chunk_size: int = typer.Option(
         DEFAULT_CHUNK_SIZE, "--chunk-size", min=1, max=100_000, help="Records per transaction."
     ),
+    sync: bool = typer.Option(
+        False,
+        "--sync",
+        help="Also remove from the --class-id class its members whose email is in no row "
+        "(the students stay). Needs --class-id.",
+    ),
+    max_remove_percent: float = typer.Option(
+        DEFAULT_MAX_REMOVE_PERCENT,
+        "--max-remove-percent",
+        min=0,
+        max=100,
+        help="With --sync: refuse (exit 3, nothing written) when more than this percentage "
+        "of the class's members with an email would be removed.",
+    ),
 ) -> None:
     """Import students from a roster CSV, matched by email per owner.
 
@@ -109,14 +126,24 @@ def students(
     1  some records failed (the others were imported; nothing with --dry-run),
        or required columns are missing
     2  unusable file or flags
-    3  --class-id is not one of the owner's classes
+    3  --class-id is not one of the owner's classes, or --sync would remove more
+       than --max-remove-percent of the class (nothing written)
     4  database unreachable (the records already applied are reported)
     """
     owner = user_id(owner, OWNER_FLAGS)
+    if sync and class_id is None:
+        fail("--sync needs --class-id (the class to keep in sync)", ExitCode.USAGE)
     state = state_of(ctx)
     max_bytes = settings_of(state).import_max_bytes
+    options = ImportOptions(
+        class_id=class_id,
+        dry_run=dry_run,
+        chunk_size=chunk_size,
+        sync=sync,
+        max_remove_percent=max_remove_percent,
+    )
     with _source(file, max_bytes) as (path, name):
-        _import(ctx, path, name, owner, encoding, class_id, dry_run, as_json, chunk_size)
+        _import(ctx, path, name, owner, encoding, options, as_json)
 
 
 def _import(
@@ -125,11 +152,10 @@ def _import(
     name: str,
     owner: str,
     encoding: Encoding,
-    class_id: UUID | None,
-    dry_run: bool,
+    options: ImportOptions,
     as_json: bool,
-    chunk_size: int,
 ) -> None:
+    class_id, dry_run = options.class_id, options.dry_run
     state = state_of(ctx)
     max_bytes = settings_of(state).import_max_bytes
     try:
@@ -145,14 +171,20 @@ def _import(
             ExitCode.USAGE,
         )
     allow_large_cells(max_bytes)
-    options = ImportOptions(class_id=class_id, dry_run=dry_run, chunk_size=chunk_size)
+    # Sync mode needs every email of the file before the first chunk: one more streamed pass.
+    emails = file_emails(roster.rows()) if options.sync else None
 
     async def work() -> ImportSummary | ImportInterruptedError:
         with _progress(roster, show=not as_json and sys.stderr.isatty()) as on_progress:
             async with state.runtime() as (rt, _):
                 try:
                     return await import_students(
-                        rt, RequestContext(owner), roster.rows(), options, on_progress
+                        rt,
+                        RequestContext(owner),
+                        roster.rows(),
+                        options,
+                        on_progress,
+                        emails_in_file=emails,
                     )
                 except ImportInterruptedError as exc:
                     return exc
@@ -214,8 +246,10 @@ def _print_summary(summary: ImportSummary, as_json: bool) -> None:
         return
     output(
         f"created {summary.created}, updated {summary.updated}, "
-        f"unchanged {summary.unchanged}, failed {summary.failed}"
+        f"unchanged {summary.unchanged}, removed {summary.removed}, failed {summary.failed}"
     )
+    if summary.import_id is not None:
+        output(f"import {summary.import_id} (undo: class-admin imports undo {summary.import_id})")
     for error in summary.errors:
         for text in error.errors:
             output(f"line {error.row}: {text}")

@@ -19,6 +19,7 @@ from class_core.errors import (
     StudentErasedError,
 )
 from class_core.events import DomainEvent, OutboxMessage, TeacherNotification
+from class_core.import_records import ImportItem, ImportRecord
 from class_core.model import (
     Association,
     Batch,
@@ -63,6 +64,8 @@ class _Tables:
     inbox: dict[tuple[str, str], datetime] = attrs.field(factory=dict)
     """(consumer, message id) → when it was processed (wall clock, like the SQL default)."""
     history: list[HistoryEntry] = attrs.field(factory=list)
+    imports: dict[UUID, ImportRecord] = attrs.field(factory=dict)
+    import_items: dict[UUID, list[ImportItem]] = attrs.field(factory=dict)
 
     def copy(self) -> _Tables:
         return _Tables(
@@ -75,6 +78,8 @@ class _Tables:
             {k: attrs.evolve(v) for k, v in self.outbox.items()},
             dict(self.inbox),
             list(self.history),
+            {k: attrs.evolve(v) for k, v in self.imports.items()},
+            {k: list(v) for k, v in self.import_items.items()},
         )
 
 
@@ -267,6 +272,15 @@ class InMemoryStudentRepository(_Repo):
     async def get_unscoped_many(self, student_ids: Collection[UUID]) -> dict[UUID, Student]:
         return {i: self._out(self.t.students[i]) for i in set(student_ids) if i in self.t.students}
 
+    async def get_many(
+        self, owner_id: str, student_ids: Collection[UUID], *, lock: bool = False
+    ) -> dict[UUID, Student]:
+        return {
+            i: self._out(self.t.students[i])
+            for i in set(student_ids)
+            if i in self.t.students and self.t.students[i].owner_id == owner_id
+        }
+
     async def by_emails(
         self, owner_id: str, emails: Collection[str], *, lock: bool = False
     ) -> dict[str, Student]:
@@ -364,6 +378,14 @@ class InMemoryStudentRepository(_Repo):
             if c == class_id and not self.t.students[s].is_placeholder
         ]
         return [self._out(s) for s in sorted(members, key=_student_key)]
+
+    async def member_emails(self, class_id: UUID) -> dict[UUID, str]:
+        found: dict[UUID, str] = {}
+        for c, s in self.t.memberships:
+            student = self.t.students[s]
+            if c == class_id and not student.is_placeholder and student.email is not None:
+                found[s] = student.email
+        return found
 
     async def members_among(self, class_id: UUID, student_ids: Collection[UUID]) -> set[UUID]:
         return {
@@ -482,6 +504,13 @@ class InMemoryBatchRepository(_Repo):
             for a in self.t.associations.values()
         )
 
+    async def students_in_use(self, student_ids: Collection[UUID]) -> set[UUID]:
+        wanted = set(student_ids)
+        named = {a.student_id for a in self.t.associations.values()} | {
+            a.suggested_student_id for a in self.t.associations.values()
+        }
+        return {s for s in wanted if s in named}
+
     async def class_info(self, batch_ids: Collection[UUID]) -> dict[UUID, tuple[UUID, str]]:
         out: dict[UUID, tuple[UUID, str]] = {}
         for b in set(batch_ids):
@@ -552,9 +581,58 @@ class InMemoryStudentHistory(_Repo):
         self.t.history = [e for e in self.t.history if e.student_id != student_id]
 
 
+class InMemoryImportHistory(_Repo):
+    async def add(self, record: ImportRecord) -> None:
+        self.t.imports[record.import_id] = attrs.evolve(record)
+
+    async def extend(self, import_id: UUID, created: int, updated: int, removed: int) -> None:
+        r = self.t.imports[import_id]
+        self.t.imports[import_id] = attrs.evolve(
+            r, created=r.created + created, updated=r.updated + updated, removed=r.removed + removed
+        )
+
+    async def add_items(self, items: Sequence[ImportItem]) -> None:
+        for item in items:
+            self.t.import_items.setdefault(item.import_id, []).append(item)
+
+    async def get(
+        self, owner_id: str | None, import_id: UUID, *, lock: bool = False
+    ) -> ImportRecord | None:
+        r = self.t.imports.get(import_id)
+        if r is None or owner_id not in (None, r.owner_id):
+            return None
+        return attrs.evolve(r)
+
+    async def items(self, import_id: UUID) -> list[ImportItem]:
+        return list(self.t.import_items.get(import_id, []))
+
+    async def search(self, owner_id: str, limit: int, offset: int) -> Page[ImportRecord]:
+        found = [r for r in self.t.imports.values() if r.owner_id == owner_id]
+        found.sort(key=lambda r: (r.at, r.import_id), reverse=True)
+        window = found[offset : offset + limit]
+        return Page(tuple(attrs.evolve(r) for r in window), len(found), limit, offset)
+
+    async def mark_undone(self, import_id: UUID, at: datetime) -> None:
+        self.t.imports[import_id] = attrs.evolve(self.t.imports[import_id], undone_at=at)
+
+    async def purge(self, before: datetime, limit: int) -> int:
+        old = sorted((r for r in self.t.imports.values() if r.at < before), key=lambda r: r.at)[
+            :limit
+        ]
+        for r in old:
+            del self.t.imports[r.import_id]
+            self.t.import_items.pop(r.import_id, None)
+        return len(old)
+
+
 class InMemoryPersonalData(_Repo):
     async def forget(self, student_id: UUID, former: Sequence[str]) -> None:
         t = self.t
+        for import_id, items in list(t.import_items.items()):
+            if any(i.student_id == student_id and i.before is not None for i in items):
+                t.import_items[import_id] = [
+                    attrs.evolve(i, before=None) if i.student_id == student_id else i for i in items
+                ]
         for essay_id, a in list(t.associations.items()):
             if student_id in (a.student_id, a.suggested_student_id):
                 reasons = scrub_reasons(a.match_reasons, former)
@@ -593,6 +671,7 @@ class InMemoryUnitOfWork:
         self.inbox = InMemoryInbox(self)
         self.history = InMemoryStudentHistory(self)
         self.personal_data = InMemoryPersonalData(self)
+        self.imports = InMemoryImportHistory(self)
         self.added_outbox = False
         self._committed = False
         self._recorded = RecordedEvents()

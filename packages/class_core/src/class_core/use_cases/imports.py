@@ -6,6 +6,18 @@ ever added), anything else is left unchanged, so importing the same file twice c
 the second time. Records are validated like the API's input; a bad record is reported with
 the physical line where it starts and does not stop the others.
 
+Sync mode (§9.4, with a class): members of the class whose email appears in no record of the
+file (valid or not) are removed from it (the students stay); members without an email and the
+placeholder are neither removed nor counted. The removals are decided and written with the
+first chunk, after the threshold check: when more than ``max_remove_percent`` of the counted
+members would go, :class:`ImportThresholdExceededError` is raised before anything is written.
+
+Every import that changes something is recorded (:class:`ImportRecord`) with one
+:class:`ImportItem` per student changed, written in the same transaction as the change: a
+chunked (CLI) import inserts its record with the first chunk that changes something and adds
+each later chunk's counts and items in that chunk's transaction, so the history always matches
+what was committed, also after an interruption. History entries name ``import:<import_id>``.
+
 Records are applied in chunks, one transaction each, through the repositories' bulk methods,
 with the API's events in the same transaction (``StudentCreatedV1``, ``StudentUpdatedV1`` and,
 for a class created on the way, ``ClassCreatedV1`` with its ``class_created`` notification) but
@@ -15,7 +27,8 @@ same import is a row error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import unicodedata
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from uuid import UUID, uuid4
 
@@ -23,8 +36,10 @@ from attrs import define, field, frozen
 
 from class_core.courses import COURSES_BY_CODE
 from class_core.errors import (
+    ClassArchivedError,
     ConflictError,
     DependencyUnavailableError,
+    ImportThresholdExceededError,
     NotFoundError,
     ValidationError,
 )
@@ -35,13 +50,22 @@ from class_core.events import (
     TeacherNotification,
 )
 from class_core.ids import uuid4_many
+from class_core.import_records import (
+    ImportAction,
+    ImportItem,
+    ImportRecord,
+    ImportSource,
+    StudentImage,
+    import_actor,
+)
 from class_core.model import UNSET, HistoryEntry, SchoolClass, Student
 from class_core.ports import UnitOfWork
 from class_core.runtime import RequestContext, Runtime
-from class_core.text import clean_email, clean_external_id, clean_name
+from class_core.text import clean_aliases, clean_email, clean_external_id, clean_name
 from class_core.use_cases.classes import class_created_events
 from class_core.use_cases.students import change_history
 
+# The one list of roster columns (CLI and HTTP): each is a field of :class:`RosterRow`.
 REQUIRED_COLUMNS: tuple[str, ...] = ("first_name", "last_name", "email")
 OPTIONAL_COLUMNS: tuple[str, ...] = (
     "legal_full_name",
@@ -49,9 +73,13 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
     "course_code",
     "protected_identity",
     "external_id",
+    "aliases",
 )
+ALIAS_SEPARATOR = "|"
+DEFAULT_MAX_REMOVE_PERCENT = 10.0
 CLASS_COLUMNS: tuple[str, ...] = ("class_name", "course_code")
 DEFAULT_CHUNK_SIZE = 10_000
+ONE_TRANSACTION = 2**62  # a chunk size no file reaches: the whole import in one transaction
 MAX_LISTED_ERRORS = 1_000
 """Row errors listed in a summary; past these, ``failed`` counts the rest (contract §6)."""
 _MAX_ECHOED_CELL = 32
@@ -73,6 +101,7 @@ class RosterRow:
     read_errors: tuple[str, ...] = ()  # problems the reader found (e.g. too many cells)
     protected_identity: str | None = None  # "true" / "false" / "" (false)
     external_id: str | None = None  # empty: keep what is stored (§9.1)
+    aliases: str | None = None  # several separated by "|"; "" = none
 
 
 @frozen
@@ -88,6 +117,15 @@ class ImportOptions:
     class_id: UUID | None = None  # every student joins this class (the owner's)
     dry_run: bool = False  # plan everything, write nothing
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    sync: bool = False  # remove the class's members the file does not name (needs class_id)
+    max_remove_percent: float = DEFAULT_MAX_REMOVE_PERCENT
+    source: ImportSource = ImportSource.CLI
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 <= self.max_remove_percent <= 100:
+            raise ValidationError.for_field("max_remove_percent", "must be between 0 and 100")
+        if self.sync and self.class_id is None:
+            raise ValidationError.for_field("sync", "a sync import needs a class")
 
 
 @define
@@ -105,6 +143,8 @@ class ImportSummary:
     classes_created: list[str] = field(factory=list)
     rows: int = 0  # records handled (and, unless dry run, committed)
     last_line: int = 0  # physical line of the last record handled
+    removed: int = 0  # members removed from the class (sync mode)
+    import_id: UUID | None = None  # the recorded import; None on a dry run or no change
 
 
 class ImportInterruptedError(DependencyUnavailableError):
@@ -132,6 +172,7 @@ class _Valid:
     course_code: str | None
     protected_identity: bool | None = None  # None: no such column (keep what is stored)
     external_id: str | None = None  # None: no such column or an empty cell (keep)
+    aliases: tuple[str, ...] | None = None  # None: no such column (keep what is stored)
 
 
 @define
@@ -150,6 +191,10 @@ class _State:
     emails: dict[str, int] = field(factory=dict)  # email → line that imported it
     external_ids: dict[str, int] = field(factory=dict)  # external id → line that imported it
     fixed_class: SchoolClass | None = None
+    import_id: UUID = field(factory=uuid4)
+    recorded: bool = False  # the import's record is written (a chunk changed something)
+    synced: bool = False  # sync mode: the removals are decided (with the first chunk)
+    file_emails: frozenset[str] = frozenset()
 
 
 @define
@@ -167,6 +212,13 @@ class _Plan:
     external_ids: dict[str, int] = field(factory=dict)
     errors: list[RowError] = field(factory=list)
     unchanged: int = 0
+    removed: list[Student] = field(factory=list)
+    items: list[ImportItem] = field(factory=list)
+    actor: str = ""  # ``import:<import_id>``: who the history says acted
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.removed)
 
 
 def _clean(value: str, name: str, errors: list[str]) -> str:
@@ -216,9 +268,47 @@ def validate_row(row: RosterRow) -> _Valid | RowError:
             external_id = clean_external_id(row.external_id)
         except ValidationError as exc:
             errors.extend(f"{e.field}: {e.message}" for e in exc.errors)
+    aliases: tuple[str, ...] | None = None
+    if row.aliases is not None:
+        # A present column is the whole list: an empty cell means no aliases.
+        parts = [a for a in row.aliases.split(ALIAS_SEPARATOR) if a.strip()]
+        try:
+            aliases = clean_aliases(parts)
+        except ValidationError as exc:
+            errors.extend(f"{e.field}: {e.message}" for e in exc.errors)
     if errors:
         return RowError(row.line, tuple(errors))
-    return _Valid(row.line, first, last, email, legal, class_name, course, protect, external_id)
+    return _Valid(
+        row.line,
+        first,
+        last,
+        email,
+        legal,
+        class_name,
+        course,
+        protect,
+        external_id=external_id,
+        aliases=aliases,
+    )
+
+
+def email_key(cell: str) -> str:
+    """The email a record names, for sync mode: the stored form when it is a valid email,
+    else the cell trimmed, NFC and lower-cased (an invalid row still keeps its member)."""
+    try:
+        return clean_email(cell)
+    except ValidationError:
+        return unicodedata.normalize("NFC", cell.strip()).lower()
+
+
+def file_emails(rows: Iterable[RosterRow]) -> frozenset[str]:
+    """Every email named by a record of the file, valid or not (sync mode's keep list)."""
+    return frozenset(email_key(r.email) for r in rows if r.email.strip())
+
+
+def class_is_archived(cls: SchoolClass) -> bool:
+    """§9.2: whether ``cls`` is archived (it then takes no new members: import, undo)."""
+    return cls.is_archived
 
 
 async def import_students(
@@ -227,12 +317,16 @@ async def import_students(
     rows: Iterable[RosterRow],
     options: ImportOptions = ImportOptions(),
     on_progress: Progress | None = None,
+    *,
+    emails_in_file: Collection[str] | None = None,
 ) -> ImportSummary:
     """Import roster records for ``ctx.user_id`` (see the module docstring).
 
     ``options.class_id`` must be one of the owner's classes (else :class:`NotFoundError`,
-    before anything is written). A database outage raises :class:`ImportInterruptedError`
-    with the summary of the chunks already committed.
+    before anything is written) and not archived (:class:`ClassArchivedError`). In sync mode
+    ``emails_in_file`` is :func:`file_emails` of the whole file (read before the first chunk;
+    without it ``rows`` is read into memory to find them). A database outage raises
+    :class:`ImportInterruptedError` with the summary of the chunks already committed.
     """
     if options.chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
@@ -242,11 +336,20 @@ async def import_students(
             state.fixed_class = await uow.classes.get(ctx.user_id, options.class_id)
         if state.fixed_class is None:
             raise NotFoundError("Class", options.class_id)
+        if class_is_archived(state.fixed_class):
+            raise ClassArchivedError()
+    if options.sync:
+        if emails_in_file is None:
+            rows = list(rows)
+            emails_in_file = file_emails(rows)
+        state.file_emails = frozenset(emails_in_file)
+    else:
+        state.synced = True
     summary = ImportSummary()
     records = iter(rows)
     while True:
         checked, line = _read_chunk(records, options.chunk_size)
-        if not checked:
+        if not checked and state.synced:
             return summary
         try:
             plan = await _apply_chunk(rt, ctx, state, checked, options)
@@ -271,8 +374,11 @@ def _done(
     summary.created += len(plan.created)
     summary.updated += len(plan.updated)
     summary.unchanged += plan.unchanged
+    summary.removed += len(plan.removed)
+    if plan.changed and plan.items:
+        summary.import_id = plan.items[0].import_id
     summary.rows += len(checked)
-    summary.last_line = line
+    summary.last_line = line or summary.last_line
     if on_progress is not None:
         on_progress(summary)
 
@@ -306,27 +412,90 @@ async def _apply_chunk(
     attempt = 0
     while True:
         attempt += 1
-        plan = _Plan(rt.now(), new_classes=dict(retry_with))
+        plan = _Plan(rt.now(), new_classes=dict(retry_with), actor=import_actor(state.import_id))
         notes: list[TeacherNotification] = []
         try:
             async with rt.uow() as uow:
+                if not state.synced:
+                    await _plan_removals(uow, ctx, state, plan, options)
                 await _plan(uow, ctx, state, valid, plan)
-                if not options.dry_run:
+                if options.dry_run:
+                    plan.items.clear()  # nothing is recorded: the summary has no import_id
+                else:
                     await _write(uow, plan)
+                    await _record_import(uow, ctx, state, plan, options)
                     notes = uow.record(plan.events, ctx.correlation_id, plan.now)
                     await uow.commit()
-        except ConflictError:
+        except ConflictError as exc:
             # An email was taken concurrently: nothing of this chunk was written; plan it
             # again (classes it creates keep their ids, as the summary names them once).
-            if attempt >= _CONFLICT_RETRIES:
+            # A refused sync is an answer, not a race.
+            if isinstance(exc, ImportThresholdExceededError) or attempt >= _CONFLICT_RETRIES:
                 raise
             retry_with = plan.new_classes
             continue
         state.emails.update(plan.emails)
         state.external_ids.update(plan.external_ids)
         state.classes.update(plan.new_classes)
+        state.synced = True
+        state.recorded = state.recorded or (plan.changed and not options.dry_run)
         rt.notifier.publish(notes)
         return plan
+
+
+async def _plan_removals(
+    uow: UnitOfWork,
+    ctx: RequestContext,
+    state: _State,
+    plan: _Plan,
+    options: ImportOptions,
+) -> None:
+    """Sync mode: decide which members leave the class, refusing (before anything is
+    written) when they are more than ``max_remove_percent`` of the members counted."""
+    cls = state.fixed_class
+    assert cls is not None  # ImportOptions refuses sync without a class
+    # The class before its students, the order a class deletion takes them in (no deadlock).
+    await uow.classes.get_many(ctx.user_id, [cls.id], lock=True)
+    members = await uow.students.member_emails(cls.id)
+    leaving = [m for m, email in members.items() if email not in state.file_emails]
+    if members and 100 * len(leaving) / len(members) > options.max_remove_percent:
+        raise ImportThresholdExceededError(len(leaving), len(members), options.max_remove_percent)
+    if not leaving:
+        return
+    # Locked, then checked again: a member removed or changed meanwhile is taken as it is now.
+    locked = await uow.students.get_many(ctx.user_id, leaving, lock=True)
+    for student_id in sorted(locked):
+        student = locked[student_id]
+        if not student.leave([cls.id]):
+            continue
+        student.updated_at = plan.now
+        student.version += 1
+        plan.removed.append(student)
+        plan.history += change_history(student, plan.actor, plan.now, removed=[cls.id])
+        plan.events.append(
+            StudentUpdatedV1.of(student, (), [cls.id], ctx.user_id, ctx.correlation_id, plan.now)
+        )
+        plan.items.append(
+            ImportItem(state.import_id, student.id, ImportAction.REMOVED, student.version, cls.id)
+        )
+
+
+async def _record_import(
+    uow: UnitOfWork, ctx: RequestContext, state: _State, plan: _Plan, options: ImportOptions
+) -> None:
+    """The import's record (first chunk that changed something) or its added counts, and
+    the chunk's items, in the chunk's transaction."""
+    if not plan.changed:
+        return
+    counts = (len(plan.created), len(plan.updated), len(plan.removed))
+    if state.recorded:
+        await uow.imports.extend(state.import_id, *counts)
+    else:
+        record = ImportRecord(
+            state.import_id, ctx.user_id, plan.now, options.source, options.class_id, *counts
+        )
+        await uow.imports.add(record)
+    await uow.imports.add_items(plan.items)
 
 
 async def _plan(
@@ -381,7 +550,7 @@ async def _plan(
             cls = found
         if (
             cls is not None
-            and cls.is_archived
+            and class_is_archived(cls)
             and (student is None or cls.id not in student.class_ids)
         ):
             # Joining an archived class is refused (§9.2); a member already stays one.
@@ -393,9 +562,9 @@ async def _plan(
         if v.external_id is not None:
             plan.external_ids[v.external_id] = v.line
         if student is None:
-            _create(plan, ctx, v, cls, next(new_ids))
+            _create(plan, ctx, state, v, cls, next(new_ids))
         else:
-            _update(plan, ctx, v, cls, student)
+            _update(plan, ctx, state, v, cls, student)
 
 
 async def _lock_named_classes(
@@ -443,7 +612,12 @@ def _external_id_taken(
 
 
 def _create(
-    plan: _Plan, ctx: RequestContext, v: _Valid, cls: SchoolClass | None, student_id: UUID
+    plan: _Plan,
+    ctx: RequestContext,
+    state: _State,
+    v: _Valid,
+    cls: SchoolClass | None,
+    student_id: UUID,
 ) -> None:
     class_ids = (cls.id,) if cls is not None else ()
     student = Student(
@@ -458,20 +632,38 @@ def _create(
         class_ids=class_ids,
         protected_identity=bool(v.protected_identity),
         external_id=v.external_id,
+        aliases=v.aliases or (),
     )
     plan.created.append(student)
-    # Imports have no ids yet: the history names the importing user.
-    plan.history += change_history(student, ctx.user_id, plan.now, created=True, added=class_ids)
+    plan.history += change_history(student, plan.actor, plan.now, created=True, added=class_ids)
     plan.events.append(
         StudentCreatedV1.of(student, class_ids, ctx.user_id, ctx.correlation_id, plan.now)
+    )
+    joined = cls.id if cls is not None else None
+    plan.items.append(
+        ImportItem(state.import_id, student.id, ImportAction.CREATED, student.version, joined)
     )
 
 
 def _update(
-    plan: _Plan, ctx: RequestContext, v: _Valid, cls: SchoolClass | None, student: Student
+    plan: _Plan,
+    ctx: RequestContext,
+    state: _State,
+    v: _Valid,
+    cls: SchoolClass | None,
+    student: Student,
 ) -> None:
+    before = StudentImage(
+        student.first_name,
+        student.last_name,
+        student.legal_full_name,
+        student.email,
+        student.aliases,
+        student.protected_identity,
+    )
     # An empty legal_full_name cell keeps the stored one; memberships are only ever added.
     renamed = student.rename(v.first_name, v.last_name, v.legal_full_name or UNSET)
+    renamed = student.changes_aliases(UNSET if v.aliases is None else v.aliases) or renamed
     protect = v.protected_identity
     if protect is not None and protect != student.protected_identity:
         student.protected_identity, renamed = protect, True
@@ -485,9 +677,19 @@ def _update(
     student.version += 1
     plan.memberships.extend((c, student.id) for c in added)
     plan.updated.append(student)
-    plan.history += change_history(student, ctx.user_id, plan.now, updated=renamed, added=added)
+    plan.history += change_history(student, plan.actor, plan.now, updated=renamed, added=added)
     plan.events.append(
         StudentUpdatedV1.of(student, added, (), ctx.user_id, ctx.correlation_id, plan.now)
+    )
+    plan.items.append(
+        ImportItem(
+            state.import_id,
+            student.id,
+            ImportAction.UPDATED,
+            student.version,
+            added[0] if added else None,
+            before if renamed else None,
+        )
     )
 
 
@@ -555,4 +757,41 @@ async def _write(uow: UnitOfWork, plan: _Plan) -> None:
         await uow.students.update_many(plan.updated)
     if plan.memberships:
         await uow.students.add_memberships(plan.memberships)
+    if plan.removed:
+        await uow.students.update_many(plan.removed)
+        leaving = [(c, s.id) for s in plan.removed for c in _left(plan, s)]
+        await uow.students.remove_memberships(leaving)
     await uow.history.add(plan.history)
+
+
+def _left(plan: _Plan, student: Student) -> list[UUID]:
+    return [
+        i.class_id
+        for i in plan.items
+        if i.student_id == student.id and i.action is ImportAction.REMOVED and i.class_id
+    ]
+
+
+async def import_roster(
+    rt: Runtime,
+    ctx: RequestContext,
+    class_id: UUID,
+    rows: Iterable[RosterRow],
+    *,
+    dry_run: bool = False,
+    sync: bool = False,
+    max_remove_percent: float = DEFAULT_MAX_REMOVE_PERCENT,
+    emails_in_file: Collection[str] | None = None,
+) -> ImportSummary:
+    """The HTTP roster import (§9.4): the owner's class, every record in ONE transaction (a
+    database failure applies nothing), recorded with source ``http``. The file must not have
+    the class columns (the caller refuses them: they name a class, the route has one)."""
+    options = ImportOptions(
+        class_id=class_id,
+        dry_run=dry_run,
+        chunk_size=ONE_TRANSACTION,
+        sync=sync,
+        max_remove_percent=max_remove_percent,
+        source=ImportSource.HTTP,
+    )
+    return await import_students(rt, ctx, rows, options, emails_in_file=emails_in_file)

@@ -1,4 +1,5 @@
-"""Roster files (CSV) for ``class-admin import students``.
+"""Roster files (CSV): ``class-admin import students`` and ``POST
+/v1/classes/{id}/roster/import`` read them through this one module (contract §7, §9.4).
 
 A header row, then one student per record. Columns are matched case-insensitively, in any
 order; unknown columns are ignored. UTF-8 with or without a byte-order mark by default, or
@@ -10,17 +11,23 @@ multi-line cell.
 
 The file is checked completely (size, encoding, header) before the first record is handed out,
 so that an unreadable file is refused before anything is written; records are then streamed.
+A roster is a path (:func:`open_roster`) or a seekable binary stream such as a spooled
+request body (:func:`open_roster_stream`); the columns are the core's
+(:data:`~class_core.use_cases.imports.REQUIRED_COLUMNS` and ``OPTIONAL_COLUMNS``), each a
+field of :class:`~class_core.use_cases.imports.RosterRow`.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import io
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from attrs import frozen
 
@@ -50,9 +57,13 @@ class RosterColumnsError(Exception):
     """The header lacks required columns or is ambiguous (exit 1)."""
 
 
+RosterSource = Path | BinaryIO
+"""A roster file's path, or a seekable binary stream holding it (read from the start)."""
+
+
 @frozen
 class RosterFile:
-    path: Path
+    path: RosterSource
     delimiter: str
     columns: dict[str, int]  # known column → cell index
     width: int  # cells in the header
@@ -67,9 +78,7 @@ class RosterFile:
     def rows(self) -> Iterator[RosterRow]:
         """The records after the header, with the physical line where each starts; blank
         records are skipped."""
-        col = self.columns
-        first, last, email = col["first_name"], col["last_name"], col["email"]
-        legal, cls, course, protect, external = (col.get(name) for name in OPTIONAL_COLUMNS)
+        columns = list(self.columns.items())  # column name (a RosterRow field) → cell index
         width = self.width
         with _open_text(self.path, self.codec) as f:
             reader = csv.reader(f, delimiter=self.delimiter)
@@ -92,16 +101,9 @@ class RosterFile:
                 elif n < width:
                     cells = cells + [""] * (width - n)
                 yield RosterRow(
-                    start,
-                    cells[first],
-                    cells[last],
-                    cells[email],
-                    cells[legal] if legal is not None else None,
-                    cells[cls] if cls is not None else None,
-                    cells[course] if course is not None else None,
-                    problems,
-                    protected_identity=cells[protect] if protect is not None else None,
-                    external_id=cells[external] if external is not None else None,
+                    line=start,
+                    read_errors=problems,
+                    **{name: cells[index] for name, index in columns},
                 )
 
 
@@ -114,12 +116,29 @@ def open_roster(
     Raises :class:`RosterFileError` (unreadable, too large, not valid in the encoding) or
     :class:`RosterColumnsError` (required columns missing, a column twice).
     """
-    codec, label = ENCODINGS[encoding]
     shown = name or str(path)
     try:
         size = os.stat(path).st_size
         if not path.is_file():
             raise RosterFileError(f"cannot read {shown}: not a regular file")
+    except OSError as exc:
+        raise RosterFileError(f"cannot read {shown}: {exc.strerror or exc}") from exc
+    return _open(path, size, max_bytes, encoding, shown)
+
+
+def open_roster_stream(
+    stream: BinaryIO, max_bytes: int, encoding: str = "utf-8", name: str = "the roster"
+) -> RosterFile:
+    """:func:`open_roster` of a seekable binary stream (e.g. a spooled HTTP body); the
+    stream must stay open while the records are read."""
+    size = stream.seek(0, io.SEEK_END)
+    stream.seek(0)
+    return _open(stream, size, max_bytes, encoding, name)
+
+
+def _open(path: RosterSource, size: int, max_bytes: int, encoding: str, shown: str) -> RosterFile:
+    codec, label = ENCODINGS[encoding]
+    try:
         if size > max_bytes:
             raise RosterFileError(_too_large(shown, size, max_bytes))
         lines = _check_text(path, max_bytes, codec, label, shown)
@@ -159,8 +178,28 @@ def _too_large(shown: str, size: int, max_bytes: int) -> str:
     return f"{shown} is {size} bytes, more than {MAX_BYTES_VARIABLE}={max_bytes}"
 
 
-def _open_text(path: Path, codec: str = ENCODING) -> TextIO:
-    return open(path, encoding=codec, newline="")
+@contextmanager
+def _open_text(path: RosterSource, codec: str = ENCODING) -> Iterator[TextIO]:
+    if isinstance(path, Path):
+        with open(path, encoding=codec, newline="") as f:
+            yield f
+        return
+    path.seek(0)
+    wrapper = io.TextIOWrapper(path, encoding=codec, newline="")
+    try:
+        yield wrapper
+    finally:
+        wrapper.detach()  # the stream stays open for the next reading
+
+
+@contextmanager
+def _open_binary(path: RosterSource) -> Iterator[BinaryIO]:
+    if isinstance(path, Path):
+        with open(path, "rb") as f:
+            yield f
+        return
+    path.seek(0)
+    yield path
 
 
 def _header(reader: Iterator[list[str]]) -> list[str]:
@@ -171,7 +210,7 @@ def _header(reader: Iterator[list[str]]) -> list[str]:
     return []
 
 
-def _check_text(path: Path, max_bytes: int, codec: str, label: str, shown: str) -> int:
+def _check_text(path: RosterSource, max_bytes: int, codec: str, label: str, shown: str) -> int:
     """Decode the whole file once; returns its number of physical lines."""
     decoder = codecs.getincrementaldecoder(codec)()
     hint = (
@@ -182,7 +221,7 @@ def _check_text(path: Path, max_bytes: int, codec: str, label: str, shown: str) 
     newlines = 0
     read = 0
     last = b""
-    with open(path, "rb") as f:
+    with _open_binary(path) as f:
         while block := f.read(_BLOCK):
             read += len(block)
             if read > max_bytes:  # it grew since it was measured
