@@ -426,3 +426,29 @@ async def test_a_chunked_body_is_refused_once_it_passes_the_limit(memory_api: Ap
     await memory_api.app(scope, receive, send)  # type: ignore[arg-type]
     assert messages[0]["status"] == 413
     assert sent == limit // len(block) + 1  # read up to the limit, not the endless rest
+
+
+async def test_archived_classes_refuse_imports_and_undo_skips_rejoining_them(
+    api: ApiHarness,
+) -> None:
+    """§9.2 and §9.4: an HTTP import into an archived class is 409 with nothing written; an
+    undo that would put a removed member back into a class archived since skips it."""
+    class_id, emails = await _class_of(api, 10)
+    body = HEADER + "".join(f"S{i},Member,{e},,,\n" for i, e in enumerate(emails[1:], start=1))
+    r = await post_csv(api, class_id, body, sync=True)  # emails[0] leaves the class
+    assert r.status_code == 200, r.text
+    assert r.json()["removed"] == 1
+    import_id = r.json()["import_id"]
+    archived = await api.client.post(f"/v1/classes/{class_id}/archive", headers=A)
+    assert archived.status_code == 200, archived.text
+    before = (len(api.events()), await members(api, class_id))
+    refused = await post_csv(api, class_id, HEADER + "New,One,late@example.com,,,\n")
+    assert_problem(refused, 409, "CLASS_ARCHIVED")
+    assert (len(api.events()), await members(api, class_id)) == before
+    r = await api.client.post(f"/v1/imports/{import_id}/undo", headers=A)
+    assert r.status_code == 200, r.text
+    everyone = await api.client.get("/v1/classes/students", params={"limit": 100}, headers=A)
+    student_id = next(s["id"] for s in everyone.json()["students"] if s["email"] == emails[0])
+    assert r.json()["skipped"] == [{"student_id": student_id, "reason": "class_archived"}]
+    assert r.json()["reverted"] == 0
+    assert emails[0] not in await members(api, class_id)
