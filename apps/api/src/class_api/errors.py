@@ -27,6 +27,7 @@ from class_api.edge import correlation_id
 from class_core.errors import (
     ClassManagementError,
     ConflictError,
+    CursorExpiredError,
     DependencyUnavailableError,
     FieldError,
     NotFoundError,
@@ -53,6 +54,7 @@ ErrorCode = Literal[
     "BATCH_FINALIZED",
     "CONFLICT",
     "PRECONDITION_FAILED",
+    "CURSOR_EXPIRED",
     "PAYLOAD_TOO_LARGE",
     "UNSUPPORTED_MEDIA_TYPE",
     "INTERNAL_ERROR",
@@ -72,6 +74,7 @@ TITLES: Mapping[str, str] = {
     "BATCH_FINALIZED": "Batch already finalized",
     "CONFLICT": "Conflict",
     "PRECONDITION_FAILED": "Precondition failed",
+    "CURSOR_EXPIRED": "Cursor unknown or expired",
     "PAYLOAD_TOO_LARGE": "Payload too large",
     "UNSUPPORTED_MEDIA_TYPE": "Unsupported media type",
     "INTERNAL_ERROR": "Internal server error",
@@ -158,6 +161,8 @@ def _core_status(exc: ClassManagementError) -> int:
         return 409
     if isinstance(exc, PreconditionFailedError):
         return 412
+    if isinstance(exc, CursorExpiredError):
+        return 410
     if isinstance(exc, DependencyUnavailableError):
         return 503
     return 500

@@ -40,6 +40,8 @@ _DESCRIPTIONS: Mapping[int, str] = {
     401: "AUTHENTICATION_REQUIRED: identity headers missing or invalid",
     404: "RESOURCE_NOT_FOUND: does not exist or belongs to another owner",
     409: "DUPLICATE_STUDENT_EMAIL, RESOURCE_IN_USE or BATCH_FINALIZED",
+    410: "CURSOR_EXPIRED: the cursor was not issued by this service or is older than "
+    "CHANGES_RETENTION_DAYS; resync from the lists",
     412: "PRECONDITION_FAILED: If-Match names no version equal to the stored one; nothing changed",
     413: "PAYLOAD_TOO_LARGE: body over 1 MiB",
     415: "UNSUPPORTED_MEDIA_TYPE: the body is not application/json",

@@ -70,6 +70,10 @@ SAFE: Mapping[tuple[str, str], str] = MappingProxyType(
         ("cms_student_history", "owner_id"): _TEACHER,
         ("cms_student_history", "action"): "an enumeration",
         ("cms_student_history", "actor"): f"{_TEACHER}, SYSTEM_TIMEOUT or import:<id>",
+        ("cms_changes", "entity"): "an enumeration",
+        ("cms_changes", "op"): "an enumeration",
+        ("cms_changes", "owner_id"): _TEACHER,
+        ("cms_change_feed_key", "secret"): "the key change-feed cursors are signed with",
     }
 )
 
