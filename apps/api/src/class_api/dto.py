@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -240,7 +240,9 @@ class ChangeOut(Struct):
     op: Literal["upsert", "delete"]
     version: int
     at: Timestamp
-    data: ClassOut | StudentOut | None
+    # A ClassOut or a StudentOut (msgspec cannot type an untagged union of structs; the
+    # OpenAPI document says which: class_api.openapi.finalize_openapi).
+    data: dict[str, Any] | None
 
 
 class ChangesOut(Struct):
@@ -454,9 +456,9 @@ def changes_out(page: ChangePage) -> ChangesOut:
         rendered = (
             None
             if data is None
-            else class_out(data)
-            if isinstance(data, SchoolClass)
-            else student_out(data)
+            else msgspec.to_builtins(
+                class_out(data) if isinstance(data, SchoolClass) else student_out(data)
+            )
         )
         c = item.change
         items.append(

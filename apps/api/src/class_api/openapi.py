@@ -135,6 +135,16 @@ def finalize_openapi(schema: OpenAPI) -> None:
     for name, component in (components.schemas or {}).items():
         if name in request_names or component.title in request_names:
             component.additional_properties = False
+    change = (components.schemas or {}).get("ChangeOut")
+    if change is not None and change.properties is not None:
+        change.properties["data"] = Schema(
+            one_of=[
+                Reference(ref="#/components/schemas/ClassOut"),
+                Reference(ref="#/components/schemas/StudentOut"),
+                Schema(type="null"),  # type: ignore[arg-type]
+            ],
+            description="The object as its GET returns it now; null for a delete.",
+        )
     for path_item in (schema.paths or {}).values():
         for method in ("get", "put", "post", "delete", "patch"):
             operation: Operation | None = getattr(path_item, method, None)
