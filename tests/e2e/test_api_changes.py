@@ -49,9 +49,7 @@ async def lists(api: ApiHarness, owner: dict[str, str] = A) -> dict[Key, dict[st
     for path, entity, field in ((CLASSES, "class", "classes"), (STUDENTS, "student", "students")):
         offset = 0
         while True:
-            r = await api.client.get(
-                path, params={"limit": 100, "offset": offset}, headers=owner
-            )
+            r = await api.client.get(path, params={"limit": 100, "offset": offset}, headers=owner)
             assert r.status_code == 200, r.text
             page = r.json()[field]
             found.update({(entity, item["id"]): item for item in page})
@@ -68,7 +66,7 @@ def replay(state: dict[Key, dict[str, Any]], entries: list[dict[str, Any]]) -> N
             assert e["data"] is None
             state.pop(key, None)
         else:
-            assert e["data"]["id"] == e["id"] and e["data"]["version"] == e["version"]
+            assert (e["data"]["id"], e["data"]["version"]) == (e["id"], e["version"])
             state[key] = e["data"]
 
 
@@ -108,9 +106,7 @@ async def test_every_kind_of_change_replays_onto_the_lists(api: ApiHarness) -> N
         headers=A,
     )
     assert r.status_code == 200
-    r = await c.put(
-        f"{STUDENTS}/{ada['id']}", json={"remove_class_ids": [kept["id"]]}, headers=A
-    )
+    r = await c.put(f"{STUDENTS}/{ada['id']}", json={"remove_class_ids": [kept["id"]]}, headers=A)
     assert r.status_code == 200
     r = await c.post(f"{STUDENTS}/{bob['id']}/erasure", headers=A)
     assert r.status_code == 200
@@ -159,9 +155,7 @@ async def test_an_object_changed_many_times_appears_once_with_its_current_data(
         r = await api.client.put(f"{CLASSES}/{cls['id']}", json={"name": f"N{n}"}, headers=A)
         assert r.status_code == 200
     entries, _ = await follow(api, cursor)
-    assert [(e["id"], e["version"], e["data"]["name"]) for e in entries] == [
-        (cls["id"], 6, "N4")
-    ]
+    assert [(e["id"], e["version"], e["data"]["name"]) for e in entries] == [(cls["id"], 6, "N4")]
 
 
 async def test_pages_follow_the_limit_and_say_when_there_is_more(api: ApiHarness) -> None:
@@ -224,7 +218,8 @@ async def test_unknown_tampered_and_expired_cursors_answer_410(api: ApiHarness) 
     for bad in ("garbage", "", "a.b", "a.b.c", tampered, cursor + "x", expired):
         r = await api.client.get(CHANGES, params={"since": bad}, headers=A)
         body = assert_problem(r, 410, "CURSOR_EXPIRED")
-        assert body["title"] and body["detail"]
+        assert body["title"]
+        assert body["detail"]
     r = await api.client.get(CHANGES, params={"since": young}, headers=A)
     assert r.status_code == 200
 

@@ -119,7 +119,10 @@ _window = (
         changes.c.xid >= bindparam("xmin"),
         changes.c.seq > bindparam("window_after"),
         changes.c.seq <= bindparam("seq"),
-        text("NOT pg_visible_in_snapshot(xid::text::xid8, CAST(CAST(:snapshot AS TEXT) AS pg_snapshot))"),
+        text(
+            "NOT pg_visible_in_snapshot(xid::text::xid8, "
+            "CAST(CAST(:snapshot AS TEXT) AS pg_snapshot))"
+        ),
     )
     .order_by(changes.c.seq)
     .limit(bindparam("limit"))
