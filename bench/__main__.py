@@ -23,7 +23,7 @@ from bench.results import Measurement, format_table, write_json
 from bench.services import BenchSetupError, fresh_database, kafka_broker, load_average
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results.json"
-NAMES = ("http", "import", "matching", "relay", "scale")
+NAMES = ("http", "import", "matching", "relay", "scale", "changes")
 
 Runner = Callable[[str], Awaitable[list[Measurement]]]
 
@@ -35,6 +35,7 @@ def _sizes(quick: bool) -> dict[str, dict[str, Any]]:
             "import": {"rows": 5_000},
             "matching": {"batches": 10, "essays_per_batch": 200},
             "relay": {"prefill": 2_000, "rate": 200.0, "seconds": 2.0},
+            "changes": {"small": 10_000, "large": 50_000, "reads": 10},
             "scale": {
                 "owners": 200,
                 "duration": 1.0,
@@ -51,6 +52,7 @@ def _sizes(quick: bool) -> dict[str, dict[str, Any]]:
         "import": {"rows": 100_000},
         "matching": {"batches": 100, "essays_per_batch": 200},
         "relay": {"prefill": 20_000, "rate": 200.0, "seconds": 10.0},
+        "changes": {"small": 10_000, "large": 1_000_000, "reads": 40},
         # >= 1,000,000 students of 10,000 owners; several minutes (docs/performance.md).
         "scale": {},
     }
@@ -71,6 +73,10 @@ async def _run_one(name: str, options: dict[str, Any]) -> list[Measurement]:
 
             with kafka_broker() as bootstrap:
                 return await relay_bench.run(url, bootstrap, **options)
+        if name == "changes":
+            from bench import changes_bench
+
+            return await changes_bench.run(url, **options)
         if name == "scale":
             from bench import scale_bench
 

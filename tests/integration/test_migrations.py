@@ -66,6 +66,8 @@ CMS_TABLES = {
     "cms_relay_leadership",
     "cms_students",
     "cms_student_history",
+    "cms_changes",
+    "cms_change_feed_key",
 }
 
 

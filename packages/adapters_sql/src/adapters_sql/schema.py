@@ -307,7 +307,13 @@ changes = Table(
     UniqueConstraint("entity", "object_id", name="uq_cms_changes_object"),
     CheckConstraint("entity IN ('class', 'student')", name="ck_cms_changes_entity"),
     CheckConstraint("op IN ('upsert', 'delete')", name="ck_cms_changes_op"),
-    Index("ix_cms_changes_owner_seq", "owner_id", "seq"),
+    # Covering: a page of the feed is an index-only range scan where the pages are all-visible.
+    Index(
+        "ix_cms_changes_owner_seq",
+        "owner_id",
+        "seq",
+        postgresql_include=["entity", "object_id", "op", "version", "at"],
+    ),
     Index("ix_cms_changes_owner_xid", "owner_id", "xid"),
     sqlite_autoincrement=True,  # seq values are never reused (a moved row's old one neither)
 )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
@@ -88,14 +89,15 @@ class FeedPosition:
     snapshot: str = ""
     window_after: int = 0
 
-    def next(self, page: list[LoggedChange], has_more: bool, snapshot: str) -> FeedPosition:
-        """The position after ``page`` (entries of this position in ``seq`` order) when the
-        reader's snapshot, taken before the entries were read, was ``snapshot``."""
-        if has_more and page[-1].seq <= self.seq:
+    def next(self, last: LoggedChange | None, has_more: bool, snapshot: str) -> FeedPosition:
+        """The position after a page of this position's entries (in ``seq`` order) whose last
+        entry was ``last`` (``None``: an empty page), when the reader's snapshot, taken before
+        the entries were read, was ``snapshot``. ``has_more``: entries may follow ``last``
+        (a full page, or a position inside a page: an entry's own cursor)."""
+        if last is not None and has_more and last.seq <= self.seq:
             # Cut inside the window: the old snapshot still covers everything unseen.
-            return FeedPosition(self.seq, self.snapshot, page[-1].seq)
-        last = page[-1].seq if page else self.seq
-        return FeedPosition(max(last, self.seq), snapshot)
+            return FeedPosition(self.seq, self.snapshot, last.seq)
+        return FeedPosition(max(last.seq if last else self.seq, self.seq), snapshot)
 
 
 @frozen
@@ -179,8 +181,15 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+@functools.lru_cache(maxsize=8)
+def _keyed(key: bytes) -> hmac.HMAC:
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
 def _mac(key: bytes, payload: bytes) -> bytes:
-    return hmac.new(key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+    mac = _keyed(key).copy()  # the key's pads computed once (a page signs 1,000 cursors)
+    mac.update(payload)
+    return mac.digest()[:_MAC_BYTES]
 
 
 def encode_cursor(position: FeedPosition, issued_at: datetime, key: bytes) -> str:

@@ -73,17 +73,16 @@ async def read_changes(
         **{(Entity.STUDENT, i): s for i, s in students.items()},
     }
     items: list[FeedItem] = []
-    position = after
-    for i, e in enumerate(entries):
+    for e in entries:
         # Resuming from an item's cursor continues right after that item.
-        position = after.next(entries[: i + 1], True, read.snapshot)
+        position = after.next(e, True, read.snapshot)
         if e.op is Op.DELETE:
             items.append(FeedItem(encode_cursor(position, now, key), e, e.version, None))
             continue
         obj = found.get((e.entity, e.id))
         if obj is not None:
             items.append(FeedItem(encode_cursor(position, now, key), e, obj.version, obj))
-    next_position = after.next(entries, has_more, read.snapshot)
+    next_position = after.next(entries[-1] if entries else None, has_more, read.snapshot)
     return ChangePage(tuple(items), encode_cursor(next_position, now, key), has_more)
 
 

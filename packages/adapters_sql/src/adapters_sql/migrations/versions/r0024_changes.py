@@ -40,7 +40,12 @@ def upgrade() -> None:
         sa.CheckConstraint("op IN ('upsert', 'delete')", name="ck_cms_changes_op"),
         sqlite_autoincrement=True,
     )
-    op.create_index("ix_cms_changes_owner_seq", "cms_changes", ["owner_id", "seq"])
+    op.create_index(
+        "ix_cms_changes_owner_seq",
+        "cms_changes",
+        ["owner_id", "seq"],
+        postgresql_include=["entity", "object_id", "op", "version", "at"],
+    )
     op.create_index("ix_cms_changes_owner_xid", "cms_changes", ["owner_id", "xid"])
     key = op.create_table(
         "cms_change_feed_key",
