@@ -111,9 +111,9 @@ async def _p95(rt: Runtime, cursor: str, reads: int) -> tuple[float, int]:
     return statistics.quantiles(times, n=20)[18], returned
 
 
-async def run(url: str, small: int = 10_000, large: int = 1_000_000, reads: int = 40) -> list[
-    Measurement
-]:
+async def run(
+    url: str, small: int = 10_000, large: int = 1_000_000, reads: int = 40
+) -> list[Measurement]:
     rng = random.Random(16)
     at = datetime.now(UTC) - timedelta(hours=1)
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
