@@ -9,6 +9,7 @@ commits late (the outbox trap of the field notes).
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -297,3 +298,53 @@ async def test_feed_under_concurrent_writers_with_late_commits(clean_pg: AsyncEn
     async with clean_pg.connect() as conn:
         rows = (await conn.execute(text("SELECT count(*) FROM cms_changes"))).scalar_one()
     assert rows >= len(copy)  # one row per object (tombstones stay until purged)
+
+
+async def test_a_page_does_not_walk_a_long_history_even_with_a_generic_plan(
+    clean_pg: AsyncEngine,
+) -> None:
+    """The window of late commits is found from the snapshot's xmin, not by walking the
+    owner's entries below the position: a page after the newest of 50,000 old entries reads
+    a handful of index pages, in the generic plan a prepared statement switches to."""
+    from adapters_sql.changes import _READ_PG
+
+    async with clean_pg.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO cms_changes (entity, object_id, owner_id, op, version, at, xid) "
+                "SELECT 'student', gen_random_uuid(), :owner, 'upsert', 1, now(), 1 "
+                "FROM generate_series(1, 50000)"
+            ),
+            {"owner": OWNER.user_id},
+        )
+    async with clean_pg.connect() as conn:
+        await conn.execute(text("ANALYZE cms_changes"))
+    rt = build_sql_runtime(clean_pg)
+    cls = await create_class(rt, OWNER, CreateClass("New", ["ENG5"]))
+    async with rt.read() as uow:
+        position = await uow.changes.position(OWNER.user_id)
+    assert position.snapshot
+    params = {
+        "owner_id": OWNER.user_id,
+        "seq": position.seq - 1,  # the class's entry is after it
+        "limit": 101,
+        "xmin": int(position.snapshot.split(":")[0]),
+        "window_after": 0,
+        "snapshot": position.snapshot,
+    }
+    compiled = _READ_PG.compile(dialect=clean_pg.dialect)
+    values = [params[name] for name in compiled.positiontup or ()]
+    literals = ", ".join(f"'{v}'" if isinstance(v, str) else str(v) for v in values)
+    async with clean_pg.connect() as conn:
+        await conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+        await conn.exec_driver_sql(f"PREPARE feed_page AS {compiled.string}")
+        found = (await conn.exec_driver_sql(f"EXECUTE feed_page({literals})")).all()
+        plan = (
+            await conn.exec_driver_sql(
+                f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE feed_page({literals})"
+            )
+        ).scalar_one()
+    assert [row.object_id for row in found] == [cls.id]
+    top = (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]
+    blocks = top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0)
+    assert blocks < 50, top

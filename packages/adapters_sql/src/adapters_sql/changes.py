@@ -111,23 +111,25 @@ _after = (
     .limit(bindparam("limit"))
 )
 _READ = _after
-# Rows at or below the position's seq that its snapshot did not see (committed later).
-_window = (
-    select(*_COLUMNS)
-    .where(
-        changes.c.owner_id == bindparam("owner_id"),
-        changes.c.xid >= bindparam("xmin"),
-        changes.c.seq > bindparam("window_after"),
-        changes.c.seq <= bindparam("seq"),
-        text(
-            "NOT pg_visible_in_snapshot(xid::text::xid8, "
-            "CAST(CAST(:snapshot AS TEXT) AS pg_snapshot))"
-        ),
-    )
-    .order_by(changes.c.seq)
-    .limit(bindparam("limit"))
+# Rows at or below the position's seq that its snapshot did not see (committed later): the
+# owner's rows written at or after the snapshot's xmin (few: transactions running when the
+# reader looked), through ix_cms_changes_owner_xid. Materialised first, so that no plan (a
+# generic one least of all) walks the owner's whole history by seq to find them.
+_recent = (
+    select(changes)
+    .where(changes.c.owner_id == bindparam("owner_id"), changes.c.xid >= bindparam("xmin"))
+    .cte("recent")
+    .prefix_with("MATERIALIZED")
 )
-_both = union_all(select(_after.subquery("a")), select(_window.subquery("w"))).subquery("u")
+_window = select(*(_recent.c[c.name] for c in _COLUMNS)).where(
+    _recent.c.seq > bindparam("window_after"),
+    _recent.c.seq <= bindparam("seq"),
+    text(
+        "NOT pg_visible_in_snapshot(recent.xid::text::xid8, "
+        "CAST(CAST(:snapshot AS TEXT) AS pg_snapshot))"
+    ),
+)
+_both = union_all(select(_after.subquery("a")), _window).subquery("u")
 _READ_PG = select(_both).order_by(_both.c.seq).limit(bindparam("limit"))
 
 _CLASSES_PG = select(classes, _count_of(classes.c.id)).where(
