@@ -53,21 +53,18 @@ from class_core.model import SchoolClass, Student
 from class_core.ports import FeedRead
 
 _KEYS: weakref.WeakKeyDictionary[Engine, bytes] = weakref.WeakKeyDictionary()
-_SQLITE_CHUNK = 10_000
+_SQLITE_CHUNK = 10_000  # ids per expanding IN (SQLite allows 32,766 variables)
 
-# PostgreSQL: every change of a commit in one statement (arrays), the owner and version of
-# an upsert read from the object's row; rows in (entity, id) order, so that two commits that
-# move the same rows lock them in the same order.
+# PostgreSQL: every change of a commit in one statement (arrays; no join with the objects:
+# the owners come with the changes), in (entity, id) order, so that two commits that move
+# the same rows lock them in the same order.
 _PG_WRITE = text(
     """
     INSERT INTO cms_changes (entity, object_id, owner_id, op, version, at, xid)
-    SELECT k.entity, k.id, COALESCE(c.owner_id, s.owner_id, k.owner_id), k.op,
-           COALESCE(c.version, s.version, k.version), :at, pg_current_xact_id()::text::bigint
-    FROM unnest(:entities, :ids, :ops, :owners, :versions)
-         AS k(entity, id, op, owner_id, version)
-    LEFT JOIN cms_classes c ON k.op = 'upsert' AND k.entity = 'class' AND c.id = k.id
-    LEFT JOIN cms_students s ON k.op = 'upsert' AND k.entity = 'student' AND s.id = k.id
-    WHERE k.op = 'delete' OR c.id IS NOT NULL OR s.id IS NOT NULL
+    SELECT k.entity, k.id, k.owner_id, k.op, k.version, :at,
+           pg_current_xact_id()::text::bigint
+    FROM unnest(:entities, :ids, :owners, :ops, :versions)
+         AS k(entity, id, owner_id, op, version)
     ORDER BY k.entity, k.id
     ON CONFLICT ON CONSTRAINT uq_cms_changes_object DO UPDATE SET
         seq = excluded.seq, owner_id = excluded.owner_id, op = excluded.op,
@@ -77,21 +74,17 @@ _PG_WRITE = text(
     bindparam("at", type_=UTCDateTime()),
     bindparam("entities", type_=postgresql.ARRAY(Text())),
     bindparam("ids", type_=postgresql.ARRAY(Uuid())),
-    bindparam("ops", type_=postgresql.ARRAY(Text())),
     bindparam("owners", type_=postgresql.ARRAY(Text())),
+    bindparam("ops", type_=postgresql.ARRAY(Text())),
     bindparam("versions", type_=postgresql.ARRAY(Integer())),
 )
 # SQLite: ``OR REPLACE`` deletes an object's old row and inserts it anew with the next
 # ``seq`` (AUTOINCREMENT: never a used one).
 _SQLITE_WRITE = insert(changes).prefix_with("OR REPLACE")
-_OWNERS = {
-    Entity.CLASS: select(classes.c.id, classes.c.owner_id, classes.c.version).where(
-        classes.c.id.in_(bindparam("ids", expanding=True))
-    ),
-    Entity.STUDENT: select(students.c.id, students.c.owner_id, students.c.version).where(
-        students.c.id.in_(bindparam("ids", expanding=True))
-    ),
-}
+# The owners of students touched without an event (a class deletion's members: a few).
+_STUDENT_OWNERS = select(students.c.id, students.c.owner_id).where(
+    students.c.id.in_(bindparam("ids", expanding=True))
+)
 
 _KEY = select(change_feed_key.c.secret).where(change_feed_key.c.id == 1)
 _SNAPSHOT = select(cast(func.pg_current_snapshot(), Text).label("snapshot"))
@@ -168,54 +161,49 @@ class SqlChangeLog:
     async def write(self, changes_: Mapping[ChangeKey, PendingChange]) -> None:
         if not changes_:
             return
+        owners = await self._owners_of_touched(changes_)
+        keys = sorted(k for k in changes_ if k in owners or changes_[k].owner_id is not None)
+        if not keys:
+            return
         at = max(c.at for c in changes_.values())
         if self._tx.is_postgresql:
-            keys = sorted(changes_)
             await self._tx.execute(
                 _PG_WRITE,
                 {
                     "at": at,
                     "entities": [e.value for e, _ in keys],
                     "ids": [i for _, i in keys],
+                    "owners": [changes_[k].owner_id or owners[k] for k in keys],
                     "ops": [changes_[k].op.value for k in keys],
-                    "owners": [changes_[k].owner_id for k in keys],
                     "versions": [changes_[k].version for k in keys],
                 },
             )
             return
-        await self._write_sqlite(changes_, at)
+        rows = [
+            {
+                "entity": k[0].value,
+                "object_id": k[1],
+                "owner_id": changes_[k].owner_id or owners[k],
+                "op": changes_[k].op.value,
+                "version": changes_[k].version,
+                "at": at,
+                "xid": None,
+            }
+            for k in keys
+        ]
+        await self._tx.execute(_SQLITE_WRITE, rows if len(rows) > 1 else rows[0])
 
-    async def _write_sqlite(
-        self, changes_: Mapping[ChangeKey, PendingChange], at: datetime
-    ) -> None:
-        current: dict[ChangeKey, tuple[str, int]] = {}
-        for entity, statement in _OWNERS.items():
-            ids = [i for (e, i), c in changes_.items() if e is entity and c.op is Op.UPSERT]
-            for start in range(0, len(ids), _SQLITE_CHUNK):
-                chunk = ids[start : start + _SQLITE_CHUNK]
-                for row in (await self._tx.execute(statement, {"ids": chunk})).mappings():
-                    current[(entity, row["id"])] = (row["owner_id"], row["version"])
-        rows: list[dict[str, Any]] = []
-        for key, change in sorted(changes_.items()):
-            if change.op is Op.DELETE:
-                owner, version = change.owner_id or "", change.version
-            elif key in current:
-                owner, version = current[key]
-            else:
-                continue  # gone again in the same transaction
-            rows.append(
-                {
-                    "entity": key[0].value,
-                    "object_id": key[1],
-                    "owner_id": owner,
-                    "op": change.op.value,
-                    "version": version,
-                    "at": at,
-                    "xid": None,
-                }
-            )
-        if rows:
-            await self._tx.execute(_SQLITE_WRITE, rows if len(rows) > 1 else rows[0])
+    async def _owners_of_touched(
+        self, changes_: Mapping[ChangeKey, PendingChange]
+    ) -> dict[ChangeKey, str]:
+        """The owners of the changes that came without one (students still there)."""
+        ids = [i for (e, i), c in changes_.items() if c.owner_id is None and e is Entity.STUDENT]
+        found: dict[ChangeKey, str] = {}
+        for start in range(0, len(ids), _SQLITE_CHUNK):
+            chunk = ids[start : start + _SQLITE_CHUNK]
+            result = await self._tx.execute(_STUDENT_OWNERS, {"ids": chunk})
+            found.update(((Entity.STUDENT, r["id"]), r["owner_id"]) for r in result.mappings())
+        return found
 
     async def cursor_key(self) -> bytes:
         engine = self._tx.conn.sync_engine

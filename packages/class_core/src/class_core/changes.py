@@ -56,8 +56,9 @@ ChangeKey = tuple[Entity, UUID]
 
 @frozen
 class PendingChange:
-    """What a unit of work changed, for the log. An upsert's owner and version are read from
-    the object's row at commit (``owner_id``/``version`` unused); a delete carries them."""
+    """What a unit of work changed, for the log: the object's owner (``None``: the adapter
+    reads it from the object's row) and, for a delete, its last version (an upsert's
+    ``version`` is informative only: a page shows the object's version when it is read)."""
 
     op: Op
     at: datetime
@@ -121,45 +122,54 @@ def changes_of(events: Iterable[DomainEvent]) -> dict[ChangeKey, PendingChange]:
     """The objects whose representation the events' change altered: the class or student of
     each event, and the classes whose ``student_count`` a student's memberships moved. A
     delete wins over an upsert of the same object (it cannot come back: ids are never
-    reused)."""
+    reused).
+
+    The owner is the event's acting user: every change of a class or student is made by its
+    owner (contract §3.1; the sweep's placeholder is created in the class owner's name), so
+    the log is written without reading the objects back (which, for an import's chunk, was a
+    join over every student). The replay tests compare each owner's feed with that owner's
+    lists, so an event acting for someone else would fail them."""
     found: dict[ChangeKey, PendingChange] = {}
 
-    def upsert(entity: Entity, object_id: UUID, at: datetime) -> None:
+    def upsert(entity: Entity, object_id: UUID, at: datetime, owner: str, version: int) -> None:
         current = found.get((entity, object_id))
         if current is None or current.op is Op.UPSERT:
-            found[(entity, object_id)] = PendingChange(Op.UPSERT, at)
+            found[(entity, object_id)] = PendingChange(Op.UPSERT, at, owner, version)
 
     def deleted(entity: Entity, object_id: UUID, at: datetime, owner: str, version: int) -> None:
         found[(entity, object_id)] = PendingChange(Op.DELETE, at, owner, version)
 
+    def classes(ids: Iterable[UUID], at: datetime, owner: str) -> None:
+        for c in ids:  # their student_count moved; their own version did not
+            upsert(Entity.CLASS, c, at, owner, 0)
+
     for e in events:
         if isinstance(e, ClassCreatedV1 | ClassUpdatedV1):
-            upsert(Entity.CLASS, e.class_id, e.timestamp)
+            upsert(Entity.CLASS, e.class_id, e.timestamp, e.user_id, e.aggregate_version)
         elif isinstance(e, ClassDeletedV1):
             deleted(Entity.CLASS, e.class_id, e.timestamp, e.user_id, e.aggregate_version)
         elif isinstance(e, StudentCreatedV1):
-            upsert(Entity.STUDENT, e.student_id, e.timestamp)
-            for c in e.class_ids:
-                upsert(Entity.CLASS, c, e.timestamp)
+            owner = e.created_by_user_id
+            upsert(Entity.STUDENT, e.student_id, e.timestamp, owner, e.aggregate_version)
+            classes(e.class_ids, e.timestamp, owner)
         elif isinstance(e, StudentUpdatedV1):
-            upsert(Entity.STUDENT, e.student_id, e.timestamp)
-            for c in (*(e.add_class_ids or ()), *(e.remove_class_ids or ())):
-                upsert(Entity.CLASS, c, e.timestamp)
+            owner = e.updated_by_user_id
+            upsert(Entity.STUDENT, e.student_id, e.timestamp, owner, e.aggregate_version)
+            classes((*(e.add_class_ids or ()), *(e.remove_class_ids or ())), e.timestamp, owner)
         elif isinstance(e, StudentErasedV1):
-            upsert(Entity.STUDENT, e.student_id, e.timestamp)
-            for c in e.class_ids:
-                upsert(Entity.CLASS, c, e.timestamp)
+            upsert(Entity.STUDENT, e.student_id, e.timestamp, e.user_id, e.aggregate_version)
+            classes(e.class_ids, e.timestamp, e.user_id)
         elif isinstance(e, StudentDeletedV1):
             deleted(Entity.STUDENT, e.student_id, e.timestamp, e.user_id, e.aggregate_version)
-            for c in e.class_ids:
-                upsert(Entity.CLASS, c, e.timestamp)
+            classes(e.class_ids, e.timestamp, e.user_id)
     return found
 
 
 def with_touched(
     changes: dict[ChangeKey, PendingChange], touched: Mapping[UUID, datetime]
 ) -> dict[ChangeKey, PendingChange]:
-    """Add the students whose version went up without an event of their own."""
+    """Add the students whose version went up without an event of their own (a class
+    deletion's members); their owner is read by the adapter."""
     for student_id, at in touched.items():
         key = (Entity.STUDENT, student_id)
         if key not in changes:

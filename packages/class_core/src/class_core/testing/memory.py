@@ -15,11 +15,9 @@ import attrs
 
 from class_core.changes import (
     ChangeKey,
-    Entity,
     FeedPolicy,
     FeedPosition,
     LoggedChange,
-    Op,
     PendingChange,
     changes_of,
     with_touched,
@@ -554,16 +552,15 @@ class InMemoryChangeLog(_Repo):
     async def write(self, changes: Mapping[ChangeKey, PendingChange]) -> None:
         t = self.t
         for (entity, object_id), change in sorted(changes.items()):
-            if change.op is Op.DELETE:
-                owner, version = change.owner_id or "", change.version
-            else:
-                found = (t.classes if entity is Entity.CLASS else t.students).get(object_id)
+            owner = change.owner_id
+            if owner is None:  # a student touched without an event
+                found = t.students.get(object_id)
                 if found is None:
                     continue
-                owner, version = found.owner_id, found.version
+                owner = found.owner_id
             t.last_change_seq += 1
             entry = LoggedChange(
-                t.last_change_seq, entity, object_id, change.op, version, change.at
+                t.last_change_seq, entity, object_id, change.op, change.version, change.at
             )
             t.changes[(entity, object_id)] = (owner, entry)
 
