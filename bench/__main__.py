@@ -52,7 +52,7 @@ def _sizes(quick: bool) -> dict[str, dict[str, Any]]:
         "import": {"rows": 100_000},
         "matching": {"batches": 100, "essays_per_batch": 200},
         "relay": {"prefill": 20_000, "rate": 200.0, "seconds": 10.0},
-        "changes": {"small": 10_000, "large": 1_000_000, "reads": 60, "rounds": 5},
+        "changes": {"small": 10_000, "large": 1_000_000, "reads": 60, "rounds": 9},
         # >= 1,000,000 students of 10,000 owners; several minutes (docs/performance.md).
         "scale": {},
     }

@@ -137,7 +137,7 @@ def _p95(values: list[float]) -> float:
 
 
 async def run(
-    url: str, small: int = 10_000, large: int = 1_000_000, reads: int = 100, rounds: int = 5
+    url: str, small: int = 10_000, large: int = 1_000_000, reads: int = 60, rounds: int = 9
 ) -> list[Measurement]:
     """``url`` holds the small log; a second fresh database the large one. Reads alternate
     between the two, so that the machine's other load weighs on both alike; each figure is
