@@ -204,7 +204,7 @@ def _mac(key: bytes, payload: bytes) -> bytes:
 
 def encode_cursor(position: FeedPosition, issued_at: datetime, key: bytes) -> str:
     """An opaque cursor: ``base64url(payload).base64url(HMAC-SHA256(key, payload)[:16])``."""
-    issued = int(issued_at.timestamp() * 1000)
+    issued = round(issued_at.timestamp() * 1_000_000)  # µs: each answer's cursor is new
     fields = (_CURSOR_VERSION, position.seq, position.snapshot, position.window_after, issued)
     payload = "|".join(map(str, fields)).encode("ascii")
     return f"{_b64(payload)}.{_b64(_mac(key, payload))}"
@@ -224,7 +224,7 @@ def decode_cursor(cursor: str, key: bytes, now: datetime, policy: FeedPolicy) ->
     try:
         version, seq, snapshot, window_after, issued = payload.decode("ascii").split("|")
         position = FeedPosition(int(seq), snapshot, int(window_after))
-        issued_at = datetime.fromtimestamp(int(issued) / 1000, UTC)
+        issued_at = datetime.fromtimestamp(int(issued) / 1_000_000, UTC)
     except (ValueError, OverflowError, OSError):  # pragma: no cover - signed by us
         raise CursorExpiredError() from None
     if version != _CURSOR_VERSION or issued_at < now - policy.retention:
