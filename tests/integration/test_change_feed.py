@@ -348,3 +348,33 @@ async def test_a_page_does_not_walk_a_long_history_even_with_a_generic_plan(
     top = (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]
     blocks = top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0)
     assert blocks < 50, top
+
+
+async def test_the_sweeps_placeholder_appears_as_the_student_list_shows_it(
+    store: Callable[[FixedClock], Runtime],
+) -> None:
+    """The timeout sweep creates a class's UNKNOWN student: it is in the student list, so it
+    is in the feed (and the class's count, which leaves it out, stays right)."""
+    from uuid import uuid4
+
+    from class_core.matching import EssayMatch, SuggestionsMessage
+    from class_core.runtime import MatchingPolicy
+    from class_core.use_cases import expire_due_batches, ingest_suggestions
+
+    clock = FixedClock()
+    rt = store(clock)
+    rt.policy = MatchingPolicy(timeout_hours=0.0)
+    cls = await create_class(rt, OWNER, CreateClass("9A", ["ENG5"]))
+    cursor = await start(rt)
+    copy = await lists(rt)
+    message = SuggestionsMessage(
+        str(uuid4()), uuid4(), uuid4(), cls.id, "ENG5", (EssayMatch(uuid4(), ()),)
+    )
+    await ingest_suggestions(rt, message)
+    clock.advance(seconds=1)
+    await expire_due_batches(rt)
+    _, count = await follow(rt, cursor, copy)
+    assert copy == await lists(rt)
+    placeholders = [v for v in copy.values() if v.get("is_placeholder")]
+    assert [p["class_ids"] for p in placeholders] == [[str(cls.id)]]
+    assert count >= 1
