@@ -23,7 +23,7 @@ from bench.results import Measurement, format_table, write_json
 from bench.services import BenchSetupError, fresh_database, kafka_broker, load_average
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results.json"
-NAMES = ("http", "import", "http_import", "matching", "relay", "scale")
+NAMES = ("http", "import", "http_import", "matching", "relay", "scale", "changes")
 
 Runner = Callable[[str], Awaitable[list[Measurement]]]
 
@@ -36,6 +36,7 @@ def _sizes(quick: bool) -> dict[str, dict[str, Any]]:
             "http_import": {"rows": 2_000, "rounds": 1},
             "matching": {"batches": 10, "essays_per_batch": 200},
             "relay": {"prefill": 2_000, "rate": 200.0, "seconds": 2.0},
+            "changes": {"small": 10_000, "large": 50_000, "reads": 10, "rounds": 2},
             "scale": {
                 "owners": 200,
                 "duration": 1.0,
@@ -53,6 +54,7 @@ def _sizes(quick: bool) -> dict[str, dict[str, Any]]:
         "http_import": {"rows": 20_000, "rounds": 2},
         "matching": {"batches": 100, "essays_per_batch": 200},
         "relay": {"prefill": 20_000, "rate": 200.0, "seconds": 10.0},
+        "changes": {"small": 10_000, "large": 1_000_000, "reads": 60, "rounds": 9},
         # >= 1,000,000 students of 10,000 owners; several minutes (docs/performance.md).
         "scale": {},
     }
@@ -77,6 +79,10 @@ async def _run_one(name: str, options: dict[str, Any]) -> list[Measurement]:
             from bench import http_import_bench
 
             return await http_import_bench.run(url, **options)
+        if name == "changes":
+            from bench import changes_bench
+
+            return await changes_bench.run(url, **options)
         if name == "scale":
             from bench import scale_bench
 

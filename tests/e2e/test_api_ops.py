@@ -129,6 +129,7 @@ async def test_openapi_document_matches_the_routes(memory_api: ApiHarness) -> No
         ("post", "/v1/classes/students/{student_id}/erasure"),
         ("get", "/v1/classes/students/{student_id}/export"),
         ("get", "/v1/batches"), ("post", "/v1/batches/{batch_id}/deadline"),
+        ("get", "/v1/changes"),
         ("get", "/v1/batches/{batch_id}/student-associations"),
         ("post", "/v1/batches/{batch_id}/student-associations/confirm"),
         ("get", "/internal/v1/batches/{batch_id}/student-names"),

@@ -30,6 +30,9 @@ class World:
 
     async def build(self) -> None:
         api = self.api
+        # Cursors taken before A's data exists: following them must show B nothing of A's.
+        self.a_cursor = (await api.client.get("/v1/changes", headers=A)).json()["next_cursor"]
+        self.b_cursor = (await api.client.get("/v1/changes", headers=B)).json()["next_cursor"]
         self.a_class = (await api.create_class(A, name=A_CLASS))["id"]
         self.a_student = (
             await api.create_student(
@@ -143,6 +146,10 @@ class World:
                 ("GET", f"/v1/classes/students/{s}/export", {}, 404)
             ],
             ("GET", "/v1/courses"): [("GET", "/v1/courses", {}, 200)],
+            ("GET", "/v1/changes"): [
+                ("GET", "/v1/changes", {"params": {"since": self.b_cursor, "limit": 1000}}, 200),
+                ("GET", "/v1/changes", {"params": {"since": self.a_cursor, "limit": 1000}}, 200),
+            ],
             ("GET", "/v1/batches"): [
                 ("GET", "/v1/batches", {"params": {"status": "all"}}, 200),
                 ("GET", "/v1/batches", {"params": {"class_id": c, "status": "all"}}, 404),

@@ -54,6 +54,14 @@ async def test_relay_benchmark_runs(pg_database_factory: object, kafka_bootstrap
     _check(rows, {"relay throughput", "relay lag p95"})
 
 
+async def test_changes_benchmark_runs(pg_database_factory: object) -> None:
+    from bench import changes_bench
+
+    url = await pg_database_factory(migrated=True)  # type: ignore[operator]
+    rows = await changes_bench.run(url, small=1_100, large=3_000, reads=3, rounds=1)
+    _check(rows, {"changes page of 1,000, P95, log of 3,000", "changes page P95, large/small log"})
+
+
 async def test_import_benchmark_runs(pg_database_factory: object) -> None:
     import_bench = pytest.importorskip("bench.import_bench")
     url = await pg_database_factory(migrated=True)  # type: ignore[operator]

@@ -68,6 +68,8 @@ CMS_TABLES = {
     "cms_student_history",
     "cms_imports",
     "cms_import_items",
+    "cms_changes",
+    "cms_change_feed_key",
 }
 
 

@@ -25,8 +25,10 @@ import pytest_asyncio
 from bench.scale_seed import ScaleSize, seed, seeded_owner
 
 from adapters_sql import SqlOutboxStore, build_sql_runtime, create_engine
+from class_core.changes import FeedPosition, encode_cursor
 from class_core.queries import BatchQuery, ClassQuery, StudentQuery
 from class_core.runtime import RequestContext, Runtime
+from class_core.use_cases.changes import read_changes
 from class_core.use_cases.classes import get_class, get_roster, list_classes
 from class_core.use_cases.matching import (
     batch_class_info,
@@ -155,7 +157,25 @@ def _hot_reads(s: Seeded) -> dict[str, Callable[[], Awaitable[object]]]:
         async with s.rt.uow() as uow:
             return await uow.classes.find_by_names(s.owner, [s.class_name, "Klass 99"])
 
+    async def change_feed_page() -> object:
+        # The owner's classes and students in the log (written on the side, not recorded),
+        # then a page from a cursor before them: the log's page and the data's two reads.
+        for table, entity in (("cms_classes", "class"), ("cms_students", "student")):
+            await s.conn.execute(
+                "INSERT INTO cms_changes (entity, object_id, owner_id, op, version, at, xid) "
+                f"SELECT '{entity}', id, owner_id, 'upsert', version, now(), 1 FROM {table} "
+                "WHERE owner_id = $1 ON CONFLICT DO NOTHING",
+                s.owner,
+            )
+        snapshot = await s.conn.fetchval("SELECT pg_current_snapshot()::text")
+        secret = await s.conn.fetchval("SELECT secret FROM cms_change_feed_key")
+        cursor = encode_cursor(FeedPosition(0, snapshot), datetime.now(UTC), bytes.fromhex(secret))
+        page = await read_changes(s.rt, ctx, cursor, 1000)
+        assert page.items
+        return page
+
     return {
+        "change feed page": change_feed_page,
         "class": lambda: get_class(s.rt, ctx, s.class_id),
         "class list": lambda: list_classes(s.rt, ctx, ClassQuery.build()),
         "class list q": lambda: list_classes(s.rt, ctx, ClassQuery.build(q="klass")),
@@ -227,6 +247,7 @@ HOT_READS = [
     "class-info",
     "student-names",
     "association by essay",
+    "change feed page",
     "import: class by name",
     "import: classes by names",
     "POST student",

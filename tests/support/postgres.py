@@ -41,6 +41,7 @@ DATA_TABLES = (
     "cms_classes",
     "cms_outbox",
     "cms_inbox",
+    "cms_changes",
 )
 
 

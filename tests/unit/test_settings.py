@@ -38,6 +38,7 @@ def test_defaults_equal_the_contract_table() -> None:
     assert (s.outbox_max_attempts, s.outbox_retention_days) == (10, 7)
     assert s.import_max_bytes == 52_428_800
     assert s.consumer_max_attempts == 3
+    assert s.changes_retention_days == 30
     assert s.kafka_security_protocol is None
     assert s.kafka_sasl_mechanism is None
     assert s.kafka_sasl_username is None
@@ -73,6 +74,7 @@ def test_values_are_read() -> None:
             OUTBOX_RETENTION_DAYS="0.5",
             IMPORT_MAX_BYTES="1024",
             CONSUMER_MAX_ATTEMPTS="5",
+            CHANGES_RETENTION_DAYS="2.5",
             KAFKA_SECURITY_PROTOCOL="SASL_SSL",
             KAFKA_SASL_MECHANISM="PLAIN",
             KAFKA_SASL_USERNAME="u",
@@ -90,6 +92,7 @@ def test_values_are_read() -> None:
     assert (s.log_level, s.log_format) == ("DEBUG", "console")
     assert (s.outbox_max_attempts, s.outbox_retention_days, s.import_max_bytes) == (3, 0.5, 1024)
     assert s.consumer_max_attempts == 5
+    assert s.changes_retention_days == 2.5
     assert s.kafka_security_protocol == "SASL_SSL"
     assert (s.kafka_sasl_mechanism, s.kafka_sasl_username, s.kafka_sasl_password) == (
         "PLAIN",
@@ -163,6 +166,9 @@ BAD_VALUES = [
     ("OUTBOX_MAX_ATTEMPTS", "0"),
     ("OUTBOX_RETENTION_DAYS", "-1"),
     ("CONSUMER_MAX_ATTEMPTS", "0"),
+    ("CHANGES_RETENTION_DAYS", "0"),
+    ("CHANGES_RETENTION_DAYS", "-3"),
+    ("CHANGES_RETENTION_DAYS", "a month"),
     ("IMPORT_MAX_BYTES", "0"),
     ("IMPORT_MAX_BYTES", "50MB"),
     ("KAFKA_SECURITY_PROTOCOL", "BOGUS"),

@@ -25,7 +25,7 @@ from class_api.edge import EdgeMiddleware
 from class_api.errors import EXCEPTION_HANDLERS, log_exception
 from class_api.metrics import ServiceMetrics
 from class_api.openapi import finalize_openapi, openapi_config
-from class_api.routes import batches, classes, courses, imports, internal, ops, students
+from class_api.routes import batches, changes, classes, courses, imports, internal, ops, students
 from class_api.workers import background_workers
 from class_core.runtime import Runtime
 from class_core.settings import Settings
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             courses.routes,
             batches.routes,
             imports.routes,
+            changes.routes,
             internal.routes,
             ops.healthz,
             ops.metrics,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -17,6 +17,7 @@ from msgspec import UNSET, Struct, UnsetType
 from class_core.courses import COURSES_BY_CODE, Course
 from class_core.errors import ValidationError
 from class_core.model import Association, BatchSummary, Page, SchoolClass, Student
+from class_core.use_cases.changes import ChangePage
 from class_core.use_cases.classes import CreateClass, UpdateClass
 from class_core.use_cases.matching import (
     BatchView,
@@ -244,6 +245,26 @@ class StudentOut(Struct):
     external_id: str | None
 
 
+class ChangeOut(Struct):
+    """One entry of the change feed (contract §9.3)."""
+
+    cursor: str
+    entity: Literal["class", "student"]
+    id: UUID
+    op: Literal["upsert", "delete"]
+    version: int
+    at: Timestamp
+    # A ClassOut or a StudentOut (msgspec cannot type an untagged union of structs; the
+    # OpenAPI document says which: class_api.openapi.finalize_openapi).
+    data: dict[str, Any] | None
+
+
+class ChangesOut(Struct):
+    changes: list[ChangeOut]
+    next_cursor: str
+    has_more: bool
+
+
 class StudentListOut(Struct):
     students: list[StudentOut]
     pagination: PaginationOut
@@ -443,6 +464,33 @@ def student_out(student: Student) -> StudentOut:
 
 def student_list_out(page: Page[Student]) -> StudentListOut:
     return StudentListOut([student_out(s) for s in page.items], pagination_out(page))  # type: ignore[arg-type]
+
+
+def changes_out(page: ChangePage) -> ChangesOut:
+    """The page, each object rendered as its ``GET`` renders it (the owner's view)."""
+    items: list[ChangeOut] = []
+    for item in page.items:
+        data = item.data
+        rendered = (
+            None
+            if data is None
+            else msgspec.to_builtins(
+                class_out(data) if isinstance(data, SchoolClass) else student_out(data)
+            )
+        )
+        c = item.change
+        items.append(
+            ChangeOut(
+                cursor=item.cursor,
+                entity=c.entity.value,
+                id=c.id,
+                op=c.op.value,
+                version=item.version,
+                at=timestamp(c.at),
+                data=rendered,
+            )
+        )
+    return ChangesOut(items, page.next_cursor, page.has_more)
 
 
 def roster_out(students: Iterable[Student]) -> RosterOut:

@@ -27,6 +27,7 @@ from class_api.edge import correlation_id
 from class_core.errors import (
     ClassManagementError,
     ConflictError,
+    CursorExpiredError,
     DependencyUnavailableError,
     FieldError,
     NotFoundError,
@@ -57,6 +58,7 @@ ErrorCode = Literal[
     "DUPLICATE_EXTERNAL_ID",
     "IMPORT_THRESHOLD_EXCEEDED",
     "IMPORT_ALREADY_UNDONE",
+    "CURSOR_EXPIRED",
     "PAYLOAD_TOO_LARGE",
     "UNSUPPORTED_MEDIA_TYPE",
     "INTERNAL_ERROR",
@@ -80,6 +82,7 @@ TITLES: Mapping[str, str] = {
     "DUPLICATE_EXTERNAL_ID": "Duplicate external id",
     "IMPORT_THRESHOLD_EXCEEDED": "Import would remove too many members",
     "IMPORT_ALREADY_UNDONE": "Import already undone",
+    "CURSOR_EXPIRED": "Cursor unknown or expired",
     "PAYLOAD_TOO_LARGE": "Payload too large",
     "UNSUPPORTED_MEDIA_TYPE": "Unsupported media type",
     "INTERNAL_ERROR": "Internal server error",
@@ -172,6 +175,8 @@ def _core_status(exc: ClassManagementError) -> int:
         return 409
     if isinstance(exc, PreconditionFailedError):
         return 412
+    if isinstance(exc, CursorExpiredError):
+        return 410
     if isinstance(exc, DependencyUnavailableError):
         return 503
     return 500

@@ -43,6 +43,8 @@ _DESCRIPTIONS: Mapping[int, str] = {
     404: "RESOURCE_NOT_FOUND: does not exist or belongs to another owner",
     409: "DUPLICATE_STUDENT_EMAIL, DUPLICATE_EXTERNAL_ID, CLASS_ARCHIVED, RESOURCE_IN_USE or "
     "BATCH_FINALIZED",
+    410: "CURSOR_EXPIRED: the cursor was not issued by this service or is older than "
+    "CHANGES_RETENTION_DAYS; resync from the lists",
     412: "PRECONDITION_FAILED: If-Match names no version equal to the stored one; nothing changed",
     413: "PAYLOAD_TOO_LARGE: body over 1 MiB",
     415: "UNSUPPORTED_MEDIA_TYPE: the body is not application/json",
@@ -162,6 +164,16 @@ def finalize_openapi(schema: OpenAPI) -> None:
     for name, component in (components.schemas or {}).items():
         if name in request_names or component.title in request_names:
             component.additional_properties = False
+    change = (components.schemas or {}).get("ChangeOut")
+    if change is not None and change.properties is not None:
+        change.properties["data"] = Schema(
+            one_of=[
+                Reference(ref="#/components/schemas/ClassOut"),
+                Reference(ref="#/components/schemas/StudentOut"),
+                Schema(type="null"),  # type: ignore[arg-type]
+            ],
+            description="The object as its GET returns it now; null for a delete.",
+        )
     for path_item in (schema.paths or {}).values():
         for method in ("get", "put", "post", "delete", "patch"):
             operation: Operation | None = getattr(path_item, method, None)

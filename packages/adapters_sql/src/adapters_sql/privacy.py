@@ -82,6 +82,10 @@ SAFE: Mapping[tuple[str, str], str] = MappingProxyType(
         ("cms_imports", "owner_id"): _TEACHER,
         ("cms_imports", "source"): "an enumeration (http, cli)",
         ("cms_import_items", "action"): "an enumeration",
+        ("cms_changes", "entity"): "an enumeration",
+        ("cms_changes", "op"): "an enumeration",
+        ("cms_changes", "owner_id"): _TEACHER,
+        ("cms_change_feed_key", "secret"): "the key change-feed cursors are signed with",
     }
 )
 

@@ -9,6 +9,7 @@ from adapters_sql.engine import SQLITE_BEGIN_OPTION
 from adapters_sql.errors import translate_errors
 from adapters_sql.schema import courses
 from adapters_sql.uow import OutboxCommitCallback, SqlUnitOfWorkFactory
+from class_core.changes import FeedPolicy
 from class_core.clock import Clock, SystemClock
 from class_core.courses import Course
 from class_core.ports import NullNotifier, RealtimeNotifier
@@ -22,6 +23,7 @@ def build_sql_runtime(
     notifier: RealtimeNotifier | None = None,
     policy: MatchingPolicy | None = None,
     on_outbox_commit: OutboxCommitCallback | None = None,
+    feed: FeedPolicy | None = None,
 ) -> Runtime:
     """A :class:`~class_core.runtime.Runtime` whose units of work run on ``engine``."""
     return Runtime(
@@ -30,6 +32,7 @@ def build_sql_runtime(
         clock=clock or SystemClock(),
         notifier=notifier or NullNotifier(),
         policy=policy or MatchingPolicy(),
+        feed=feed or FeedPolicy(),
     )
 
 

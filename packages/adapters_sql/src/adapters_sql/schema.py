@@ -370,6 +370,47 @@ import_items = Table(
     Index("ix_cms_import_items_student_id", "student_id"),
 )
 
+# The change feed's log (§9.3): one row per class or student at its latest change (an upsert
+# moves the row to a new ``seq``), ids and versions only, no personal data. ``xid`` is the
+# writing transaction's id on PostgreSQL (``pg_current_xact_id()``), for commit-safe reads
+# (docs/architecture.md, "The change feed"); null on SQLite, whose writers commit in order.
+changes = Table(
+    "cms_changes",
+    metadata,
+    Column("seq", _SEQ, nullable=False, autoincrement=True),
+    Column("entity", String(16), nullable=False),
+    Column("object_id", Uuid(), nullable=False),
+    Column("owner_id", code_point_string(255), nullable=False),
+    Column("op", String(16), nullable=False),
+    Column("version", Integer(), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("xid", BigInteger(), nullable=True),
+    PrimaryKeyConstraint("seq", name="pk_cms_changes"),
+    UniqueConstraint("entity", "object_id", name="uq_cms_changes_object"),
+    CheckConstraint("entity IN ('class', 'student')", name="ck_cms_changes_entity"),
+    CheckConstraint("op IN ('upsert', 'delete')", name="ck_cms_changes_op"),
+    # Covering: a page of the feed is an index-only range scan where the pages are all-visible.
+    Index(
+        "ix_cms_changes_owner_seq",
+        "owner_id",
+        "seq",
+        postgresql_include=["entity", "object_id", "op", "version", "at"],
+    ),
+    Index("ix_cms_changes_owner_xid", "owner_id", "xid"),
+    sqlite_autoincrement=True,  # seq values are never reused (a moved row's old one neither)
+)
+
+# One row: the key change-feed cursors are signed with, made by the migration (random), so
+# that every process on one database issues and accepts the same cursors.
+change_feed_key = Table(
+    "cms_change_feed_key",
+    metadata,
+    Column("id", SmallInteger(), nullable=False),
+    Column("secret", String(64), nullable=False),
+    PrimaryKeyConstraint("id", name="pk_cms_change_feed_key"),
+    CheckConstraint("id = 1", name="ck_cms_change_feed_key_one_row"),
+)
+
 VERSION_TABLE = "cms_alembic_version"
 # Tables emptied between tests and dropped by the downgrade, children first.
 DATA_TABLES: tuple[Table, ...] = (
@@ -383,4 +424,5 @@ DATA_TABLES: tuple[Table, ...] = (
     classes,
     outbox,
     inbox,
+    changes,
 )

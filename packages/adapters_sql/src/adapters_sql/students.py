@@ -535,6 +535,8 @@ class SqlStudentRepository:
         return sorted(result.scalars())
 
     async def touch(self, student_ids: Collection[UUID], at: datetime) -> None:
+        # A version bump without an event of its own: the change feed must hear of it.
+        self._tx.touched.update(dict.fromkeys(student_ids, at))
         if student_ids:
             await self._tx.execute(_TOUCH, {"student_ids": list(set(student_ids)), "at": at})
 

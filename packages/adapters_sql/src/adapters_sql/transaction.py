@@ -22,7 +22,9 @@ autocommit, 63–74 % with this path (the deferred-BEGIN code it replaced: 70–
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import Select, Table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -60,12 +62,16 @@ class SqlTransaction:
         self._autocommit = False
         self.read_only = read_only
         self.added_outbox = False
+        # Students whose version went up without an event (a class deletion's members): the
+        # unit of work adds them to the change feed at commit.
+        self.touched: dict[UUID, datetime] = {}
 
     def bind(self, conn: AsyncConnection | None, driver: Any = None) -> None:
         """Use ``conn``; ``driver`` is its asyncpg connection in a read-only unit of work."""
         self._conn = conn
         self._driver = driver if self.read_only else None
         self._autocommit = False
+        self.touched = {}
 
     @property
     def conn(self) -> AsyncConnection:

@@ -13,6 +13,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters_sql.batches import SqlBatchRepository
+from adapters_sql.changes import SqlChangeLog
 from adapters_sql.classes import SqlClassRepository
 from adapters_sql.engine import discard_connection, is_postgresql, sqlite_write_lock
 from adapters_sql.errors import translate_errors
@@ -22,6 +23,7 @@ from adapters_sql.messaging import SqlInbox, SqlOutbox
 from adapters_sql.privacy import SqlPersonalData
 from adapters_sql.students import SqlStudentRepository
 from adapters_sql.transaction import SqlTransaction
+from class_core.changes import changes_of, with_touched
 from class_core.events import DomainEvent, TeacherNotification
 from class_core.recording import RecordedEvents
 
@@ -57,6 +59,7 @@ class SqlUnitOfWork:
         self.history = SqlStudentHistory(self._tx)
         self.personal_data = SqlPersonalData(self._tx)
         self.imports = SqlImportHistory(self._tx)
+        self.changes = SqlChangeLog(self._tx)
         self._recorded = RecordedEvents()
 
     def record(
@@ -109,7 +112,11 @@ class SqlUnitOfWork:
             raise RuntimeError("the unit of work is not entered (use `async with uow:`)")
         if self._tx.read_only:
             raise RuntimeError("a read-only unit of work does not commit")
+        changes = with_touched(changes_of(self._recorded.events()), self._tx.touched)
         await self._recorded.write_to(self.outbox)
+        # Last before the commit: the feed's rows are locked last, in one order (see
+        # adapters_sql.changes), and on SQLite their seq order is commit order.
+        await self.changes.write(changes)
         with translate_errors():
             await self._conn.commit()
         self._committed = True

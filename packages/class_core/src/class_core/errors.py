@@ -151,6 +151,18 @@ class PreconditionFailedError(ClassManagementError):
         super().__init__(detail)
 
 
+class CursorExpiredError(ClassManagementError):
+    """A change-feed cursor that this service did not issue, or issued longer ago than the
+    retention (contract §9.3): the client resyncs from the lists."""
+
+    code = "CURSOR_EXPIRED"
+
+    def __init__(
+        self, detail: str = "The cursor is unknown or expired; resync from the lists"
+    ) -> None:
+        super().__init__(detail)
+
+
 class DependencyUnavailableError(ClassManagementError):
     """A backing service (database, broker) could not be reached; retrying later may work."""
 

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from attrs import frozen
 
+from class_core.changes import ChangeKey, FeedPosition, LoggedChange, PendingChange
 from class_core.events import DomainEvent, OutboxMessage, TeacherNotification
 from class_core.import_records import ImportItem, ImportRecord
 from class_core.model import (
@@ -322,6 +323,48 @@ class PersonalData(Protocol):
         ...
 
 
+@frozen
+class FeedRead:
+    """Entries of the change log after a position, and the reader's snapshot (taken before the
+    entries were read: what the next position stands on)."""
+
+    entries: list[LoggedChange]
+    snapshot: str
+
+
+class ChangeLog(Protocol):
+    """The change feed's log (contract §9.3): one entry per object at its latest change,
+    written in the transaction of the change (see :mod:`class_core.changes`)."""
+
+    async def write(self, changes: Mapping[ChangeKey, PendingChange]) -> None:
+        """Record the changes of the current transaction (the unit of work calls this at
+        commit). An upsert's owner and version are those of the object's row."""
+        ...
+
+    async def cursor_key(self) -> bytes:
+        """The key cursors are signed with (the same for every process of one store)."""
+        ...
+
+    async def position(self, owner_id: str) -> FeedPosition:
+        """Where a new reader of the owner's feed starts: after everything committed now."""
+        ...
+
+    async def read(self, owner_id: str, after: FeedPosition, limit: int) -> FeedRead:
+        """The owner's entries after ``after`` in ``seq`` order, at most ``limit``."""
+        ...
+
+    async def load(
+        self, owner_id: str, class_ids: Collection[UUID], student_ids: Collection[UUID]
+    ) -> tuple[dict[UUID, SchoolClass], dict[UUID, Student]]:
+        """The owner's classes (with ``student_count``) and students (with ``class_ids``)
+        among the ids, as ``GET`` reads them: one query per kind."""
+        ...
+
+    async def purge(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest entries written before ``before``."""
+        ...
+
+
 class Outbox(Protocol):
     async def add(self, messages: Sequence[OutboxMessage]) -> None:
         """Record events inside the current transaction."""
@@ -360,6 +403,9 @@ class UnitOfWork(Protocol):
 
     @property
     def imports(self) -> ImportHistory: ...
+
+    @property
+    def changes(self) -> ChangeLog: ...
 
     def record(
         self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime

@@ -92,6 +92,10 @@ class RecordedEvents:
         )
         return notifications_of(events)
 
+    def events(self) -> list[DomainEvent]:
+        """The events recorded so far (the change feed's source, read at commit)."""
+        return [e for e, *_ in self.recorded]
+
     async def write_to(self, outbox: Outbox) -> None:
         """Write everything recorded to the outbox (at commit, in one insert) and forget it."""
         messages = self.take()

@@ -7,6 +7,7 @@ from uuid import UUID, uuid4
 
 from attrs import define, field, frozen
 
+from class_core.changes import FeedPolicy
 from class_core.clock import Clock, SystemClock
 from class_core.errors import ConfigurationError
 from class_core.ports import NullNotifier, RealtimeNotifier, UnitOfWork, UnitOfWorkFactory
@@ -59,6 +60,7 @@ class Runtime:
     notifier: RealtimeNotifier = field(factory=NullNotifier)
     policy: MatchingPolicy = field(factory=MatchingPolicy)
     reads: UnitOfWorkFactory | None = None
+    feed: FeedPolicy = field(factory=FeedPolicy)
 
     def now(self) -> datetime:
         return self.clock.now()

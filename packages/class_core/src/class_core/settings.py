@@ -47,9 +47,9 @@ class Settings:
     log_format: str = "json"
     outbox_max_attempts: int = 10
     outbox_retention_days: float = 7.0
+    changes_retention_days: float = 30.0
     import_max_bytes: int = 52_428_800
     http_import_max_bytes: int = 2_097_152
-    changes_retention_days: float = 30.0
     kafka_security_protocol: str | None = None
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
@@ -102,9 +102,9 @@ class Settings:
             "log_format": reader.choice("LOG_FORMAT", "json", ("json", "console")).lower(),
             "outbox_max_attempts": reader.integer("OUTBOX_MAX_ATTEMPTS", 10, 1, 1_000_000),
             "outbox_retention_days": reader.number("OUTBOX_RETENTION_DAYS", 7.0, 0.0),
+            "changes_retention_days": reader.number("CHANGES_RETENTION_DAYS", 30.0, 0.001),
             "import_max_bytes": reader.integer("IMPORT_MAX_BYTES", 52_428_800, 1, 2**62),
             "http_import_max_bytes": reader.integer("HTTP_IMPORT_MAX_BYTES", 2_097_152, 1, 2**40),
-            "changes_retention_days": reader.number("CHANGES_RETENTION_DAYS", 30.0, 0.0),
             "consumer_max_attempts": reader.integer("CONSUMER_MAX_ATTEMPTS", 3, 1, 1_000_000),
             **_kafka_security(reader),
             "scheduler_http_port": reader.integer("SCHEDULER_HTTP_PORT", 5003, 0, 65535),

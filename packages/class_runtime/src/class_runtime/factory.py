@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import adapters_sql
 from adapters_messaging.relay import Wakeup
 from adapters_messaging.workers import build_notifier
+from class_core.changes import FeedPolicy
 from class_core.errors import DependencyUnavailableError
 from class_core.ports import NullNotifier, OutboxStore, RealtimeNotifier
 from class_core.runtime import MatchingPolicy, Runtime
@@ -87,11 +88,16 @@ async def open_runtime(
     - the Redis notifier when ``REDIS_URL`` is set; the matching policy from the settings.
     """
     policy = matching_policy(settings)
+    feed = FeedPolicy(settings.changes_retention_days)
     async with open_notifier(settings) as notifier:
         if settings.use_mock_repository:
             store = InMemoryStore()
             rt = Runtime(
-                uow=store.unit_of_work, notifier=notifier, policy=policy, reads=store.reader
+                uow=store.unit_of_work,
+                notifier=notifier,
+                policy=policy,
+                reads=store.reader,
+                feed=feed,
             )
             yield OpenRuntime(rt, InMemoryOutboxStore(store), store.outbox_added, None)
             return
@@ -113,7 +119,11 @@ async def open_runtime(
                     raise
                 log.warning("database unreachable at start-up; the schema check is skipped")
             rt = adapters_sql.build_sql_runtime(
-                engine, notifier=notifier, policy=policy, on_outbox_commit=wakeups.notify
+                engine,
+                notifier=notifier,
+                policy=policy,
+                on_outbox_commit=wakeups.notify,
+                feed=feed,
             )
             yield OpenRuntime(rt, adapters_sql.SqlOutboxStore(engine), wakeups, engine)
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -12,6 +13,15 @@ from uuid import UUID
 
 import attrs
 
+from class_core.changes import (
+    ChangeKey,
+    FeedPolicy,
+    FeedPosition,
+    LoggedChange,
+    PendingChange,
+    changes_of,
+    with_touched,
+)
 from class_core.clock import Clock, SystemClock
 from class_core.errors import (
     DuplicateExternalIdError,
@@ -31,7 +41,7 @@ from class_core.model import (
     Student,
     ValidationStatus,
 )
-from class_core.ports import OutboxStatus, RealtimeNotifier, StoredOutboxMessage
+from class_core.ports import FeedRead, OutboxStatus, RealtimeNotifier, StoredOutboxMessage
 from class_core.privacy import scrub_envelope, scrub_reasons
 from class_core.queries import BatchQuery, ClassQuery, StudentQuery
 from class_core.recording import RecordedEvents
@@ -66,6 +76,9 @@ class _Tables:
     history: list[HistoryEntry] = attrs.field(factory=list)
     imports: dict[UUID, ImportRecord] = attrs.field(factory=dict)
     import_items: dict[UUID, list[ImportItem]] = attrs.field(factory=dict)
+    changes: dict[ChangeKey, tuple[str, LoggedChange]] = attrs.field(factory=dict)
+    """The change feed's log: (entity, id) → (owner, its latest entry)."""
+    last_change_seq: int = 0
 
     def copy(self) -> _Tables:
         return _Tables(
@@ -80,6 +93,8 @@ class _Tables:
             list(self.history),
             {k: attrs.evolve(v) for k, v in self.imports.items()},
             {k: list(v) for k, v in self.import_items.items()},
+            dict(self.changes),
+            self.last_change_seq,
         )
 
 
@@ -92,6 +107,7 @@ class InMemoryStore:
         self.next_seq = 1
         self.commits = 0
         self.outbox_added = asyncio.Event()
+        self.cursor_key = secrets.token_bytes(32)  # this store's cursors only (§9.3)
 
     def unit_of_work(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self)
@@ -367,6 +383,8 @@ class InMemoryStudentRepository(_Repo):
         return sorted(s for _, s in pairs)
 
     async def touch(self, student_ids: Collection[UUID], at: datetime) -> None:
+        # A version bump without an event of its own: the change feed must hear of it.
+        self._uow.touched.update(dict.fromkeys(student_ids, at))
         for i in student_ids:
             stored = self.t.students[i]
             self.t.students[i] = attrs.evolve(stored, updated_at=at, version=stored.version + 1)
@@ -648,6 +666,64 @@ class InMemoryPersonalData(_Repo):
                 row.message = attrs.evolve(row.message, payload=rewritten)
 
 
+class InMemoryChangeLog(_Repo):
+    """The change feed's log (one process: writers commit one at a time, in ``seq`` order,
+    so a position needs no snapshot)."""
+
+    async def write(self, changes: Mapping[ChangeKey, PendingChange]) -> None:
+        t = self.t
+        for (entity, object_id), change in sorted(changes.items()):
+            owner = change.owner_id
+            if owner is None:  # a student touched without an event
+                found = t.students.get(object_id)
+                if found is None:
+                    continue
+                owner = found.owner_id
+            t.last_change_seq += 1
+            entry = LoggedChange(
+                t.last_change_seq, entity, object_id, change.op, change.version, change.at
+            )
+            t.changes[(entity, object_id)] = (owner, entry)
+
+    async def cursor_key(self) -> bytes:
+        return self._uow.store.cursor_key
+
+    def _owned(self, owner_id: str) -> list[LoggedChange]:
+        return sorted(
+            (e for owner, e in self.t.changes.values() if owner == owner_id),
+            key=lambda e: e.seq,
+        )
+
+    async def position(self, owner_id: str) -> FeedPosition:
+        return FeedPosition(max((e.seq for e in self._owned(owner_id)), default=0))
+
+    async def read(self, owner_id: str, after: FeedPosition, limit: int) -> FeedRead:
+        return FeedRead([e for e in self._owned(owner_id) if e.seq > after.seq][:limit], "")
+
+    async def load(
+        self, owner_id: str, class_ids: Collection[UUID], student_ids: Collection[UUID]
+    ) -> tuple[dict[UUID, SchoolClass], dict[UUID, Student]]:
+        return (
+            {
+                i: c
+                for i in class_ids
+                if (c := await self._uow.classes.get(owner_id, i)) is not None
+            },
+            {
+                i: s
+                for i in student_ids
+                if (s := await self._uow.students.get(owner_id, i)) is not None
+            },
+        )
+
+    async def purge(self, before: datetime, limit: int) -> int:
+        t = self.t
+        old = sorted((e.seq, key) for key, (_, e) in t.changes.items() if e.at < before)[:limit]
+        for _, key in old:
+            del t.changes[key]
+        return len(old)
+
+
 class InMemoryInbox(_Repo):
     async def claim(self, consumer: str, message_id: str) -> bool:
         key = (consumer, message_id)
@@ -672,6 +748,8 @@ class InMemoryUnitOfWork:
         self.history = InMemoryStudentHistory(self)
         self.personal_data = InMemoryPersonalData(self)
         self.imports = InMemoryImportHistory(self)
+        self.changes = InMemoryChangeLog(self)
+        self.touched: dict[UUID, datetime] = {}
         self.added_outbox = False
         self._committed = False
         self._recorded = RecordedEvents()
@@ -686,6 +764,7 @@ class InMemoryUnitOfWork:
         self.tables = self.store.tables.copy()
         self._committed = False
         self.added_outbox = False
+        self.touched = {}
         self._recorded.take()
         return self
 
@@ -702,6 +781,9 @@ class InMemoryUnitOfWork:
     async def commit(self) -> None:
         if self.read_only:
             raise RuntimeError("a read-only unit of work does not commit")
+        changes = with_touched(changes_of(self._recorded.events()), self.touched)
+        if changes:
+            await self.changes.write(changes)
         await self._recorded.write_to(self.outbox)
         self.store.tables = self.tables
         self.store.commits += 1
@@ -814,6 +896,7 @@ def memory_runtime(
     clock: Clock | None = None,
     notifier: RealtimeNotifier | None = None,
     policy: MatchingPolicy | None = None,
+    feed: FeedPolicy | None = None,
 ) -> Runtime:
     """A :class:`Runtime` on the in-memory adapters."""
     store = store or InMemoryStore()
@@ -823,4 +906,5 @@ def memory_runtime(
         notifier=notifier or RecordingNotifier(),
         policy=policy or MatchingPolicy(),
         reads=store.reader,
+        feed=feed or FeedPolicy(),
     )

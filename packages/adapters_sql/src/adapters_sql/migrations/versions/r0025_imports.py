@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from adapters_sql.types import UTCDateTime, code_point_string
 
 revision = "r0025_imports"
-down_revision: str | None = "r0023_lifecycle"
+down_revision: str | None = "r0024_changes"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -1,0 +1,264 @@
+"""``ChangeLog`` on SQL: the change feed's log (contract §9.3, docs/architecture.md).
+
+One row per class or student (``uq_cms_changes_object``), moved to a new ``seq`` by every
+change, so the table holds at most one row per object ever seen (tombstones until the
+retention purges them) and a page is an index range scan of ``ix_cms_changes_owner_seq``.
+
+Commit safety on PostgreSQL: ``seq`` values are taken before commit and transactions commit
+out of order, so "``seq`` above the last one seen" alone would skip a row whose writer
+committed late. Each row carries its writer's transaction id (``pg_current_xact_id()``), and
+a reader's position carries the snapshot it read with (``pg_current_snapshot()``, taken
+before its rows): the next read also returns rows at or below the position's ``seq`` whose
+transaction that snapshot did not see (``pg_visible_in_snapshot``), found through
+``ix_cms_changes_owner_xid`` from the snapshot's ``xmin``. Such rows are exactly the ones
+committed after the reader looked: nothing is skipped, and only rows committed during a
+read can come twice. SQLite runs one writer at a time and the log is written last, just
+before the commit, so its ``seq`` order is commit order and positions need no snapshot.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import (
+    Engine,
+    Integer,
+    Text,
+    Uuid,
+    any_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    union_all,
+)
+from sqlalchemy.dialects import postgresql
+
+from adapters_sql.classes import _count_of
+from adapters_sql.mapping import class_from_row
+from adapters_sql.schema import change_feed_key, changes, classes, students
+from adapters_sql.students import _SELECT as _STUDENTS_WITH_CLASSES
+from adapters_sql.students import _class_ids_of, _grouped, _with_class_ids
+from adapters_sql.transaction import SqlTransaction
+from adapters_sql.types import UTCDateTime
+from class_core.changes import ChangeKey, Entity, FeedPosition, LoggedChange, Op, PendingChange
+from class_core.model import SchoolClass, Student
+from class_core.ports import FeedRead
+
+_KEYS: weakref.WeakKeyDictionary[Engine, bytes] = weakref.WeakKeyDictionary()
+_SQLITE_CHUNK = 10_000  # ids per expanding IN (SQLite allows 32,766 variables)
+
+# PostgreSQL: every change of a commit in one statement (arrays; no join with the objects:
+# the owners come with the changes), in (entity, id) order, so that two commits that move
+# the same rows lock them in the same order.
+_PG_WRITE = text(
+    """
+    INSERT INTO cms_changes (entity, object_id, owner_id, op, version, at, xid)
+    SELECT k.entity, k.id, k.owner_id, k.op, k.version, :at,
+           pg_current_xact_id()::text::bigint
+    FROM unnest(:entities, :ids, :owners, :ops, :versions)
+         AS k(entity, id, owner_id, op, version)
+    ORDER BY k.entity, k.id
+    ON CONFLICT ON CONSTRAINT uq_cms_changes_object DO UPDATE SET
+        seq = excluded.seq, owner_id = excluded.owner_id, op = excluded.op,
+        version = excluded.version, at = excluded.at, xid = excluded.xid
+    """
+).bindparams(
+    bindparam("at", type_=UTCDateTime()),
+    bindparam("entities", type_=postgresql.ARRAY(Text())),
+    bindparam("ids", type_=postgresql.ARRAY(Uuid())),
+    bindparam("owners", type_=postgresql.ARRAY(Text())),
+    bindparam("ops", type_=postgresql.ARRAY(Text())),
+    bindparam("versions", type_=postgresql.ARRAY(Integer())),
+)
+# SQLite: ``OR REPLACE`` deletes an object's old row and inserts it anew with the next
+# ``seq`` (AUTOINCREMENT: never a used one).
+_SQLITE_WRITE = insert(changes).prefix_with("OR REPLACE")
+# The owners of students touched without an event (a class deletion's members: a few).
+_STUDENT_OWNERS = select(students.c.id, students.c.owner_id).where(
+    students.c.id.in_(bindparam("ids", expanding=True))
+)
+
+_KEY = select(change_feed_key.c.secret).where(change_feed_key.c.id == 1)
+_SNAPSHOT = select(cast(func.pg_current_snapshot(), Text).label("snapshot"))
+_LAST_SEQ = select(func.max(changes.c.seq)).where(changes.c.owner_id == bindparam("owner_id"))
+_COLUMNS = (
+    changes.c.seq,
+    changes.c.entity,
+    changes.c.object_id,
+    changes.c.op,
+    changes.c.version,
+    changes.c.at,
+)
+_after = (
+    select(*_COLUMNS)
+    .where(changes.c.owner_id == bindparam("owner_id"), changes.c.seq > bindparam("seq"))
+    .order_by(changes.c.seq)
+    .limit(bindparam("limit"))
+)
+_READ = _after
+# Rows at or below the position's seq that its snapshot did not see (committed later): the
+# owner's rows written at or after the snapshot's xmin (few: transactions running when the
+# reader looked), through ix_cms_changes_owner_xid. Materialised first, so that no plan (a
+# generic one least of all) walks the owner's whole history by seq to find them.
+_recent = (
+    select(changes)
+    .where(changes.c.owner_id == bindparam("owner_id"), changes.c.xid >= bindparam("xmin"))
+    .cte("recent")
+    .prefix_with("MATERIALIZED")
+)
+_window = select(*(_recent.c[c.name] for c in _COLUMNS)).where(
+    _recent.c.seq > bindparam("window_after"),
+    _recent.c.seq <= bindparam("seq"),
+    text(
+        "NOT pg_visible_in_snapshot(recent.xid::text::xid8, "
+        "CAST(CAST(:snapshot AS TEXT) AS pg_snapshot))"
+    ),
+)
+_both = union_all(select(_after.subquery("a")), _window).subquery("u")
+_READ_PG = select(_both).order_by(_both.c.seq).limit(bindparam("limit"))
+
+_CLASSES_PG = select(classes, _count_of(classes.c.id)).where(
+    classes.c.owner_id == bindparam("owner_id"),
+    classes.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(Uuid()))),
+)
+_CLASSES = select(classes, _count_of(classes.c.id)).where(
+    classes.c.owner_id == bindparam("owner_id"),
+    classes.c.id.in_(bindparam("ids", expanding=True)),
+)
+_STUDENTS_PG = select(students, _class_ids_of(students.c.id)).where(
+    students.c.owner_id == bindparam("owner_id"),
+    students.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(Uuid()))),
+)
+_STUDENTS = _STUDENTS_WITH_CLASSES.where(
+    students.c.owner_id == bindparam("owner_id"),
+    students.c.id.in_(bindparam("ids", expanding=True)),
+)
+
+
+def _logged(row: Any) -> LoggedChange:
+    return LoggedChange(
+        int(row["seq"]),
+        Entity(row["entity"]),
+        row["object_id"],
+        Op(row["op"]),
+        int(row["version"]),
+        row["at"],
+    )
+
+
+class SqlChangeLog:
+    def __init__(self, tx: SqlTransaction) -> None:
+        self._tx = tx
+
+    async def write(self, changes_: Mapping[ChangeKey, PendingChange]) -> None:
+        if not changes_:
+            return
+        owners = await self._owners_of_touched(changes_)
+        keys = sorted(k for k in changes_ if k in owners or changes_[k].owner_id is not None)
+        if not keys:
+            return
+        at = max(c.at for c in changes_.values())
+        if self._tx.is_postgresql:
+            await self._tx.execute(
+                _PG_WRITE,
+                {
+                    "at": at,
+                    "entities": [e.value for e, _ in keys],
+                    "ids": [i for _, i in keys],
+                    "owners": [changes_[k].owner_id or owners[k] for k in keys],
+                    "ops": [changes_[k].op.value for k in keys],
+                    "versions": [changes_[k].version for k in keys],
+                },
+            )
+            return
+        rows = [
+            {
+                "entity": k[0].value,
+                "object_id": k[1],
+                "owner_id": changes_[k].owner_id or owners[k],
+                "op": changes_[k].op.value,
+                "version": changes_[k].version,
+                "at": at,
+                "xid": None,
+            }
+            for k in keys
+        ]
+        await self._tx.execute(_SQLITE_WRITE, rows if len(rows) > 1 else rows[0])
+
+    async def _owners_of_touched(
+        self, changes_: Mapping[ChangeKey, PendingChange]
+    ) -> dict[ChangeKey, str]:
+        """The owners of the changes that came without one (students still there)."""
+        ids = [i for (e, i), c in changes_.items() if c.owner_id is None and e is Entity.STUDENT]
+        found: dict[ChangeKey, str] = {}
+        for start in range(0, len(ids), _SQLITE_CHUNK):
+            chunk = ids[start : start + _SQLITE_CHUNK]
+            result = await self._tx.execute(_STUDENT_OWNERS, {"ids": chunk})
+            found.update(((Entity.STUDENT, r["id"]), r["owner_id"]) for r in result.mappings())
+        return found
+
+    async def cursor_key(self) -> bytes:
+        engine = self._tx.conn.sync_engine
+        key = _KEYS.get(engine)
+        if key is None:
+            secret = (await self._tx.execute(_KEY)).scalar_one()
+            key = _KEYS[engine] = bytes.fromhex(secret)
+        return key
+
+    async def _snapshot(self) -> str:
+        if not self._tx.is_postgresql:
+            return ""
+        return str((await self._tx.execute(_SNAPSHOT)).scalar_one())
+
+    async def position(self, owner_id: str) -> FeedPosition:
+        snapshot = await self._snapshot()  # first: what it did not see comes later
+        last = (await self._tx.execute(_LAST_SEQ, {"owner_id": owner_id})).scalar_one()
+        return FeedPosition(int(last or 0), snapshot)
+
+    async def read(self, owner_id: str, after: FeedPosition, limit: int) -> FeedRead:
+        snapshot = await self._snapshot()  # before the rows (see the module's docstring)
+        params: dict[str, Any] = {"owner_id": owner_id, "seq": after.seq, "limit": limit}
+        statement = _READ
+        if after.snapshot and self._tx.is_postgresql:
+            statement = _READ_PG
+            params.update(
+                xmin=int(after.snapshot.split(":", 1)[0]),
+                window_after=after.window_after,
+                snapshot=after.snapshot,
+            )
+        rows = (await self._tx.execute(statement, params)).mappings()
+        return FeedRead([_logged(r) for r in rows], snapshot)
+
+    async def load(
+        self, owner_id: str, class_ids: Collection[UUID], student_ids: Collection[UUID]
+    ) -> tuple[dict[UUID, SchoolClass], dict[UUID, Student]]:
+        found_classes: dict[UUID, SchoolClass] = {}
+        found_students: dict[UUID, Student] = {}
+        pg = self._tx.is_postgresql
+        if class_ids:
+            params = {"owner_id": owner_id, "ids": list(class_ids)}
+            result = await self._tx.execute(_CLASSES_PG if pg else _CLASSES, params)
+            for row in result.mappings():
+                found_classes[row["id"]] = class_from_row(row, row["student_count"])
+        if student_ids:
+            params = {"owner_id": owner_id, "ids": list(student_ids)}
+            result = await self._tx.execute(_STUDENTS_PG if pg else _STUDENTS, params)
+            rows = result.mappings()
+            found_students = {s.id: s for s in (_with_class_ids(rows) if pg else _grouped(rows))}
+        return found_classes, found_students
+
+    async def purge(self, before: datetime, limit: int) -> int:
+        oldest = select(changes.c.seq, changes.c.at).order_by(changes.c.seq).limit(limit).subquery()
+        statement = delete(changes).where(
+            changes.c.seq.in_(select(oldest.c.seq).where(oldest.c.at < before))
+        )
+        result = await self._tx.execute(statement)
+        return max(int(result.rowcount or 0), 0)
