@@ -312,6 +312,32 @@ async def test_list_pending_shows_every_owner(url: str, http: AsyncTestClient[Li
     assert both.exit_code == 2
 
 
+async def test_operator_views_show_a_protected_identity_as_its_pseudonym(
+    url: str, http: AsyncTestClient[Litestar]
+) -> None:
+    """§10: ``associations list`` is an operator's view of any owner's batches (no --as):
+    a protected student appears as the pseudonym; the owner's HTTP view shows the person."""
+    class_id, _ = await _class_with_students(http, 0)
+    body = {
+        "person_name": {"first_name": "Zephyrine", "last_name": "Quillfeather"},
+        "class_ids": [class_id],
+        "protected_identity": True,
+    }
+    sid = UUID((await _post(http, "/v1/classes/students", body))["id"])
+    batch, _ = await _seed(url, class_id, [(sid, 0.9)])
+    pseudonym = f"Protected Student {sid.hex[:8]}"
+    for args in (("--pending",), ("--batch", str(batch))):
+        listed = await inproc(url, "associations", "list", *args, "--json")
+        assert listed.exit_code == 0, listed.stderr
+        mine = [a for a in as_json(listed.stdout)["associations"] if a["batch_id"] == str(batch)]
+        assert [a["student_name"] for a in mine] == [pseudonym], args
+        text = await inproc(url, "associations", "list", *args)
+        assert "Quillfeather" not in text.stdout + listed.stdout, args
+        assert pseudonym in text.stdout, args
+    owner_view = await _stored(http, batch)
+    assert owner_view["associations"][0]["student_name"] == "Zephyrine Quillfeather"
+
+
 async def test_classes_create_and_list_match_the_api(
     url: str, http: AsyncTestClient[Litestar]
 ) -> None:

@@ -82,7 +82,10 @@ def list_(
     ),
     as_json: bool = AS_JSON,
 ) -> None:
-    """List a batch's associations (--batch ID) or every pending one (--pending)."""
+    """List a batch's associations (--batch ID) or every pending one (--pending).
+
+    An operator's view of any owner's data: students with a protected identity appear under
+    their pseudonym (contract §10)."""
     if (batch is None) == (not pending):
         fail("give exactly one of --batch ID or --pending", ExitCode.USAGE)
     state = state_of(ctx)
@@ -91,7 +94,10 @@ def list_(
         async def one() -> BatchView:
             async with state.runtime() as (rt, _):
                 owner = await _batch_owner(rt, batch)
-                return await get_batch_associations(rt, RequestContext(owner), batch)
+                # An operator's view, not the owner's (no --as): pseudonyms (§10).
+                return await get_batch_associations(
+                    rt, RequestContext(owner), batch, outside=True
+                )
 
         view = run(state, one())
         if as_json:

@@ -213,15 +213,18 @@ async def _owned_batch(
     return batch, cls
 
 
-async def _names(uow: UnitOfWork, associations: Sequence[Association]) -> dict[UUID, str]:
-    return (await _names_and_placeholders(uow, associations))[0]
+async def _names(
+    uow: UnitOfWork, associations: Sequence[Association], *, outside: bool = False
+) -> dict[UUID, str]:
+    return (await _names_and_placeholders(uow, associations, outside=outside))[0]
 
 
 async def _names_and_placeholders(
-    uow: UnitOfWork, associations: Sequence[Association]
+    uow: UnitOfWork, associations: Sequence[Association], *, outside: bool = False
 ) -> tuple[dict[UUID, str], set[UUID]]:
     """The full names of the students the associations name, and which of them are
-    placeholders (one read)."""
+    placeholders (one read). ``outside``: as seen outside the owner's own reads (an
+    operator's view): a protected identity's pseudonym (§10)."""
     ids = {
         sid
         for a in associations
@@ -231,7 +234,8 @@ async def _names_and_placeholders(
     if not ids:
         return {}, set()
     students = await uow.students.get_unscoped_many(ids)
-    names = {sid: s.full_name for sid, s in students.items()}
+    shown = {sid: s.outside_view() if outside else s for sid, s in students.items()}
+    names = {sid: s.full_name for sid, s in shown.items()}
     return names, {sid for sid, s in students.items() if s.is_placeholder}
 
 
@@ -247,17 +251,21 @@ async def conflicts_in_batches(uow: UnitOfWork, batch_ids: Collection[UUID]) -> 
     return conflicts
 
 
-async def _batch_view(uow: UnitOfWork, batch: Batch) -> BatchView:
+async def _batch_view(uow: UnitOfWork, batch: Batch, *, outside: bool = False) -> BatchView:
     associations = await uow.batches.associations(batch.batch_id)
-    names, placeholders = await _names_and_placeholders(uow, associations)
+    names, placeholders = await _names_and_placeholders(uow, associations, outside=outside)
     conflicts = frozenset(conflicting_essays(associations, placeholders))
     return BatchView(batch, tuple(associations), names, conflicts)
 
 
-async def get_batch_associations(rt: Runtime, ctx: RequestContext, batch_id: UUID) -> BatchView:
+async def get_batch_associations(
+    rt: Runtime, ctx: RequestContext, batch_id: UUID, *, outside: bool = False
+) -> BatchView:
+    """The owner's batch view; ``outside=True`` for a view shown to someone else (an
+    operator's CLI without ``--as``): protected identities as their pseudonym (§10)."""
     async with rt.read() as uow:
         batch, _ = await _owned_batch(uow, ctx.user_id, batch_id)
-        return await _batch_view(uow, batch)
+        return await _batch_view(uow, batch, outside=outside)
 
 
 async def list_batches(rt: Runtime, ctx: RequestContext, query: BatchQuery) -> Page[BatchSummary]:
@@ -698,8 +706,8 @@ class NamedAssociations:
 
 async def list_pending_associations_named(rt: Runtime, limit: int = 1000) -> NamedAssociations:
     """:func:`list_pending_associations` with the students' names, read in the same unit of
-    work (an admin view: every owner's)."""
+    work (an admin view: every owner's, so protected identities show their pseudonym, §10)."""
     async with rt.read() as uow:
         found = await uow.batches.pending_associations(limit)
-        names = await _names(uow, found)
+        names = await _names(uow, found, outside=True)
     return NamedAssociations(tuple(found), names)
