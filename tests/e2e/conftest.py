@@ -8,8 +8,10 @@ go through the client's portal, i.e. onto the app's loop.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
@@ -20,6 +22,7 @@ from httpx import Response
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from adapters_sql.migrate import upgrade
 from class_api.app import create_app
 from class_api.bootstrap import Services
 from class_core.clock import SystemClock
@@ -174,7 +177,24 @@ class ApiHarness:
 @pytest.fixture(params=["memory", "postgres"])
 def api_backend(request: pytest.FixtureRequest) -> tuple[str, Litestar, OutboxStore | None]:
     """The app for one storage backend (a plain fixture, so that it may pull the session's
-    PostgreSQL fixtures in only when needed)."""
+    PostgreSQL fixtures in only when needed). A test module that must also hold on the
+    embedded SQLite database overrides this fixture with :func:`app_for_backend` and
+    ``params=ALL_BACKENDS``."""
+    return app_for_backend(request)
+
+
+ALL_BACKENDS = ["memory", "postgres", "sqlite"]
+
+
+def app_for_backend(request: pytest.FixtureRequest) -> tuple[str, Litestar, OutboxStore | None]:
+    """The app on ``request.param``: the in-memory adapters, the session's PostgreSQL database
+    (emptied), or a new SQLite file migrated to head (the embedded default)."""
+    if request.param == "sqlite":
+        path = request.getfixturevalue("tmp_path") / "cms.db"
+        url = f"sqlite+aiosqlite:///{path}"
+        with ThreadPoolExecutor(1) as pool:  # its own event loop, whatever runs in this one
+            pool.submit(asyncio.run, upgrade(url)).result()
+        return "sqlite", create_app(settings_for(use_mock_repository=False, database_url=url)), None
     if request.param == "memory":
         store = InMemoryStore()
         app = create_app(settings_for(), runtime=memory_runtime(store))

@@ -1,4 +1,4 @@
-"""The change feed over HTTP (contract §9.3), on memory and PostgreSQL."""
+"""The change feed over HTTP (contract §9.3), on memory, PostgreSQL and SQLite."""
 
 from __future__ import annotations
 
@@ -7,9 +7,20 @@ import base64
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from litestar import Litestar
+
 from class_core.changes import FeedPosition, encode_cursor
+from class_core.ports import OutboxStore
 from class_core.runtime import Runtime
-from tests.e2e.conftest import A, ApiHarness, B, assert_problem
+from tests.e2e.conftest import ALL_BACKENDS, A, ApiHarness, B, app_for_backend, assert_problem
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def api_backend(request: pytest.FixtureRequest) -> tuple[str, Litestar, OutboxStore | None]:
+    """Contract §9 also holds on the embedded SQLite database (over HTTP, like the others)."""
+    return app_for_backend(request)
+
 
 CHANGES = "/v1/changes"
 CLASSES = "/v1/classes"

@@ -1,19 +1,38 @@
-"""Roster imports over HTTP, import history and undo (contract §9.4), on the in-memory and the
-PostgreSQL backends."""
+"""Roster imports over HTTP, import history and undo (contract §9.4), on the in-memory,
+PostgreSQL and SQLite backends."""
 
 from __future__ import annotations
 
 from typing import Any
 from uuid import UUID, uuid4
 
+import pytest
 from httpx import Response
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from class_api.app import create_app
+from class_core.ports import OutboxStore
 from tests.e2e.cli_harness import execute
-from tests.e2e.conftest import A, ApiHarness, B, assert_problem, fields_of, settings_for
+from tests.e2e.conftest import (
+    ALL_BACKENDS,
+    A,
+    ApiHarness,
+    B,
+    app_for_backend,
+    assert_problem,
+    fields_of,
+    settings_for,
+)
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def api_backend(request: pytest.FixtureRequest) -> tuple[str, Litestar, OutboxStore | None]:
+    """Contract §9 also holds on the embedded SQLite database (over HTTP, like the others)."""
+    return app_for_backend(request)
+
 
 CSV = {"Content-Type": "text/csv"}
 HEADER = "first_name,last_name,email,legal_full_name,aliases,protected_identity\n"

@@ -1,12 +1,31 @@
-"""External ids and archived classes over HTTP (contract §9.1, §9.2), on memory and
-PostgreSQL."""
+"""External ids and archived classes over HTTP (contract §9.1, §9.2), on memory,
+PostgreSQL and SQLite."""
 
 from __future__ import annotations
 
 from typing import Any
 from uuid import UUID, uuid4
 
-from tests.e2e.conftest import A, ApiHarness, B, assert_problem, fields_of
+import pytest
+from litestar import Litestar
+
+from class_core.ports import OutboxStore
+from tests.e2e.conftest import (
+    ALL_BACKENDS,
+    A,
+    ApiHarness,
+    B,
+    app_for_backend,
+    assert_problem,
+    fields_of,
+)
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def api_backend(request: pytest.FixtureRequest) -> tuple[str, Litestar, OutboxStore | None]:
+    """Contract §9 also holds on the embedded SQLite database (over HTTP, like the others)."""
+    return app_for_backend(request)
+
 
 CLASSES = "/v1/classes"
 STUDENTS = "/v1/classes/students"

@@ -95,9 +95,7 @@ def list_(
             async with state.runtime() as (rt, _):
                 owner = await _batch_owner(rt, batch)
                 # An operator's view, not the owner's (no --as): pseudonyms (§10).
-                return await get_batch_associations(
-                    rt, RequestContext(owner), batch, outside=True
-                )
+                return await get_batch_associations(rt, RequestContext(owner), batch, outside=True)
 
         view = run(state, one())
         if as_json:
