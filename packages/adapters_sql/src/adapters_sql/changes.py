@@ -188,34 +188,8 @@ class SqlChangeLog:
         if not keys:
             return
         at = max(c.at for c in changes_.values())
-        if self._tx.is_postgresql and len(keys) <= _PG_FEW:
-            few = [
-                {
-                    "entity": k[0].value,
-                    "object_id": k[1],
-                    "owner_id": changes_[k].owner_id or owners[k],
-                    "op": changes_[k].op.value,
-                    "version": changes_[k].version,
-                    "at": at,
-                }
-                for k in keys  # in (entity, id) order, like _PG_WRITE: the same lock order
-            ]
-            await self._tx.execute(_PG_WRITE_ONE, few if len(few) > 1 else few[0])
-            return
-        if self._tx.is_postgresql:
-            await self._tx.execute(
-                _PG_WRITE,
-                {
-                    "at": at,
-                    "entities": [e.value for e, _ in keys],
-                    "ids": [i for _, i in keys],
-                    "owners": [changes_[k].owner_id or owners[k] for k in keys],
-                    "ops": [changes_[k].op.value for k in keys],
-                    "versions": [changes_[k].version for k in keys],
-                },
-            )
-            return
-        rows = [
+        # In (entity, id) order, on every path: two commits lock shared rows in one order.
+        rows: list[dict[str, object]] = [
             {
                 "entity": k[0].value,
                 "object_id": k[1],
@@ -223,11 +197,26 @@ class SqlChangeLog:
                 "op": changes_[k].op.value,
                 "version": changes_[k].version,
                 "at": at,
-                "xid": None,
             }
             for k in keys
         ]
-        await self._tx.execute(_SQLITE_WRITE, rows if len(rows) > 1 else rows[0])
+        if not self._tx.is_postgresql:
+            rows = [{**r, "xid": None} for r in rows]
+            await self._tx.execute(_SQLITE_WRITE, rows if len(rows) > 1 else rows[0])
+        elif len(rows) <= _PG_FEW:
+            await self._tx.execute(_PG_WRITE_ONE, rows if len(rows) > 1 else rows[0])
+        else:
+            await self._tx.execute(
+                _PG_WRITE,
+                {
+                    "at": at,
+                    "entities": [r["entity"] for r in rows],
+                    "ids": [r["object_id"] for r in rows],
+                    "owners": [r["owner_id"] for r in rows],
+                    "ops": [r["op"] for r in rows],
+                    "versions": [r["version"] for r in rows],
+                },
+            )
 
     async def _owners_of_touched(
         self, changes_: Mapping[ChangeKey, PendingChange]
