@@ -20,6 +20,7 @@ from class_core.use_cases.imports import (
     import_students,
 )
 from class_core.use_cases.students import CreateStudent, PersonName, create_student
+from class_runtime import sweep_once
 from tests.unit.world import World
 
 
@@ -103,3 +104,20 @@ async def test_the_history_is_purged_after_the_retention() -> None:
     assert set(w.store.tables.imports) == {second.import_id}
     assert first.import_id not in w.store.tables.import_items
     assert await purge_import_history(w.rt, 30) == 0
+
+
+async def test_the_periodic_job_purges_old_imports_and_feed_entries() -> None:
+    """``sweep_once`` (the API's in-process job and class-scheduler's) applies both
+    retentions of ``CHANGES_RETENTION_DAYS``: the import history and the change feed."""
+    w = World()
+    class_id, _ = await _class_of(w, 0)
+    old = await import_roster(w.rt, w.ctx(), class_id, [_row(2, "A", "a@s.example")])
+    assert w.store.tables.changes
+    w.clock.advance(days=w.rt.feed.retention_days + 1)
+    young = await import_roster(w.rt, w.ctx(), class_id, [_row(2, "B", "b@s.example")])
+    await sweep_once(w.rt)
+    assert set(w.store.tables.imports) == {young.import_id}
+    assert old.import_id not in w.store.tables.import_items
+    # What is left of the feed is the young import's changes (its student and the class).
+    assert {owner for owner, _ in w.store.tables.changes.values()} == {w.ctx().user_id}
+    assert len(w.store.tables.changes) == 2

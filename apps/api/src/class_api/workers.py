@@ -16,7 +16,7 @@ from class_api.bootstrap import Services
 from class_api.metrics import ServiceMetrics
 from class_core.runtime import Runtime
 from class_core.settings import Settings
-from class_runtime import purge_history_once, sweep_once
+from class_runtime import sweep_once
 
 log = logging.getLogger("class_api.workers")
 
@@ -25,14 +25,11 @@ async def sweep_loop(
     rt: Runtime,
     interval_seconds: float,
     metrics: ServiceMetrics,
-    history_retention_days: float | None = None,
 ) -> None:
-    """Sweep once at start, then every ``interval_seconds`` until cancelled; each round also
-    purges the import history past ``history_retention_days`` (when given)."""
+    """Sweep once at start, then every ``interval_seconds`` until cancelled (the timeout sweep
+    and the retention purges: the same job as class-scheduler's)."""
     while True:
-        await sweep_once(rt, metrics)  # the same job as class-scheduler's
-        if history_retention_days is not None:
-            await purge_history_once(rt, history_retention_days)
+        await sweep_once(rt, metrics)
         await asyncio.sleep(interval_seconds)
 
 
@@ -51,7 +48,6 @@ async def background_workers(
                     services.runtime,
                     settings.timeout_check_interval_seconds,
                     metrics,
-                    settings.changes_retention_days,
                 ),
                 name="cms-timeout-sweep",
             )

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from class_core.runtime import Runtime
-from class_runtime import PURGE_INTERVAL_SECONDS, SweepObserver, purge_history_once, sweep_once
+from class_runtime import SweepObserver, sweep_once
 
 
 def schedule_sweep(
@@ -33,21 +33,4 @@ def schedule_sweep(
         coalesce=True,
         max_instances=1,
         misfire_grace_time=max(60, int(interval_seconds)),
-    )
-
-
-def schedule_history_purge(scheduler: AsyncIOScheduler, rt: Runtime, retention_days: float) -> None:
-    """:func:`class_runtime.purge_history_once` (import history older than
-    ``CHANGES_RETENTION_DAYS``) at start, then hourly; safe in several replicas (each batch
-    deletes what it selected; a row another replica deleted first is simply gone)."""
-    scheduler.add_job(
-        purge_history_once,
-        "interval",
-        args=[rt, retention_days],
-        seconds=PURGE_INTERVAL_SECONDS,
-        next_run_time=datetime.now(UTC),
-        id="import-history-purge",
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=int(PURGE_INTERVAL_SECONDS),
     )

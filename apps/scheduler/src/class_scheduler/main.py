@@ -23,7 +23,7 @@ from class_core.settings import Settings
 from class_core.startup import startup_summary, version_line
 from class_runtime import open_runtime
 from class_scheduler.http import PortUnavailableError
-from class_scheduler.jobs import schedule_history_purge, schedule_sweep
+from class_scheduler.jobs import schedule_sweep
 from class_scheduler.ops import open_ops_endpoint
 
 log = logging.getLogger("class_scheduler")
@@ -81,7 +81,6 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
                     settings.timeout_check_interval_seconds,
                     ops.sweep if ops is not None else None,
                 )
-            schedule_history_purge(scheduler, opened.runtime, settings.changes_retention_days)
             scheduler.start()
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

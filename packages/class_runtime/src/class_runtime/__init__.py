@@ -1,21 +1,18 @@
 """The composition of the core with its adapters, shared by every app and by embedding
 services: :func:`open_runtime` (settings → engine, notifier, runtime, outbox store, wake-ups)
-and :func:`sweep_once` (the one timeout-sweep job).
+and :func:`sweep_once` (the one periodic job: the timeout sweep and the retention purges).
 
 It sits between the adapters and the apps (import-linter keeps it there): the apps import it,
 it imports the core and both adapter packages, nothing below imports it.
 """
 
 from class_runtime.factory import OpenRuntime, matching_policy, open_runtime
-from class_runtime.retention import PURGE_INTERVAL_SECONDS, purge_history_once
 from class_runtime.sweep import SweepObserver, sweep_once
 
 __all__ = [
-    "PURGE_INTERVAL_SECONDS",
     "OpenRuntime",
     "SweepObserver",
     "matching_policy",
     "open_runtime",
-    "purge_history_once",
     "sweep_once",
 ]
