@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -16,7 +16,7 @@ from msgspec import UNSET, Struct, UnsetType
 
 from class_core.courses import COURSES_BY_CODE, Course
 from class_core.errors import ValidationError
-from class_core.model import Association, BatchSummary, Page, SchoolClass, Student
+from class_core.model import Association, BatchSummary, Page, SchoolClass, Student, Unset
 from class_core.use_cases.changes import ChangePage
 from class_core.use_cases.classes import CreateClass, UpdateClass
 from class_core.use_cases.matching import (
@@ -58,18 +58,27 @@ class CreateClassIn(_Input):
         return CreateClass(self.name, tuple(self.course_codes), self.external_id)
 
 
+T = TypeVar("T")
+
+
+def given(value: T | UnsetType) -> T | Unset:
+    """The one translation of "not given" at the edge: msgspec's ``UNSET`` (the field was
+    absent from the JSON) becomes the core's ``UNSET``; ``None`` (JSON ``null``) stays ``None``
+    (clear), any other value passes."""
+    return CORE_UNSET if isinstance(value, UnsetType) else value
+
+
 class UpdateClassIn(_Input):
     name: str | UnsetType = UNSET
     course_codes: list[str] | UnsetType = UNSET
     external_id: str | UnsetType | None = UNSET
 
     def command(self) -> UpdateClass:
+        codes = self.course_codes
         return UpdateClass(
-            name=None if isinstance(self.name, UnsetType) else self.name,
-            course_codes=None
-            if isinstance(self.course_codes, UnsetType)
-            else tuple(self.course_codes),
-            external_id=CORE_UNSET if isinstance(self.external_id, UnsetType) else self.external_id,
+            name=given(self.name),
+            course_codes=CORE_UNSET if isinstance(codes, UnsetType) else tuple(codes),
+            external_id=given(self.external_id),
         )
 
 
@@ -115,22 +124,20 @@ class UpdateStudentIn(_Input):
     external_id: str | UnsetType | None = UNSET
 
     def command(self) -> UpdateStudent:
-        name = self.person_name if not isinstance(self.person_name, UnsetType) else None
-        first = name.first_name if name is not None else UNSET
-        last = name.last_name if name is not None else UNSET
-        legal = name.legal_full_name if name is not None else UNSET
+        name = self.person_name
+        aliases = self.aliases
         return UpdateStudent(
-            first_name=None if isinstance(first, UnsetType) else first,
-            last_name=None if isinstance(last, UnsetType) else last,
-            legal_full_name=CORE_UNSET if isinstance(legal, UnsetType) else legal,
-            email=CORE_UNSET if isinstance(self.email, UnsetType) else self.email,
+            first_name=CORE_UNSET if isinstance(name, UnsetType) else given(name.first_name),
+            last_name=CORE_UNSET if isinstance(name, UnsetType) else given(name.last_name),
+            legal_full_name=CORE_UNSET
+            if isinstance(name, UnsetType)
+            else given(name.legal_full_name),
+            email=given(self.email),
             add_class_ids=tuple(self.add_class_ids),
             remove_class_ids=tuple(self.remove_class_ids),
-            aliases=CORE_UNSET if isinstance(self.aliases, UnsetType) else tuple(self.aliases),
-            protected_identity=CORE_UNSET
-            if isinstance(self.protected_identity, UnsetType)
-            else self.protected_identity,
-            external_id=CORE_UNSET if isinstance(self.external_id, UnsetType) else self.external_id,
+            aliases=CORE_UNSET if isinstance(aliases, UnsetType) else tuple(aliases),
+            protected_identity=given(self.protected_identity),
+            external_id=given(self.external_id),
         )
 
 

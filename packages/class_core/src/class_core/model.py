@@ -174,14 +174,17 @@ class Student:
         return left
 
     def rename(
-        self, first_name: str | None, last_name: str | None, legal_full_name: str | Unset | None
+        self,
+        first_name: str | Unset,
+        last_name: str | Unset,
+        legal_full_name: str | Unset | None,
     ) -> bool:
-        """Take the names given (``None`` first/last name, ``UNSET`` legal name: keep);
-        whether any changed. Values are already clean (``class_core.text``)."""
+        """Take the names given (``UNSET``: keep; a ``None`` legal name: clear it); whether
+        any changed. Values are already clean (``class_core.text``)."""
         old = (self.first_name, self.last_name, self.legal_full_name)
-        if first_name is not None:
+        if not isinstance(first_name, Unset):
             self.first_name = first_name
-        if last_name is not None:
+        if not isinstance(last_name, Unset):
             self.last_name = last_name
         if not isinstance(legal_full_name, Unset):
             self.legal_full_name = legal_full_name

@@ -37,11 +37,11 @@ class CreateClass:
 
 @frozen
 class UpdateClass:
-    """Partial update; ``None`` leaves a field as it is (``external_id``: ``UNSET`` leaves
-    it, ``None`` clears it)."""
+    """Partial update: ``UNSET`` (the default) leaves a field as it is; ``external_id=None``
+    clears it. "Not given" has this one encoding from the HTTP edge to the aggregate."""
 
-    name: str | None = None
-    course_codes: Sequence[str] | None = None
+    name: str | Unset = UNSET
+    course_codes: Sequence[str] | Unset = UNSET
     external_id: str | Unset | None = UNSET
 
 
@@ -104,8 +104,9 @@ async def update_class(
         if cls is None:
             raise NotFoundError("Class", class_id)
         # Contract §8's order: not found, then bad input (body or If-Match), then the version.
-        name = clean_name(cmd.name, "name") if cmd.name is not None else None
-        course = single_course(cmd.course_codes) if cmd.course_codes is not None else None
+        name = clean_name(cmd.name, "name") if not isinstance(cmd.name, Unset) else None
+        codes = cmd.course_codes
+        course = single_course(codes) if not isinstance(codes, Unset) else None
         external_id = cmd.external_id
         if isinstance(external_id, str):
             external_id = clean_external_id(external_id)

@@ -63,10 +63,12 @@ class CreateStudent:
 
 @frozen
 class UpdateStudent:
-    """Partial update. ``email=None`` clears the email; ``UNSET`` leaves it."""
+    """Partial update: ``UNSET`` (the default) leaves a field as it is; ``None`` clears the
+    nullable ones (legal name, email, external id). "Not given" has this one encoding from
+    the HTTP edge to the aggregate."""
 
-    first_name: str | None = None
-    last_name: str | None = None
+    first_name: str | Unset = UNSET
+    last_name: str | Unset = UNSET
     legal_full_name: str | Unset | None = UNSET
     email: str | Unset | None = UNSET
     add_class_ids: Sequence[UUID] = ()
@@ -283,7 +285,7 @@ async def list_students(rt: Runtime, ctx: RequestContext, query: StudentQuery) -
 
 def _clean_update(
     cmd: UpdateStudent,
-) -> tuple[str | None, str | None, str | Unset | None, str | Unset | None, str | Unset | None]:
+) -> tuple[str | Unset, str | Unset, str | Unset | None, str | Unset | None, str | Unset | None]:
     """The given names and email, cleaned; one error names every bad field."""
     errors: list[FieldError] = []
 
@@ -294,14 +296,14 @@ def _clean_update(
             errors.extend(exc.errors)
             return value
 
-    def name(value: str | None, field: str) -> str | None:
-        if value is None:
-            return None
+    def name(value: str, field: str) -> str:
         return checked(value, lambda v: clean_name(v, f"person_name.{field}"))
 
-    first = name(cmd.first_name, "first_name")
-    last = name(cmd.last_name, "last_name")
-    legal = cmd.legal_full_name
+    first, last, legal = cmd.first_name, cmd.last_name, cmd.legal_full_name
+    if isinstance(first, str):
+        first = name(first, "first_name")
+    if isinstance(last, str):
+        last = name(last, "last_name")
     if isinstance(legal, str):
         legal = name(legal, "legal_full_name")
     email = cmd.email
