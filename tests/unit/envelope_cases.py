@@ -37,7 +37,7 @@ TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 # A name with quotes, a backslash, a control character and non-ASCII text.
 AWKWARD = 'Åsa "Bo" \\ Ö\u0007 \u00e9\u0301 日本'
 
-SCHOOL_CLASS = SchoolClass(CLASS, "t-1", "9A \"Ä\"", "ENG5", AT, AT)
+SCHOOL_CLASS = SchoolClass(CLASS, "t-1", '9A "Ä"', "ENG5", AT, AT)
 A_STUDENT = Student(STUDENT, "t-1", AWKWARD, "Lovelace", None, "a@b.se", AT, AT, version=3)
 
 
@@ -49,8 +49,9 @@ def cases() -> list[tuple[str, DomainEvent, dict[str, Any]]]:
         ("class_created", ClassCreatedV1.of(SCHOOL_CLASS, "t-1", CID, AT), plain),
         (
             "class_created_external_id",
-            ClassCreatedV1(CLASS, "9B", ("SV1",), "t-2", CID, AT, aggregate_version=4,
-                           external_id="ext-ä-1"),
+            ClassCreatedV1(
+                CLASS, "9B", ("SV1",), "t-2", CID, AT, aggregate_version=4, external_id="ext-ä-1"
+            ),
             other,
         ),
         (
@@ -67,8 +68,9 @@ def cases() -> list[tuple[str, DomainEvent, dict[str, Any]]]:
         ),
         (
             "student_created_aliases",
-            StudentCreatedV1(STUDENT, "A", "B", None, (), "t-1", CID, AT, aliases=("Bee", "Ö"),
-                             external_id="x\"1"),
+            StudentCreatedV1(
+                STUDENT, "A", "B", None, (), "t-1", CID, AT, aliases=("Bee", "Ö"), external_id='x"1'
+            ),
             other,
         ),
         (

@@ -1,0 +1,63 @@
+"""Issue 13: the core holds no JSON encoding and no memoising caches (rendering is at the
+edge, in ``adapters_sql.envelopes``; log formatting in ``class_runtime.logging_setup``)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import class_core
+
+CORE = Path(class_core.__file__).resolve().parent
+# Serialisation libraries the core must not use (import-linter forbids the third-party ones
+# too; the standard library's are checked here).
+_ENCODERS = {"json", "pickle", "marshal"}
+_CACHES = {"cache", "lru_cache", "cached_property"}
+
+
+def _sources() -> list[Path]:
+    files = sorted(CORE.rglob("*.py"))
+    assert len(files) > 10, CORE  # the walk found the package
+    return files
+
+
+def _offences(tree: ast.AST) -> list[str]:
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.split(".")[0] in _ENCODERS]
+        elif isinstance(node, ast.ImportFrom):
+            module = (node.module or "").split(".")[0]
+            if module in _ENCODERS:
+                found.append(f"from {node.module}")
+            if module == "functools":
+                found += [f"functools.{a.name}" for a in node.names if a.name in _CACHES]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            name = node.value.id
+            if name in _ENCODERS or (name == "functools" and node.attr in _CACHES):
+                found.append(f"{name}.{node.attr}")
+    return found
+
+
+def test_class_core_encodes_no_json_and_memoises_nothing() -> None:
+    offences = {
+        str(path.relative_to(CORE)): found
+        for path in _sources()
+        if (found := _offences(ast.parse(path.read_text(encoding="utf-8"))))
+    }
+    assert offences == {}
+
+
+def test_the_check_finds_what_it_looks_for() -> None:
+    source = (
+        "import json\nfrom json import dumps\nimport functools\n"
+        "@functools.lru_cache\ndef f(): return json.dumps(1)\n"
+        "from functools import cache\n"
+    )
+    assert sorted(_offences(ast.parse(source))) == [
+        "from json",
+        "functools.cache",
+        "functools.lru_cache",
+        "json",
+        "json.dumps",
+    ]
