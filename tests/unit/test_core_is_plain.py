@@ -39,6 +39,32 @@ def _offences(tree: ast.AST) -> list[str]:
     return found
 
 
+_MUTABLE = (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)
+
+
+def _mutable_module_values(tree: ast.Module) -> list[str]:
+    """Module-level names bound to a dict, list or set (a constant table is a
+    ``MappingProxyType``, a ``frozenset`` or a tuple; ``__all__`` is a list by custom)."""
+    found: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, _MUTABLE):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [t.id for t in targets if isinstance(t, ast.Name)]
+            found += [n for n in names if n != "__all__"]
+    return found
+
+
+def test_class_core_has_no_module_level_dicts_lists_or_sets() -> None:
+    offences = {
+        str(path.relative_to(CORE)): found
+        for path in _sources()
+        if (found := _mutable_module_values(ast.parse(path.read_text(encoding="utf-8"))))
+    }
+    assert offences == {}
+    sample = "A = {}\nB: list[int] = []\nC = frozenset({1})\n__all__ = ['C']\nD = {1: 2}\n"
+    assert _mutable_module_values(ast.parse(sample)) == ["A", "B", "D"]
+
+
 def test_class_core_encodes_no_json_and_memoises_nothing() -> None:
     offences = {
         str(path.relative_to(CORE)): found
