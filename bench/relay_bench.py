@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaProducer
 
 from adapters_messaging import KafkaEventSink, OutboxRelay
 from adapters_sql import OutboxWakeups, SqlOutboxStore, build_sql_runtime, create_engine
+from adapters_sql.envelopes import ENVELOPES
 from adapters_sql.mapping import OUTBOX_RECORD_COLUMNS, outbox_record
 from bench.loadgen import percentile
 from bench.results import Measurement
@@ -34,12 +35,13 @@ from class_core.events import (
     OutboxMessage,
     StudentCreatedV1,
     TeacherNotification,
-    build_outbox_message,
 )
 from class_core.notifications import student_added_to_class
 from class_core.runtime import RequestContext
 from class_core.use_cases.classes import CreateClass, create_class
 from class_core.use_cases.students import CreateStudent, PersonName, create_student
+
+build_outbox_message = ENVELOPES.render  # the outbox adapter's renderer
 
 THROUGHPUT_TARGET = 5_000  # events/s
 LAG_TARGET_MS = 500

@@ -22,6 +22,7 @@ from httpx import Response
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from adapters_sql.envelopes import ENVELOPES
 from adapters_sql.migrate import upgrade
 from class_api.app import create_app
 from class_api.bootstrap import Services
@@ -196,7 +197,7 @@ def app_for_backend(request: pytest.FixtureRequest) -> tuple[str, Litestar, Outb
             pool.submit(asyncio.run, upgrade(url)).result()
         return "sqlite", create_app(settings_for(use_mock_repository=False, database_url=url)), None
     if request.param == "memory":
-        store = InMemoryStore()
+        store = InMemoryStore(ENVELOPES)
         app = create_app(settings_for(), runtime=memory_runtime(store))
         return "memory", app, InMemoryOutboxStore(store)
     pg_url: str = request.getfixturevalue("pg_url")
@@ -218,7 +219,7 @@ async def api(api_backend: tuple[str, Litestar, OutboxStore | None]) -> AsyncIte
 @pytest_asyncio.fixture(loop_scope="session")
 async def memory_api() -> AsyncIterator[ApiHarness]:
     """The in-memory app only (for tests whose subject is not storage)."""
-    store = InMemoryStore()
+    store = InMemoryStore(ENVELOPES)
     app = create_app(settings_for(), runtime=memory_runtime(store))
     async with AsyncTestClient(app) as client:
         yield ApiHarness(client, "memory", InMemoryOutboxStore(store))

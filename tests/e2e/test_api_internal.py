@@ -7,6 +7,7 @@ from uuid import UUID, uuid4
 import pytest
 from litestar.testing import AsyncTestClient
 
+from adapters_sql.envelopes import ENVELOPES
 from class_api.app import create_app
 from class_core.testing import memory_runtime
 from tests.e2e.conftest import (
@@ -134,7 +135,9 @@ async def test_internal_routes_need_key_and_service(
 
 
 async def test_internal_routes_are_closed_without_a_configured_key() -> None:
-    app = create_app(settings_for(internal_api_key=None), runtime=memory_runtime())
+    app = create_app(
+        settings_for(internal_api_key=None), runtime=memory_runtime(renderer=ENVELOPES)
+    )
     async with AsyncTestClient(app) as client:
         for headers in (INTERNAL, {"X-Internal-API-Key": "", "X-Service-ID": "svc"}):
             r = await client.get(f"/internal/v1/batches/{uuid4()}/student-names", headers=headers)

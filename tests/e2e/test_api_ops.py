@@ -18,6 +18,7 @@ from litestar.testing import AsyncTestClient
 from prometheus_client import Counter
 
 from adapters_sql import SchemaNotAtHeadError, upgrade
+from adapters_sql.envelopes import ENVELOPES
 from class_api.app import create_app
 from class_api.metrics import ServiceMetrics
 from class_core.testing import memory_runtime
@@ -39,7 +40,9 @@ async def test_healthz_degraded_when_kafka_or_redis_is_down() -> None:
     settings = settings_for(
         kafka_bootstrap_servers="127.0.0.1:9", redis_url="redis://127.0.0.1:9/0"
     )
-    async with AsyncTestClient(create_app(settings, runtime=memory_runtime())) as client:
+    async with AsyncTestClient(
+        create_app(settings, runtime=memory_runtime(renderer=ENVELOPES))
+    ) as client:
         r = await client.get("/healthz")
         assert r.status_code == 200
         assert r.json() == {

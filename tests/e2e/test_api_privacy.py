@@ -14,6 +14,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from adapters_sql import create_engine, upgrade
+from adapters_sql.envelopes import ENVELOPES
 from class_api.app import create_app
 from class_core.testing import InMemoryOutboxStore, InMemoryStore, memory_runtime
 from class_core.use_cases.matching import finalize_batch
@@ -32,7 +33,7 @@ def privacy_backend(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> tuple[str, Litestar, Any, str | None]:
     if request.param == "memory":
-        store = InMemoryStore()
+        store = InMemoryStore(ENVELOPES)
         app = create_app(settings_for(), runtime=memory_runtime(store))
         return "memory", app, InMemoryOutboxStore(store), None
     if request.param == "postgres":

@@ -22,7 +22,7 @@ from litestar.testing import TestClient
 from sqlalchemy.engine import make_url
 
 from class_api.app import create_app
-from class_core.logging_setup import JsonFormatter
+from class_runtime.logging_setup import JsonFormatter
 from tests.e2e.conftest import INTERNAL, settings_for
 from tests.support.faultproxy import ThreadedFaultProxy, bounded
 from tests.support.postgres import PgDatabaseFactory, plain_url

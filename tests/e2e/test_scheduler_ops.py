@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from adapters_sql import build_sql_runtime, create_engine
+from adapters_sql.envelopes import ENVELOPES
 from class_core.runtime import RequestContext
 from class_core.startup import version_line
 from class_core.use_cases.classes import CreateClass, create_class
@@ -247,7 +248,9 @@ async def test_unreachable_database_is_503_unhealthy_and_slow_clients_are_droppe
     async def database() -> bool:
         return up["database"]
 
-    status = SchedulerStatus(database=database, outbox=InMemoryOutboxStore(InMemoryStore()))
+    status = SchedulerStatus(
+        database=database, outbox=InMemoryOutboxStore(InMemoryStore(ENVELOPES))
+    )
     monkeypatch.setattr(http, "HEADER_TIMEOUT_SECONDS", 0.5)
     server = http.OpsServer(status, "127.0.0.1", 0)
     await server.start()
@@ -286,9 +289,9 @@ async def test_states_of_parts_that_are_not_running_yet() -> None:
     async def database() -> bool:
         return True
 
-    store = InMemoryOutboxStore(InMemoryStore())
+    store = InMemoryOutboxStore(InMemoryStore(ENVELOPES))
     relay = OutboxRelay(store, KafkaEventSink("127.0.0.1:1", enable_idempotence=False))
-    consumer = SuggestionsConsumer("127.0.0.1:1", "group", memory_runtime())
+    consumer = SuggestionsConsumer("127.0.0.1:1", "group", memory_runtime(renderer=ENVELOPES))
     status = SchedulerStatus(
         database=database, outbox=store, relay=relay, consumer=consumer, sweep=SweepRecord()
     )

@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters_sql import SqlUnitOfWork, build_sql_runtime, create_engine, upgrade
+from adapters_sql.envelopes import ENVELOPES
 from class_api.dto import class_out, student_out
 from class_core.changes import ChangeKey, FeedPosition, PendingChange
 from class_core.errors import ClassManagementError, CursorExpiredError
@@ -119,7 +120,7 @@ async def feed_sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 def store(request: pytest.FixtureRequest) -> Callable[[FixedClock], Runtime]:
     """A runtime factory (given its clock) on one store."""
     if request.param == "memory":
-        return lambda clock: memory_runtime(clock=clock)
+        return lambda clock: memory_runtime(clock=clock, renderer=ENVELOPES)
     engine_fixture = "feed_sqlite_engine" if request.param == "sqlite" else "clean_pg"
     engine: AsyncEngine = request.getfixturevalue(engine_fixture)
     return lambda clock: build_sql_runtime(engine, clock=clock)

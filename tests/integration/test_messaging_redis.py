@@ -14,6 +14,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from adapters_messaging import RedisNotifier, kafka_ping, redis_ping
+from adapters_sql.envelopes import ENVELOPES
 from class_core import notifications
 from class_core.clock import SystemClock
 from class_core.runtime import RequestContext
@@ -53,7 +54,7 @@ async def test_notifications_arrive_on_the_teacher_channel(
     pubsub = client.pubsub()
     await pubsub.subscribe(f"ws:{teacher}")
     try:
-        rt = memory_runtime(notifier=notifier)
+        rt = memory_runtime(notifier=notifier, renderer=ENVELOPES)
         ctx = RequestContext(teacher, uuid4())
         cls = await create_class(rt, ctx, CreateClass("7C", ["ENG7"]))
         created = await next_message(pubsub)
@@ -91,7 +92,7 @@ async def test_notifications_arrive_on_the_teacher_channel(
 async def test_redis_unreachable_never_blocks_or_fails_a_request() -> None:
     notifier = RedisNotifier(UNREACHABLE_REDIS, timeout=0.2)
     await notifier.start()
-    store = InMemoryStore()
+    store = InMemoryStore(ENVELOPES)
     rt = memory_runtime(store, SystemClock(), notifier)
     try:
         started = time.monotonic()
@@ -122,7 +123,7 @@ async def test_redis_unreachable_never_blocks_or_fails_a_request() -> None:
 
 async def test_a_full_queue_drops_and_counts() -> None:
     notifier = RedisNotifier(UNREACHABLE_REDIS, max_queue=2)
-    rt = memory_runtime(notifier=notifier)
+    rt = memory_runtime(notifier=notifier, renderer=ENVELOPES)
     for i in range(5):  # not started: nothing drains the queue
         await create_class(rt, RequestContext("teacher-q"), CreateClass(f"q{i}", ["SV2"]))
     assert notifier.queued == 2

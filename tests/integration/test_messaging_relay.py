@@ -25,6 +25,7 @@ from adapters_messaging import (
     KafkaSecurity,
     OutboxRelay,
 )
+from adapters_sql.envelopes import ENVELOPES
 from class_core.errors import DependencyUnavailableError, DuplicateStudentEmailError
 from class_core.events import (
     CLASS_CREATED,
@@ -38,7 +39,6 @@ from class_core.events import (
     TEACHER_NOTIFICATION,
     ClassUpdatedV1,
     OutboxMessage,
-    build_outbox_message,
 )
 from class_core.ports import OutboxStatus, OutboxStore, StoredOutboxMessage
 from class_core.runtime import RequestContext, Runtime
@@ -64,6 +64,8 @@ from tests.support.broker import (
     header,
     read_records,
 )
+
+build_outbox_message = ENVELOPES.render  # the outbox adapter's renderer
 
 ENVELOPE_KEYS = {
     "event_id",

@@ -28,6 +28,7 @@ from adapters_sql import (
     ping,
     upgrade,
 )
+from adapters_sql.envelopes import ENVELOPES
 from class_core import notifications
 from class_core.errors import (
     CourseNotFoundError,
@@ -51,7 +52,6 @@ from class_core.events import (
     ClassCreatedV1,
     DomainEvent,
     OutboxMessage,
-    build_outbox_message,
 )
 from class_core.matching import EssayMatch, Suggestion, SuggestionsMessage
 from class_core.model import (
@@ -103,6 +103,8 @@ from class_core.use_cases.students import (
     update_student,
 )
 
+build_outbox_message = ENVELOPES.render  # the outbox adapter's renderer
+
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
 T1 = "teacher-1"
 T2 = "teacher-2"
@@ -130,7 +132,7 @@ def _memory_or_pg(request: pytest.FixtureRequest, name: str) -> Backend:
     clock = FixedClock()
     notifier = RecordingNotifier()
     if name == "memory":
-        store = InMemoryStore()
+        store = InMemoryStore(ENVELOPES)
         rt = memory_runtime(store, clock, notifier)
         return Backend(
             "memory", store.unit_of_work, InMemoryOutboxStore(store), clock, notifier, rt

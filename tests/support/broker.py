@@ -26,6 +26,7 @@ import pytest
 import pytest_asyncio
 from attrs import define
 
+from adapters_sql.envelopes import ENVELOPES
 from class_core.clock import SystemClock
 from class_core.ports import OutboxStore
 from class_core.runtime import Runtime
@@ -301,7 +302,7 @@ async def messaging_backend(messaging_storage: Any) -> AsyncIterator[MessagingBa
 
     notifier = RecordingNotifier()
     if messaging_storage is None:
-        store = InMemoryStore()
+        store = InMemoryStore(ENVELOPES)
         yield MessagingBackend(
             "memory",
             memory_runtime(store, SystemClock(), notifier),

@@ -8,6 +8,7 @@ from uuid import uuid4
 
 import pytest
 
+from adapters_sql.envelopes import ENVELOPES
 from class_core.changes import (
     Entity,
     FeedPolicy,
@@ -110,7 +111,7 @@ def test_positions_move_past_the_page_or_page_through_the_window() -> None:
 
 
 async def test_the_feed_validates_its_limit() -> None:
-    rt = memory_runtime(clock=FixedClock())
+    rt = memory_runtime(clock=FixedClock(), renderer=ENVELOPES)
     ctx = RequestContext("t")
     for limit in (0, 1001, -1):
         with pytest.raises(ValidationError):

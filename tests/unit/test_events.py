@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters_sql.envelopes import ENVELOPES
 from class_core import notifications
 from class_core.events import (
     ASSOCIATIONS_CONFIRMED,
@@ -37,10 +38,11 @@ from class_core.events import (
     StudentErasedV1,
     StudentUpdatedV1,
     TeacherNotification,
-    build_outbox_message,
     topic_and_key,
 )
 from class_core.model import SchoolClass, Student
+
+build_outbox_message = ENVELOPES.render  # the outbox adapter's renderer
 
 AT = datetime(2026, 11, 27, 10, 15, 0, 123456, tzinfo=UTC)
 # Fixed ids: they appear in the parametrised test ids, which must be the same in every

@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from adapters_sql.envelopes import ENVELOPES
 from class_core.errors import DependencyUnavailableError, NotFoundError
 from class_core.events import (
     CLASS_CREATED,
@@ -42,7 +43,7 @@ OWNER = "teacher-1"
 
 class Env:
     def __init__(self) -> None:
-        self.store = InMemoryStore()
+        self.store = InMemoryStore(ENVELOPES)
         self.clock = FixedClock()
         self.notifier = RecordingNotifier()
         self.rt: Runtime = memory_runtime(self.store, self.clock, self.notifier)

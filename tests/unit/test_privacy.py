@@ -9,6 +9,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from adapters_sql.envelopes import ENVELOPES
 from class_core.errors import NotFoundError, ResourceInUseError
 from class_core.events import (
     STUDENT_CREATED,
@@ -16,11 +17,10 @@ from class_core.events import (
     STUDENT_UPDATED,
     TEACHER_NOTIFICATION,
     StudentUpdatedV1,
-    build_outbox_message,
 )
 from class_core.matching import EssayMatch, Suggestion
 from class_core.model import HistoryAction, Student
-from class_core.privacy import scrub_envelope, scrub_reasons
+from class_core.privacy import scrub_reasons
 from class_core.use_cases.classes import get_roster
 from class_core.use_cases.imports import RosterRow, validate_row
 from class_core.use_cases.matching import (
@@ -42,6 +42,9 @@ from class_core.use_cases.students import (
 )
 
 from .world import OTHER_OWNER, OWNER, World
+
+build_outbox_message = ENVELOPES.render  # the outbox adapter's renderer
+scrub_envelope = ENVELOPES.erase
 
 FIRST, LAST, LEGAL, EMAIL = "Zephyrine", "Quillfeather", "Zephyrine Q. Quillfeather", "zq@x.se"
 

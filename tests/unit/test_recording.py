@@ -6,10 +6,13 @@ import json
 from datetime import UTC, datetime
 from uuid import uuid4
 
+from adapters_sql.envelopes import ENVELOPES
 from class_core import notifications
-from class_core.events import ClassCreatedV1, DomainEvent, build_outbox_message
+from class_core.events import ClassCreatedV1, DomainEvent
 from class_core.model import SchoolClass
 from class_core.recording import RecordedEvents
+
+build_outbox_message = ENVELOPES.render  # the outbox adapter's renderer
 
 AT = datetime(2026, 12, 6, 9, 30, tzinfo=UTC)
 
@@ -22,7 +25,7 @@ def _events() -> tuple[SchoolClass, list[DomainEvent]]:
 
 def test_ids_are_fixed_at_record_time_and_text_rendered_once() -> None:
     cls, events = _events()
-    recorded = RecordedEvents()
+    recorded = RecordedEvents(ENVELOPES)
     corr = uuid4()
     notes = recorded.record(events, corr, AT)
     assert notes == [events[1]]
@@ -47,7 +50,7 @@ def test_ids_are_fixed_at_record_time_and_text_rendered_once() -> None:
 
 def test_each_record_call_keeps_its_own_correlation_id_in_order() -> None:
     _, events = _events()
-    recorded = RecordedEvents()
+    recorded = RecordedEvents(ENVELOPES)
     a, b = uuid4(), uuid4()
     recorded.record(events[:1], a, AT)
     recorded.record(events[1:], b, AT)

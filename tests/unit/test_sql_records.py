@@ -8,6 +8,7 @@ from uuid import uuid4
 
 import pytest
 
+from adapters_sql.envelopes import ENVELOPES
 from adapters_sql.mapping import (
     OUTBOX_RECORD_COLUMNS,
     STUDENT_RECORD_COLUMNS,
@@ -17,8 +18,10 @@ from adapters_sql.mapping import (
     student_record,
     student_row,
 )
-from class_core.events import StudentCreatedV1, build_outbox_message
+from class_core.events import StudentCreatedV1
 from class_core.model import Student
+
+build_outbox_message = ENVELOPES.render  # the outbox adapter's renderer
 
 AT = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
 

@@ -7,8 +7,11 @@ from uuid import uuid4
 
 import pytest
 
-from class_core.events import ClassDeletedV1, build_outbox_message
+from adapters_sql.envelopes import ENVELOPES
+from class_core.events import ClassDeletedV1
 from class_core.tracing import current_traceparent, parse_traceparent, trace_context
+
+build_outbox_message = ENVELOPES.render  # the outbox adapter's renderer
 
 VALID = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 

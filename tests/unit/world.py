@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+from adapters_sql.envelopes import ENVELOPES
 from class_core.events import ASSOCIATIONS_CONFIRMED
 from class_core.matching import EssayMatch, Suggestion, SuggestionsMessage
 from class_core.model import Association, Batch, SchoolClass, Student
@@ -34,7 +35,7 @@ class World:
     def __init__(
         self, timeout_hours: float = 24.0, threshold: float = 0.7, margin: float = 0.0
     ) -> None:
-        self.store = InMemoryStore()
+        self.store = InMemoryStore(ENVELOPES)
         self.clock = FixedClock(START)
         self.notifier = RecordingNotifier()
         self.policy = MatchingPolicy(

@@ -18,10 +18,10 @@ from adapters_otel import configure_telemetry
 from adapters_otel import wanted as tracing_wanted
 from adapters_sql import SchemaNotAtHeadError
 from class_core.errors import ConfigurationError, DependencyUnavailableError
-from class_core.logging_setup import configure_logging
 from class_core.settings import Settings
 from class_core.startup import startup_summary, version_line
 from class_runtime import open_runtime
+from class_runtime.logging_setup import configure_logging
 from class_scheduler.http import PortUnavailableError
 from class_scheduler.jobs import schedule_sweep
 from class_scheduler.ops import open_ops_endpoint

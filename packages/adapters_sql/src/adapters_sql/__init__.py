@@ -10,6 +10,7 @@ Typical use::
 """
 
 from adapters_sql.engine import create_engine, normalize_url, ping
+from adapters_sql.envelopes import ENVELOPES, JsonEnvelopes
 from adapters_sql.migrate import (
     SchemaNotAtHeadError,
     current,
@@ -24,6 +25,8 @@ from adapters_sql.runtime import build_sql_runtime, load_courses
 from adapters_sql.uow import SqlUnitOfWork, SqlUnitOfWorkFactory
 
 __all__ = [
+    "ENVELOPES",
+    "JsonEnvelopes",
     "OutboxWakeups",
     "SchemaNotAtHeadError",
     "SqlOutboxStore",

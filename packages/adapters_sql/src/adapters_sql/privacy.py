@@ -17,9 +17,10 @@ from uuid import UUID
 
 from sqlalchemy import bindparam, delete, or_, select, update
 
+from adapters_sql.envelopes import ENVELOPES
 from adapters_sql.schema import essay_associations, import_items, outbox
 from adapters_sql.transaction import SqlTransaction
-from class_core.privacy import scrub_envelope, scrub_reasons
+from class_core.privacy import scrub_reasons
 
 
 class Erasure(StrEnum):
@@ -154,7 +155,7 @@ class SqlPersonalData:
         deleted: list[dict[str, object]] = []
         rewritten: list[dict[str, object]] = []
         for row in (await self._tx.execute(mentioning)).mappings():
-            scrubbed = scrub_envelope(row["payload"], student_id, former)
+            scrubbed = ENVELOPES.erase(row["payload"], student_id, former)
             if scrubbed is None:
                 continue
             if row["published_at"] is not None:

@@ -16,6 +16,7 @@ from adapters_sql.batches import SqlBatchRepository
 from adapters_sql.changes import SqlChangeLog
 from adapters_sql.classes import SqlClassRepository
 from adapters_sql.engine import discard_connection, is_postgresql, sqlite_write_lock
+from adapters_sql.envelopes import ENVELOPES
 from adapters_sql.errors import translate_errors
 from adapters_sql.history import SqlStudentHistory
 from adapters_sql.imports import SqlImportHistory
@@ -60,7 +61,7 @@ class SqlUnitOfWork:
         self.personal_data = SqlPersonalData(self._tx)
         self.imports = SqlImportHistory(self._tx)
         self.changes = SqlChangeLog(self._tx)
-        self._recorded = RecordedEvents()
+        self._recorded = RecordedEvents(ENVELOPES)  # rendered at commit, in this adapter
 
     def record(
         self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 from attrs import frozen
 
@@ -24,7 +25,7 @@ COURSES: tuple[Course, ...] = (
     Course("SV2", "Svenska 2", "sv"),
     Course("SV3", "Svenska 3", "sv"),
 )
-COURSES_BY_CODE: dict[str, Course] = {c.code: c for c in COURSES}
+COURSES_BY_CODE: Mapping[str, Course] = MappingProxyType({c.code: c for c in COURSES})
 
 
 MAX_ECHOED_CODE = 32

@@ -1,17 +1,17 @@
-"""Events of contract §5.2 and the envelope of §5.1, built as JSON-ready dictionaries.
+"""Events of contract §5.2 and what their §5.1 envelope carries, as plain data.
 
-The core decides *which* events a change produces and what they say; the outbox stores the
-envelope text as built here so that the event id and bytes never change across relay retries.
+The core decides *which* events a change produces and what they say: the event classes, their
+topic and partition key, the fields of their ``data`` and their envelope's ``metadata``. It
+holds no JSON: the outbox adapter renders the envelope text (``EnvelopeRenderer``, in
+``adapters_sql.envelopes``) once, when the unit of work commits, so that the event id and
+bytes never change across relay retries.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import Enum
-from operator import attrgetter
 from types import MappingProxyType
 from typing import Any
 from uuid import UUID
@@ -20,7 +20,6 @@ import attrs
 from attrs import frozen
 
 from class_core.model import SchoolClass, Student
-from class_core.tracing import TRACEPARENT, current_traceparent
 
 SOURCE_SERVICE = "class_management_service"
 SCHEMA_VERSION = 1
@@ -50,22 +49,20 @@ PUBLISHED_TOPICS: tuple[str, ...] = (
 )
 
 
-# Exact types that are JSON already (a StrEnum member's type is its enum: it is converted).
+# Exact types that are plain already (a StrEnum member's type is its enum: it is converted).
 _PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
-# One encoder for every envelope (stateless): ``json.dumps`` with options builds one per call.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
-_uuid_text = UUID.__str__
 
 
-def to_json_value(value: Any) -> Any:
-    """Plain JSON values: UUIDs and enums as strings, datetimes as ISO 8601 with offset."""
+def plain_value(value: Any) -> Any:
+    """Plain data (what JSON can carry): UUIDs and enums as strings, datetimes as ISO 8601
+    with offset, mappings as dictionaries with text keys, sequences as lists."""
     kind = type(value)
     if kind in _PLAIN_TYPES:  # most values; skips the isinstance chain (Mapping is slow)
         return value
     if kind is UUID:
-        return _uuid_text(value)
+        return str(value)
     if kind is tuple:
-        return [to_json_value(v) for v in value]
+        return [plain_value(v) for v in value]
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, datetime):
@@ -73,9 +70,9 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, Mapping):
-        return {str(k): to_json_value(v) for k, v in value.items()}
+        return {str(k): plain_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple | frozenset | set):
-        return [to_json_value(v) for v in value]
+        return [plain_value(v) for v in value]
     return value
 
 
@@ -89,12 +86,10 @@ def _aggregate_version() -> Any:
     return attrs.field(default=1, kw_only=True, metadata={_IN_METADATA: True})
 
 
-def _fields_of(cls: type) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
-    """An attrs class's data field names and a getter of all their values at once (one C
-    call); fields that belong in the envelope's metadata are left out."""
-    names = tuple(f.name for f in attrs.fields(cls) if not f.metadata.get(_IN_METADATA))
-    many = attrgetter(*names) if len(names) > 1 else None
-    return names, many if many is not None else (lambda e: tuple(getattr(e, n) for n in names))
+def data_field_names(cls: type) -> tuple[str, ...]:
+    """The fields of an attrs event class (or item of one) that its envelope's ``data``
+    carries, in order; fields that belong in the envelope's ``metadata`` are left out."""
+    return tuple(f.name for f in attrs.fields(cls) if not f.metadata.get(_IN_METADATA))
 
 
 @frozen
@@ -331,16 +326,16 @@ class TeacherNotification:
 
     def realtime_message(self) -> dict[str, Any]:
         """The §5.4 Redis message: ``{"event": type, "data": {...}}``."""
-        data = dict(to_json_value(self.payload))
+        data = dict(plain_value(self.payload))
         data.update(
             category=self.category,
             priority=self.priority,
             action_required=self.action_required,
-            deadline=to_json_value(self.deadline_timestamp),
-            batch_id=to_json_value(self.batch_id),
-            class_id=to_json_value(self.class_id),
+            deadline=plain_value(self.deadline_timestamp),
+            batch_id=plain_value(self.batch_id),
+            class_id=plain_value(self.class_id),
             correlation_id=self.correlation_id,
-            timestamp=to_json_value(self.timestamp),
+            timestamp=plain_value(self.timestamp),
         )
         return {"event": self.notification_type, "data": data}
 
@@ -370,18 +365,22 @@ _VERSIONED = (
 )
 
 
-# Event class → its topic and the data field that is its partition key (§5.2).
-_ROUTES: dict[type, tuple[str, str]] = {
-    ClassCreatedV1: (CLASS_CREATED, "class_id"),
-    ClassUpdatedV1: (CLASS_UPDATED, "class_id"),
-    ClassDeletedV1: (CLASS_DELETED, "class_id"),
-    StudentCreatedV1: (STUDENT_CREATED, "student_id"),
-    StudentUpdatedV1: (STUDENT_UPDATED, "student_id"),
-    StudentDeletedV1: (STUDENT_DELETED, "student_id"),
-    StudentErasedV1: (STUDENT_ERASED, "student_id"),
-    StudentAssociationsConfirmedV1: (ASSOCIATIONS_CONFIRMED, "batch_id"),
-    TeacherNotification: (TEACHER_NOTIFICATION, "teacher_id"),
-}
+# Event class → its topic and the data field that is its partition key (§5.2). A constant.
+_ROUTES: Mapping[type, tuple[str, str]] = MappingProxyType(
+    {
+        ClassCreatedV1: (CLASS_CREATED, "class_id"),
+        ClassUpdatedV1: (CLASS_UPDATED, "class_id"),
+        ClassDeletedV1: (CLASS_DELETED, "class_id"),
+        StudentCreatedV1: (STUDENT_CREATED, "student_id"),
+        StudentUpdatedV1: (STUDENT_UPDATED, "student_id"),
+        StudentDeletedV1: (STUDENT_DELETED, "student_id"),
+        StudentErasedV1: (STUDENT_ERASED, "student_id"),
+        StudentAssociationsConfirmedV1: (ASSOCIATIONS_CONFIRMED, "batch_id"),
+        TeacherNotification: (TEACHER_NOTIFICATION, "teacher_id"),
+    }
+)
+# Every event class (an ``EnvelopeRenderer`` may work out their shapes once).
+EVENT_TYPES: tuple[type, ...] = tuple(_ROUTES)
 
 
 def topic_and_key(event: DomainEvent) -> tuple[str, str]:
@@ -393,12 +392,13 @@ def topic_and_key(event: DomainEvent) -> tuple[str, str]:
             raise TypeError(f"not a domain event: {type(event).__name__}")
         route = found
     topic, key_field = route
-    return topic, to_json_value(getattr(event, key_field))
+    return topic, str(getattr(event, key_field))
 
 
 @frozen
 class OutboxMessage:
-    """One event as the outbox stores it: id, topic, key, headers and the envelope JSON text."""
+    """One event as the outbox stores it: id, topic, key, headers and the envelope's text,
+    rendered by an ``EnvelopeRenderer`` (the outbox adapter's wire format)."""
 
     event_id: UUID
     topic: str
@@ -408,118 +408,16 @@ class OutboxMessage:
     created_at: datetime
 
 
-def build_outbox_message(
-    event: DomainEvent,
-    *,
-    event_id: UUID,
-    correlation_id: UUID,
-    at: datetime,
-    metadata: Mapping[str, Any] | None = None,
-) -> OutboxMessage:
-    """Wrap an event in the §5.1 envelope; the id is fixed here, once."""
-    topic, key = topic_and_key(event)
-    data_json = _object_json(event)  # the data object, straight from the event's fields
-    if metadata is None and isinstance(event, StudentAssociationsConfirmedV1):
-        metadata = {
-            "batch_id": key,
-            "class_id": _uuid_text(event.class_id),
-            "partition_key": key,
-        }
-    elif metadata is None and isinstance(event, _VERSIONED):
-        metadata = {"aggregate_version": event.aggregate_version}
-    eid, cid = str(event_id), _uuid_text(correlation_id)
-    headers: tuple[tuple[str, str], ...] = (
-        ("event_id", eid),
-        ("event_type", topic),
-        ("correlation_id", cid),
-        ("source_service", SOURCE_SERVICE),
-    )
-    traceparent = current_traceparent()  # the request's or consumed message's, if any
-    if traceparent is not None:
-        headers += ((TRACEPARENT, traceparent),)
-    return OutboxMessage(
-        event_id=event_id,
-        topic=topic,
-        key=key,
-        payload=_envelope_json(eid, topic, at.isoformat(), cid, data_json, metadata),
-        headers=headers,
-        created_at=at,
-    )
-
-
-_encode_str = json.encoder.encode_basestring  # what _ENCODER uses for text (no ASCII escaping)
-
-
-def _json_text(value: Any) -> str:
-    """``_ENCODER.encode(to_json_value(value))`` (an attrs object as the dictionary of its
-    fields), with the common kinds of value done at once."""
-    kind = type(value)
-    if kind is str:
-        return _encode_str(value)
-    if value is None:
-        return "null"
-    if kind is UUID:
-        return f'"{_uuid_text(value)}"'
-    if kind is tuple:
-        return f"[{','.join(map(_json_text, value))}]"
-    if kind is datetime:
-        return f'"{value.isoformat()}"'  # digits, "-", ":", "+", "T", ".": nothing to escape
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is float and math.isfinite(value):
-        return float.__repr__(value)  # what the encoder writes for a finite float
-    if kind in _SHAPES or attrs.has(kind):
-        return _object_json(value)
-    return _ENCODER.encode(to_json_value(value))
-
-
-def _object_json(obj: Any) -> str:
-    """An attrs object (an event, or an item of one) as the compact JSON text of the
-    dictionary of its fields (each through :func:`to_json_value`), nested objects alike."""
-    cls = type(obj)
-    shape = _SHAPES.get(cls) or _shape(cls)
-    text = ",".join([p + _json_text(v) for p, v in zip(shape[0], shape[1](obj), strict=True)])
-    return f"{{{text}}}"
-
-
-_Shape = tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]
-
-
-def _shape(cls: type) -> _Shape:
-    """The '"name":' prefix of each field of an attrs class, in order, and their getter."""
-    names, values_of = _fields_of(cls)
-    return tuple(f"{_encode_str(n)}:" for n in names), values_of
-
-
-def _envelope_json(
-    event_id: str,
-    topic: str,
-    timestamp: str,
-    correlation_id: str,
-    data_json: str,
-    metadata: Mapping[str, Any] | None,
-) -> str:
-    """The §5.1 envelope as compact JSON text, keys in this order (what ``json.dumps`` of the
-    envelope dictionary gives, with the fixed parts encoded once)."""
-    encode = _ENCODER.encode
-    meta = encode(dict(metadata)) if metadata is not None else "null"
-    return (
-        f'{{"event_id":{encode(event_id)},"event_type":{encode(topic)},'
-        f'"event_timestamp":{encode(timestamp)},{_ENVELOPE_FIXED},'
-        f'"correlation_id":{encode(correlation_id)},"data_schema_uri":null,'
-        f'"data":{data_json},"metadata":{meta}}}'
-    )
-
-
-_ENVELOPE_FIXED = _ENCODER.encode(
-    {"source_service": SOURCE_SERVICE, "schema_version": SCHEMA_VERSION}
-)[1:-1]
-
-
-# Worked out once, when the module is loaded (never changed): the shapes of the event classes.
-_SHAPES: Mapping[type, _Shape] = MappingProxyType(
-    {c: _shape(c) for c in (*_ROUTES, ConfirmedAssociation)}
-)
+def envelope_metadata(event: DomainEvent) -> dict[str, Any] | None:
+    """The §5.1 envelope's ``metadata`` of an event: the version after the change for a class
+    or student event (§8), the batch, class and partition key for confirmed associations
+    (§5.2), nothing for a notification."""
+    if isinstance(event, StudentAssociationsConfirmedV1):
+        batch_id = str(event.batch_id)
+        return {"batch_id": batch_id, "class_id": str(event.class_id), "partition_key": batch_id}
+    if isinstance(event, _VERSIONED):
+        return {"aggregate_version": event.aggregate_version}
+    return None
 
 
 def notifications_of(events: Sequence[DomainEvent]) -> list[TeacherNotification]:

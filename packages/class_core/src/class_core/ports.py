@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 from uuid import UUID
 
 from attrs import frozen
@@ -368,6 +368,33 @@ class ChangeLog(Protocol):
 class Outbox(Protocol):
     async def add(self, messages: Sequence[OutboxMessage]) -> None:
         """Record events inside the current transaction."""
+        ...
+
+
+class EnvelopeRenderer(Protocol):
+    """The outbox's wire format (implemented at the edge: ``adapters_sql.envelopes``).
+
+    A unit of work renders each recorded event once, at commit, and stores the text: the
+    event id and bytes never change across relay retries. The core holds no JSON."""
+
+    def render(
+        self,
+        event: DomainEvent,
+        *,
+        event_id: UUID,
+        correlation_id: UUID,
+        at: datetime,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> OutboxMessage:
+        """The event as an outbox message: topic and key (§5.2), headers and the §5.1
+        envelope's text with ``metadata`` (by default :func:`~class_core.events.
+        envelope_metadata`) and the current trace context as a ``traceparent`` header."""
+        ...
+
+    def erase(self, payload: str, student_id: UUID, former: Sequence[str]) -> str | None:
+        """A stored envelope rewritten for an erased student (§10, by
+        :func:`~class_core.privacy.scrub_data`; same event id), or ``None`` when it carries
+        none of the student's personal data."""
         ...
 
 

@@ -1,15 +1,16 @@
 """Erasure's rules for copies of a student's personal data outside the student row (§10).
 
-Pure functions, shared by every storage adapter: which suggestion reasons to drop, and how an
-outbox envelope that carries a student's former names is rewritten with the erased values
-(same envelope, same event id) or recognised as not carrying them at all.
+Pure functions on plain data, shared by every storage adapter: which suggestion reasons to
+drop, and how an event's ``data`` that carries a student's former names is rewritten with the
+erased values or recognised as not carrying them at all. The outbox adapter applies the
+latter to its stored envelopes (``EnvelopeRenderer.erase``: same envelope, same event id).
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 from uuid import UUID
 
@@ -19,21 +20,22 @@ ERASED_FULL_NAME = f"{ERASED_FIRST_NAME} {ERASED_LAST_NAME}"
 # Shorter values are only replaced where they are a whole text (a first name "Bo" must not
 # rewrite every "Bo" inside other words of the same event).
 _MIN_SUBSTRING = 3
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
 # A student's own fields in an event's data, a notification's payload or a name object, and
-# what erasure leaves in them.
-_ERASED_FIELDS: dict[str, Any] = {
-    "first_name": ERASED_FIRST_NAME,
-    "last_name": ERASED_LAST_NAME,
-    "legal_full_name": None,
-    "full_legal_name": ERASED_FULL_NAME,
-    "full_name": ERASED_FULL_NAME,
-    "student_name": ERASED_FULL_NAME,
-    "student_email": None,
-    "email": None,
-    "external_id": None,
-    "aliases": [],
-}
+# what erasure leaves in them (a constant table).
+_ERASED_FIELDS: Mapping[str, Any] = MappingProxyType(
+    {
+        "first_name": ERASED_FIRST_NAME,
+        "last_name": ERASED_LAST_NAME,
+        "legal_full_name": None,
+        "full_legal_name": ERASED_FULL_NAME,
+        "full_name": ERASED_FULL_NAME,
+        "student_name": ERASED_FULL_NAME,
+        "student_email": None,
+        "email": None,
+        "external_id": None,
+        "aliases": [],
+    }
+)
 
 
 def _folded(values: Sequence[str]) -> list[str]:
@@ -66,7 +68,8 @@ def _scrub(value: Any, sid: str, former: Sequence[str], own: bool) -> Any:
         out: dict[str, Any] = {}
         for key, item in value.items():
             if own and key in _ERASED_FIELDS:
-                out[key] = _ERASED_FIELDS[key]
+                erased = _ERASED_FIELDS[key]
+                out[key] = list(erased) if isinstance(erased, list) else erased
             else:
                 out[key] = _scrub(item, sid, former, own)
         return out
@@ -77,21 +80,13 @@ def _scrub(value: Any, sid: str, former: Sequence[str], own: bool) -> Any:
     return value
 
 
-def scrub_envelope(payload: str, student_id: UUID, former: Sequence[str]) -> str | None:
-    """The outbox envelope rewritten with the erased values when it carries the student's
-    personal data, else ``None`` (leave the row alone).
+def scrub_data(data: Any, student_id: UUID, former: Sequence[str]) -> Any | None:
+    """An event's ``data`` (plain data, as an envelope carries it) with the erased values,
+    or ``None`` when it carries none of the student's personal data (leave it alone).
 
-    Only envelopes that name the student's id are considered (another student's event is
-    never touched). In them, the student's own fields (names, email, legal name, external
-    id, aliases) take the erased values whatever they held (an earlier name too), and any
-    former value left in a text is replaced."""
-    sid = str(student_id)
-    if sid not in payload:
-        return None
-    envelope = json.loads(payload)
-    data = envelope.get("data")
-    scrubbed = _scrub(data, sid, former, False)
-    if scrubbed == data:
-        return None
-    envelope["data"] = scrubbed
-    return str(_ENCODER.encode(envelope))
+    In it, the student's own fields (names, email, legal name, external id, aliases: in any
+    object whose ``student_id`` is the student's, or in the whole of an event about the
+    student) take the erased values whatever they held (an earlier name too), and any former
+    value left in a text is replaced. Another student's objects are never touched."""
+    scrubbed = _scrub(data, str(student_id), former, False)
+    return None if scrubbed == data else scrubbed

@@ -4,8 +4,9 @@ A use case records the events of its change with ``uow.record(events, correlatio
 the unit of work writes everything recorded to the outbox at :meth:`commit`, in one insert,
 in the same transaction (both adapters hold a :class:`RecordedEvents`). That is the one path
 from a change to the outbox: the API's use cases, the timeout sweep and the roster import
-alike. Each event gets its id and its envelope text here, once, so that neither changes
-across relay retries.
+alike. Each event gets its id when recorded and its envelope text (from the unit of work's
+:class:`~class_core.ports.EnvelopeRenderer`) once, at commit, so that neither changes across
+relay retries.
 """
 
 from __future__ import annotations
@@ -17,15 +18,9 @@ from uuid import UUID
 
 from attrs import define, field
 
-from class_core.events import (
-    DomainEvent,
-    OutboxMessage,
-    TeacherNotification,
-    build_outbox_message,
-    notifications_of,
-)
+from class_core.events import DomainEvent, OutboxMessage, TeacherNotification, notifications_of
 from class_core.ids import uuid4_many
-from class_core.ports import Outbox
+from class_core.ports import EnvelopeRenderer, Outbox
 
 _Recorded = tuple[DomainEvent, UUID, UUID, datetime]  # event, its id, correlation id, time
 
@@ -39,19 +34,18 @@ class RecordedMessages(Sequence[OutboxMessage]):
     the events were recorded; the text never changes once rendered.
     """
 
-    def __init__(self, recorded: list[_Recorded]) -> None:
+    def __init__(self, recorded: list[_Recorded], renderer: EnvelopeRenderer) -> None:
         self._recorded = recorded
+        self._render = renderer.render
         self._rendered: list[OutboxMessage] = []
 
     def __len__(self) -> int:
         return len(self._recorded)
 
     def _upto(self, index: int) -> None:
-        rendered, recorded = self._rendered, self._recorded
+        rendered, recorded, render = self._rendered, self._recorded, self._render
         for e, event_id, correlation_id, at in recorded[len(rendered) : index + 1]:
-            rendered.append(
-                build_outbox_message(e, event_id=event_id, correlation_id=correlation_id, at=at)
-            )
+            rendered.append(render(e, event_id=event_id, correlation_id=correlation_id, at=at))
 
     @overload
     def __getitem__(self, index: int) -> OutboxMessage: ...
@@ -77,8 +71,10 @@ class RecordedMessages(Sequence[OutboxMessage]):
 
 @define
 class RecordedEvents:
-    """The events recorded so far in one unit of work, with their ids."""
+    """The events recorded so far in one unit of work, with their ids; ``renderer`` turns
+    them into outbox messages when they are taken."""
 
+    renderer: EnvelopeRenderer
     recorded: list[_Recorded] = field(factory=list)
 
     def record(
@@ -106,4 +102,4 @@ class RecordedEvents:
         """Everything recorded, as outbox messages, emptied (at commit, or when the unit of
         work is entered)."""
         taken, self.recorded = self.recorded, []
-        return RecordedMessages(taken)
+        return RecordedMessages(taken, self.renderer)

@@ -16,8 +16,8 @@ from class_core.errors import ConfigurationError
 
 PREFIX = "CLASS_MANAGEMENT_SERVICE_"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./class_management.db"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 def _name(var: str) -> str:

@@ -25,8 +25,9 @@ class SpanFactory(Protocol):
     ) -> AbstractContextManager[object]: ...
 
 
+# What :func:`install` set (process-wide registration, like ``logging``'s handlers: not a cache).
 _factory: SpanFactory | None = None
-_engine_hooks: list[Callable[[object], None]] = []
+_engine_hook: Callable[[object], None] | None = None
 
 
 def install(
@@ -34,11 +35,9 @@ def install(
 ) -> None:
     """Route :func:`span` to ``factory`` and call ``engine_hook`` for every engine created
     from now on (``None``: back to no tracing)."""
-    global _factory
+    global _factory, _engine_hook
     _factory = factory
-    _engine_hooks.clear()
-    if engine_hook is not None:
-        _engine_hooks.append(engine_hook)
+    _engine_hook = engine_hook
 
 
 def active() -> bool:
@@ -63,5 +62,6 @@ def span(
 
 def engine_created(engine: object) -> None:
     """Called by the SQL adapter for each new engine (to trace its statements)."""
-    for hook in _engine_hooks:
+    hook = _engine_hook
+    if hook is not None:
         hook(engine)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from functools import cache
 
 from class_core.errors import FieldError, ValidationError
 
@@ -121,12 +120,7 @@ def fold(value: str) -> str:
     decomposition, combining marks dropped, case-folded, NFC."""
     if value.isascii():  # NFKD and NFC leave ASCII as it is, and it has no combining marks
         return value.casefold()
-    stripped = unicodedata.normalize("NFKD", value).translate(_combining_marks()).casefold()
+    combining = unicodedata.combining
+    decomposed = unicodedata.normalize("NFKD", value)
+    stripped = "".join([ch for ch in decomposed if not combining(ch)]).casefold()
     return stripped if stripped.isascii() else unicodedata.normalize("NFC", stripped)
-
-
-@cache
-def _combining_marks() -> dict[int, None]:
-    """A ``str.translate`` table deleting every character of non-zero combining class
-    (built once, on first use: about 900 entries, a scan of all code points)."""
-    return {cp: None for cp in range(0x110000) if unicodedata.combining(chr(cp))}

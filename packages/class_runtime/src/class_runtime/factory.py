@@ -91,7 +91,7 @@ async def open_runtime(
     feed = FeedPolicy(settings.changes_retention_days)
     async with open_notifier(settings) as notifier:
         if settings.use_mock_repository:
-            store = InMemoryStore()
+            store = InMemoryStore(adapters_sql.ENVELOPES)
             rt = Runtime(
                 uow=store.unit_of_work,
                 notifier=notifier,

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 from uuid import UUID
 
 import attrs
@@ -41,8 +41,14 @@ from class_core.model import (
     Student,
     ValidationStatus,
 )
-from class_core.ports import FeedRead, OutboxStatus, RealtimeNotifier, StoredOutboxMessage
-from class_core.privacy import scrub_envelope, scrub_reasons
+from class_core.ports import (
+    EnvelopeRenderer,
+    FeedRead,
+    OutboxStatus,
+    RealtimeNotifier,
+    StoredOutboxMessage,
+)
+from class_core.privacy import scrub_reasons
 from class_core.queries import BatchQuery, ClassQuery, StudentQuery
 from class_core.recording import RecordedEvents
 from class_core.runtime import MatchingPolicy, Runtime
@@ -98,10 +104,41 @@ class _Tables:
         )
 
 
-class InMemoryStore:
-    """The shared state of every in-memory unit of work (one process)."""
+class _NoRenderer:
+    """What an :class:`InMemoryStore` built without a renderer has: fine until an event must
+    be written to (or erased from) its outbox."""
 
-    def __init__(self) -> None:
+    def _missing(self) -> RuntimeError:
+        return RuntimeError(
+            "this InMemoryStore has no envelope renderer to write events to its outbox: "
+            "build it with InMemoryStore(renderer=...), e.g. adapters_sql.envelopes.ENVELOPES"
+        )
+
+    def render(
+        self,
+        event: DomainEvent,
+        *,
+        event_id: UUID,
+        correlation_id: UUID,
+        at: datetime,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> OutboxMessage:
+        raise self._missing()
+
+    def erase(self, payload: str, student_id: UUID, former: Sequence[str]) -> str | None:
+        raise self._missing()
+
+
+class InMemoryStore:
+    """The shared state of every in-memory unit of work (one process).
+
+    ``renderer`` renders recorded events as the outbox stores them (the core holds no wire
+    format: whoever builds the store passes the adapter's, e.g.
+    ``adapters_sql.envelopes.ENVELOPES``); without one, a commit that records events fails
+    and changes nothing."""
+
+    def __init__(self, renderer: EnvelopeRenderer | None = None) -> None:
+        self.renderer: EnvelopeRenderer = renderer if renderer is not None else _NoRenderer()
         self.tables = _Tables()
         self.lock = asyncio.Lock()
         self.next_seq = 1
@@ -657,7 +694,7 @@ class InMemoryPersonalData(_Repo):
                 if reasons != a.match_reasons:
                     t.associations[essay_id] = attrs.evolve(a, match_reasons=reasons)
         for seq, row in list(t.outbox.items()):
-            rewritten = scrub_envelope(row.message.payload, student_id, former)
+            rewritten = self._uow.store.renderer.erase(row.message.payload, student_id, former)
             if rewritten is None:
                 continue
             if row.published_at is not None:
@@ -752,7 +789,7 @@ class InMemoryUnitOfWork:
         self.touched: dict[UUID, datetime] = {}
         self.added_outbox = False
         self._committed = False
-        self._recorded = RecordedEvents()
+        self._recorded = RecordedEvents(store.renderer)
 
     def record(
         self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime
@@ -897,9 +934,12 @@ def memory_runtime(
     notifier: RealtimeNotifier | None = None,
     policy: MatchingPolicy | None = None,
     feed: FeedPolicy | None = None,
+    *,
+    renderer: EnvelopeRenderer | None = None,
 ) -> Runtime:
-    """A :class:`Runtime` on the in-memory adapters."""
-    store = store or InMemoryStore()
+    """A :class:`Runtime` on the in-memory adapters (on a new :class:`InMemoryStore` with
+    ``renderer`` unless ``store`` is given)."""
+    store = store or InMemoryStore(renderer)
     return Runtime(
         uow=store.unit_of_work,
         clock=clock or SystemClock(),
