@@ -2,8 +2,8 @@
 
 Creates a fresh PostgreSQL database on the server of ``pg_url`` (dropped afterwards),
 generates a roster CSV (``rows`` students in ten classes created by the import), and times
-the real import path: the CLI's CSV reader, the core's ``import_students`` use case
-(validation, matching by email, events) and the SQL adapter's bulk statements, events
+the real import path: the CLI's CSV reader and overlapped import driver over the core's
+import steps (validation, matching by email, events) and the SQL adapter's bulk statements, events
 written to the outbox in the same transactions. The same-run reference is a raw asyncpg
 ``COPY`` of the same student rows into the same table (for another owner) — what the
 database alone can take.
@@ -30,9 +30,10 @@ from sqlalchemy.engine import make_url
 import adapters_sql
 from bench.results import Measurement, format_table, write_json
 from class_cli.gc_tuning import fewer_collections
+from class_cli.import_pipeline import import_students_overlapped
 from class_core.runtime import RequestContext
 from class_core.text import search_key
-from class_core.use_cases.imports import ImportOptions, import_students
+from class_core.use_cases.imports import ImportOptions
 from class_runtime.roster_csv import open_roster
 
 TARGET_STUDENTS_PER_SECOND = 30_000.0
@@ -94,7 +95,7 @@ async def _time_import(url: str, csv_path: Path, rows: int) -> tuple[float, floa
         started, cpu = time.perf_counter(), time.process_time()
         with fewer_collections():  # as `class-admin import students` runs it
             roster = open_roster(csv_path, 1 << 40)
-            summary = await import_students(
+            summary = await import_students_overlapped(
                 rt, RequestContext(OWNER), roster.rows(), ImportOptions()
             )
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
