@@ -20,6 +20,7 @@ import csv
 import secrets
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
@@ -33,7 +34,7 @@ from class_cli.gc_tuning import fewer_collections
 from class_cli.import_pipeline import import_students_overlapped
 from class_core.runtime import RequestContext
 from class_core.text import search_key
-from class_core.use_cases.imports import ImportOptions
+from class_core.use_cases.imports import ImportOptions, ImportSummary, import_students
 from class_runtime.roster_csv import open_roster
 
 TARGET_STUDENTS_PER_SECOND = 30_000.0
@@ -88,16 +89,19 @@ async def _drop_database(server_url: str, name: str) -> None:
         await conn.close()
 
 
-async def _time_import(url: str, csv_path: Path, rows: int) -> tuple[float, float]:
+Driver = Callable[..., Awaitable[ImportSummary]]
+
+
+async def _time_import(
+    url: str, csv_path: Path, rows: int, driver: Driver = import_students_overlapped
+) -> tuple[float, float]:
     engine = adapters_sql.create_engine(url, pool_size=2, max_overflow=0)
     try:
         rt = adapters_sql.build_sql_runtime(engine)
         started, cpu = time.perf_counter(), time.process_time()
         with fewer_collections():  # as `class-admin import students` runs it
             roster = open_roster(csv_path, 1 << 40)
-            summary = await import_students_overlapped(
-                rt, RequestContext(OWNER), roster.rows(), ImportOptions()
-            )
+            summary = await driver(rt, RequestContext(OWNER), roster.rows(), ImportOptions())
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         await engine.dispose()
@@ -153,17 +157,29 @@ async def _time_copy(url: str, rows: int) -> float:
 
 
 async def run(pg_url: str, rows: int = 100_000) -> list[Measurement]:
-    """Import ``rows`` students into a fresh database; the reference is COPY of the same rows."""
-    name, url = await _create_database(pg_url)
-    try:
-        await adapters_sql.upgrade(url)
-        with tempfile.TemporaryDirectory() as tmp:
-            csv_path = Path(tmp) / "roster.csv"
-            write_roster(csv_path, rows)
-            import_seconds, python_cpu = await _time_import(url, csv_path, rows)
-        copy_seconds = await _time_copy(url, rows)
-    finally:
-        await _drop_database(pg_url, name)
+    """Import ``rows`` students into a fresh database; the reference is COPY of the same rows.
+    Then the same import through the core's sequential loop into another fresh database: what
+    ``class-admin``'s overlapped driver is worth (issue 13)."""
+    seconds: dict[str, tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        csv_path = Path(tmp) / "roster.csv"
+        write_roster(csv_path, rows)
+        for label, driver in (
+            ("overlapped", import_students_overlapped),
+            ("sequential", import_students),
+        ):
+            name, url = await _create_database(pg_url)
+            try:
+                await adapters_sql.upgrade(url)
+                seconds[label] = await _time_import(url, csv_path, rows, driver)
+                if label == "overlapped":
+                    copy_seconds = await _time_copy(url, rows)
+            finally:
+                await _drop_database(pg_url, name)
+    (import_seconds, python_cpu), (sequential_seconds, sequential_cpu) = (
+        seconds["overlapped"],
+        seconds["sequential"],
+    )
     return [
         Measurement(
             name=f"roster import ({rows:,} students, validation + events)",
@@ -176,7 +192,18 @@ async def run(pg_url: str, rows: int = 100_000) -> list[Measurement]:
                 f"import {import_seconds:.2f} s (of which Python CPU {python_cpu:.2f} s), "
                 f"COPY {copy_seconds:.2f} s"
             ),
-        )
+        ),
+        Measurement(
+            name=f"roster import ({rows:,}), the core's sequential loop",
+            value=rows / sequential_seconds,
+            unit="students/s",
+            reference_name="class-admin's overlapped driver",
+            reference_value=rows / import_seconds,
+            note=(
+                f"sequential {sequential_seconds:.2f} s (Python CPU {sequential_cpu:.2f} s), "
+                f"overlapped {import_seconds:.2f} s"
+            ),
+        ),
     ]
 
 
