@@ -156,18 +156,19 @@ async def _time_copy(url: str, rows: int) -> float:
         await conn.close()
 
 
-async def run(pg_url: str, rows: int = 100_000) -> list[Measurement]:
+async def run(pg_url: str, rows: int = 100_000, *, sequential: bool = False) -> list[Measurement]:
     """Import ``rows`` students into a fresh database; the reference is COPY of the same rows.
-    Then the same import through the core's sequential loop into another fresh database: what
-    ``class-admin``'s overlapped driver is worth (issue 13)."""
+    With ``sequential`` (``python -m bench`` asks for it), also the same import through the
+    core's sequential loop into another fresh database: what ``class-admin``'s overlapped
+    driver is worth (issue 13)."""
     seconds: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = Path(tmp) / "roster.csv"
         write_roster(csv_path, rows)
-        for label, driver in (
-            ("overlapped", import_students_overlapped),
-            ("sequential", import_students),
-        ):
+        drivers: list[tuple[str, Driver]] = [("overlapped", import_students_overlapped)]
+        if sequential:
+            drivers.append(("sequential", import_students))
+        for label, driver in drivers:
             name, url = await _create_database(pg_url)
             try:
                 await adapters_sql.upgrade(url)
@@ -176,11 +177,8 @@ async def run(pg_url: str, rows: int = 100_000) -> list[Measurement]:
                     copy_seconds = await _time_copy(url, rows)
             finally:
                 await _drop_database(pg_url, name)
-    (import_seconds, python_cpu), (sequential_seconds, sequential_cpu) = (
-        seconds["overlapped"],
-        seconds["sequential"],
-    )
-    return [
+    import_seconds, python_cpu = seconds["overlapped"]
+    measured = [
         Measurement(
             name=f"roster import ({rows:,} students, validation + events)",
             value=rows / import_seconds,
@@ -192,7 +190,13 @@ async def run(pg_url: str, rows: int = 100_000) -> list[Measurement]:
                 f"import {import_seconds:.2f} s (of which Python CPU {python_cpu:.2f} s), "
                 f"COPY {copy_seconds:.2f} s"
             ),
-        ),
+        )
+    ]
+    if not sequential:
+        return measured
+    sequential_seconds, sequential_cpu = seconds["sequential"]
+    return [
+        *measured,
         Measurement(
             name=f"roster import ({rows:,}), the core's sequential loop",
             value=rows / sequential_seconds,
@@ -212,8 +216,13 @@ def main() -> None:
     parser.add_argument("--database-url", required=True, help="a PostgreSQL server URL")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="also time the core's sequential loop (what the overlapped driver is worth)",
+    )
     args = parser.parse_args()
-    results = asyncio.run(run(args.database_url, args.rows))
+    results = asyncio.run(run(args.database_url, args.rows, sequential=args.sequential))
     print(format_table(results))
     for m in results:
         print(f"  {m.name}: {m.note}")
