@@ -32,7 +32,7 @@ def _sizes(quick: bool) -> dict[str, dict[str, Any]]:
     if quick:
         return {
             "http": {"duration": 2.0, "warmup": 0.5, "rounds": 1},
-            "import": {"rows": 5_000},
+            "import": {"rows": 5_000, "sequential": True},
             "http_import": {"rows": 2_000, "rounds": 1},
             "matching": {"batches": 10, "essays_per_batch": 200},
             "relay": {"prefill": 2_000, "rate": 200.0, "seconds": 2.0},
@@ -50,7 +50,7 @@ def _sizes(quick: bool) -> dict[str, dict[str, Any]]:
         }
     return {
         "http": {"duration": 5.0, "warmup": 1.0, "rounds": 3},
-        "import": {"rows": 100_000},
+        "import": {"rows": 100_000, "sequential": True},
         "http_import": {"rows": 20_000, "rounds": 2},
         "matching": {"batches": 100, "essays_per_batch": 200},
         "relay": {"prefill": 20_000, "rate": 200.0, "seconds": 10.0},

@@ -2,8 +2,8 @@
 
 Creates a fresh PostgreSQL database on the server of ``pg_url`` (dropped afterwards),
 generates a roster CSV (``rows`` students in ten classes created by the import), and times
-the real import path: the CLI's CSV reader, the core's ``import_students`` use case
-(validation, matching by email, events) and the SQL adapter's bulk statements, events
+the real import path: the CLI's CSV reader and overlapped import driver over the core's
+import steps (validation, matching by email, events) and the SQL adapter's bulk statements, events
 written to the outbox in the same transactions. The same-run reference is a raw asyncpg
 ``COPY`` of the same student rows into the same table (for another owner) — what the
 database alone can take.
@@ -20,6 +20,7 @@ import csv
 import secrets
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
@@ -30,9 +31,10 @@ from sqlalchemy.engine import make_url
 import adapters_sql
 from bench.results import Measurement, format_table, write_json
 from class_cli.gc_tuning import fewer_collections
+from class_cli.import_pipeline import import_students_overlapped
 from class_core.runtime import RequestContext
 from class_core.text import search_key
-from class_core.use_cases.imports import ImportOptions, import_students
+from class_core.use_cases.imports import ImportOptions, ImportSummary, import_students
 from class_runtime.roster_csv import open_roster
 
 TARGET_STUDENTS_PER_SECOND = 30_000.0
@@ -87,16 +89,19 @@ async def _drop_database(server_url: str, name: str) -> None:
         await conn.close()
 
 
-async def _time_import(url: str, csv_path: Path, rows: int) -> tuple[float, float]:
+Driver = Callable[..., Awaitable[ImportSummary]]
+
+
+async def _time_import(
+    url: str, csv_path: Path, rows: int, driver: Driver = import_students_overlapped
+) -> tuple[float, float]:
     engine = adapters_sql.create_engine(url, pool_size=2, max_overflow=0)
     try:
         rt = adapters_sql.build_sql_runtime(engine)
         started, cpu = time.perf_counter(), time.process_time()
         with fewer_collections():  # as `class-admin import students` runs it
             roster = open_roster(csv_path, 1 << 40)
-            summary = await import_students(
-                rt, RequestContext(OWNER), roster.rows(), ImportOptions()
-            )
+            summary = await driver(rt, RequestContext(OWNER), roster.rows(), ImportOptions())
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         await engine.dispose()
@@ -151,19 +156,29 @@ async def _time_copy(url: str, rows: int) -> float:
         await conn.close()
 
 
-async def run(pg_url: str, rows: int = 100_000) -> list[Measurement]:
-    """Import ``rows`` students into a fresh database; the reference is COPY of the same rows."""
-    name, url = await _create_database(pg_url)
-    try:
-        await adapters_sql.upgrade(url)
-        with tempfile.TemporaryDirectory() as tmp:
-            csv_path = Path(tmp) / "roster.csv"
-            write_roster(csv_path, rows)
-            import_seconds, python_cpu = await _time_import(url, csv_path, rows)
-        copy_seconds = await _time_copy(url, rows)
-    finally:
-        await _drop_database(pg_url, name)
-    return [
+async def run(pg_url: str, rows: int = 100_000, *, sequential: bool = False) -> list[Measurement]:
+    """Import ``rows`` students into a fresh database; the reference is COPY of the same rows.
+    With ``sequential`` (``python -m bench`` asks for it), also the same import through the
+    core's sequential loop into another fresh database: what ``class-admin``'s overlapped
+    driver is worth (issue 13)."""
+    seconds: dict[str, tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        csv_path = Path(tmp) / "roster.csv"
+        write_roster(csv_path, rows)
+        drivers: list[tuple[str, Driver]] = [("overlapped", import_students_overlapped)]
+        if sequential:
+            drivers.append(("sequential", import_students))
+        for label, driver in drivers:
+            name, url = await _create_database(pg_url)
+            try:
+                await adapters_sql.upgrade(url)
+                seconds[label] = await _time_import(url, csv_path, rows, driver)
+                if label == "overlapped":
+                    copy_seconds = await _time_copy(url, rows)
+            finally:
+                await _drop_database(pg_url, name)
+    import_seconds, python_cpu = seconds["overlapped"]
+    measured = [
         Measurement(
             name=f"roster import ({rows:,} students, validation + events)",
             value=rows / import_seconds,
@@ -177,6 +192,23 @@ async def run(pg_url: str, rows: int = 100_000) -> list[Measurement]:
             ),
         )
     ]
+    if not sequential:
+        return measured
+    sequential_seconds, sequential_cpu = seconds["sequential"]
+    return [
+        *measured,
+        Measurement(
+            name=f"roster import ({rows:,}), the core's sequential loop",
+            value=rows / sequential_seconds,
+            unit="students/s",
+            reference_name="class-admin's overlapped driver",
+            reference_value=rows / import_seconds,
+            note=(
+                f"sequential {sequential_seconds:.2f} s (Python CPU {sequential_cpu:.2f} s), "
+                f"overlapped {import_seconds:.2f} s"
+            ),
+        ),
+    ]
 
 
 def main() -> None:
@@ -184,8 +216,13 @@ def main() -> None:
     parser.add_argument("--database-url", required=True, help="a PostgreSQL server URL")
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="also time the core's sequential loop (what the overlapped driver is worth)",
+    )
     args = parser.parse_args()
-    results = asyncio.run(run(args.database_url, args.rows))
+    results = asyncio.run(run(args.database_url, args.rows, sequential=args.sequential))
     print(format_table(results))
     for m in results:
         print(f"  {m.name}: {m.note}")

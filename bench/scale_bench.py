@@ -51,11 +51,12 @@ from bench.results import Measurement
 from bench.scale_seed import ScaleSize, seed, settle
 from bench.services import free_port, fresh_database
 from class_cli.gc_tuning import fewer_collections
+from class_cli.import_pipeline import import_students_overlapped
 from class_core.model import Association, Batch, BatchStatus, ValidationMethod, ValidationStatus
 from class_core.runtime import RequestContext, Runtime
 from class_core.text import search_key
 from class_core.use_cases.classes import CreateClass, create_class
-from class_core.use_cases.imports import ImportOptions, import_students
+from class_core.use_cases.imports import ImportOptions
 from class_core.use_cases.matching import expire_due_batches
 from class_core.use_cases.students import CreateStudent, PersonName, create_student
 from class_runtime.roster_csv import open_roster
@@ -257,7 +258,9 @@ async def _import_seconds(rt: Runtime, owner: str, path: Path, rows: int) -> flo
     started = time.perf_counter()
     with fewer_collections():
         roster = open_roster(path, 1 << 40)
-        summary = await import_students(rt, RequestContext(owner), roster.rows(), ImportOptions())
+        summary = await import_students_overlapped(
+            rt, RequestContext(owner), roster.rows(), ImportOptions()
+        )
     seconds = time.perf_counter() - started
     if (summary.created, summary.failed) != (rows, 0):
         raise RuntimeError(f"import for {owner}: {summary}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 from uuid import UUID, uuid4
@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from adapters_sql.envelopes import ENVELOPES
+from class_cli.import_pipeline import import_students_overlapped
 from class_core.errors import DependencyUnavailableError, NotFoundError
 from class_core.events import (
     CLASS_CREATED,
@@ -41,8 +42,14 @@ from class_core.use_cases.students import CreateStudent, PersonName, create_stud
 OWNER = "teacher-1"
 
 
+# import_students or class_cli's import_students_overlapped (the same signature)
+Driver = Callable[..., Awaitable[ImportSummary]]
+DRIVERS = {"sequential": import_students, "overlapped": import_students_overlapped}
+
+
 class Env:
-    def __init__(self) -> None:
+    def __init__(self, driver: Driver = import_students) -> None:
+        self.import_students = driver
         self.store = InMemoryStore(ENVELOPES)
         self.clock = FixedClock()
         self.notifier = RecordingNotifier()
@@ -54,7 +61,7 @@ class Env:
     async def run(
         self, rows: Sequence[RosterRow], owner: str = OWNER, **options: Any
     ) -> ImportSummary:
-        return await import_students(self.rt, self.ctx(owner), rows, ImportOptions(**options))
+        return await self.import_students(self.rt, self.ctx(owner), rows, ImportOptions(**options))
 
     def topics(self) -> list[str]:
         return [m.topic for m in InMemoryOutboxStore(self.store).messages()]
@@ -99,9 +106,11 @@ def counts(s: ImportSummary) -> tuple[int, int, int, int]:
     return (s.created, s.updated, s.unchanged, s.failed)
 
 
-@pytest.fixture
-def env() -> Env:
-    return Env()
+@pytest.fixture(params=sorted(DRIVERS))
+def env(request: pytest.FixtureRequest) -> Env:
+    """Each case runs through the core's sequential loop and through the CLI's driver that
+    plans a chunk while the previous one is written: the outcome must be the same."""
+    return Env(DRIVERS[request.param])
 
 
 async def test_creates_students_and_classes_with_the_api_events_but_no_student_notifications(
@@ -352,7 +361,7 @@ async def test_a_database_outage_reports_the_chunks_already_committed(env: Env) 
     rt.uow = flaky
     rows = [row(i) for i in range(2, 12)]
     with pytest.raises(ImportInterruptedError) as caught:
-        await import_students(rt, env.ctx(), rows, ImportOptions(chunk_size=4))
+        await env.import_students(rt, env.ctx(), rows, ImportOptions(chunk_size=4))
 
     summary = caught.value.summary
     assert (summary.created, summary.rows, summary.last_line) == (8, 8, 9)
@@ -391,3 +400,93 @@ async def test_a_student_created_concurrently_is_matched_on_retry(env: Env) -> N
 
     assert counts(summary) == (2, 1, 0, 0)
     assert env.students()["s3@school.se"].first_name == "Ada"
+
+
+async def test_duplicates_and_classes_are_seen_across_many_small_chunks(env: Env) -> None:
+    """Chunks of one record: each planned while the one before it may still be written."""
+    rows = [
+        row(2, email="a@s.se"),
+        row(3, email="b@s.se", class_name="7A", course="ENG5"),
+        row(4, email="c@s.se", class_name="7a"),
+        row(5, first="Other", email="A@s.se", class_name="7A"),
+        row(6, email="d@s.se", class_name="7A", course="SV1"),
+        row(7, email="e@s.se", class_name="8B", course="SV1"),
+        row(8, email="f@s.se", class_name="8b"),
+    ]
+    summary = await env.run(rows, chunk_size=1)
+
+    assert counts(summary) == (5, 0, 0, 2)
+    assert [e.row for e in summary.errors] == [5, 6]
+    assert summary.errors[0].errors == ("email: a@s.se already appears on line 2",)
+    assert summary.classes_created == ["7A", "8B"]
+    by_name = {c.name: c for c in env.classes()}
+    assert len(env.members(by_name["7A"].id)) == 2
+    assert len(env.members(by_name["8B"].id)) == 2
+    assert env.topics().count(CLASS_CREATED) == 2
+    assert (summary.rows, summary.last_line) == (7, 8)
+
+
+async def test_a_class_created_by_the_import_and_archived_meanwhile_is_not_joined(
+    env: Env,
+) -> None:
+    """A chunk joining a class that the chunk before it created: archived between that
+    chunk's commit and this one's write, the row is refused (§9.2) whatever the driver."""
+
+    def archive_7a(summary: ImportSummary) -> None:
+        if summary.rows == 2:  # the chunk that created 7A has committed
+            for cls in env.store.tables.classes.values():
+                if cls.name == "7A":
+                    cls.archive(env.clock.now())
+
+    rows = [row(2), row(3, class_name="7A", course="ENG5"), row(4, class_name="7A")]
+    summary = await env.import_students(
+        env.rt, env.ctx(), rows, ImportOptions(chunk_size=1), archive_7a
+    )
+
+    assert counts(summary) == (2, 0, 0, 1)
+    assert summary.errors[0].row == 4
+    assert "CLASS_ARCHIVED" in summary.errors[0].errors[0]
+    (cls,) = env.classes()
+    assert len(env.members(cls.id)) == 1
+
+
+class _RaceAtUnitOfWork(InMemoryUnitOfWork):
+    """Another writer creates the student with ``email`` just before the bulk insert of the
+    chunk that has it (once)."""
+
+    racer: Student | None = None
+
+    @classmethod
+    def raced(cls) -> bool:
+        return cls.racer is None
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        original = self.students.add_many
+
+        async def add_many(students: Sequence[Student]) -> None:
+            racer = _RaceAtUnitOfWork.racer
+            if racer is not None and any(s.email == racer.email for s in students):
+                _RaceAtUnitOfWork.racer = None
+                self.store.tables.students[racer.id] = racer  # committed elsewhere meanwhile
+                self.tables.students[racer.id] = racer
+            await original(students)
+
+        self.students.add_many = add_many  # type: ignore[method-assign]
+        return self
+
+
+async def test_a_race_lost_by_a_later_chunk_replans_it_and_the_one_after(env: Env) -> None:
+    now = env.clock.now()
+    _RaceAtUnitOfWork.racer = Student(
+        uuid4(), OWNER, "Other", "Writer", None, "s5@school.se", now, now
+    )
+    env.rt.uow = lambda: _RaceAtUnitOfWork(env.store)
+
+    summary = await env.run([row(i) for i in range(2, 9)], chunk_size=2)
+
+    assert _RaceAtUnitOfWork.raced()
+    assert counts(summary) == (6, 1, 0, 0)
+    assert (summary.rows, summary.last_line) == (7, 8)
+    assert env.students()["s5@school.se"].first_name == "Ada"
+    assert len(env.students()) == 7

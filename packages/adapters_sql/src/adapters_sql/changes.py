@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
+from adapters_sql.bulk import copy_records, use_copy
 from adapters_sql.classes import _count_of
 from adapters_sql.mapping import class_from_row
 from adapters_sql.schema import change_feed_key, changes, classes, students
@@ -99,6 +100,8 @@ _PG_WRITE_ONE = text(
     bindparam("op", type_=Text()),
     bindparam("version", type_=Integer()),
 )
+_XID = text("SELECT pg_current_xact_id()::text::bigint")
+_COPY_COLUMNS = ("entity", "object_id", "owner_id", "op", "version", "at", "xid")
 _PG_FEW = 16  # up to this many changes: _PG_WRITE_ONE per row; more: _PG_WRITE
 # SQLite: ``OR REPLACE`` deletes an object's old row and inserts it anew with the next
 # ``seq`` (AUTOINCREMENT: never a used one).
@@ -188,6 +191,10 @@ class SqlChangeLog:
         if not keys:
             return
         at = max(c.at for c in changes_.values())
+        if self._tx.is_postgresql:
+            keys = await self._copy_new_students(keys, changes_, owners, at)
+            if not keys:
+                return
         # In (entity, id) order, on every path: two commits lock shared rows in one order.
         rows: list[dict[str, object]] = [
             {
@@ -217,6 +224,29 @@ class SqlChangeLog:
                     "versions": [r["version"] for r in rows],
                 },
             )
+
+    async def _copy_new_students(
+        self,
+        keys: list[ChangeKey],
+        changes_: Mapping[ChangeKey, PendingChange],
+        owners: Mapping[ChangeKey, str],
+        at: datetime,
+    ) -> list[ChangeKey]:
+        """``COPY`` the rows of the students this transaction inserted by ``COPY`` (an import
+        chunk's new students: no row of theirs can exist, so no upsert is needed; measured in
+        docs/performance.md, "Roster import: overlap and memory"); the other keys remain."""
+        new = self._tx.copied_students
+        fresh = [k for k in keys if k[0] is Entity.STUDENT and k[1] in new]
+        if not use_copy(self._tx, len(fresh)):
+            return keys
+        xid = (await self._tx.execute(_XID)).scalar_one()
+        records = (
+            (e.value, i, c.owner_id or owners[k], c.op.value, c.version, at, xid)
+            for k in fresh
+            for e, i, c in ((k[0], k[1], changes_[k]),)
+        )
+        await copy_records(self._tx, changes, _COPY_COLUMNS, records)
+        return [k for k in keys if not (k[0] is Entity.STUDENT and k[1] in new)]
 
     async def _owners_of_touched(
         self, changes_: Mapping[ChangeKey, PendingChange]

@@ -370,6 +370,7 @@ class SqlStudentRepository:
             # Students with aliases (rarer) take the INSERT below.
             records = map(student_record, plain)
             await copy_records(self._tx, students, STUDENT_RECORD_COLUMNS, records)
+            self._tx.copied_students.update(s.id for s in plain)
             inserted = [s for s in students_ if s.aliases]
         else:
             inserted = list(students_)

@@ -65,6 +65,9 @@ class SqlTransaction:
         # Students whose version went up without an event (a class deletion's members): the
         # unit of work adds them to the change feed at commit.
         self.touched: dict[UUID, datetime] = {}
+        # Students inserted in this transaction by a bulk COPY (an import's chunk): no change
+        # feed row can exist for them yet, so the feed's rows for them are COPYed too.
+        self.copied_students: set[UUID] = set()
 
     def bind(self, conn: AsyncConnection | None, driver: Any = None) -> None:
         """Use ``conn``; ``driver`` is its asyncpg connection in a read-only unit of work."""
@@ -72,6 +75,7 @@ class SqlTransaction:
         self._driver = driver if self.read_only else None
         self._autocommit = False
         self.touched = {}
+        self.copied_students = set()
 
     @property
     def conn(self) -> AsyncConnection:

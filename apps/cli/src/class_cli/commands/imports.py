@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from class_cli.gc_tuning import fewer_collections
+from class_cli.import_pipeline import import_students_overlapped
 from class_cli.runner import (
     OWNER_FLAGS,
     ExitCode,
@@ -39,7 +40,6 @@ from class_core.use_cases.imports import (
     ImportOptions,
     ImportSummary,
     file_emails,
-    import_students,
 )
 from class_core.use_cases.imports import Progress as ProgressCallback
 from class_runtime.roster_csv import (
@@ -178,7 +178,7 @@ def _import(
         with _progress(roster, show=not as_json and sys.stderr.isatty()) as on_progress:
             async with state.runtime() as (rt, _):
                 try:
-                    return await import_students(
+                    return await import_students_overlapped(
                         rt,
                         RequestContext(owner),
                         roster.rows(),

@@ -27,6 +27,7 @@ same import is a row error.
 
 from __future__ import annotations
 
+import itertools
 import unicodedata
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -198,7 +199,7 @@ class _State:
 
 
 @define
-class _Plan:
+class ChunkPlan:
     """One chunk's decisions, written in one transaction."""
 
     now: datetime
@@ -215,10 +216,44 @@ class _Plan:
     removed: list[Student] = field(factory=list)
     items: list[ImportItem] = field(factory=list)
     actor: str = ""  # ``import:<import_id>``: who the history says acted
+    after: ChunkPlan | None = None
+    """The previous chunk's plan when this one is planned before that one has committed
+    (:meth:`RosterImport.plan`): its emails, external ids and new classes count as taken."""
+    borrowed: set[UUID] = field(factory=set)
+    """Classes of ``after.new_classes`` that this chunk's rows join: not yet committed when
+    planned, so locked and checked when this chunk is written."""
 
     @property
     def changed(self) -> bool:
         return bool(self.created or self.updated or self.removed)
+
+    def earlier_email(self, state: _State, email: str) -> int | None:
+        """The line of an earlier record of the import with ``email``, if any."""
+        plan: ChunkPlan | None = self
+        while plan is not None:
+            if (line := plan.emails.get(email)) is not None:
+                return line
+            plan = plan.after
+        return state.emails.get(email)
+
+    def earlier_external_id(self, state: _State, external_id: str) -> int | None:
+        plan: ChunkPlan | None = self
+        while plan is not None:
+            if (line := plan.external_ids.get(external_id)) is not None:
+                return line
+            plan = plan.after
+        return state.external_ids.get(external_id)
+
+    def planned_class(self, key: str, *, joined: bool = True) -> SchoolClass | None:
+        """A class this chunk, or the uncommitted chunk before it, creates (``joined``: a
+        row of this chunk joins it)."""
+        if (cls := self.new_classes.get(key)) is not None:
+            return cls
+        if self.after is not None and (cls := self.after.new_classes.get(key)) is not None:
+            if joined:
+                self.borrowed.add(cls.id)
+            return cls
+        return None
 
 
 def _clean(value: str, name: str, errors: list[str]) -> str:
@@ -328,13 +363,77 @@ async def import_students(
     ``emails_in_file`` is :func:`file_emails` of the whole file (read before the first chunk;
     without it ``rows`` is read into memory to find them). A database outage raises
     :class:`ImportInterruptedError` with the summary of the chunks already committed.
+
+    The chunks are applied one after another (:meth:`RosterImport.apply`); a caller that
+    wants a chunk's planning to overlap the previous chunk's write drives the same steps
+    itself (``class_cli.import_pipeline``).
     """
-    if options.chunk_size < 1:
-        raise ValueError("chunk_size must be at least 1")
-    state = _State()
-    if options.class_id is not None:
-        async with rt.read() as uow:
-            state.fixed_class = await uow.classes.get(ctx.user_id, options.class_id)
+    if options.sync and emails_in_file is None:
+        rows = list(rows)
+        emails_in_file = file_emails(rows)
+    run = RosterImport(rt, ctx, options, on_progress, emails_in_file=emails_in_file)
+    await run.start()
+    records = iter(rows)
+    while (chunk := run.next_chunk(records)) is not None:
+        try:
+            await run.apply(chunk)
+        except DependencyUnavailableError as exc:
+            raise ImportInterruptedError(run.summary) from exc
+    return run.summary
+
+
+@frozen
+class Chunk:
+    """Records of the file read and validated together; applied in one transaction."""
+
+    checked: list[_Valid | RowError]
+    line: int  # physical line of its last record (0: none)
+
+    @property
+    def valid(self) -> list[_Valid]:
+        return [c for c in self.checked if isinstance(c, _Valid)]
+
+
+class RosterImport:
+    """One import's steps, each plain and sequential: :meth:`start`, then per chunk
+    :meth:`next_chunk` and :meth:`apply` (= :meth:`plan`, :meth:`write` and commit in one
+    unit of work, then :meth:`committed`). ``summary`` covers the committed chunks.
+
+    A chunk may be planned before the previous one has committed (``plan(…, after=)``: that
+    plan's emails, external ids and classes count as taken); it must then be written only
+    after the previous one committed, and planned again (:meth:`apply`) if that one failed.
+    """
+
+    def __init__(
+        self,
+        rt: Runtime,
+        ctx: RequestContext,
+        options: ImportOptions = ImportOptions(),
+        on_progress: Progress | None = None,
+        *,
+        emails_in_file: Collection[str] | None = None,
+    ) -> None:
+        if options.chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        if options.sync and emails_in_file is None:
+            raise ValueError("a sync import needs the file's emails")
+        self.rt, self.ctx, self.options, self.on_progress = rt, ctx, options, on_progress
+        self.summary = ImportSummary()
+        self._state = _State()
+        if options.sync:
+            self._state.file_emails = frozenset(emails_in_file or ())
+        else:
+            self._state.synced = True
+        self._started = False
+
+    async def start(self) -> None:
+        """Check ``options.class_id`` (before anything is written)."""
+        state, options = self._state, self.options
+        self._started = True
+        if options.class_id is None:
+            return
+        async with self.rt.read() as uow:
+            state.fixed_class = await uow.classes.get(self.ctx.user_id, options.class_id)
         if state.fixed_class is None:
             raise NotFoundError("Class", options.class_id)
         if options.source is ImportSource.HTTP and class_is_archived(state.fixed_class):
@@ -342,31 +441,111 @@ async def import_students(
             # judged one by one instead (§9.2: a member's row is applied, a joining student's
             # is a row error CLASS_ARCHIVED).
             raise ClassArchivedError()
-    if options.sync:
-        if emails_in_file is None:
-            rows = list(rows)
-            emails_in_file = file_emails(rows)
-        state.file_emails = frozenset(emails_in_file)
-    else:
+
+    def next_chunk(self, records: Iterator[RosterRow]) -> Chunk | None:
+        """The next ``chunk_size`` records, validated; ``None`` when there are no more (a
+        sync import of an empty file still has one empty chunk: its removals)."""
+        chunk = self.check(itertools.islice(records, self.options.chunk_size))
+        if not chunk.checked and self._state.synced:
+            return None
+        return chunk
+
+    @staticmethod
+    def check(rows: Iterable[RosterRow]) -> Chunk:
+        """``rows`` validated as one chunk (at most ``chunk_size`` of them)."""
+        checked: list[_Valid | RowError] = []
+        line = 0
+        for row in rows:
+            checked.append(validate_row(row))
+            line = row.line
+        return Chunk(checked, line)
+
+    async def apply(self, chunk: Chunk) -> ChunkPlan:
+        """Plan the chunk and (unless a dry run) write and commit it in one transaction;
+        a chunk that lost a race is planned again."""
+        assert self._started, "start() first"
+        rt, options = self.rt, self.options
+        retry_with: dict[str, SchoolClass] = {}
+        attempt = 0
+        while True:
+            attempt += 1
+            notes: list[TeacherNotification] = []
+            plan: ChunkPlan | None = None
+            try:
+                async with rt.uow() as uow:
+                    plan = await self.plan(uow, chunk, new_classes=retry_with)
+                    if not options.dry_run:
+                        notes = await self.write(uow, plan)
+                        await uow.commit()
+            except ConflictError as exc:
+                # An email was taken concurrently: nothing of this chunk was written; plan it
+                # again (classes it creates keep their ids, as the summary names them once).
+                # A refused sync is an answer, not a race.
+                if isinstance(exc, ImportThresholdExceededError) or attempt >= _CONFLICT_RETRIES:
+                    raise
+                retry_with = plan.new_classes if plan is not None else retry_with
+                continue
+            self.committed(chunk, plan, notes)
+            return plan
+
+    async def plan(
+        self,
+        uow: UnitOfWork,
+        chunk: Chunk,
+        *,
+        after: ChunkPlan | None = None,
+        new_classes: dict[str, SchoolClass] | None = None,
+    ) -> ChunkPlan:
+        """Decide what the chunk does (reads and locks only, in ``uow``). ``after``: the
+        previous chunk's plan when that one is not committed yet (see the class)."""
+        state, ctx = self._state, self.ctx
+        plan = ChunkPlan(
+            self.rt.now(),
+            new_classes=dict(new_classes or {}),
+            actor=import_actor(state.import_id),
+            after=after,
+        )
+        if not state.synced and after is None:
+            await _plan_removals(uow, ctx, state, plan, self.options)
+        await _plan(uow, ctx, state, chunk.valid, plan)
+        if self.options.dry_run:
+            plan.items.clear()  # nothing is recorded: the summary has no import_id
+        return plan
+
+    async def write(self, uow: UnitOfWork, plan: ChunkPlan) -> list[TeacherNotification]:
+        """Write the plan, the import's record and items and the events in ``uow`` (its
+        caller commits). Raises :class:`ConflictError` when a class the plan borrowed from
+        the previous chunk is gone or archived: plan the chunk again."""
+        plan.after = None  # the previous chunk has committed: the import's state has it
+        if plan.borrowed:
+            fresh = await uow.classes.get_many(self.ctx.user_id, plan.borrowed, lock=True)
+            if len(fresh) < len(plan.borrowed) or any(map(class_is_archived, fresh.values())):
+                raise ConflictError("a class created by this import changed meanwhile")
+        await _write(uow, plan)
+        await _record_import(uow, self.ctx, self._state, plan, self.options)
+        return uow.record(plan.events, self.ctx.correlation_id, plan.now)
+
+    def committed(
+        self, chunk: Chunk, plan: ChunkPlan, notes: Sequence[TeacherNotification] = ()
+    ) -> None:
+        """The chunk is committed (or, on a dry run, planned): remember what it decided,
+        count it, publish its notifications, report progress."""
+        state = self._state
+        plan.after = None
+        state.emails.update(plan.emails)
+        state.external_ids.update(plan.external_ids)
+        state.classes.update(plan.new_classes)
         state.synced = True
-    summary = ImportSummary()
-    records = iter(rows)
-    while True:
-        checked, line = _read_chunk(records, options.chunk_size)
-        if not checked and state.synced:
-            return summary
-        try:
-            plan = await _apply_chunk(rt, ctx, state, checked, options)
-        except DependencyUnavailableError as exc:
-            raise ImportInterruptedError(summary) from exc
-        _done(summary, checked, line, plan, on_progress)
+        state.recorded = state.recorded or (plan.changed and not self.options.dry_run)
+        self.rt.notifier.publish(list(notes))
+        _done(self.summary, chunk.checked, chunk.line, plan, self.on_progress)
 
 
 def _done(
     summary: ImportSummary,
     checked: Sequence[_Valid | RowError],
     line: int,
-    plan: _Plan,
+    plan: ChunkPlan,
     on_progress: Progress | None,
 ) -> None:
     summary.classes_created.extend(c.name for c in plan.new_classes.values())
@@ -387,71 +566,15 @@ def _done(
         on_progress(summary)
 
 
-def _read_chunk(records: Iterator[RosterRow], size: int) -> tuple[list[_Valid | RowError], int]:
-    """The next ``size`` records, validated."""
-    checked: list[_Valid | RowError] = []
-    line = 0
-    for row in records:
-        checked.append(validate_row(row))
-        line = row.line
-        if len(checked) >= size:
-            break
-    return checked, line
-
-
 def _line(error: RowError) -> int:
     return error.row
-
-
-async def _apply_chunk(
-    rt: Runtime,
-    ctx: RequestContext,
-    state: _State,
-    checked: Sequence[_Valid | RowError],
-    options: ImportOptions,
-) -> _Plan:
-    """Plan the chunk and (unless a dry run) write and commit it in one transaction."""
-    valid = [c for c in checked if isinstance(c, _Valid)]
-    retry_with: dict[str, SchoolClass] = {}
-    attempt = 0
-    while True:
-        attempt += 1
-        plan = _Plan(rt.now(), new_classes=dict(retry_with), actor=import_actor(state.import_id))
-        notes: list[TeacherNotification] = []
-        try:
-            async with rt.uow() as uow:
-                if not state.synced:
-                    await _plan_removals(uow, ctx, state, plan, options)
-                await _plan(uow, ctx, state, valid, plan)
-                if options.dry_run:
-                    plan.items.clear()  # nothing is recorded: the summary has no import_id
-                else:
-                    await _write(uow, plan)
-                    await _record_import(uow, ctx, state, plan, options)
-                    notes = uow.record(plan.events, ctx.correlation_id, plan.now)
-                    await uow.commit()
-        except ConflictError as exc:
-            # An email was taken concurrently: nothing of this chunk was written; plan it
-            # again (classes it creates keep their ids, as the summary names them once).
-            # A refused sync is an answer, not a race.
-            if isinstance(exc, ImportThresholdExceededError) or attempt >= _CONFLICT_RETRIES:
-                raise
-            retry_with = plan.new_classes
-            continue
-        state.emails.update(plan.emails)
-        state.external_ids.update(plan.external_ids)
-        state.classes.update(plan.new_classes)
-        state.synced = True
-        state.recorded = state.recorded or (plan.changed and not options.dry_run)
-        rt.notifier.publish(notes)
-        return plan
 
 
 async def _plan_removals(
     uow: UnitOfWork,
     ctx: RequestContext,
     state: _State,
-    plan: _Plan,
+    plan: ChunkPlan,
     options: ImportOptions,
 ) -> None:
     """Sync mode: decide which members leave the class, refusing (before anything is
@@ -485,7 +608,7 @@ async def _plan_removals(
 
 
 async def _record_import(
-    uow: UnitOfWork, ctx: RequestContext, state: _State, plan: _Plan, options: ImportOptions
+    uow: UnitOfWork, ctx: RequestContext, state: _State, plan: ChunkPlan, options: ImportOptions
 ) -> None:
     """The import's record (first chunk that changed something) or its added counts, and
     the chunk's items, in the chunk's transaction."""
@@ -503,7 +626,7 @@ async def _record_import(
 
 
 async def _plan(
-    uow: UnitOfWork, ctx: RequestContext, state: _State, valid: Sequence[_Valid], plan: _Plan
+    uow: UnitOfWork, ctx: RequestContext, state: _State, valid: Sequence[_Valid], plan: ChunkPlan
 ) -> None:
     """Decide, record by record, what the chunk does (reads only)."""
     for new in plan.new_classes.values():  # planned again after a conflict: same classes
@@ -519,7 +642,7 @@ async def _plan(
         v.class_name
         for v in valid
         if v.class_name is not None
-        and v.class_name.casefold() not in plan.new_classes
+        and plan.planned_class(v.class_name.casefold(), joined=False) is None
         and v.class_name.casefold() not in state.classes
     }
     looked_up: dict[str, list[SchoolClass]] = {name.casefold(): [] for name in unseen}
@@ -534,7 +657,7 @@ async def _plan(
     holders = await uow.students.by_external_ids(owner, wanted_ids) if wanted_ids else {}
     new_ids = iter(uuid4_many(len(valid)))
     for v in valid:
-        earlier = plan.emails.get(v.email) or state.emails.get(v.email)
+        earlier = plan.earlier_email(state, v.email)
         if earlier is not None and earlier != v.line:
             plan.errors.append(
                 RowError(v.line, (f"email: {v.email} already appears on line {earlier}",))
@@ -595,13 +718,13 @@ async def _lock_named_classes(
 
 
 def _external_id_taken(
-    state: _State, plan: _Plan, v: _Valid, student: Student | None, holders: dict[str, Student]
+    state: _State, plan: ChunkPlan, v: _Valid, student: Student | None, holders: dict[str, Student]
 ) -> RowError | None:
     """A row error when the record's external id is on an earlier line of the file or is
     another student's (§9.1: unique per owner)."""
     if v.external_id is None:
         return None
-    earlier = plan.external_ids.get(v.external_id) or state.external_ids.get(v.external_id)
+    earlier = plan.earlier_external_id(state, v.external_id)
     if earlier is not None and earlier != v.line:
         return RowError(
             v.line,
@@ -616,7 +739,7 @@ def _external_id_taken(
 
 
 def _create(
-    plan: _Plan,
+    plan: ChunkPlan,
     ctx: RequestContext,
     state: _State,
     v: _Valid,
@@ -650,7 +773,7 @@ def _create(
 
 
 def _update(
-    plan: _Plan,
+    plan: ChunkPlan,
     ctx: RequestContext,
     state: _State,
     v: _Valid,
@@ -701,7 +824,7 @@ async def _class_for(
     uow: UnitOfWork,
     ctx: RequestContext,
     state: _State,
-    plan: _Plan,
+    plan: ChunkPlan,
     v: _Valid,
     looked_up: dict[str, list[SchoolClass]],
 ) -> SchoolClass | RowError:
@@ -709,7 +832,7 @@ async def _class_for(
     ``looked_up``: the chunk's names already looked up (a name absent there is looked up)."""
     assert v.class_name is not None
     key = v.class_name.casefold()
-    entry: _ClassEntry | None = plan.new_classes.get(key) or state.classes.get(key)
+    entry: _ClassEntry | None = plan.planned_class(key) or state.classes.get(key)
     if entry is None:
         found = looked_up.get(key)
         if found is None:
@@ -741,18 +864,18 @@ async def _class_for(
     return entry
 
 
-def _new_class(plan: _Plan, ctx: RequestContext, name: str, course_code: str) -> SchoolClass:
+def _new_class(plan: ChunkPlan, ctx: RequestContext, name: str, course_code: str) -> SchoolClass:
     cls = SchoolClass(uuid4(), ctx.user_id, name, course_code, plan.now, plan.now)
     _class_events(plan, ctx, cls)
     return cls
 
 
-def _class_events(plan: _Plan, ctx: RequestContext, cls: SchoolClass) -> None:
+def _class_events(plan: ChunkPlan, ctx: RequestContext, cls: SchoolClass) -> None:
     """The same events as creating the class over the API."""
     plan.events.extend(class_created_events(cls, ctx, plan.now))
 
 
-async def _write(uow: UnitOfWork, plan: _Plan) -> None:
+async def _write(uow: UnitOfWork, plan: ChunkPlan) -> None:
     for cls in plan.new_classes.values():
         await uow.classes.add(cls)
     if plan.created:
@@ -768,7 +891,7 @@ async def _write(uow: UnitOfWork, plan: _Plan) -> None:
     await uow.history.add(plan.history)
 
 
-def _left(plan: _Plan, student: Student) -> list[UUID]:
+def _left(plan: ChunkPlan, student: Student) -> list[UUID]:
     return [
         i.class_id
         for i in plan.items
