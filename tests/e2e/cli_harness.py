@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -106,3 +107,15 @@ async def topic_counts(url: str) -> dict[str, int]:
 async def table_counts(url: str) -> dict[str, int]:
     tables = ("cms_classes", "cms_students", "cms_class_students", "cms_outbox")
     return {t: await scalar(url, f"SELECT count(*) FROM {t}") for t in tables}
+
+
+async def query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """``sql``'s rows as tuples, on a PostgreSQL or an SQLite (``sqlite+aiosqlite:///…``)
+    database, straight from the driver (not through the service)."""
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.split("///", 1)[1])
+        try:
+            return list(conn.execute(sql).fetchall())
+        finally:
+            conn.close()
+    return [tuple(r) for r in await fetch(url.replace("+asyncpg", ""), sql)]

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
@@ -33,6 +34,7 @@ from class_core.runtime import Runtime
 from class_core.settings import Settings
 from class_core.testing import InMemoryOutboxStore, InMemoryStore, memory_runtime
 from class_core.use_cases.matching import IngestResult, ingest_suggestions
+from tests.e2e.cli_harness import inproc
 
 T = TypeVar("T")
 
@@ -223,3 +225,20 @@ async def memory_api() -> AsyncIterator[ApiHarness]:
     app = create_app(settings_for(), runtime=memory_runtime(store))
     async with AsyncTestClient(app) as client:
         yield ApiHarness(client, "memory", InMemoryOutboxStore(store))
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def new_database(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Awaitable[str]]:
+    """For CLI tests on both databases: a function that makes a new database of the kind under
+    test, migrated to head (PostgreSQL through ``pg_database_factory``; SQLite by
+    ``class-admin db upgrade`` on a file of the test's own), in the test's own loop."""
+    if request.param == "postgres":
+        factory: Callable[..., Awaitable[str]] = request.getfixturevalue("pg_database_factory")
+        return lambda: factory(migrated=True)
+
+    async def sqlite_url() -> str:
+        found = f"sqlite+aiosqlite:///{tmp_path / 'cms.db'}"
+        assert (await inproc(found, "db", "upgrade")).exit_code == 0
+        return found
+
+    return sqlite_url

@@ -3,48 +3,20 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
-import pytest
-
-from tests.e2e.cli_harness import as_json, fetch, inproc
+from tests.e2e.cli_harness import as_json, inproc, query
 
 TEACHER = "teacher-lifecycle-cli"
 OTHER = "teacher-someone-else"
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
-def make_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Awaitable[str]]:
-    if request.param == "postgres":
-        factory: Callable[..., Awaitable[str]] = request.getfixturevalue("pg_database_factory")
-        return lambda: factory(migrated=True)
-
-    async def sqlite_url() -> str:
-        found = f"sqlite+aiosqlite:///{tmp_path / 'cms.db'}"
-        assert (await inproc(found, "db", "upgrade")).exit_code == 0
-        return found
-
-    return sqlite_url
-
-
-async def _query(url: str, sql: str) -> list[tuple[Any, ...]]:
-    if url.startswith("sqlite"):
-        conn = sqlite3.connect(url.split("///", 1)[1])
-        try:
-            return list(conn.execute(sql).fetchall())
-        finally:
-            conn.close()
-    return [tuple(r) for r in await fetch(url.replace("+asyncpg", ""), sql)]
-
-
 async def test_archive_unarchive_and_list_by_status(
-    make_url: Callable[[], Awaitable[str]],
+    new_database: Callable[[], Awaitable[str]],
 ) -> None:
-    url = await make_url()
+    url = await new_database()
     made = await inproc(
         url, "classes", "create", "--owner", TEACHER, "--name", "9A", "--course", "ENG5", "--json"
     )
@@ -58,7 +30,7 @@ async def test_archive_unarchive_and_list_by_status(
     assert body["archived_at"] is not None
     again = await inproc(url, "classes", "archive", cid, "--as", TEACHER, "--json")
     assert as_json(again.stdout) == body  # idempotent
-    updates = await _query(
+    updates = await query(
         url, "SELECT count(*) FROM cms_outbox WHERE topic = 'huleedu.class.updated.v1'"
     )
     assert updates == [(1,)]
@@ -82,9 +54,9 @@ async def test_archive_unarchive_and_list_by_status(
 
 
 async def test_import_external_ids_and_archived_classes(
-    make_url: Callable[[], Awaitable[str]], tmp_path: Path
+    new_database: Callable[[], Awaitable[str]], tmp_path: Path
 ) -> None:
-    url = await make_url()
+    url = await new_database()
     roster = tmp_path / "roster.csv"
     roster.write_text(
         "first_name,last_name,email,external_id,class_name,course_code\n"
@@ -100,7 +72,7 @@ async def test_import_external_ids_and_archived_classes(
     [error] = summary["errors"]
     assert error["row"] == 3
     assert "DUPLICATE_EXTERNAL_ID" in error["errors"][0]
-    stored = await _query(url, "SELECT email, external_id FROM cms_students ORDER BY email")
+    stored = await query(url, "SELECT email, external_id FROM cms_students ORDER BY email")
     assert stored == [("ada@s.example", "SIS-1"), ("cy@s.example", None)]
 
     listed = await inproc(url, "classes", "list", "--owner", TEACHER, "--json")
@@ -119,4 +91,4 @@ async def test_import_external_ids_and_archived_classes(
     assert (summary["created"], summary["unchanged"], summary["failed"]) == (0, 2, 1)
     assert summary["errors"][0]["row"] == 3
     assert "CLASS_ARCHIVED" in summary["errors"][0]["errors"][0]
-    assert await _query(url, "SELECT count(*) FROM cms_students") == [(2,)]
+    assert await query(url, "SELECT count(*) FROM cms_students") == [(2,)]

@@ -5,15 +5,11 @@ request."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
-import pytest
-
-from tests.e2e.cli_harness import as_json, fetch, inproc, one_line
+from tests.e2e.cli_harness import as_json, inproc, one_line, query
 
 TEACHER = "teacher-privacy-cli"
 OTHER = "teacher-someone-else"
@@ -24,45 +20,20 @@ CSV = (
 )
 
 
-@pytest.fixture(params=["postgres", "sqlite"])
-def make_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Awaitable[str]]:
-    """A migrated database of the kind under test (made in the test's own loop)."""
-    if request.param == "postgres":
-        factory: Callable[..., Awaitable[str]] = request.getfixturevalue("pg_database_factory")
-        return lambda: factory(migrated=True)
-
-    async def sqlite_url() -> str:
-        found = f"sqlite+aiosqlite:///{tmp_path / 'cms.db'}"
-        assert (await inproc(found, "db", "upgrade")).exit_code == 0
-        return found
-
-    return sqlite_url
-
-
-async def _query(url: str, sql: str) -> list[tuple[Any, ...]]:
-    if url.startswith("sqlite"):
-        conn = sqlite3.connect(url.split("///", 1)[1])
-        try:
-            return list(conn.execute(sql).fetchall())
-        finally:
-            conn.close()
-    return [tuple(r) for r in await fetch(url.replace("+asyncpg", ""), sql)]
-
-
 async def test_an_operator_answers_access_and_erasure_requests(
-    make_url: Callable[[], Awaitable[str]], tmp_path: Path
+    new_database: Callable[[], Awaitable[str]], tmp_path: Path
 ) -> None:
-    url = await make_url()
+    url = await new_database()
     roster = tmp_path / "roster.csv"
     roster.write_text(CSV, encoding="utf-8")
     imported = await inproc(url, "import", "students", str(roster), "--owner", TEACHER, "--json")
     assert imported.exit_code == 0, imported.output
-    [(raw_id, protected)] = await _query(
+    [(raw_id, protected)] = await query(
         url, "SELECT id, protected_identity FROM cms_students WHERE email = 'zq@skolan.example'"
     )
     sid = str(UUID(str(raw_id)))
     assert bool(protected) is True
-    payloads = "".join(p for (p,) in await _query(url, "SELECT payload FROM cms_outbox"))
+    payloads = "".join(p for (p,) in await query(url, "SELECT payload FROM cms_outbox"))
     assert "Quillfeather" not in payloads
     assert "zq@skolan.example" not in payloads
     assert f"Student {sid.replace('-', '')[:8]}" in payloads
@@ -102,8 +73,8 @@ async def test_an_operator_answers_access_and_erasure_requests(
 
     after = as_json((await inproc(url, "students", "export", sid, "--as", TEACHER)).stdout)
     assert [h["action"] for h in after["history"]][-2:] == ["removed_from_class", "erased"]
-    dump = json.dumps(await _query(url, "SELECT * FROM cms_students"), default=str)
-    dump += "".join(p for (p,) in await _query(url, "SELECT payload FROM cms_outbox"))
+    dump = json.dumps(await query(url, "SELECT * FROM cms_students"), default=str)
+    dump += "".join(p for (p,) in await query(url, "SELECT payload FROM cms_outbox"))
     assert "Quillfeather" not in dump
     assert "zq@skolan.example" not in dump
     assert "Otto" in dump
