@@ -125,13 +125,13 @@ class UpdateStudentIn(_Input):
 
     def command(self) -> UpdateStudent:
         name = self.person_name
+        if isinstance(name, UnsetType):
+            name = PersonNameUpdateIn()  # every name field absent
         aliases = self.aliases
         return UpdateStudent(
-            first_name=CORE_UNSET if isinstance(name, UnsetType) else given(name.first_name),
-            last_name=CORE_UNSET if isinstance(name, UnsetType) else given(name.last_name),
-            legal_full_name=CORE_UNSET
-            if isinstance(name, UnsetType)
-            else given(name.legal_full_name),
+            first_name=given(name.first_name),
+            last_name=given(name.last_name),
+            legal_full_name=given(name.legal_full_name),
             email=given(self.email),
             add_class_ids=tuple(self.add_class_ids),
             remove_class_ids=tuple(self.remove_class_ids),

@@ -29,7 +29,6 @@ from class_core.import_records import (
 from class_core.model import HistoryEntry, Page, SchoolClass, Student
 from class_core.ports import UnitOfWork
 from class_core.runtime import RequestContext, Runtime
-from class_core.use_cases.imports import class_is_archived
 from class_core.use_cases.students import change_history
 
 PURGE_BATCH = 500
@@ -67,7 +66,7 @@ def _skip_reason(
         cls = classes.get(item.class_id) if item.class_id else None
         if cls is None:
             return DELETED
-        if class_is_archived(cls):
+        if cls.is_archived:
             return CLASS_ARCHIVED
     if student.version != item.version_after:
         return CHANGED_SINCE

@@ -341,11 +341,6 @@ def file_emails(rows: Iterable[RosterRow]) -> frozenset[str]:
     return frozenset(email_key(r.email) for r in rows if r.email.strip())
 
 
-def class_is_archived(cls: SchoolClass) -> bool:
-    """§9.2: whether ``cls`` is archived (it then takes no new members: import, undo)."""
-    return cls.is_archived
-
-
 async def import_students(
     rt: Runtime,
     ctx: RequestContext,
@@ -436,7 +431,7 @@ class RosterImport:
             state.fixed_class = await uow.classes.get(self.ctx.user_id, options.class_id)
         if state.fixed_class is None:
             raise NotFoundError("Class", options.class_id)
-        if options.source is ImportSource.HTTP and class_is_archived(state.fixed_class):
+        if options.source is ImportSource.HTTP and state.fixed_class.is_archived:
             # The route names the class: refused whole (§9.4). The CLI's --class-id rows are
             # judged one by one instead (§9.2: a member's row is applied, a joining student's
             # is a row error CLASS_ARCHIVED).
@@ -519,7 +514,7 @@ class RosterImport:
         plan.after = None  # the previous chunk has committed: the import's state has it
         if plan.borrowed:
             fresh = await uow.classes.get_many(self.ctx.user_id, plan.borrowed, lock=True)
-            if len(fresh) < len(plan.borrowed) or any(map(class_is_archived, fresh.values())):
+            if len(fresh) < len(plan.borrowed) or any(c.is_archived for c in fresh.values()):
                 raise ConflictError("a class created by this import changed meanwhile")
         await _write(uow, plan)
         await _record_import(uow, self.ctx, self._state, plan, self.options)
@@ -677,7 +672,7 @@ async def _plan(
             cls = found
         if (
             cls is not None
-            and class_is_archived(cls)
+            and cls.is_archived
             and (student is None or cls.id not in student.class_ids)
         ):
             # Joining an archived class is refused (§9.2); a member already stays one.
