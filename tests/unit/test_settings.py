@@ -269,3 +269,75 @@ def test_start_up_summary_never_shows_the_password() -> None:
     assert redacted_url("sqlite+aiosqlite:///./class_management.db") == (
         "sqlite+aiosqlite:///./class_management.db"
     )
+
+
+# The order in which the variables are checked: when several are bad, the first of this list is
+# the one reported (whichever package owns it).
+CHECK_ORDER = [
+    ("DATABASE_URL", "mysql://h/db"),
+    ("USE_MOCK_REPOSITORY", "maybe"),
+    ("REDIS_URL", "http://cache:6379"),
+    ("PORT", "0"),
+    ("ASSOCIATION_TIMEOUT_HOURS", "-1"),
+    ("CONFIDENCE_THRESHOLD", "high"),
+    ("CONFIDENCE_MARGIN", "2"),
+    ("MAX_DEADLINE_DAYS", "0"),
+    ("TIMEOUT_CHECK_INTERVAL_SECONDS", "0"),
+    ("DATABASE_POOL_SIZE", "0"),
+    ("DATABASE_MAX_OVERFLOW", "-1"),
+    ("KAFKA_ENABLE_IDEMPOTENCE", "perhaps"),
+    ("RUN_WORKERS", "2"),
+    ("LOG_LEVEL", "LOUD"),
+    ("LOG_FORMAT", "xml"),
+    ("OUTBOX_MAX_ATTEMPTS", "0"),
+    ("OUTBOX_RETENTION_DAYS", "-1"),
+    ("CHANGES_RETENTION_DAYS", "0"),
+    ("IMPORT_MAX_BYTES", "0"),
+    ("HTTP_IMPORT_MAX_BYTES", "0"),
+    ("CONSUMER_MAX_ATTEMPTS", "0"),
+    ("KAFKA_SECURITY_PROTOCOL", "BOGUS"),
+    ("KAFKA_SASL_MECHANISM", "MD5"),
+    ("SCHEDULER_HTTP_PORT", "-1"),
+]
+ORDER_PAIRS = [
+    (first, second)
+    for i, first in enumerate(CHECK_ORDER)
+    for second in CHECK_ORDER[i + 1 :]
+    if first[0] != second[0]
+]
+
+
+@pytest.mark.parametrize(("first", "second"), ORDER_PAIRS, ids=lambda pair: pair[0])
+def test_of_two_bad_variables_the_first_checked_is_reported(
+    first: tuple[str, str], second: tuple[str, str]
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(env(**dict([first, second])))
+    assert info.value.variable == P + first[0]
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        # The SASL checks run after CONSUMER_MAX_ATTEMPTS and before SCHEDULER_HTTP_PORT.
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "SCHEDULER_HTTP_PORT": "-1"},
+            "KAFKA_SASL_USERNAME",
+        ),
+        ({"KAFKA_SASL_PASSWORD": "p", "SCHEDULER_HTTP_PORT": "x"}, "KAFKA_SASL_PASSWORD"),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "CONSUMER_MAX_ATTEMPTS": "0"},
+            "CONSUMER_MAX_ATTEMPTS",
+        ),
+        ({"KAFKA_SASL_USERNAME": "u", "HTTP_IMPORT_MAX_BYTES": "0"}, "HTTP_IMPORT_MAX_BYTES"),
+        # A --database-url override hides a bad DATABASE_URL in the environment.
+        ({"DATABASE_URL": "mysql://h/db", "PORT": "0"}, "PORT"),
+    ],
+)
+def test_cross_checks_and_overrides_keep_their_place_in_the_order(
+    values: dict[str, str], named: str
+) -> None:
+    overrides = {"database_url": "sqlite:///x.db"} if "DATABASE_URL" in values else {}
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(env(**values), **overrides)
+    assert info.value.variable == P + named
