@@ -422,3 +422,16 @@ def test_replace_by_name_or_by_part_and_unknown_names_are_refused() -> None:
     assert Settings.of(use_mock_repository=True).database_kind == "memory"
     with pytest.raises(TypeError, match="no_such_setting"):
         Settings.of(no_such_setting=1)
+
+
+def test_the_configuration_page_lists_the_variables_in_the_order_they_are_checked() -> None:
+    import re
+    from pathlib import Path
+
+    from class_runtime.settings import CHECK_ORDER as CHECKED
+
+    page = Path(__file__).parents[2] / "docs" / "configuration.md"
+    rows = [line for line in page.read_text().splitlines() if line.startswith("| `")]
+    table = rows[: rows.index(next(r for r in rows if r.startswith("| `class_core`")))]
+    listed = [name for row in table for name in re.findall(r"`([A-Z_]+)`", row.split("|")[1])]
+    assert listed == list(CHECKED)
