@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from adapters_messaging import Delivery, OutboxRelay
 from adapters_sql import create_engine, upgrade
-from class_core import OutboxMessage, RequestContext, Settings
+from class_core import OutboxMessage, RequestContext
 from class_core.use_cases import (
     CreateClass,
     CreateStudent,
@@ -24,7 +24,7 @@ from class_core.use_cases import (
     create_class,
     create_student,
 )
-from class_runtime import open_runtime
+from class_runtime import Settings, open_runtime
 
 
 class HostBus:
@@ -43,7 +43,7 @@ async def main(database_url: str) -> dict[str, object]:
     try:
         await upgrade(engine)  # our tables and our own version table, nothing of the host's
         # The apps' own factory, on the host's engine: runtime, outbox store, notifier.
-        async with open_runtime(Settings(database_url=database_url), engine=engine) as opened:
+        async with open_runtime(Settings.of(database_url=database_url), engine=engine) as opened:
             runtime = opened.runtime
             ctx = RequestContext(user_id="teacher-42")
             cls = await create_class(runtime, ctx, CreateClass("Svenska 1 — 9A", ["SV1"]))

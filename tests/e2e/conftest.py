@@ -31,9 +31,9 @@ from class_core.clock import SystemClock
 from class_core.matching import EssayMatch, Suggestion, SuggestionsMessage
 from class_core.ports import OutboxStore
 from class_core.runtime import Runtime
-from class_core.settings import Settings
 from class_core.testing import InMemoryOutboxStore, InMemoryStore, memory_runtime
 from class_core.use_cases.matching import IngestResult, ingest_suggestions
+from class_runtime import Settings
 from tests.e2e.cli_harness import inproc
 
 T = TypeVar("T")
@@ -58,7 +58,7 @@ def settings_for(**overrides: Any) -> Settings:
         "internal_api_key": INTERNAL_KEY,
     }
     values.update(overrides)
-    return Settings(**values)
+    return Settings.of(**values)
 
 
 def assert_problem(response: Response, status: int, code: str) -> dict[str, Any]:

@@ -19,8 +19,8 @@ import adapters_sql
 from class_api.app import create_app
 from class_core.matching import EssayMatch, Suggestion, SuggestionsMessage
 from class_core.runtime import MatchingPolicy
-from class_core.settings import Settings
 from class_core.use_cases.matching import ingest_suggestions
+from class_runtime import Settings
 from tests.e2e.cli_harness import as_json, cli, fetch, inproc, one_line
 
 TEACHER = "teacher-cli"
@@ -38,7 +38,7 @@ async def url(pg_database_factory: Callable[..., Awaitable[str]]) -> str:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def http(url: str) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    settings = Settings(database_url=url, run_workers=False, internal_api_key="k")
+    settings = Settings.of(database_url=url, run_workers=False, internal_api_key="k")
     async with AsyncTestClient(app=create_app(settings)) as client:
         yield client
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters_sql import SqlOutboxStore
 from class_api.app import create_app
 from class_core.events import ASSOCIATIONS_CONFIRMED, SUGGESTIONS_TOPIC
-from class_core.settings import Settings
+from class_runtime import Settings
 from tests.support.broker import produce_raw, read_records
 
 A = {"X-User-ID": "teacher-flow-a"}
@@ -29,7 +29,7 @@ B = {"X-User-ID": "teacher-flow-b"}
 async def flow_client(
     pg_url: str, clean_pg: AsyncEngine, kafka_bootstrap: str
 ) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    settings = Settings(
+    settings = Settings.of(
         database_url=pg_url,
         kafka_bootstrap_servers=kafka_bootstrap,
         kafka_enable_idempotence=False,

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters_sql import SqlOutboxStore
 from class_api.app import create_app
 from class_core.events import PUBLISHED_TOPICS, SUGGESTIONS_TOPIC
-from class_core.settings import Settings
+from class_runtime import Settings
 from tests.support.broker import produce_raw, read_records
 
 KEY = "privacy-flow-key"
@@ -34,7 +34,7 @@ REAL = (FIRST, LAST, LEGAL, EMAIL)
 async def flow(
     pg_url: str, clean_pg: AsyncEngine, kafka_bootstrap: str, redis_url: str
 ) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    settings = Settings(
+    settings = Settings.of(
         database_url=pg_url,
         kafka_bootstrap_servers=kafka_bootstrap,
         kafka_enable_idempotence=False,

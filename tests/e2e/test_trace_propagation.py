@@ -24,7 +24,7 @@ from class_core.events import (
     SUGGESTIONS_TOPIC,
     TEACHER_NOTIFICATION,
 )
-from class_core.settings import Settings
+from class_runtime import Settings
 from tests.e2e.test_matching_flow import _envelope, _essay
 from tests.support.broker import header, produce_raw, read_records
 
@@ -42,7 +42,7 @@ def _traceparent() -> tuple[str, str]:
 async def traced_client(
     pg_url: str, clean_pg: AsyncEngine, kafka_bootstrap: str
 ) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    settings = Settings(
+    settings = Settings.of(
         database_url=pg_url,
         kafka_bootstrap_servers=kafka_bootstrap,
         kafka_enable_idempotence=False,

@@ -12,11 +12,10 @@ from adapters_sql import create_engine
 from class_core.matching import EssayMatch, SuggestionsMessage
 from class_core.ports import UnitOfWork
 from class_core.runtime import RequestContext, Runtime
-from class_core.settings import Settings
 from class_core.testing import FixedClock, InMemoryOutboxStore
 from class_core.use_cases.classes import CreateClass, create_class, get_class
 from class_core.use_cases.matching import FinalizedBatch, ingest_suggestions
-from class_runtime import open_runtime, sweep_once
+from class_runtime import Settings, open_runtime, sweep_once
 from tests.support.postgres import PgDatabaseFactory
 
 
@@ -52,7 +51,7 @@ async def test_a_host_engine_is_used_and_left_open(
     url = await pg_database_factory(migrated=True)
     engine = create_engine(url)
     try:
-        async with open_runtime(Settings(database_url=url), engine=engine) as opened:
+        async with open_runtime(Settings.of(database_url=url), engine=engine) as opened:
             assert opened.engine is engine
             assert await opened.database_up()
             await create_class(opened.runtime, RequestContext("t"), CreateClass("9B", ["SV1"]))
@@ -67,7 +66,7 @@ async def test_a_schema_behind_head_is_refused(pg_database_factory: PgDatabaseFa
 
     url = await pg_database_factory(migrated=False)
     with pytest.raises(SchemaNotAtHeadError):
-        async with open_runtime(Settings(database_url=url)):
+        async with open_runtime(Settings.of(database_url=url)):
             pass
 
 

@@ -25,8 +25,8 @@ from adapters_sql import SqlOutboxStore, build_sql_runtime, create_engine
 from class_api.app import create_app
 from class_core.events import SUGGESTIONS_TOPIC
 from class_core.runtime import RequestContext
-from class_core.settings import Settings
 from class_core.use_cases.classes import CreateClass, create_class
+from class_runtime import Settings
 from tests.e2e.test_matching_flow import _envelope, _essay
 from tests.support.broker import produce_raw
 
@@ -54,7 +54,7 @@ def _trace_id(span: ReadableSpan) -> str:
 async def test_http_requests_and_their_sql_are_traced_under_the_incoming_trace(
     pg_url: str, exporter: InMemorySpanExporter
 ) -> None:
-    settings = Settings(database_url=pg_url, run_workers=False)
+    settings = Settings.of(database_url=pg_url, run_workers=False)
     async with AsyncTestClient(create_app(settings)) as client:
         r = await client.post(
             "/v1/classes",
@@ -157,7 +157,7 @@ def test_without_configuration_nothing_is_traced_or_imported() -> None:
         "from adapters_otel import configure_telemetry, http_middleware\n"
         "from class_api.app import create_app\n"
         "import class_scheduler.main, class_cli.main, adapters_sql, adapters_messaging\n"
-        "from class_core.settings import Settings\n"
+        "from class_runtime import Settings\n"
         "assert configure_telemetry('class-api') is None\n"
         "assert http_middleware() == []\n"
         "create_app(Settings(use_mock_repository=True))\n"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from class_core.env import PREFIX
 from class_core.errors import ConfigurationError
 from class_core.runtime import MatchingPolicy
-from class_core.settings import PREFIX, Settings
+from class_runtime import Settings
 
 P = "CLASS_MANAGEMENT_SERVICE_"
 
@@ -250,7 +251,8 @@ def test_scheduler_http_port() -> None:
 
 
 def test_start_up_summary_never_shows_the_password() -> None:
-    from class_core.startup import docs_url, redacted_url, startup_summary
+    from class_core.startup import docs_url, redacted_url
+    from class_runtime import startup_summary
 
     url = "postgresql+asyncpg://cms:s3cret@db.example:6432/cms?password=other"
     assert redacted_url(url) == "postgresql+asyncpg://cms@db.example:6432/cms"
@@ -269,3 +271,167 @@ def test_start_up_summary_never_shows_the_password() -> None:
     assert redacted_url("sqlite+aiosqlite:///./class_management.db") == (
         "sqlite+aiosqlite:///./class_management.db"
     )
+
+
+# The order in which the variables are checked: when several are bad, the first of this list is
+# the one reported (whichever package owns it).
+CHECK_ORDER = [
+    ("DATABASE_URL", "mysql://h/db"),
+    ("USE_MOCK_REPOSITORY", "maybe"),
+    ("REDIS_URL", "http://cache:6379"),
+    ("PORT", "0"),
+    ("ASSOCIATION_TIMEOUT_HOURS", "-1"),
+    ("CONFIDENCE_THRESHOLD", "high"),
+    ("CONFIDENCE_MARGIN", "2"),
+    ("MAX_DEADLINE_DAYS", "0"),
+    ("TIMEOUT_CHECK_INTERVAL_SECONDS", "0"),
+    ("DATABASE_POOL_SIZE", "0"),
+    ("DATABASE_MAX_OVERFLOW", "-1"),
+    ("KAFKA_ENABLE_IDEMPOTENCE", "perhaps"),
+    ("RUN_WORKERS", "2"),
+    ("LOG_LEVEL", "LOUD"),
+    ("LOG_FORMAT", "xml"),
+    ("OUTBOX_MAX_ATTEMPTS", "0"),
+    ("OUTBOX_RETENTION_DAYS", "-1"),
+    ("CHANGES_RETENTION_DAYS", "0"),
+    ("IMPORT_MAX_BYTES", "0"),
+    ("HTTP_IMPORT_MAX_BYTES", "0"),
+    ("CONSUMER_MAX_ATTEMPTS", "0"),
+    ("KAFKA_SECURITY_PROTOCOL", "BOGUS"),
+    ("KAFKA_SASL_MECHANISM", "MD5"),
+    ("SCHEDULER_HTTP_PORT", "-1"),
+]
+ORDER_PAIRS = [
+    (first, second)
+    for i, first in enumerate(CHECK_ORDER)
+    for second in CHECK_ORDER[i + 1 :]
+    if first[0] != second[0]
+]
+
+
+@pytest.mark.parametrize(("first", "second"), ORDER_PAIRS, ids=lambda pair: pair[0])
+def test_of_two_bad_variables_the_first_checked_is_reported(
+    first: tuple[str, str], second: tuple[str, str]
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(env(**dict([first, second])))
+    assert info.value.variable == P + first[0]
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        # The SASL checks run after CONSUMER_MAX_ATTEMPTS and before SCHEDULER_HTTP_PORT.
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "SCHEDULER_HTTP_PORT": "-1"},
+            "KAFKA_SASL_USERNAME",
+        ),
+        ({"KAFKA_SASL_PASSWORD": "p", "SCHEDULER_HTTP_PORT": "x"}, "KAFKA_SASL_PASSWORD"),
+        (
+            {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "CONSUMER_MAX_ATTEMPTS": "0"},
+            "CONSUMER_MAX_ATTEMPTS",
+        ),
+        ({"KAFKA_SASL_USERNAME": "u", "HTTP_IMPORT_MAX_BYTES": "0"}, "HTTP_IMPORT_MAX_BYTES"),
+        # A --database-url override hides a bad DATABASE_URL in the environment.
+        ({"DATABASE_URL": "mysql://h/db", "PORT": "0"}, "PORT"),
+    ],
+)
+def test_cross_checks_and_overrides_keep_their_place_in_the_order(
+    values: dict[str, str], named: str
+) -> None:
+    overrides = {"database_url": "sqlite:///x.db"} if "DATABASE_URL" in values else {}
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(env(**values), **overrides)
+    assert info.value.variable == P + named
+
+
+def test_the_check_order_names_every_variable_once() -> None:
+    from class_runtime.settings import CHECK_ORDER as CHECKED
+
+    assert len(set(CHECKED)) == len(CHECKED)
+    assert {v.lower() for v in CHECKED} == set(FLAT_NAMES) | {"use_mock_repository"}
+    assert [v for v, _ in CHECK_ORDER] == [v for v in CHECKED if v in dict(CHECK_ORDER)]
+
+
+def _part_fields() -> dict[str, str]:
+    import attrs
+
+    return {
+        name: part
+        for part in ("sql", "kafka", "redis", "core", "app")
+        for name in attrs.fields_dict(type(getattr(Settings(), part)))
+    }
+
+
+FLAT_NAMES = sorted(_part_fields())
+
+
+@pytest.mark.parametrize("name", FLAT_NAMES)
+def test_every_setting_is_owned_by_one_part_and_readable_by_its_name(name: str) -> None:
+    owner = _part_fields()[name]
+    marker = object()
+    s = Settings.of(**{name: marker})
+    assert getattr(s, name) is marker
+    assert getattr(getattr(s, owner), name) is marker
+    assert getattr(Settings(), name) == getattr(getattr(Settings(), owner), name)
+
+
+def test_each_package_reads_its_own_variables() -> None:
+    from adapters_messaging.settings import KafkaSettings, RedisSettings
+    from adapters_sql.settings import SqlSettings
+    from class_core.env import EnvReader
+    from class_core.settings import CoreSettings
+
+    values = env(
+        DATABASE_URL="postgresql://h/db",
+        DATABASE_POOL_SIZE="4",
+        KAFKA_BOOTSTRAP_SERVERS="k:9092",
+        CONSUMER_MAX_ATTEMPTS="7",
+        REDIS_URL="rediss://r:6380",
+        CONFIDENCE_MARGIN="0.25",
+    )
+    reader = EnvReader(values)
+    assert SqlSettings.from_env(reader) == SqlSettings(
+        database_url="postgresql://h/db", database_pool_size=4
+    )
+    assert SqlSettings.from_env(reader, database_url="sqlite:///o.db").kind == "sqlite"
+    kafka = KafkaSettings.from_env(reader)
+    assert (kafka.kafka_bootstrap_servers, kafka.consumer_max_attempts) == ("k:9092", 7)
+    assert RedisSettings.from_env(reader).redis_url == "rediss://r:6380"
+    core = CoreSettings.from_env(reader)
+    assert core.matching_policy().confidence_margin == 0.25
+    assert core.feed_policy().retention_days == 30.0
+    s = Settings.from_env(values)  # the same environment, composed
+    assert (s.sql, s.kafka, s.redis, s.core) == (
+        SqlSettings.from_env(reader),
+        kafka,
+        RedisSettings.from_env(reader),
+        core,
+    )
+
+
+def test_replace_by_name_or_by_part_and_unknown_names_are_refused() -> None:
+    from adapters_sql.settings import SqlSettings
+
+    s = Settings.of(sql=SqlSettings(database_url="postgresql://h/db"), database_pool_size=2)
+    assert (s.database_url, s.database_pool_size, s.database_kind) == (
+        "postgresql://h/db",
+        2,
+        "postgresql",
+    )
+    assert Settings.of(use_mock_repository=True).database_kind == "memory"
+    with pytest.raises(TypeError, match="no_such_setting"):
+        Settings.of(no_such_setting=1)
+
+
+def test_the_configuration_page_lists_the_variables_in_the_order_they_are_checked() -> None:
+    import re
+    from pathlib import Path
+
+    from class_runtime.settings import CHECK_ORDER as CHECKED
+
+    page = Path(__file__).parents[2] / "docs" / "configuration.md"
+    rows = [line for line in page.read_text().splitlines() if line.startswith("| `")]
+    table = rows[: rows.index(next(r for r in rows if r.startswith("| `class_core`")))]
+    listed = [name for row in table for name in re.findall(r"`([A-Z_]+)`", row.split("|")[1])]
+    assert listed == list(CHECKED)

@@ -28,7 +28,7 @@ from class_api.openapi import finalize_openapi, openapi_config
 from class_api.routes import batches, changes, classes, courses, imports, internal, ops, students
 from class_api.workers import background_workers
 from class_core.runtime import Runtime
-from class_core.settings import Settings
+from class_runtime import Settings
 
 
 def provide_runtime(state: State) -> Runtime:

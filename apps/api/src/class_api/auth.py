@@ -18,8 +18,8 @@ from litestar.di import NamedDependency, Provide
 from class_api.edge import correlation_id
 from class_api.errors import AuthenticationRequiredError
 from class_core.runtime import RequestContext, Runtime
-from class_core.settings import Settings
 from class_core.text import user_id_problem
+from class_runtime import Settings
 
 USER_HEADER = "X-User-ID"
 INTERNAL_KEY_HEADER = "X-Internal-API-Key"

@@ -23,8 +23,7 @@ from adapters_messaging import KafkaSecurity, kafka_ping, redis_ping
 from adapters_messaging.relay import Wakeup
 from class_core.ports import OutboxStatus, OutboxStore
 from class_core.runtime import Runtime
-from class_core.settings import Settings
-from class_runtime import open_runtime
+from class_runtime import Settings, open_runtime
 from class_runtime.health import Probe
 
 log = logging.getLogger("class_api.bootstrap")
@@ -57,7 +56,7 @@ def messaging_probes(settings: Settings, timeout: float = 2.0) -> dict[str, Prob
     probes: dict[str, Probe] = {}
     if settings.kafka_bootstrap_servers:
         servers = settings.kafka_bootstrap_servers
-        security = KafkaSecurity.from_settings(settings)
+        security = KafkaSecurity.from_settings(settings.kafka)
 
         async def kafka() -> bool:
             return await kafka_ping(servers, timeout, security=security)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from class_core.settings import Settings
-from class_runtime import logging_setup
+from class_runtime import Settings, logging_setup
 
 
 def configure_logging(settings: Settings) -> None:

@@ -14,8 +14,8 @@ from adapters_otel import configure_telemetry
 from adapters_otel import wanted as tracing_wanted
 from class_api.logs import configure_logging
 from class_core.errors import ConfigurationError, DependencyUnavailableError
-from class_core.settings import Settings
-from class_core.startup import docs_url, startup_summary, version_line
+from class_core.startup import docs_url, version_line
+from class_runtime import Settings, startup_summary
 
 PROG = "class-api"
 

@@ -15,8 +15,7 @@ from adapters_messaging.workers import MessagingWorkers
 from class_api.bootstrap import Services
 from class_api.metrics import ServiceMetrics
 from class_core.runtime import Runtime
-from class_core.settings import Settings
-from class_runtime import sweep_once
+from class_runtime import Settings, sweep_once
 
 log = logging.getLogger("class_api.workers")
 
@@ -54,7 +53,7 @@ async def background_workers(
         )
         if services.outbox_store is not None:
             messaging = MessagingWorkers(
-                settings, services.runtime, services.outbox_store, wakeup=services.wakeup
+                settings.kafka, services.runtime, services.outbox_store, wakeup=services.wakeup
             )
             metrics.watch_messaging(messaging.relay, messaging.consumer)
             tasks.extend(messaging.start())

@@ -15,6 +15,7 @@ import typer
 
 from adapters_sql import SchemaNotAtHeadError
 from class_cli.state import CliState
+from class_core.env import PREFIX
 from class_core.errors import (
     ClassManagementError,
     ConfigurationError,
@@ -23,8 +24,8 @@ from class_core.errors import (
     NotFoundError,
     ValidationError,
 )
-from class_core.settings import PREFIX, Settings
 from class_core.text import user_id_problem
+from class_runtime import Settings
 
 T = TypeVar("T")
 DATABASE_URL_VARIABLE = PREFIX + "DATABASE_URL"

@@ -11,10 +11,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import adapters_sql
+from class_core.env import PREFIX
 from class_core.errors import ConfigurationError
 from class_core.runtime import Runtime
-from class_core.settings import PREFIX, Settings
-from class_runtime import open_runtime
+from class_runtime import Settings, open_runtime
 
 
 class CliState:

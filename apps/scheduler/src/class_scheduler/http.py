@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 
-from class_core.settings import PREFIX
+from class_core.env import PREFIX
 from class_scheduler.health import METRICS_CONTENT_TYPE, SchedulerStatus
 
 log = logging.getLogger("class_scheduler.http")

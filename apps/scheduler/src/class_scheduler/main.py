@@ -18,9 +18,8 @@ from adapters_otel import configure_telemetry
 from adapters_otel import wanted as tracing_wanted
 from adapters_sql import SchemaNotAtHeadError
 from class_core.errors import ConfigurationError, DependencyUnavailableError
-from class_core.settings import Settings
-from class_core.startup import startup_summary, version_line
-from class_runtime import open_runtime
+from class_core.startup import version_line
+from class_runtime import Settings, open_runtime, startup_summary
 from class_runtime.logging_setup import configure_logging
 from class_scheduler.http import PortUnavailableError
 from class_scheduler.jobs import schedule_sweep
@@ -53,7 +52,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
         assert opened.engine is not None  # class-scheduler refuses USE_MOCK_REPOSITORY
         try:
             workers = MessagingWorkers(
-                settings,
+                settings.kafka,
                 opened.runtime,
                 opened.outbox_store,
                 wakeup=opened.wakeup,

@@ -12,7 +12,7 @@ import adapters_sql
 from adapters_messaging import KafkaSecurity, kafka_ping
 from adapters_messaging.workers import MessagingWorkers
 from class_core.errors import DependencyUnavailableError
-from class_core.settings import Settings
+from class_runtime import Settings
 from class_runtime.health import PROBE_TIMEOUT_SECONDS, Probe
 from class_scheduler.health import SchedulerStatus, SweepRecord
 from class_scheduler.http import OpsServer
@@ -45,7 +45,7 @@ async def open_ops_endpoint(
     kafka: Probe | None = None
     if settings.kafka_bootstrap_servers:
         servers = settings.kafka_bootstrap_servers
-        security = KafkaSecurity.from_settings(settings)
+        security = KafkaSecurity.from_settings(settings.kafka)
 
         async def kafka_probe() -> bool:
             return await kafka_ping(servers, PROBE_TIMEOUT_SECONDS, security=security)

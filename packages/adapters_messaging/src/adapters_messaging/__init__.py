@@ -10,6 +10,7 @@ from adapters_messaging.decoding import (
 from adapters_messaging.kafka import KafkaSecurity, is_outage, kafka_ping
 from adapters_messaging.notifier import NotifierStats, RedisNotifier, channel_for, redis_ping
 from adapters_messaging.relay import OutboxRelay, RelayStats, WakeupSource
+from adapters_messaging.settings import KafkaSettings, RedisSettings
 from adapters_messaging.sink import (
     Delivery,
     DeliveryStatus,
@@ -27,9 +28,11 @@ __all__ = [
     "EventSink",
     "KafkaEventSink",
     "KafkaSecurity",
+    "KafkaSettings",
     "NotifierStats",
     "OutboxRelay",
     "RedisNotifier",
+    "RedisSettings",
     "RelayStats",
     "SinkUnavailableError",
     "SuggestionsConsumer",

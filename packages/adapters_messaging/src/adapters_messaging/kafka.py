@@ -28,7 +28,7 @@ from aiokafka.errors import (
 )
 from attrs import frozen
 
-from class_core.settings import Settings
+from adapters_messaging.settings import KafkaSettings
 
 # Kafka's own rule for topic names (org.apache.kafka.common.internals.Topic).
 _TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
@@ -71,7 +71,7 @@ class KafkaSecurity:
     ssl_context: ssl.SSLContext | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> KafkaSecurity:
+    def from_settings(cls, settings: KafkaSettings) -> KafkaSecurity:
         return cls(
             security_protocol=(settings.kafka_security_protocol or "PLAINTEXT").upper(),
             sasl_mechanism=settings.kafka_sasl_mechanism,

@@ -1,4 +1,6 @@
-"""The messaging workers of one process, built from :class:`~class_core.settings.Settings`.
+"""The messaging workers of one process, built from
+:class:`~adapters_messaging.settings.KafkaSettings` and
+:class:`~adapters_messaging.settings.RedisSettings`.
 
 ``class-api`` (with ``RUN_WORKERS``) and ``class-scheduler`` both run the outbox relay and the
 suggestions consumer; this is the one place that builds them from configuration.
@@ -15,15 +17,15 @@ from adapters_messaging.consumer import SuggestionsConsumer
 from adapters_messaging.kafka import KafkaSecurity
 from adapters_messaging.notifier import RedisNotifier
 from adapters_messaging.relay import OutboxRelay, Wakeup
+from adapters_messaging.settings import KafkaSettings, RedisSettings
 from adapters_messaging.sink import KafkaEventSink
 from class_core.ports import NullNotifier, OutboxStore, RealtimeNotifier
 from class_core.runtime import Runtime
-from class_core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def build_notifier(settings: Settings) -> RedisNotifier | None:
+def build_notifier(settings: RedisSettings) -> RedisNotifier | None:
     """A Redis notifier when ``REDIS_URL`` is set (start it before use), else ``None``."""
     return RedisNotifier(settings.redis_url) if settings.redis_url else None
 
@@ -40,7 +42,7 @@ class MessagingWorkers:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: KafkaSettings,
         runtime: Runtime,
         outbox_store: OutboxStore,
         *,

@@ -22,6 +22,7 @@ from adapters_sql.migrate import (
 )
 from adapters_sql.outbox_store import OutboxWakeups, SqlOutboxStore
 from adapters_sql.runtime import build_sql_runtime, load_courses
+from adapters_sql.settings import SqlSettings, database_kind
 from adapters_sql.uow import SqlUnitOfWork, SqlUnitOfWorkFactory
 
 __all__ = [
@@ -30,11 +31,13 @@ __all__ = [
     "OutboxWakeups",
     "SchemaNotAtHeadError",
     "SqlOutboxStore",
+    "SqlSettings",
     "SqlUnitOfWork",
     "SqlUnitOfWorkFactory",
     "build_sql_runtime",
     "create_engine",
     "current",
+    "database_kind",
     "downgrade",
     "ensure_at_head",
     "head",

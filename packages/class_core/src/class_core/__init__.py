@@ -52,7 +52,7 @@ from class_core.ports import (
 )
 from class_core.queries import ClassQuery, StudentQuery
 from class_core.runtime import MatchingPolicy, RequestContext, Runtime
-from class_core.settings import Settings
+from class_core.settings import CoreSettings
 
 __all__ = [
     "COURSES",
@@ -65,6 +65,7 @@ __all__ = [
     "ClassQuery",
     "ConfigurationError",
     "ConflictError",
+    "CoreSettings",
     "Course",
     "CourseNotFoundError",
     "DependencyUnavailableError",
@@ -84,7 +85,6 @@ __all__ = [
     "ResourceInUseError",
     "Runtime",
     "SchoolClass",
-    "Settings",
     "StoredOutboxMessage",
     "Student",
     "StudentNotInClassError",

@@ -1,18 +1,12 @@
-"""What a process says about itself: ``--version`` and the one start-up line (contract §12).
-
-The start-up line names the mode (database kind), the database without its password, whether
-the workers run in this process, whether Kafka and Redis are configured and, for the API, where
-its docs page is. It never carries a secret: the password of the database URL is dropped, and
-the Kafka SASL settings and the internal API key are not mentioned.
+"""What a process says about itself: ``--version`` and the parts of its start-up line that need
+no configuration (contract §12): a database URL without its password, the API's docs page.
+The line itself is ``class_runtime.startup_summary`` (it reads the composed settings).
 """
 
 from __future__ import annotations
 
 from importlib import metadata
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-
-from class_core.settings import Settings
 
 DISTRIBUTION = "class-management"
 
@@ -54,32 +48,3 @@ def docs_url(host: str, port: int) -> str:
     if ":" in shown:
         shown = f"[{shown}]"
     return f"http://{shown}:{port}/schema"
-
-
-def startup_summary(
-    process: str,
-    settings: Settings,
-    *,
-    workers: str,
-    docs: str | None = None,
-    **more: object,
-) -> tuple[str, dict[str, Any]]:
-    """The start-up line of ``process`` as (message, fields), to be logged as
-    ``log.info(message, extra=fields)``: the console format appends the fields as
-    ``key=value``, the JSON format as keys. ``workers`` says which background work runs in
-    this process (e.g. ``in-process``, ``off``, ``sweep,relay,consumer``)."""
-    kind = settings.database_kind
-    fields: dict[str, Any] = {
-        "version": version(),
-        "mode": kind,
-        "database": "in-memory" if kind == "memory" else redacted_url(settings.database_url),
-        "workers": workers,
-        "kafka": "configured"
-        if settings.kafka_bootstrap_servers
-        else "not configured (events wait in the outbox)",
-        "redis": "configured" if settings.redis_url else "not configured",
-    }
-    if docs is not None:
-        fields["docs"] = docs
-    fields.update(more)
-    return f"{process} starting", fields

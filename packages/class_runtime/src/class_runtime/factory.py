@@ -12,12 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import adapters_sql
 from adapters_messaging.relay import Wakeup
 from adapters_messaging.workers import build_notifier
-from class_core.changes import FeedPolicy
 from class_core.errors import DependencyUnavailableError
 from class_core.ports import NullNotifier, OutboxStore, RealtimeNotifier
 from class_core.runtime import MatchingPolicy, Runtime
-from class_core.settings import Settings
 from class_core.testing import InMemoryOutboxStore, InMemoryStore
+from class_runtime.settings import Settings
 
 log = logging.getLogger("class_runtime")
 
@@ -43,19 +42,14 @@ class OpenRuntime:
 
 
 def matching_policy(settings: Settings) -> MatchingPolicy:
-    return MatchingPolicy(
-        settings.association_timeout_hours,
-        settings.confidence_threshold,
-        settings.confidence_margin,
-        settings.max_deadline_days,
-    )
+    return settings.core.matching_policy()
 
 
 @asynccontextmanager
 async def open_notifier(settings: Settings) -> AsyncIterator[RealtimeNotifier]:
     """The real-time notifier: Redis ``PUBLISH`` on ``ws:{teacher_id}`` when ``REDIS_URL`` is
     set (best effort, never blocks a request), else nothing."""
-    notifier = build_notifier(settings)
+    notifier = build_notifier(settings.redis)
     if notifier is None:
         yield NullNotifier()
         return
@@ -88,9 +82,9 @@ async def open_runtime(
     - the Redis notifier when ``REDIS_URL`` is set; the matching policy from the settings.
     """
     policy = matching_policy(settings)
-    feed = FeedPolicy(settings.changes_retention_days)
+    feed = settings.core.feed_policy()
     async with open_notifier(settings) as notifier:
-        if settings.use_mock_repository:
+        if settings.use_mock_repository:  # the runtime's own choice
             store = InMemoryStore(adapters_sql.ENVELOPES)
             rt = Runtime(
                 uow=store.unit_of_work,
@@ -103,12 +97,11 @@ async def open_runtime(
             return
         owned = engine is None
         if engine is None:
+            sql = settings.sql
             engine = adapters_sql.create_engine(
-                settings.database_url,
-                pool_size=settings.database_pool_size if pool_size is None else pool_size,
-                max_overflow=(
-                    settings.database_max_overflow if max_overflow is None else max_overflow
-                ),
+                sql.database_url,
+                pool_size=sql.database_pool_size if pool_size is None else pool_size,
+                max_overflow=sql.database_max_overflow if max_overflow is None else max_overflow,
             )
         wakeups = adapters_sql.OutboxWakeups(engine)
         try:

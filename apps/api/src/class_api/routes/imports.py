@@ -29,13 +29,13 @@ from class_api.errors import PayloadTooLargeError, UnsupportedMediaTypeError
 from class_api.openapi import problems
 from class_api.routes.params import DEFAULT_PAGE_SIZE, Ctx, Limit, Offset, PathId, Rt
 from class_core.errors import FieldError, ValidationError
-from class_core.settings import Settings
 from class_core.use_cases.import_history import list_imports, undo_import
 from class_core.use_cases.imports import (
     DEFAULT_MAX_REMOVE_PERCENT,
     file_emails,
     import_roster,
 )
+from class_runtime import Settings
 from class_runtime.roster_csv import (
     RosterColumnsError,
     RosterFileError,
