@@ -150,6 +150,12 @@ class SuggestionsConsumer:
         self.stats = ConsumerStats()
 
     @property
+    def max_attempts(self) -> int:
+        """Attempts at a record failing for a reason of its own before it is dead-lettered
+        (``CONSUMER_MAX_ATTEMPTS``)."""
+        return self._max_attempts
+
+    @property
     def assigned_partitions(self) -> int:
         """How many partitions of the topic this member holds now (0 while it waits for the
         group, is disconnected or stopped)."""

@@ -130,6 +130,11 @@ class OutboxRelay:
         self._done.set()
         self.stats = stats or RelayStats()
 
+    @property
+    def max_attempts(self) -> int:
+        """Attempts at an event before its row is dead (``OUTBOX_MAX_ATTEMPTS``)."""
+        return self._max_attempts
+
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:

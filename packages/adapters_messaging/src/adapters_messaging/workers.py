@@ -79,6 +79,7 @@ class MessagingWorkers:
                 runtime,
                 security=security,
                 enable_idempotence=settings.kafka_enable_idempotence,
+                max_attempts=settings.consumer_max_attempts,
             )
 
     def start(self) -> list[asyncio.Task[None]]:
