@@ -13,15 +13,20 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 import attrs
 from attrs import frozen
 
-from class_core.model import SchoolClass, Student
+if TYPE_CHECKING:  # the builders read these; the model records the events they build
+    from class_core.model import SchoolClass, Student
 
 SOURCE_SERVICE = "class_management_service"
+
+UNSTAMPED: Final = UUID(int=0)
+"""The correlation id of an event an aggregate recorded, until the unit of work that commits
+it stamps the request's own (:func:`stamped`): correlation is the unit of work's business."""
 SCHEMA_VERSION = 1
 
 CLASS_CREATED = "huleedu.class.created.v1"
@@ -423,3 +428,13 @@ def envelope_metadata(event: DomainEvent) -> dict[str, Any] | None:
 def notifications_of(events: Sequence[DomainEvent]) -> list[TeacherNotification]:
     """The teacher notifications among ``events`` (pushed to Redis after the commit)."""
     return [e for e in events if isinstance(e, TeacherNotification)]
+
+
+def stamped(event: DomainEvent, correlation_id: UUID) -> DomainEvent:
+    """``event`` under ``correlation_id`` (a notification carries it as text); an event
+    without one (confirmed associations) as it is."""
+    if isinstance(event, TeacherNotification):
+        return attrs.evolve(event, correlation_id=str(correlation_id))
+    if isinstance(event, StudentAssociationsConfirmedV1):
+        return event
+    return attrs.evolve(event, correlation_id=correlation_id)

@@ -1,6 +1,9 @@
 """Entities and value objects of the domain.
 
-Never mapped by an ORM: adapters map rows explicitly.
+Never mapped by an ORM: adapters map rows explicitly. The aggregates (:class:`Student`,
+:class:`SchoolClass`) change through their methods, and each change records what it publishes
+(the contract's events, in order) and what the student history keeps; the unit of work that
+writes the aggregate pulls both at commit (``UnitOfWork.collect``).
 """
 
 from __future__ import annotations
@@ -9,11 +12,23 @@ from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Final, Generic, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from attrs import define, evolve, field, frozen
 
+from class_core import notifications
 from class_core.errors import ClassArchivedError
+from class_core.events import (
+    UNSTAMPED,
+    ClassCreatedV1,
+    ClassDeletedV1,
+    ClassUpdatedV1,
+    DomainEvent,
+    StudentCreatedV1,
+    StudentDeletedV1,
+    StudentErasedV1,
+    StudentUpdatedV1,
+)
 
 T = TypeVar("T")
 
@@ -64,7 +79,28 @@ class BatchStatus(StrEnum):
 
 
 @define
-class SchoolClass:
+class Aggregate:
+    """What an aggregate's changes recorded and its unit of work has not pulled yet: domain
+    events (in order, correlation :data:`~class_core.events.UNSTAMPED` until the unit of
+    work stamps its own) and student history entries. Neither is part of the aggregate's
+    value (no ``__init__`` argument, not compared, not shown)."""
+
+    _events: list[DomainEvent] = field(factory=list, init=False, eq=False, repr=False)
+    _history: list[HistoryEntry] = field(factory=list, init=False, eq=False, repr=False)
+
+    def pull_events(self) -> list[DomainEvent]:
+        """The events recorded since the last pull, in order; forgotten here."""
+        events, self._events = self._events, []
+        return events
+
+    def pull_history(self) -> list[HistoryEntry]:
+        """The history entries recorded since the last pull, in order; forgotten here."""
+        entries, self._history = self._history, []
+        return entries
+
+
+@define
+class SchoolClass(Aggregate):
     """A teacher's class, tied to exactly one course."""
 
     id: UUID
@@ -90,23 +126,95 @@ class SchoolClass:
         if self.is_archived:
             raise ClassArchivedError()
 
-    def archive(self, at: datetime) -> bool:
-        """Become archived; whether anything changed (archiving twice changes nothing)."""
+    @classmethod
+    def create(
+        cls,
+        owner_id: str,
+        name: str,
+        course_code: str,
+        *,
+        external_id: str | None = None,
+        at: datetime,
+    ) -> SchoolClass:
+        """A new class (version 1; values already clean): records ``ClassCreatedV1`` and the
+        owner's ``class_created`` notification."""
+        new = cls(uuid4(), owner_id, name, course_code, at, at, external_id=external_id)
+        new._events += [
+            ClassCreatedV1.of(new, owner_id, UNSTAMPED, at),
+            notifications.class_created(new, UNSTAMPED, at),
+        ]
+        return new
+
+    def update(
+        self,
+        *,
+        name: str | Unset = UNSET,
+        course_code: str | Unset = UNSET,
+        external_id: str | Unset | None = UNSET,
+        by: str,
+        at: datetime,
+    ) -> bool:
+        """Take the values given (``UNSET``: keep; a ``None`` external id: clear it; values
+        already clean); whether any changed. Refused while archived (§9.2). A change is one
+        more version and records ``ClassUpdatedV1`` (the new name and course when they
+        changed)."""
+        self.ensure_writable()
+        new_name = name if not isinstance(name, Unset) and name != self.name else None
+        new_course = (
+            course_code
+            if not isinstance(course_code, Unset) and course_code != self.course_code
+            else None
+        )
+        new_external = not isinstance(external_id, Unset) and external_id != self.external_id
+        if new_name is None and new_course is None and not new_external:
+            return False
+        self.name = new_name or self.name
+        self.course_code = new_course or self.course_code
+        if new_external and not isinstance(external_id, Unset):
+            self.external_id = external_id
+        self._changed(by, at, new_name, new_course)
+        return True
+
+    def archive(self, by: str, at: datetime) -> bool:
+        """Become archived; whether anything changed (archiving twice changes nothing). A
+        change is one more version and records ``ClassUpdatedV1`` with the new status."""
         if self.is_archived:
             return False
         self.status, self.archived_at = ClassStatus.ARCHIVED, at
+        self._changed(by, at)
         return True
 
-    def unarchive(self) -> bool:
-        """Become active again; whether anything changed."""
+    def unarchive(self, by: str, at: datetime) -> bool:
+        """Become active again; whether anything changed (recorded as :meth:`archive`)."""
         if not self.is_archived:
             return False
         self.status, self.archived_at = ClassStatus.ACTIVE, None
+        self._changed(by, at)
         return True
+
+    def delete(self, members: Sequence[UUID], by: str, at: datetime) -> None:
+        """Record the deletion: each member's history says it left the class, and
+        ``ClassDeletedV1`` (the version the deletion would make) says the rest; the members
+        get no event of their own."""
+        self._history += [
+            HistoryEntry(s, self.owner_id, at, HistoryAction.REMOVED_FROM_CLASS, by, self.id)
+            for s in members
+        ]
+        self._events.append(
+            ClassDeletedV1(self.id, by, UNSTAMPED, at, aggregate_version=self.version + 1)
+        )
+
+    def _changed(
+        self, by: str, at: datetime, new_name: str | None = None, new_course: str | None = None
+    ) -> None:
+        """One more version of the class, recorded as ``ClassUpdatedV1``."""
+        self.updated_at = at
+        self.version += 1
+        self._events.append(ClassUpdatedV1.of(self, new_name, new_course, by, UNSTAMPED, at))
 
 
 @define
-class Student:
+class Student(Aggregate):
     """A student, unique by email per owner. ``class_ids`` are the memberships as read."""
 
     id: UUID
@@ -161,9 +269,109 @@ class Student:
             external_id=None,
         )
 
-    def erase(self, at: datetime) -> list[UUID]:
+    @classmethod
+    def create(
+        cls,
+        owner_id: str,
+        first_name: str,
+        last_name: str,
+        *,
+        legal_full_name: str | None = None,
+        email: str | None = None,
+        classes: Sequence[SchoolClass] = (),
+        aliases: tuple[str, ...] = (),
+        protected_identity: bool = False,
+        external_id: str | None = None,
+        by: str,
+        at: datetime,
+    ) -> Student:
+        """A new student (version 1; values already clean), member of ``classes`` (without
+        repeats; joining an archived one is refused, §9.2). Records ``StudentCreatedV1``
+        (the classes in the order given), one ``student_added_to_class`` notification per
+        class to its owner, and the history (created, then each class joined)."""
+        for c in classes:  # joining an archived class is refused (§9.2)
+            c.ensure_writable()
+        class_ids = tuple(c.id for c in classes)
+        student = cls(
+            uuid4(),
+            owner_id,
+            first_name,
+            last_name,
+            legal_full_name,
+            email,
+            at,
+            at,
+            class_ids=tuple(sorted(class_ids)),
+            aliases=aliases,
+            protected_identity=protected_identity,
+            external_id=external_id,
+        )
+        student._events.append(StudentCreatedV1.of(student, class_ids, by, UNSTAMPED, at))
+        student._record_joins(classes, at)
+        student._history += change_history(student, by, at, created=True, added=class_ids)
+        return student
+
+    def check_joinable(self, classes: Sequence[SchoolClass]) -> None:
+        """Refuse joining an archived class it is not in yet (§9.2); leaving one, or naming
+        one it is in already, is allowed."""
+        for c in classes:
+            if c.id not in self.class_ids:
+                c.ensure_writable()
+
+    def update(
+        self,
+        *,
+        first_name: str | Unset = UNSET,
+        last_name: str | Unset = UNSET,
+        legal_full_name: str | Unset | None = UNSET,
+        email: str | Unset | None = UNSET,
+        aliases: Sequence[str] | Unset = UNSET,
+        protected_identity: bool | Unset = UNSET,
+        external_id: str | Unset | None = UNSET,
+        joining: Sequence[SchoolClass] = (),
+        leaving: Sequence[UUID] = (),
+        by: str,
+        at: datetime,
+    ) -> tuple[list[UUID], list[UUID]] | None:
+        """Take the values given (``UNSET``: keep; ``None``: clear a nullable one; values
+        already clean), join ``joining`` (:meth:`check_joinable`) and leave ``leaving``.
+        ``None`` when nothing changed; otherwise one more version, recorded as one
+        ``StudentUpdatedV1`` (the state after the change), one ``student_added_to_class``
+        notification per class joined, and the history; returns the class ids joined and
+        left (in order)."""
+        self.check_joinable(joining)
+        changed = self.rename(first_name, last_name, legal_full_name)
+        changed = self.changes_aliases(aliases) or changed
+        if self.changes_email(email):
+            self.email, changed = None if isinstance(email, Unset) else email, True
+        if not isinstance(protected_identity, Unset) and (
+            protected_identity != self.protected_identity
+        ):
+            self.protected_identity, changed = protected_identity, True
+        if not isinstance(external_id, Unset) and external_id != self.external_id:
+            self.external_id, changed = external_id, True
+        added, removed = self.join([c.id for c in joining]), self.leave(leaving)
+        if not changed and not added and not removed:
+            return None
+        self.updated_at = at
+        self.version += 1
+        self._events.append(StudentUpdatedV1.of(self, added, removed, by, UNSTAMPED, at))
+        by_id = {c.id: c for c in joining}
+        self._record_joins([by_id[c] for c in added], at)
+        self._history += change_history(self, by, at, updated=changed, added=added, removed=removed)
+        return added, removed
+
+    def _record_joins(self, classes: Sequence[SchoolClass], at: datetime) -> None:
+        """Tell each class's owner that this student joined it."""
+        self._events += [
+            notifications.student_added_to_class(self, c, UNSTAMPED, at) for c in classes
+        ]
+
+    def erase(self, by: str, at: datetime) -> list[UUID]:
         """Become an anonymous record (§10): names ``ERASED``/``STUDENT``, nothing else
-        personal, no memberships; returns the classes left."""
+        personal, no memberships; one more version, recorded as ``StudentUpdatedV1`` then
+        ``StudentErasedV1`` and the history (each class left, then erased). Returns the
+        classes left."""
         left = list(self.class_ids)
         self.first_name, self.last_name = ERASED_FIRST_NAME, ERASED_LAST_NAME
         self.legal_full_name = self.email = self.external_id = None
@@ -171,7 +379,25 @@ class Student:
         self.protected_identity = False
         self.class_ids = ()
         self.erased_at = self.updated_at = at
+        self.version += 1
+        self._events += [
+            StudentUpdatedV1.of(self, (), left, by, UNSTAMPED, at),
+            StudentErasedV1(
+                self.id, tuple(left), by, UNSTAMPED, at, aggregate_version=self.version
+            ),
+        ]
+        self._history += change_history(self, by, at, removed=left)
+        self._history.append(HistoryEntry(self.id, self.owner_id, at, HistoryAction.ERASED, by))
         return left
+
+    def delete(self, by: str, at: datetime) -> None:
+        """Record the deletion: ``StudentDeletedV1`` with the classes it was in and the
+        version the deletion would make."""
+        self._events.append(
+            StudentDeletedV1(
+                self.id, self.class_ids, by, UNSTAMPED, at, aggregate_version=self.version + 1
+            )
+        )
 
     def rename(
         self,
@@ -311,6 +537,32 @@ class HistoryEntry:
     action: HistoryAction
     by: str
     subject_id: UUID | None = None
+
+
+def change_history(
+    student: Student,
+    by: str,
+    at: datetime,
+    *,
+    created: bool = False,
+    updated: bool = False,
+    added: Sequence[UUID] = (),
+    removed: Sequence[UUID] = (),
+) -> list[HistoryEntry]:
+    """The history entries of one change of a student (ids only, §10 export)."""
+    entries: list[HistoryEntry] = []
+    if created or updated:
+        action = HistoryAction.CREATED if created else HistoryAction.UPDATED
+        entries.append(HistoryEntry(student.id, student.owner_id, at, action, by))
+    entries += [
+        HistoryEntry(student.id, student.owner_id, at, HistoryAction.ADDED_TO_CLASS, by, c)
+        for c in added
+    ]
+    entries += [
+        HistoryEntry(student.id, student.owner_id, at, HistoryAction.REMOVED_FROM_CLASS, by, c)
+        for c in removed
+    ]
+    return entries
 
 
 @frozen

@@ -26,10 +26,9 @@ from class_core.import_records import (
     UndoResult,
     import_actor,
 )
-from class_core.model import HistoryEntry, Page, SchoolClass, Student
+from class_core.model import HistoryEntry, Page, SchoolClass, Student, change_history
 from class_core.ports import UnitOfWork
 from class_core.runtime import RequestContext, Runtime
-from class_core.use_cases.students import change_history
 
 PURGE_BATCH = 500
 """Imports deleted per statement by the retention purge (with their items)."""

@@ -59,12 +59,11 @@ from class_core.import_records import (
     StudentImage,
     import_actor,
 )
-from class_core.model import UNSET, HistoryEntry, SchoolClass, Student
+from class_core.model import UNSET, HistoryEntry, SchoolClass, Student, change_history
 from class_core.ports import UnitOfWork
 from class_core.runtime import RequestContext, Runtime
 from class_core.text import clean_aliases, clean_email, clean_external_id, clean_name
 from class_core.use_cases.classes import class_created_events
-from class_core.use_cases.students import change_history
 
 # The one list of roster columns (CLI and HTTP): each is a field of :class:`RosterRow`.
 REQUIRED_COLUMNS: tuple[str, ...] = ("first_name", "last_name", "email")
