@@ -8,15 +8,15 @@ writes the aggregate pulls both at commit (``UnitOfWork.collect``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum, StrEnum
-from typing import Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
 from uuid import UUID, uuid4
 
 from attrs import define, evolve, field, frozen
 
-from class_core import notifications
+from class_core import matching, notifications
 from class_core.errors import ClassArchivedError
 from class_core.events import (
     UNSTAMPED,
@@ -29,6 +29,9 @@ from class_core.events import (
     StudentErasedV1,
     StudentUpdatedV1,
 )
+
+if TYPE_CHECKING:
+    from class_core.matching import EssayMatch, TimeoutOutcome
 
 T = TypeVar("T")
 
@@ -311,6 +314,39 @@ class Student(Aggregate):
         student._history += change_history(student, by, at, created=True, added=class_ids)
         return student
 
+    @classmethod
+    def placeholder_of(cls, school_class: SchoolClass, at: datetime) -> Student:
+        """The class's UNKNOWN student (§4.3), a member of it: records ``StudentCreatedV1``
+        (by the class's owner) and its history (created by ``SYSTEM_TIMEOUT``); written only
+        if no concurrent sweep created one first."""
+        placeholder = cls(
+            uuid4(),
+            school_class.owner_id,
+            PLACEHOLDER_FIRST_NAME,
+            PLACEHOLDER_LAST_NAME,
+            None,
+            placeholder_email(school_class.id),
+            at,
+            at,
+            is_placeholder=True,
+            class_ids=(school_class.id,),
+        )
+        placeholder._events.append(
+            StudentCreatedV1.of(
+                placeholder, (school_class.id,), school_class.owner_id, UNSTAMPED, at
+            )
+        )
+        placeholder._history.append(
+            HistoryEntry(
+                placeholder.id,
+                school_class.owner_id,
+                at,
+                HistoryAction.CREATED,
+                SYSTEM_TIMEOUT_USER,
+            )
+        )
+        return placeholder
+
     def check_joinable(self, classes: Sequence[SchoolClass]) -> None:
         """Refuse joining an archived class it is not in yet (§9.2); leaving one, or naming
         one it is in already, is allowed."""
@@ -442,8 +478,12 @@ class Student(Aggregate):
 
 
 @define
-class Batch:
-    """A batch of essays whose authors are being matched; the deadline is fixed on first store."""
+class Batch(Aggregate):
+    """A batch of essays whose authors are being matched; the deadline is fixed on first store.
+
+    Its associations are read and written apart (a batch has many); its methods take them,
+    change them and record the batch's events, notifications and the decisions' history. The
+    rules themselves are pure functions in :mod:`class_core.matching`."""
 
     batch_id: UUID
     class_id: UUID
@@ -460,17 +500,165 @@ class Batch:
     def is_finalized(self) -> bool:
         return self.status is BatchStatus.FINALIZED
 
+    @classmethod
+    def open(
+        cls,
+        batch_id: UUID,
+        of_class: SchoolClass,
+        course_code: str,
+        deadline: datetime,
+        at: datetime,
+    ) -> Batch:
+        """A new pending batch of a class, its owner's, due at ``deadline``."""
+        return cls(
+            batch_id=batch_id,
+            class_id=of_class.id,
+            owner_id=of_class.owner_id,
+            course_code=course_code,
+            status=BatchStatus.PENDING,
+            deadline=deadline,
+            created_at=at,
+            updated_at=at,
+        )
+
+    def apply_suggestions(
+        self,
+        matches: Iterable[EssayMatch],
+        existing: Mapping[UUID, Association],
+        members: Collection[UUID],
+        *,
+        first: bool,
+        at: datetime,
+    ) -> AppliedSuggestions:
+        """A suggestions message (contract §4.1, :func:`class_core.matching.apply_suggestions`).
+        The ``first`` message of a batch: with no essay of its own it finalizes the batch at
+        once (:meth:`finalize`), otherwise it tells the owner the suggestions are ready. A
+        later message that changes anything touches the batch."""
+        new, changed, ignored = matching.apply_suggestions(self, matches, existing, members, at)
+        touched = False
+        if first and not new:
+            self.finalize([], at)
+            touched = True
+        elif first:
+            suggested = sum(1 for a in new if a.suggested_student_id is not None)
+            self._events.append(
+                notifications.associations_suggested(
+                    self.owner_id,
+                    self.batch_id,
+                    self.class_id,
+                    essay_count=len(new),
+                    suggested_count=suggested,
+                    deadline=self.deadline,
+                    correlation_id=UNSTAMPED,
+                    at=at,
+                )
+            )
+        elif new or changed:
+            self.updated_at, touched = at, True
+        return AppliedSuggestions(new, changed, ignored, touched)
+
     def move_deadline(self, deadline: datetime, at: datetime) -> None:
         """The owner's new deadline (checked by the use case); the sweep honours it."""
         self.deadline = deadline
         self.updated_at = at
 
-    def finalize(self, at: datetime, *, timeout_triggered: bool) -> None:
-        """Close the batch: no decision changes after this."""
+    def decide(
+        self,
+        associations: Sequence[Association],
+        decisions: Sequence[tuple[UUID, UUID | None]],
+        by: str,
+        at: datetime,
+    ) -> list[Association]:
+        """The owner's decisions (contract §3.3), checked already: essay id → the chosen
+        student, ``None`` to reject. Each goes into the history of the student it names; once
+        no essay of the batch is pending the batch is finalized (:meth:`finalize`), otherwise
+        touched. Returns the decided associations, in order."""
+        by_essay = {a.essay_id: a for a in associations}
+        decided: list[Association] = []
+        for essay_id, student_id in decisions:
+            a = by_essay[essay_id]
+            if student_id is None:
+                a.decide(ValidationStatus.REJECTED, None, ValidationMethod.HUMAN, by, at)
+            else:
+                a.decide(ValidationStatus.CONFIRMED, student_id, ValidationMethod.HUMAN, by, at)
+            decided.append(a)
+        self._history += _decision_history(decided, self.owner_id)
+        if matching.count(associations).pending == 0:
+            self.finalize(associations, at)
+        else:
+            self.updated_at = at
+        return decided
+
+    def finalize(self, associations: Sequence[Association], at: datetime) -> None:
+        """Close the batch, its essays decided (or it has none): no decision changes after
+        this. Records the one ``StudentAssociationsConfirmedV1`` and tells the owner."""
+        self._close(at, timeout_triggered=False)
+        counts = matching.count(associations)
+        self._events += [
+            matching.confirmed_event(self, associations, False, at),
+            notifications.associations_confirmed(
+                self.owner_id,
+                self.batch_id,
+                self.class_id,
+                counts.confirmed,
+                counts.rejected,
+                UNSTAMPED,
+                at,
+            ),
+        ]
+
+    def settle_by_timeout(
+        self,
+        associations: Sequence[Association],
+        outcome: TimeoutOutcome,
+        placeholder_id: UUID | None,
+        timeout_hours: float,
+        at: datetime,
+    ) -> None:
+        """Apply the timeout rule's outcome (:func:`class_core.matching.timeout_outcome`):
+        the essays it keeps get their suggested student, the others the class's UNKNOWN
+        placeholder (``placeholder_id``, given when any does), all ``timeout_confirmed`` by
+        ``SYSTEM_TIMEOUT``, each in its student's history. The batch is finalized by timeout:
+        records the one confirmed event (with how many essays the guard sent to UNKNOWN) and
+        the owner's notification."""
+        status, method = ValidationStatus.TIMEOUT_CONFIRMED, ValidationMethod.TIMEOUT
+        for a in outcome.unknown:
+            a.decide(status, placeholder_id, method, SYSTEM_TIMEOUT_USER, at)
+        for a in outcome.keep:
+            a.decide(status, a.suggested_student_id, method, SYSTEM_TIMEOUT_USER, at)
+        self._close(at, timeout_triggered=True)
+        self._history += _decision_history([*outcome.keep, *outcome.unknown], self.owner_id)
+        self._events += [
+            matching.confirmed_event(self, associations, True, at, outcome.ambiguous),
+            notifications.validation_timeout_processed(
+                self.owner_id,
+                self.batch_id,
+                self.class_id,
+                auto_confirmed_count=len(outcome.keep),
+                unknown_assigned_count=len(outcome.unknown),
+                timeout_hours=timeout_hours,
+                correlation_id=UNSTAMPED,
+                at=at,
+            ),
+        ]
+
+    def _close(self, at: datetime, *, timeout_triggered: bool) -> None:
         self.status = BatchStatus.FINALIZED
         self.finalized_at = at
         self.updated_at = at
         self.timeout_triggered = timeout_triggered
+
+
+@frozen
+class AppliedSuggestions:
+    """What a suggestions message did (:meth:`Batch.apply_suggestions`): the associations to
+    add and to update, how many essays were ignored (another batch has them) and whether the
+    batch itself changed."""
+
+    new: list[Association]
+    changed: list[Association]
+    ignored: int
+    batch_changed: bool
 
 
 @define
@@ -562,6 +750,26 @@ def change_history(
         HistoryEntry(student.id, student.owner_id, at, HistoryAction.REMOVED_FROM_CLASS, by, c)
         for c in removed
     ]
+    return entries
+
+
+def _decision_history(decided: Sequence[Association], owner_id: str) -> list[HistoryEntry]:
+    """``association_decided`` for the student each decision names (the chosen one, else
+    the suggested one a rejection turned down), subject the essay."""
+    entries: list[HistoryEntry] = []
+    for a in decided:
+        student = a.student_id or a.suggested_student_id
+        if student is not None and a.validated_at is not None and a.validated_by is not None:
+            entries.append(
+                HistoryEntry(
+                    student,
+                    owner_id,
+                    a.validated_at,
+                    HistoryAction.ASSOCIATION_DECIDED,
+                    a.validated_by,
+                    a.essay_id,
+                )
+            )
     return entries
 
 
