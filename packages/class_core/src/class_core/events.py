@@ -430,11 +430,18 @@ def notifications_of(events: Sequence[DomainEvent]) -> list[TeacherNotification]
     return [e for e in events if isinstance(e, TeacherNotification)]
 
 
-def stamped(event: DomainEvent, correlation_id: UUID) -> DomainEvent:
-    """``event`` under ``correlation_id`` (a notification carries it as text); an event
-    without one (confirmed associations) as it is."""
-    if isinstance(event, TeacherNotification):
-        return attrs.evolve(event, correlation_id=str(correlation_id))
-    if isinstance(event, StudentAssociationsConfirmedV1):
-        return event
-    return attrs.evolve(event, correlation_id=correlation_id)
+def stamp(events: Sequence[DomainEvent], correlation_id: UUID) -> None:
+    """Put events an aggregate recorded (correlation :data:`UNSTAMPED`) under
+    ``correlation_id`` (a notification carries it as text); an event without one (confirmed
+    associations) stays as it is.
+
+    In place, although the events are frozen: an aggregate's events are its own until its
+    unit of work (or the import's bulk collector) pulls them, and they are stamped as they
+    are pulled, before anything else sees them. A copy (``attrs.evolve``) costs 3 µs per
+    event: planning an imported student took 7.3 µs before aggregates recorded events, 11.1
+    with copies, 9.6 stamped in place (``_create`` timed on 20,000 rows, issue 13)."""
+    for e in events:
+        if isinstance(e, TeacherNotification):
+            object.__setattr__(e, "correlation_id", str(correlation_id))
+        elif not isinstance(e, StudentAssociationsConfirmedV1):
+            object.__setattr__(e, "correlation_id", correlation_id)

@@ -142,11 +142,17 @@ class SchoolClass(Aggregate):
         """A new class (version 1; values already clean): records ``ClassCreatedV1`` and the
         owner's ``class_created`` notification."""
         new = cls(uuid4(), owner_id, name, course_code, at, at, external_id=external_id)
-        new._events += [
-            ClassCreatedV1.of(new, owner_id, UNSTAMPED, at),
-            notifications.class_created(new, UNSTAMPED, at),
-        ]
+        new.announce_created(at)
         return new
+
+    def announce_created(self, at: datetime) -> None:
+        """Record what creating the class publishes: ``ClassCreatedV1`` and the owner's
+        ``class_created`` notification (again by an import that plans a chunk again after its
+        first attempt was rolled back)."""
+        self._events += [
+            ClassCreatedV1.of(self, self.owner_id, UNSTAMPED, at),
+            notifications.class_created(self, UNSTAMPED, at),
+        ]
 
     def update(
         self,
@@ -287,16 +293,21 @@ class Student(Aggregate):
         external_id: str | None = None,
         by: str,
         at: datetime,
+        student_id: UUID | None = None,
+        announce_joins: bool = True,
+        history_by: str | None = None,
     ) -> Student:
-        """A new student (version 1; values already clean), member of ``classes`` (without
-        repeats; joining an archived one is refused, §9.2). Records ``StudentCreatedV1``
-        (the classes in the order given), one ``student_added_to_class`` notification per
-        class to its owner, and the history (created, then each class joined)."""
+        """A new student (version 1; values already clean; ``student_id`` or a new id),
+        member of ``classes`` (without repeats; joining an archived one is refused, §9.2).
+        Records ``StudentCreatedV1`` (the classes in the order given), one
+        ``student_added_to_class`` notification per class to its owner (unless not
+        ``announce_joins``: an import tells no one, §5.2), and the history (created, then each
+        class joined; by ``history_by``, default ``by``)."""
         for c in classes:  # joining an archived class is refused (§9.2)
             c.ensure_writable()
         class_ids = tuple(c.id for c in classes)
         student = cls(
-            uuid4(),
+            student_id or uuid4(),
             owner_id,
             first_name,
             last_name,
@@ -310,8 +321,11 @@ class Student(Aggregate):
             external_id=external_id,
         )
         student._events.append(StudentCreatedV1.of(student, class_ids, by, UNSTAMPED, at))
-        student._record_joins(classes, at)
-        student._history += change_history(student, by, at, created=True, added=class_ids)
+        if announce_joins:
+            student._record_joins(classes, at)
+        student._history += change_history(
+            student, history_by or by, at, created=True, added=class_ids
+        )
         return student
 
     @classmethod
@@ -368,13 +382,15 @@ class Student(Aggregate):
         leaving: Sequence[UUID] = (),
         by: str,
         at: datetime,
-    ) -> tuple[list[UUID], list[UUID]] | None:
+        announce_joins: bool = True,
+        history_by: str | None = None,
+    ) -> StudentChange | None:
         """Take the values given (``UNSET``: keep; ``None``: clear a nullable one; values
         already clean), join ``joining`` (:meth:`check_joinable`) and leave ``leaving``.
         ``None`` when nothing changed; otherwise one more version, recorded as one
         ``StudentUpdatedV1`` (the state after the change), one ``student_added_to_class``
-        notification per class joined, and the history; returns the class ids joined and
-        left (in order)."""
+        notification per class joined (unless not ``announce_joins``), and the history (by
+        ``history_by``, default ``by``)."""
         self.check_joinable(joining)
         changed = self.rename(first_name, last_name, legal_full_name)
         changed = self.changes_aliases(aliases) or changed
@@ -392,10 +408,13 @@ class Student(Aggregate):
         self.updated_at = at
         self.version += 1
         self._events.append(StudentUpdatedV1.of(self, added, removed, by, UNSTAMPED, at))
-        by_id = {c.id: c for c in joining}
-        self._record_joins([by_id[c] for c in added], at)
-        self._history += change_history(self, by, at, updated=changed, added=added, removed=removed)
-        return added, removed
+        if announce_joins and added:
+            by_id = {c.id: c for c in joining}
+            self._record_joins([by_id[c] for c in added], at)
+        self._history += change_history(
+            self, history_by or by, at, updated=changed, added=added, removed=removed
+        )
+        return StudentChange(changed, added, removed)
 
     def _record_joins(self, classes: Sequence[SchoolClass], at: datetime) -> None:
         """Tell each class's owner that this student joined it."""
@@ -475,6 +494,16 @@ class Student(Aggregate):
         removed = [c for c in dict.fromkeys(class_ids) if c in self.class_ids]
         self.class_ids = tuple(c for c in self.class_ids if c not in removed)
         return removed
+
+
+@frozen
+class StudentChange:
+    """What :meth:`Student.update` changed: whether any field did, and the classes joined
+    and left (in order)."""
+
+    fields: bool
+    added: list[UUID]
+    removed: list[UUID]
 
 
 @define

@@ -27,13 +27,24 @@ from class_core.events import (
     OutboxMessage,
     TeacherNotification,
     notifications_of,
-    stamped,
+    stamp,
 )
 from class_core.ids import uuid4_many
-from class_core.model import Aggregate
+from class_core.model import Aggregate, HistoryEntry
 from class_core.ports import EnvelopeRenderer, Outbox, StudentHistory
 
 _Recorded = tuple[DomainEvent, UUID, UUID, datetime]  # event, its id, correlation id, time
+
+
+def pulled(
+    aggregate: Aggregate, correlation_id: UUID
+) -> tuple[list[DomainEvent], list[HistoryEntry]]:
+    """What ``aggregate`` recorded since it was last pulled: its events, stamped with
+    ``correlation_id``, and its history entries (the unit of work's collection at commit, and
+    the roster import's bulk collector, ``ChunkPlan.collect``)."""
+    events = aggregate.pull_events()
+    stamp(events, correlation_id)
+    return events, aggregate.pull_history()
 
 
 class RecordedMessages(Sequence[OutboxMessage]):
@@ -99,15 +110,15 @@ class RecordedEvents:
         with its correlation id, each at its own timestamp), in the order collected, and
         write their history entries."""
         collected, self.collected = self.collected, []
-        entries = []
+        entries: list[HistoryEntry] = []
         for aggregate, correlation_id in collected:
-            events = aggregate.pull_events()
+            events, entries_of = pulled(aggregate, correlation_id)
             ids = uuid4_many(len(events))
             self.recorded.extend(
-                (stamped(e, correlation_id), event_id, correlation_id, e.timestamp)
+                (e, event_id, correlation_id, e.timestamp)
                 for e, event_id in zip(events, ids, strict=True)
             )
-            entries += aggregate.pull_history()
+            entries += entries_of
         if entries:
             await history.add(entries)
 

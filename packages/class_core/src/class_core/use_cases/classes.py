@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from uuid import UUID
 
 from attrs import frozen
 
-from class_core import notifications
 from class_core.courses import get_course, single_course
 from class_core.errors import NotFoundError, ResourceInUseError
-from class_core.events import ClassCreatedV1, DomainEvent
 from class_core.model import (
     UNSET,
     Page,
@@ -41,15 +38,6 @@ class UpdateClass:
     name: str | Unset = UNSET
     course_codes: Sequence[str] | Unset = UNSET
     external_id: str | Unset | None = UNSET
-
-
-def class_created_events(cls: SchoolClass, ctx: RequestContext, at: datetime) -> list[DomainEvent]:
-    """What creating a class publishes (over the API or by a roster import): the created
-    event and the owner's notification."""
-    return [
-        ClassCreatedV1.of(cls, ctx.user_id, ctx.correlation_id, at),
-        notifications.class_created(cls, ctx.correlation_id, at),
-    ]
 
 
 async def create_class(rt: Runtime, ctx: RequestContext, cmd: CreateClass) -> SchoolClass:

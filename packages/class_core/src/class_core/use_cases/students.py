@@ -303,12 +303,11 @@ async def update_student(
         )
         if change is None:
             return student
-        added, removed = change
         await uow.students.update(student)
-        if added:
-            await uow.students.add_memberships([(c, student.id) for c in added])
-        if removed:
-            await uow.students.remove_memberships([(c, student.id) for c in removed])
+        if change.added:
+            await uow.students.add_memberships([(c, student.id) for c in change.added])
+        if change.removed:
+            await uow.students.remove_memberships([(c, student.id) for c in change.removed])
         uow.collect(student, ctx.correlation_id)
         notes = await uow.commit()
     rt.notifier.publish(notes)
