@@ -384,13 +384,15 @@ class Student(Aggregate):
         at: datetime,
         announce_joins: bool = True,
         history_by: str | None = None,
+        always: bool = False,
     ) -> StudentChange | None:
         """Take the values given (``UNSET``: keep; ``None``: clear a nullable one; values
         already clean), join ``joining`` (:meth:`check_joinable`) and leave ``leaving``.
         ``None`` when nothing changed; otherwise one more version, recorded as one
         ``StudentUpdatedV1`` (the state after the change), one ``student_added_to_class``
         notification per class joined (unless not ``announce_joins``), and the history (by
-        ``history_by``, default ``by``)."""
+        ``history_by``, default ``by``). ``always``: one more version even when nothing
+        changed (an import's undo makes one per student it reverts)."""
         self.check_joinable(joining)
         changed = self.rename(first_name, last_name, legal_full_name)
         changed = self.changes_aliases(aliases) or changed
@@ -403,7 +405,7 @@ class Student(Aggregate):
         if not isinstance(external_id, Unset) and external_id != self.external_id:
             self.external_id, changed = external_id, True
         added, removed = self.join([c.id for c in joining]), self.leave(leaving)
-        if not changed and not added and not removed:
+        if not changed and not added and not removed and not always:
             return None
         self.updated_at = at
         self.version += 1
