@@ -444,9 +444,9 @@ class UnitOfWork(Protocol):
     def record(
         self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime
     ) -> list[TeacherNotification]:
-        """Record events that no aggregate recorded (ids fixed now); :meth:`commit` writes
-        them to the outbox in the same transaction. Returns the teacher notifications among
-        them, to be pushed once committed."""
+        """Record events already pulled from their aggregates (``recording.pulled``: the roster
+        import's chunk, pulled as it is planned); ids fixed now. :meth:`commit` writes them to
+        the outbox in the same transaction. Returns the teacher notifications among them."""
         ...
 
     async def __aenter__(self) -> Self: ...

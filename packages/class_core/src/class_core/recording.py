@@ -2,9 +2,10 @@
 
 An aggregate's methods record the events of its changes (``class_core.model.Aggregate``); the
 use case hands the aggregate to its unit of work with ``uow.collect(aggregate,
-correlation_id)``, and :meth:`commit` pulls what it recorded: the events, stamped with the
-correlation id, go to the outbox, its history entries to the student history. Events without
-an aggregate (a batch's, the import's bulk) are recorded directly with ``uow.record(events,
+correlation_id)``, and :meth:`commit` pulls what it recorded (:func:`pulled`): the events,
+stamped with the correlation id, go to the outbox, its history entries to the student history.
+The roster import pulls its thousands of students as it plans a chunk (``ChunkPlan.collect``,
+the same :func:`pulled`) and records the chunk's events with ``uow.record(events,
 correlation_id, at)``. The unit of work writes everything recorded to the outbox at commit, in
 one insert, in the same transaction (both adapters hold a :class:`RecordedEvents`). That is
 the one path from a change to the outbox: the API's use cases, the timeout sweep and the
