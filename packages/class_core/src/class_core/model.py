@@ -394,8 +394,8 @@ class Student(Aggregate):
         ``history_by``, default ``by``). ``always``: one more version even when nothing
         changed (an import's undo makes one per student it reverts)."""
         self.check_joinable(joining)
-        changed = self.rename(first_name, last_name, legal_full_name)
-        changed = self.changes_aliases(aliases) or changed
+        changed = self._rename(first_name, last_name, legal_full_name)
+        changed = self._take_aliases(aliases) or changed
         if self.changes_email(email):
             self.email, changed = None if isinstance(email, Unset) else email, True
         if not isinstance(protected_identity, Unset) and (
@@ -404,7 +404,7 @@ class Student(Aggregate):
             self.protected_identity, changed = protected_identity, True
         if not isinstance(external_id, Unset) and external_id != self.external_id:
             self.external_id, changed = external_id, True
-        added, removed = self.join([c.id for c in joining]), self.leave(leaving)
+        added, removed = self._join([c.id for c in joining]), self._leave(leaving)
         if not changed and not added and not removed and not always:
             return None
         self.updated_at = at
@@ -456,7 +456,7 @@ class Student(Aggregate):
             )
         )
 
-    def rename(
+    def _rename(
         self,
         first_name: str | Unset,
         last_name: str | Unset,
@@ -473,7 +473,7 @@ class Student(Aggregate):
             self.legal_full_name = legal_full_name
         return (self.first_name, self.last_name, self.legal_full_name) != old
 
-    def changes_aliases(self, aliases: Sequence[str] | Unset) -> bool:
+    def _take_aliases(self, aliases: Sequence[str] | Unset) -> bool:
         """Take the aliases given (``UNSET``: keep; values already clean); whether they
         changed."""
         if isinstance(aliases, Unset) or tuple(aliases) == self.aliases:
@@ -485,13 +485,13 @@ class Student(Aggregate):
         """Whether ``email`` (``UNSET``: keep; ``None``: clear) differs from the stored one."""
         return not isinstance(email, Unset) and email != self.email
 
-    def join(self, class_ids: Sequence[UUID]) -> list[UUID]:
+    def _join(self, class_ids: Sequence[UUID]) -> list[UUID]:
         """Become a member of these classes; returns those it was not in yet (in order)."""
         added = [c for c in dict.fromkeys(class_ids) if c not in self.class_ids]
         self.class_ids = tuple(sorted((*self.class_ids, *added)))
         return added
 
-    def leave(self, class_ids: Sequence[UUID]) -> list[UUID]:
+    def _leave(self, class_ids: Sequence[UUID]) -> list[UUID]:
         """Stop being a member of these classes; returns those it was in (in order)."""
         removed = [c for c in dict.fromkeys(class_ids) if c in self.class_ids]
         self.class_ids = tuple(c for c in self.class_ids if c not in removed)
