@@ -691,6 +691,44 @@ async def test_recorded_events_reach_the_outbox_at_commit_only(backend: Backend)
     assert all(f'"correlation_id":"{corr}"' in m.payload for m in stored)
 
 
+async def test_collected_aggregates_are_pulled_at_commit_only(backend: Backend) -> None:
+    """``uow.collect``: what a collected aggregate recorded is pulled at commit (its events
+    stamped with the correlation id given, in the order collected, its history written) and
+    ``commit`` returns the notifications among them; leaving without a commit writes
+    nothing."""
+    b = backend
+    now = b.clock.now()
+    corr = uuid4()
+    cls = SchoolClass.create(T1, "Collected", "ENG5", at=now)
+    async with b.uow() as uow:
+        await uow.classes.add(cls)
+        uow.collect(cls, corr)
+    assert await b.messages() == []
+    cls = SchoolClass.create(T1, "Collected", "ENG5", at=now)
+    student = Student.create(T1, "Col", "Lected", classes=[cls], by=T1, at=now)
+    async with b.uow() as uow:
+        await uow.classes.add(cls)
+        await uow.students.add(student)
+        uow.collect(cls, corr)
+        uow.collect(student, corr)
+        notes = await uow.commit()
+    assert [n.notification_type for n in notes] == ["class_created", "student_added_to_class"]
+    stored = await b.messages()
+    assert [m.topic for m in stored] == [
+        CLASS_CREATED,
+        TEACHER_NOTIFICATION,
+        STUDENT_CREATED,
+        TEACHER_NOTIFICATION,
+    ]
+    assert all(f'"correlation_id":"{corr}"' in m.payload for m in stored)
+    async with b.uow() as uow:
+        history = await uow.history.of_student(student.id)
+    assert [(h.action.value, h.subject_id) for h in history] == [
+        ("created", None),
+        ("added_to_class", cls.id),
+    ]
+
+
 async def test_a_read_only_unit_of_work_reads_and_never_stores(backend: Backend) -> None:
     """``Runtime.read()``: the committed data, and no commit (writes are refused or lost)."""
     b = backend

@@ -26,6 +26,7 @@ from adapters_sql.students import SqlStudentRepository
 from adapters_sql.transaction import SqlTransaction
 from class_core.changes import changes_of, with_touched
 from class_core.events import DomainEvent, TeacherNotification
+from class_core.model import Aggregate
 from class_core.recording import RecordedEvents
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,10 @@ class SqlUnitOfWork:
         self.imports = SqlImportHistory(self._tx)
         self.changes = SqlChangeLog(self._tx)
         self._recorded = RecordedEvents(ENVELOPES)  # rendered at commit, in this adapter
+
+    def collect(self, aggregate: Aggregate, correlation_id: UUID) -> None:
+        """See ``UnitOfWork.collect``: pulled by :meth:`commit`."""
+        self._recorded.collect(aggregate, correlation_id)
 
     def record(
         self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime
@@ -108,11 +113,13 @@ class SqlUnitOfWork:
             except Exception:  # a wake-up hint must never fail a committed change
                 log.exception("on_outbox_commit callback failed")
 
-    async def commit(self) -> None:
+    async def commit(self) -> list[TeacherNotification]:
         if self._conn is None:
             raise RuntimeError("the unit of work is not entered (use `async with uow:`)")
         if self._tx.read_only:
             raise RuntimeError("a read-only unit of work does not commit")
+        await self._recorded.pull_collected(self.history)  # what the aggregates recorded
+        notes = self._recorded.notifications()
         changes = with_touched(changes_of(self._recorded.events()), self._tx.touched)
         await self._recorded.write_to(self.outbox)
         # Last before the commit: the feed's rows are locked last, in one order (see
@@ -121,6 +128,7 @@ class SqlUnitOfWork:
         with translate_errors():
             await self._conn.commit()
         self._committed = True
+        return notes
 
 
 async def _release(conn: AsyncConnection, *, rollback: bool) -> None:

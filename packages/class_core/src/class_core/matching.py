@@ -5,12 +5,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from attrs import frozen
 
+# The module, not its names: ``model.Batch``'s methods apply these rules, so the two modules
+# import each other and each reads the other's names only when called.
+from class_core import model
 from class_core.events import ConfirmedAssociation, StudentAssociationsConfirmedV1
-from class_core.model import Association, Batch, ValidationStatus
+
+if TYPE_CHECKING:
+    from class_core.model import Association, Batch
 
 
 @frozen
@@ -105,7 +111,7 @@ def apply_suggestions(
         current = existing.get(match.essay_id)
         if current is None:
             new.append(
-                Association(
+                model.Association(
                     essay_id=match.essay_id,
                     batch_id=batch.batch_id,
                     class_id=batch.class_id,
@@ -191,7 +197,7 @@ def timeout_outcome(
     chosen_by_human = {
         a.student_id
         for a in associations
-        if a.validation_status is ValidationStatus.CONFIRMED and a.student_id is not None
+        if a.validation_status is model.ValidationStatus.CONFIRMED and a.student_id is not None
     }
     passing = [
         a for a in pending if keeps_suggestion(a, threshold, members) and clears_margin(a, margin)
@@ -233,13 +239,13 @@ class BatchCounts:
 
 def count(associations: Sequence[Association]) -> BatchCounts:
     statuses = [a.validation_status for a in associations]
-    human = statuses.count(ValidationStatus.CONFIRMED)
-    timeout = statuses.count(ValidationStatus.TIMEOUT_CONFIRMED)
+    human = statuses.count(model.ValidationStatus.CONFIRMED)
+    timeout = statuses.count(model.ValidationStatus.TIMEOUT_CONFIRMED)
     return BatchCounts(
         total=len(statuses),
         confirmed=human + timeout,
-        rejected=statuses.count(ValidationStatus.REJECTED),
-        pending=statuses.count(ValidationStatus.PENDING),
+        rejected=statuses.count(model.ValidationStatus.REJECTED),
+        pending=statuses.count(model.ValidationStatus.PENDING),
         human_confirmed=human,
         timeout_confirmed=timeout,
     )

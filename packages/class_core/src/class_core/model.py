@@ -1,19 +1,37 @@
 """Entities and value objects of the domain.
 
-Never mapped by an ORM: adapters map rows explicitly.
+Never mapped by an ORM: adapters map rows explicitly. The aggregates (:class:`Student`,
+:class:`SchoolClass`) change through their methods, and each change records what it publishes
+(the contract's events, in order) and what the student history keeps; the unit of work that
+writes the aggregate pulls both at commit (``UnitOfWork.collect``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum, StrEnum
-from typing import Final, Generic, TypeVar
-from uuid import UUID
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
+from uuid import UUID, uuid4
 
 from attrs import define, evolve, field, frozen
 
+from class_core import matching, notifications
 from class_core.errors import ClassArchivedError
+from class_core.events import (
+    UNSTAMPED,
+    ClassCreatedV1,
+    ClassDeletedV1,
+    ClassUpdatedV1,
+    DomainEvent,
+    StudentCreatedV1,
+    StudentDeletedV1,
+    StudentErasedV1,
+    StudentUpdatedV1,
+)
+
+if TYPE_CHECKING:
+    from class_core.matching import EssayMatch, TimeoutOutcome
 
 T = TypeVar("T")
 
@@ -64,7 +82,28 @@ class BatchStatus(StrEnum):
 
 
 @define
-class SchoolClass:
+class Aggregate:
+    """What an aggregate's changes recorded and its unit of work has not pulled yet: domain
+    events (in order, correlation :data:`~class_core.events.UNSTAMPED` until the unit of
+    work stamps its own) and student history entries. Neither is part of the aggregate's
+    value (no ``__init__`` argument, not compared, not shown)."""
+
+    _events: list[DomainEvent] = field(factory=list, init=False, eq=False, repr=False)
+    _history: list[HistoryEntry] = field(factory=list, init=False, eq=False, repr=False)
+
+    def pull_events(self) -> list[DomainEvent]:
+        """The events recorded since the last pull, in order; forgotten here."""
+        events, self._events = self._events, []
+        return events
+
+    def pull_history(self) -> list[HistoryEntry]:
+        """The history entries recorded since the last pull, in order; forgotten here."""
+        entries, self._history = self._history, []
+        return entries
+
+
+@define
+class SchoolClass(Aggregate):
     """A teacher's class, tied to exactly one course."""
 
     id: UUID
@@ -90,23 +129,101 @@ class SchoolClass:
         if self.is_archived:
             raise ClassArchivedError()
 
-    def archive(self, at: datetime) -> bool:
-        """Become archived; whether anything changed (archiving twice changes nothing)."""
+    @classmethod
+    def create(
+        cls,
+        owner_id: str,
+        name: str,
+        course_code: str,
+        *,
+        external_id: str | None = None,
+        at: datetime,
+    ) -> SchoolClass:
+        """A new class (version 1; values already clean): records ``ClassCreatedV1`` and the
+        owner's ``class_created`` notification."""
+        new = cls(uuid4(), owner_id, name, course_code, at, at, external_id=external_id)
+        new.announce_created(at)
+        return new
+
+    def announce_created(self, at: datetime) -> None:
+        """Record what creating the class publishes: ``ClassCreatedV1`` and the owner's
+        ``class_created`` notification (again by an import that plans a chunk again after its
+        first attempt was rolled back)."""
+        self._events += [
+            ClassCreatedV1.of(self, self.owner_id, UNSTAMPED, at),
+            notifications.class_created(self, UNSTAMPED, at),
+        ]
+
+    def update(
+        self,
+        *,
+        name: str | Unset = UNSET,
+        course_code: str | Unset = UNSET,
+        external_id: str | Unset | None = UNSET,
+        by: str,
+        at: datetime,
+    ) -> bool:
+        """Take the values given (``UNSET``: keep; a ``None`` external id: clear it; values
+        already clean); whether any changed. Refused while archived (§9.2). A change is one
+        more version and records ``ClassUpdatedV1`` (the new name and course when they
+        changed)."""
+        self.ensure_writable()
+        new_name = name if not isinstance(name, Unset) and name != self.name else None
+        new_course = (
+            course_code
+            if not isinstance(course_code, Unset) and course_code != self.course_code
+            else None
+        )
+        new_external = not isinstance(external_id, Unset) and external_id != self.external_id
+        if new_name is None and new_course is None and not new_external:
+            return False
+        self.name = new_name or self.name
+        self.course_code = new_course or self.course_code
+        if new_external and not isinstance(external_id, Unset):
+            self.external_id = external_id
+        self._changed(by, at, new_name, new_course)
+        return True
+
+    def archive(self, by: str, at: datetime) -> bool:
+        """Become archived; whether anything changed (archiving twice changes nothing). A
+        change is one more version and records ``ClassUpdatedV1`` with the new status."""
         if self.is_archived:
             return False
         self.status, self.archived_at = ClassStatus.ARCHIVED, at
+        self._changed(by, at)
         return True
 
-    def unarchive(self) -> bool:
-        """Become active again; whether anything changed."""
+    def unarchive(self, by: str, at: datetime) -> bool:
+        """Become active again; whether anything changed (recorded as :meth:`archive`)."""
         if not self.is_archived:
             return False
         self.status, self.archived_at = ClassStatus.ACTIVE, None
+        self._changed(by, at)
         return True
+
+    def delete(self, members: Sequence[UUID], by: str, at: datetime) -> None:
+        """Record the deletion: each member's history says it left the class, and
+        ``ClassDeletedV1`` (the version the deletion would make) says the rest; the members
+        get no event of their own."""
+        self._history += [
+            HistoryEntry(s, self.owner_id, at, HistoryAction.REMOVED_FROM_CLASS, by, self.id)
+            for s in members
+        ]
+        self._events.append(
+            ClassDeletedV1(self.id, by, UNSTAMPED, at, aggregate_version=self.version + 1)
+        )
+
+    def _changed(
+        self, by: str, at: datetime, new_name: str | None = None, new_course: str | None = None
+    ) -> None:
+        """One more version of the class, recorded as ``ClassUpdatedV1``."""
+        self.updated_at = at
+        self.version += 1
+        self._events.append(ClassUpdatedV1.of(self, new_name, new_course, by, UNSTAMPED, at))
 
 
 @define
-class Student:
+class Student(Aggregate):
     """A student, unique by email per owner. ``class_ids`` are the memberships as read."""
 
     id: UUID
@@ -161,9 +278,157 @@ class Student:
             external_id=None,
         )
 
-    def erase(self, at: datetime) -> list[UUID]:
+    @classmethod
+    def create(
+        cls,
+        owner_id: str,
+        first_name: str,
+        last_name: str,
+        *,
+        legal_full_name: str | None = None,
+        email: str | None = None,
+        classes: Sequence[SchoolClass] = (),
+        aliases: tuple[str, ...] = (),
+        protected_identity: bool = False,
+        external_id: str | None = None,
+        by: str,
+        at: datetime,
+        student_id: UUID | None = None,
+        announce_joins: bool = True,
+        history_by: str | None = None,
+    ) -> Student:
+        """A new student (version 1; values already clean; ``student_id`` or a new id),
+        member of ``classes`` (without repeats; joining an archived one is refused, §9.2).
+        Records ``StudentCreatedV1`` (the classes in the order given), one
+        ``student_added_to_class`` notification per class to its owner (unless not
+        ``announce_joins``: an import tells no one, §5.2), and the history (created, then each
+        class joined; by ``history_by``, default ``by``)."""
+        for c in classes:  # joining an archived class is refused (§9.2)
+            c.ensure_writable()
+        class_ids = tuple(c.id for c in classes)
+        student = cls(
+            student_id or uuid4(),
+            owner_id,
+            first_name,
+            last_name,
+            legal_full_name,
+            email,
+            at,
+            at,
+            class_ids=tuple(sorted(class_ids)),
+            aliases=aliases,
+            protected_identity=protected_identity,
+            external_id=external_id,
+        )
+        student._events.append(StudentCreatedV1.of(student, class_ids, by, UNSTAMPED, at))
+        if announce_joins:
+            student._record_joins(classes, at)
+        student._history += change_history(
+            student, history_by or by, at, created=True, added=class_ids
+        )
+        return student
+
+    @classmethod
+    def placeholder_of(cls, school_class: SchoolClass, at: datetime) -> Student:
+        """The class's UNKNOWN student (§4.3), a member of it: records ``StudentCreatedV1``
+        (by the class's owner) and its history (created by ``SYSTEM_TIMEOUT``); written only
+        if no concurrent sweep created one first."""
+        placeholder = cls(
+            uuid4(),
+            school_class.owner_id,
+            PLACEHOLDER_FIRST_NAME,
+            PLACEHOLDER_LAST_NAME,
+            None,
+            placeholder_email(school_class.id),
+            at,
+            at,
+            is_placeholder=True,
+            class_ids=(school_class.id,),
+        )
+        placeholder._events.append(
+            StudentCreatedV1.of(
+                placeholder, (school_class.id,), school_class.owner_id, UNSTAMPED, at
+            )
+        )
+        placeholder._history.append(
+            HistoryEntry(
+                placeholder.id,
+                school_class.owner_id,
+                at,
+                HistoryAction.CREATED,
+                SYSTEM_TIMEOUT_USER,
+            )
+        )
+        return placeholder
+
+    def check_joinable(self, classes: Sequence[SchoolClass]) -> None:
+        """Refuse joining an archived class it is not in yet (§9.2); leaving one, or naming
+        one it is in already, is allowed."""
+        for c in classes:
+            if c.id not in self.class_ids:
+                c.ensure_writable()
+
+    def update(
+        self,
+        *,
+        first_name: str | Unset = UNSET,
+        last_name: str | Unset = UNSET,
+        legal_full_name: str | Unset | None = UNSET,
+        email: str | Unset | None = UNSET,
+        aliases: Sequence[str] | Unset = UNSET,
+        protected_identity: bool | Unset = UNSET,
+        external_id: str | Unset | None = UNSET,
+        joining: Sequence[SchoolClass] = (),
+        leaving: Sequence[UUID] = (),
+        by: str,
+        at: datetime,
+        announce_joins: bool = True,
+        history_by: str | None = None,
+        always: bool = False,
+    ) -> StudentChange | None:
+        """Take the values given (``UNSET``: keep; ``None``: clear a nullable one; values
+        already clean), join ``joining`` (:meth:`check_joinable`) and leave ``leaving``.
+        ``None`` when nothing changed; otherwise one more version, recorded as one
+        ``StudentUpdatedV1`` (the state after the change), one ``student_added_to_class``
+        notification per class joined (unless not ``announce_joins``), and the history (by
+        ``history_by``, default ``by``). ``always``: one more version even when nothing
+        changed (an import's undo makes one per student it reverts)."""
+        self.check_joinable(joining)
+        changed = self._rename(first_name, last_name, legal_full_name)
+        changed = self._take_aliases(aliases) or changed
+        if self.changes_email(email):
+            self.email, changed = None if isinstance(email, Unset) else email, True
+        if not isinstance(protected_identity, Unset) and (
+            protected_identity != self.protected_identity
+        ):
+            self.protected_identity, changed = protected_identity, True
+        if not isinstance(external_id, Unset) and external_id != self.external_id:
+            self.external_id, changed = external_id, True
+        added, removed = self._join([c.id for c in joining]), self._leave(leaving)
+        if not changed and not added and not removed and not always:
+            return None
+        self.updated_at = at
+        self.version += 1
+        self._events.append(StudentUpdatedV1.of(self, added, removed, by, UNSTAMPED, at))
+        if announce_joins and added:
+            by_id = {c.id: c for c in joining}
+            self._record_joins([by_id[c] for c in added], at)
+        self._history += change_history(
+            self, history_by or by, at, updated=changed, added=added, removed=removed
+        )
+        return StudentChange(changed, added, removed)
+
+    def _record_joins(self, classes: Sequence[SchoolClass], at: datetime) -> None:
+        """Tell each class's owner that this student joined it."""
+        self._events += [
+            notifications.student_added_to_class(self, c, UNSTAMPED, at) for c in classes
+        ]
+
+    def erase(self, by: str, at: datetime) -> list[UUID]:
         """Become an anonymous record (§10): names ``ERASED``/``STUDENT``, nothing else
-        personal, no memberships; returns the classes left."""
+        personal, no memberships; one more version, recorded as ``StudentUpdatedV1`` then
+        ``StudentErasedV1`` and the history (each class left, then erased). Returns the
+        classes left."""
         left = list(self.class_ids)
         self.first_name, self.last_name = ERASED_FIRST_NAME, ERASED_LAST_NAME
         self.legal_full_name = self.email = self.external_id = None
@@ -171,9 +436,27 @@ class Student:
         self.protected_identity = False
         self.class_ids = ()
         self.erased_at = self.updated_at = at
+        self.version += 1
+        self._events += [
+            StudentUpdatedV1.of(self, (), left, by, UNSTAMPED, at),
+            StudentErasedV1(
+                self.id, tuple(left), by, UNSTAMPED, at, aggregate_version=self.version
+            ),
+        ]
+        self._history += change_history(self, by, at, removed=left)
+        self._history.append(HistoryEntry(self.id, self.owner_id, at, HistoryAction.ERASED, by))
         return left
 
-    def rename(
+    def delete(self, by: str, at: datetime) -> None:
+        """Record the deletion: ``StudentDeletedV1`` with the classes it was in and the
+        version the deletion would make."""
+        self._events.append(
+            StudentDeletedV1(
+                self.id, self.class_ids, by, UNSTAMPED, at, aggregate_version=self.version + 1
+            )
+        )
+
+    def _rename(
         self,
         first_name: str | Unset,
         last_name: str | Unset,
@@ -190,7 +473,7 @@ class Student:
             self.legal_full_name = legal_full_name
         return (self.first_name, self.last_name, self.legal_full_name) != old
 
-    def changes_aliases(self, aliases: Sequence[str] | Unset) -> bool:
+    def _take_aliases(self, aliases: Sequence[str] | Unset) -> bool:
         """Take the aliases given (``UNSET``: keep; values already clean); whether they
         changed."""
         if isinstance(aliases, Unset) or tuple(aliases) == self.aliases:
@@ -202,22 +485,36 @@ class Student:
         """Whether ``email`` (``UNSET``: keep; ``None``: clear) differs from the stored one."""
         return not isinstance(email, Unset) and email != self.email
 
-    def join(self, class_ids: Sequence[UUID]) -> list[UUID]:
+    def _join(self, class_ids: Sequence[UUID]) -> list[UUID]:
         """Become a member of these classes; returns those it was not in yet (in order)."""
         added = [c for c in dict.fromkeys(class_ids) if c not in self.class_ids]
         self.class_ids = tuple(sorted((*self.class_ids, *added)))
         return added
 
-    def leave(self, class_ids: Sequence[UUID]) -> list[UUID]:
+    def _leave(self, class_ids: Sequence[UUID]) -> list[UUID]:
         """Stop being a member of these classes; returns those it was in (in order)."""
         removed = [c for c in dict.fromkeys(class_ids) if c in self.class_ids]
         self.class_ids = tuple(c for c in self.class_ids if c not in removed)
         return removed
 
 
+@frozen
+class StudentChange:
+    """What :meth:`Student.update` changed: whether any field did, and the classes joined
+    and left (in order)."""
+
+    fields: bool
+    added: list[UUID]
+    removed: list[UUID]
+
+
 @define
-class Batch:
-    """A batch of essays whose authors are being matched; the deadline is fixed on first store."""
+class Batch(Aggregate):
+    """A batch of essays whose authors are being matched; the deadline is fixed on first store.
+
+    Its associations are read and written apart (a batch has many); its methods take them,
+    change them and record the batch's events, notifications and the decisions' history. The
+    rules themselves are pure functions in :mod:`class_core.matching`."""
 
     batch_id: UUID
     class_id: UUID
@@ -234,17 +531,165 @@ class Batch:
     def is_finalized(self) -> bool:
         return self.status is BatchStatus.FINALIZED
 
+    @classmethod
+    def open(
+        cls,
+        batch_id: UUID,
+        of_class: SchoolClass,
+        course_code: str,
+        deadline: datetime,
+        at: datetime,
+    ) -> Batch:
+        """A new pending batch of a class, its owner's, due at ``deadline``."""
+        return cls(
+            batch_id=batch_id,
+            class_id=of_class.id,
+            owner_id=of_class.owner_id,
+            course_code=course_code,
+            status=BatchStatus.PENDING,
+            deadline=deadline,
+            created_at=at,
+            updated_at=at,
+        )
+
+    def apply_suggestions(
+        self,
+        matches: Iterable[EssayMatch],
+        existing: Mapping[UUID, Association],
+        members: Collection[UUID],
+        *,
+        first: bool,
+        at: datetime,
+    ) -> AppliedSuggestions:
+        """A suggestions message (contract §4.1, :func:`class_core.matching.apply_suggestions`).
+        The ``first`` message of a batch: with no essay of its own it finalizes the batch at
+        once (:meth:`finalize`), otherwise it tells the owner the suggestions are ready. A
+        later message that changes anything touches the batch."""
+        new, changed, ignored = matching.apply_suggestions(self, matches, existing, members, at)
+        touched = False
+        if first and not new:
+            self.finalize([], at)
+            touched = True
+        elif first:
+            suggested = sum(1 for a in new if a.suggested_student_id is not None)
+            self._events.append(
+                notifications.associations_suggested(
+                    self.owner_id,
+                    self.batch_id,
+                    self.class_id,
+                    essay_count=len(new),
+                    suggested_count=suggested,
+                    deadline=self.deadline,
+                    correlation_id=UNSTAMPED,
+                    at=at,
+                )
+            )
+        elif new or changed:
+            self.updated_at, touched = at, True
+        return AppliedSuggestions(new, changed, ignored, touched)
+
     def move_deadline(self, deadline: datetime, at: datetime) -> None:
         """The owner's new deadline (checked by the use case); the sweep honours it."""
         self.deadline = deadline
         self.updated_at = at
 
-    def finalize(self, at: datetime, *, timeout_triggered: bool) -> None:
-        """Close the batch: no decision changes after this."""
+    def decide(
+        self,
+        associations: Sequence[Association],
+        decisions: Sequence[tuple[UUID, UUID | None]],
+        by: str,
+        at: datetime,
+    ) -> list[Association]:
+        """The owner's decisions (contract §3.3), checked already: essay id → the chosen
+        student, ``None`` to reject. Each goes into the history of the student it names; once
+        no essay of the batch is pending the batch is finalized (:meth:`finalize`), otherwise
+        touched. Returns the decided associations, in order."""
+        by_essay = {a.essay_id: a for a in associations}
+        decided: list[Association] = []
+        for essay_id, student_id in decisions:
+            a = by_essay[essay_id]
+            if student_id is None:
+                a.decide(ValidationStatus.REJECTED, None, ValidationMethod.HUMAN, by, at)
+            else:
+                a.decide(ValidationStatus.CONFIRMED, student_id, ValidationMethod.HUMAN, by, at)
+            decided.append(a)
+        self._history += _decision_history(decided, self.owner_id)
+        if matching.count(associations).pending == 0:
+            self.finalize(associations, at)
+        else:
+            self.updated_at = at
+        return decided
+
+    def finalize(self, associations: Sequence[Association], at: datetime) -> None:
+        """Close the batch, its essays decided (or it has none): no decision changes after
+        this. Records the one ``StudentAssociationsConfirmedV1`` and tells the owner."""
+        self._close(at, timeout_triggered=False)
+        counts = matching.count(associations)
+        self._events += [
+            matching.confirmed_event(self, associations, False, at),
+            notifications.associations_confirmed(
+                self.owner_id,
+                self.batch_id,
+                self.class_id,
+                counts.confirmed,
+                counts.rejected,
+                UNSTAMPED,
+                at,
+            ),
+        ]
+
+    def settle_by_timeout(
+        self,
+        associations: Sequence[Association],
+        outcome: TimeoutOutcome,
+        placeholder_id: UUID | None,
+        timeout_hours: float,
+        at: datetime,
+    ) -> None:
+        """Apply the timeout rule's outcome (:func:`class_core.matching.timeout_outcome`):
+        the essays it keeps get their suggested student, the others the class's UNKNOWN
+        placeholder (``placeholder_id``, given when any does), all ``timeout_confirmed`` by
+        ``SYSTEM_TIMEOUT``, each in its student's history. The batch is finalized by timeout:
+        records the one confirmed event (with how many essays the guard sent to UNKNOWN) and
+        the owner's notification."""
+        status, method = ValidationStatus.TIMEOUT_CONFIRMED, ValidationMethod.TIMEOUT
+        for a in outcome.unknown:
+            a.decide(status, placeholder_id, method, SYSTEM_TIMEOUT_USER, at)
+        for a in outcome.keep:
+            a.decide(status, a.suggested_student_id, method, SYSTEM_TIMEOUT_USER, at)
+        self._close(at, timeout_triggered=True)
+        self._history += _decision_history([*outcome.keep, *outcome.unknown], self.owner_id)
+        self._events += [
+            matching.confirmed_event(self, associations, True, at, outcome.ambiguous),
+            notifications.validation_timeout_processed(
+                self.owner_id,
+                self.batch_id,
+                self.class_id,
+                auto_confirmed_count=len(outcome.keep),
+                unknown_assigned_count=len(outcome.unknown),
+                timeout_hours=timeout_hours,
+                correlation_id=UNSTAMPED,
+                at=at,
+            ),
+        ]
+
+    def _close(self, at: datetime, *, timeout_triggered: bool) -> None:
         self.status = BatchStatus.FINALIZED
         self.finalized_at = at
         self.updated_at = at
         self.timeout_triggered = timeout_triggered
+
+
+@frozen
+class AppliedSuggestions:
+    """What a suggestions message did (:meth:`Batch.apply_suggestions`): the associations to
+    add and to update, how many essays were ignored (another batch has them) and whether the
+    batch itself changed."""
+
+    new: list[Association]
+    changed: list[Association]
+    ignored: int
+    batch_changed: bool
 
 
 @define
@@ -311,6 +756,52 @@ class HistoryEntry:
     action: HistoryAction
     by: str
     subject_id: UUID | None = None
+
+
+def change_history(
+    student: Student,
+    by: str,
+    at: datetime,
+    *,
+    created: bool = False,
+    updated: bool = False,
+    added: Sequence[UUID] = (),
+    removed: Sequence[UUID] = (),
+) -> list[HistoryEntry]:
+    """The history entries of one change of a student (ids only, §10 export)."""
+    entries: list[HistoryEntry] = []
+    if created or updated:
+        action = HistoryAction.CREATED if created else HistoryAction.UPDATED
+        entries.append(HistoryEntry(student.id, student.owner_id, at, action, by))
+    entries += [
+        HistoryEntry(student.id, student.owner_id, at, HistoryAction.ADDED_TO_CLASS, by, c)
+        for c in added
+    ]
+    entries += [
+        HistoryEntry(student.id, student.owner_id, at, HistoryAction.REMOVED_FROM_CLASS, by, c)
+        for c in removed
+    ]
+    return entries
+
+
+def _decision_history(decided: Sequence[Association], owner_id: str) -> list[HistoryEntry]:
+    """``association_decided`` for the student each decision names (the chosen one, else
+    the suggested one a rejection turned down), subject the essay."""
+    entries: list[HistoryEntry] = []
+    for a in decided:
+        student = a.student_id or a.suggested_student_id
+        if student is not None and a.validated_at is not None and a.validated_by is not None:
+            entries.append(
+                HistoryEntry(
+                    student,
+                    owner_id,
+                    a.validated_at,
+                    HistoryAction.ASSOCIATION_DECIDED,
+                    a.validated_by,
+                    a.essay_id,
+                )
+            )
+    return entries
 
 
 @frozen

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from attrs import frozen
 
 from class_core.events import TeacherNotification
-from class_core.model import SchoolClass, Student
+
+if TYPE_CHECKING:  # the model builds its notifications here
+    from class_core.model import SchoolClass, Student
 
 
 @frozen

@@ -19,6 +19,7 @@ from class_core.changes import ChangeKey, FeedPosition, LoggedChange, PendingCha
 from class_core.events import DomainEvent, OutboxMessage, TeacherNotification
 from class_core.import_records import ImportItem, ImportRecord
 from class_core.model import (
+    Aggregate,
     Association,
     Batch,
     BatchSummary,
@@ -434,12 +435,18 @@ class UnitOfWork(Protocol):
     @property
     def changes(self) -> ChangeLog: ...
 
+    def collect(self, aggregate: Aggregate, correlation_id: UUID) -> None:
+        """Have :meth:`commit` pull what ``aggregate`` recorded (``Aggregate.pull_events``,
+        ``pull_history``): its events, stamped with ``correlation_id``, go to the outbox, its
+        history entries to :attr:`history`, in the same transaction."""
+        ...
+
     def record(
         self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime
     ) -> list[TeacherNotification]:
-        """Record the events of this unit of work's change (ids and envelopes fixed now);
-        :meth:`commit` writes them to the outbox in the same transaction. Returns the teacher
-        notifications among them, to be pushed once committed."""
+        """Record events already pulled from their aggregates (``recording.pulled``: the roster
+        import's chunk, pulled as it is planned); ids fixed now. :meth:`commit` writes them to
+        the outbox in the same transaction. Returns the teacher notifications among them."""
         ...
 
     async def __aenter__(self) -> Self: ...
@@ -451,8 +458,10 @@ class UnitOfWork(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
-    async def commit(self) -> None:
-        """Write the recorded events to the outbox, then commit."""
+    async def commit(self) -> list[TeacherNotification]:
+        """Pull what the collected aggregates recorded, write every recorded event to the
+        outbox, then commit; returns the teacher notifications among the events, to be pushed
+        now that they are committed."""
         ...
 
 

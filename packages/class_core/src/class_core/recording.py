@@ -1,12 +1,17 @@
 """Events recorded in a unit of work, kept as outbox messages until it commits.
 
-A use case records the events of its change with ``uow.record(events, correlation_id, at)``;
-the unit of work writes everything recorded to the outbox at :meth:`commit`, in one insert,
-in the same transaction (both adapters hold a :class:`RecordedEvents`). That is the one path
-from a change to the outbox: the API's use cases, the timeout sweep and the roster import
-alike. Each event gets its id when recorded and its envelope text (from the unit of work's
-:class:`~class_core.ports.EnvelopeRenderer`) once, at commit, so that neither changes across
-relay retries.
+An aggregate's methods record the events of its changes (``class_core.model.Aggregate``); the
+use case hands the aggregate to its unit of work with ``uow.collect(aggregate,
+correlation_id)``, and :meth:`commit` pulls what it recorded (:func:`pulled`): the events,
+stamped with the correlation id, go to the outbox, its history entries to the student history.
+The roster import pulls its thousands of students as it plans a chunk (``ChunkPlan.collect``,
+the same :func:`pulled`) and records the chunk's events with ``uow.record(events,
+correlation_id, at)``. The unit of work writes everything recorded to the outbox at commit, in
+one insert, in the same transaction (both adapters hold a :class:`RecordedEvents`). That is
+the one path from a change to the outbox: the API's use cases, the timeout sweep and the
+roster import alike. Each event gets its id when recorded and its envelope text (from the unit
+of work's :class:`~class_core.ports.EnvelopeRenderer`) once, at commit, so that neither changes
+across relay retries.
 """
 
 from __future__ import annotations
@@ -18,11 +23,29 @@ from uuid import UUID
 
 from attrs import define, field
 
-from class_core.events import DomainEvent, OutboxMessage, TeacherNotification, notifications_of
+from class_core.events import (
+    DomainEvent,
+    OutboxMessage,
+    TeacherNotification,
+    notifications_of,
+    stamp,
+)
 from class_core.ids import uuid4_many
-from class_core.ports import EnvelopeRenderer, Outbox
+from class_core.model import Aggregate, HistoryEntry
+from class_core.ports import EnvelopeRenderer, Outbox, StudentHistory
 
 _Recorded = tuple[DomainEvent, UUID, UUID, datetime]  # event, its id, correlation id, time
+
+
+def pulled(
+    aggregate: Aggregate, correlation_id: UUID
+) -> tuple[list[DomainEvent], list[HistoryEntry]]:
+    """What ``aggregate`` recorded since it was last pulled: its events, stamped with
+    ``correlation_id``, and its history entries (the unit of work's collection at commit, and
+    the roster import's bulk collector, ``ChunkPlan.collect``)."""
+    events = aggregate.pull_events()
+    stamp(events, correlation_id)
+    return events, aggregate.pull_history()
 
 
 class RecordedMessages(Sequence[OutboxMessage]):
@@ -76,6 +99,34 @@ class RecordedEvents:
 
     renderer: EnvelopeRenderer
     recorded: list[_Recorded] = field(factory=list)
+    collected: list[tuple[Aggregate, UUID]] = field(factory=list)
+
+    def collect(self, aggregate: Aggregate, correlation_id: UUID) -> None:
+        """Pull what ``aggregate`` records, under ``correlation_id``, at :meth:`pull_collected`
+        (at commit)."""
+        self.collected.append((aggregate, correlation_id))
+
+    async def pull_collected(self, history: StudentHistory) -> None:
+        """At commit, first: record the events every collected aggregate recorded (stamped
+        with its correlation id, each at its own timestamp), in the order collected, and
+        write their history entries."""
+        collected, self.collected = self.collected, []
+        entries: list[HistoryEntry] = []
+        for aggregate, correlation_id in collected:
+            events, entries_of = pulled(aggregate, correlation_id)
+            ids = uuid4_many(len(events))
+            self.recorded.extend(
+                (e, event_id, correlation_id, e.timestamp)
+                for e, event_id in zip(events, ids, strict=True)
+            )
+            entries += entries_of
+        if entries:
+            await history.add(entries)
+
+    def notifications(self) -> list[TeacherNotification]:
+        """The teacher notifications among everything recorded (to be pushed to the
+        real-time channel once the transaction has committed)."""
+        return notifications_of(self.events())
 
     def record(
         self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime
@@ -101,5 +152,5 @@ class RecordedEvents:
     def take(self) -> RecordedMessages:
         """Everything recorded, as outbox messages, emptied (at commit, or when the unit of
         work is entered)."""
-        taken, self.recorded = self.recorded, []
+        taken, self.recorded, self.collected = self.recorded, [], []
         return RecordedMessages(taken, self.renderer)

@@ -31,6 +31,7 @@ from class_core.errors import (
 from class_core.events import DomainEvent, OutboxMessage, TeacherNotification
 from class_core.import_records import ImportItem, ImportRecord
 from class_core.model import (
+    Aggregate,
     Association,
     Batch,
     BatchStatus,
@@ -791,6 +792,9 @@ class InMemoryUnitOfWork:
         self._committed = False
         self._recorded = RecordedEvents(store.renderer)
 
+    def collect(self, aggregate: Aggregate, correlation_id: UUID) -> None:
+        self._recorded.collect(aggregate, correlation_id)
+
     def record(
         self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime
     ) -> list[TeacherNotification]:
@@ -815,9 +819,11 @@ class InMemoryUnitOfWork:
         if self._committed and self.added_outbox:
             self.store.outbox_added.set()
 
-    async def commit(self) -> None:
+    async def commit(self) -> list[TeacherNotification]:
         if self.read_only:
             raise RuntimeError("a read-only unit of work does not commit")
+        await self._recorded.pull_collected(self.history)
+        notes = self._recorded.notifications()
         changes = with_touched(changes_of(self._recorded.events()), self.touched)
         if changes:
             await self.changes.write(changes)
@@ -825,6 +831,7 @@ class InMemoryUnitOfWork:
         self.store.tables = self.tables
         self.store.commits += 1
         self._committed = True
+        return notes
 
 
 class InMemoryOutboxStore:

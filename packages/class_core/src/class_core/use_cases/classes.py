@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from attrs import frozen
 
-from class_core import notifications
 from class_core.courses import get_course, single_course
 from class_core.errors import NotFoundError, ResourceInUseError
-from class_core.events import ClassCreatedV1, ClassDeletedV1, ClassUpdatedV1, DomainEvent
 from class_core.model import (
     UNSET,
-    HistoryAction,
-    HistoryEntry,
     Page,
     SchoolClass,
     Student,
@@ -45,28 +40,18 @@ class UpdateClass:
     external_id: str | Unset | None = UNSET
 
 
-def class_created_events(cls: SchoolClass, ctx: RequestContext, at: datetime) -> list[DomainEvent]:
-    """What creating a class publishes (over the API or by a roster import): the created
-    event and the owner's notification."""
-    return [
-        ClassCreatedV1.of(cls, ctx.user_id, ctx.correlation_id, at),
-        notifications.class_created(cls, ctx.correlation_id, at),
-    ]
-
-
 async def create_class(rt: Runtime, ctx: RequestContext, cmd: CreateClass) -> SchoolClass:
     """Create a class for one course; publishes ``ClassCreatedV1`` and notifies the owner."""
     name = clean_name(cmd.name, "name")
     course = single_course(cmd.course_codes)
     external_id = clean_external_id(cmd.external_id) if cmd.external_id is not None else None
-    now = rt.now()
-    cls = SchoolClass(uuid4(), ctx.user_id, name, course.code, now, now, external_id=external_id)
+    cls = SchoolClass.create(ctx.user_id, name, course.code, external_id=external_id, at=rt.now())
     async with rt.uow() as uow:
         # A taken external id is refused by ``add`` (the partial unique index on SQL), also
         # when a concurrent writer took it first.
         await uow.classes.add(cls)
-        notes = uow.record(class_created_events(cls, ctx, now), ctx.correlation_id, now)
-        await uow.commit()
+        uow.collect(cls, ctx.correlation_id)
+        notes = await uow.commit()
     rt.notifier.publish(notes)
     return cls
 
@@ -104,41 +89,29 @@ async def update_class(
         if cls is None:
             raise NotFoundError("Class", class_id)
         # Contract §8's order: not found, then bad input (body or If-Match), then the version.
-        name = clean_name(cmd.name, "name") if not isinstance(cmd.name, Unset) else None
+        name = cmd.name if isinstance(cmd.name, Unset) else clean_name(cmd.name, "name")
         codes = cmd.course_codes
-        course = single_course(codes) if not isinstance(codes, Unset) else None
+        course = codes if isinstance(codes, Unset) else single_course(codes).code
         external_id = cmd.external_id
         if isinstance(external_id, str):
             external_id = clean_external_id(external_id)
         check_if_match(if_match, cls.version)
-        cls.ensure_writable()
-        new_name = name if name is not None and name != cls.name else None
-        new_course = course.code if course is not None and course.code != cls.course_code else None
-        new_external = not isinstance(external_id, Unset) and external_id != cls.external_id
-        if new_name is None and new_course is None and not new_external:
-            return cls
-        cls.name = new_name or cls.name
-        cls.course_code = new_course or cls.course_code
-        if new_external and not isinstance(external_id, Unset):
-            cls.external_id = external_id
-        await _commit_class_change(uow, ctx, cls, now, new_name, new_course)
+        changed = cls.update(
+            name=name,
+            course_code=course,
+            external_id=external_id,
+            by=ctx.user_id,
+            at=now,
+        )
+        if changed:
+            await _commit_class_change(uow, ctx, cls)
     return cls
 
 
-async def _commit_class_change(
-    uow: UnitOfWork,
-    ctx: RequestContext,
-    cls: SchoolClass,
-    now: datetime,
-    new_name: str | None = None,
-    new_course: str | None = None,
-) -> None:
-    """One more version of the class, written with its ``ClassUpdatedV1``, and commit."""
-    cls.updated_at = now
-    cls.version += 1
+async def _commit_class_change(uow: UnitOfWork, ctx: RequestContext, cls: SchoolClass) -> None:
+    """Write the class's change (its version and ``ClassUpdatedV1``) and commit."""
     await uow.classes.update(cls)
-    event = ClassUpdatedV1.of(cls, new_name, new_course, ctx.user_id, ctx.correlation_id, now)
-    uow.record([event], ctx.correlation_id, now)
+    uow.collect(cls, ctx.correlation_id)
     await uow.commit()
 
 
@@ -159,9 +132,9 @@ async def set_class_archived(
         if cls is None:
             raise NotFoundError("Class", class_id)
         check_if_match(if_match, cls.version)
-        changed = cls.archive(now) if archived else cls.unarchive()
-        if changed:
-            await _commit_class_change(uow, ctx, cls, now)
+        change = cls.archive if archived else cls.unarchive
+        if change(ctx.user_id, now):
+            await _commit_class_change(uow, ctx, cls)
     return cls
 
 
@@ -184,21 +157,9 @@ async def delete_class(
         members = await uow.students.remove_class_memberships(class_id)
         if members:
             await uow.students.touch(members, now)
-            await uow.history.add(
-                [
-                    HistoryEntry(
-                        s, ctx.user_id, now, HistoryAction.REMOVED_FROM_CLASS, ctx.user_id, class_id
-                    )
-                    for s in members
-                ]
-            )
         await uow.classes.delete(class_id)
-        events: list[DomainEvent] = [
-            ClassDeletedV1(
-                class_id, ctx.user_id, ctx.correlation_id, now, aggregate_version=cls.version + 1
-            )
-        ]
-        uow.record(events, ctx.correlation_id, now)
+        cls.delete(members, ctx.user_id, now)
+        uow.collect(cls, ctx.correlation_id)
         await uow.commit()
 
 

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from class_core.errors import ImportAlreadyUndoneError, NotFoundError
-from class_core.events import DomainEvent, StudentDeletedV1, StudentUpdatedV1
 from class_core.import_records import (
     ImportAction,
     ImportItem,
@@ -26,10 +25,9 @@ from class_core.import_records import (
     UndoResult,
     import_actor,
 )
-from class_core.model import HistoryEntry, Page, SchoolClass, Student
+from class_core.model import UNSET, Page, SchoolClass, Student
 from class_core.ports import UnitOfWork
 from class_core.runtime import RequestContext, Runtime
-from class_core.use_cases.students import change_history
 
 PURGE_BATCH = 500
 """Imports deleted per statement by the retention purge (with their items)."""
@@ -105,9 +103,8 @@ async def undo_import(rt: Runtime, ctx: RequestContext | None, import_id: UUID) 
                 skipped.append(SkippedStudent(item.student_id, reason))
             elif student is not None:
                 reverting.append((item, student))
-        events = await _revert(uow, ctx, reverting, actor, now)
+        await _revert(uow, ctx, reverting, classes, actor, now)
         await uow.imports.mark_undone(import_id, now)
-        uow.record(events, ctx.correlation_id, now)
         await uow.commit()
     return UndoResult(import_id, len(reverting), tuple(skipped))
 
@@ -116,57 +113,45 @@ async def _revert(
     uow: UnitOfWork,
     ctx: RequestContext,
     reverting: Sequence[tuple[ImportItem, Student]],
+    classes: dict[UUID, SchoolClass],
     actor: str,
     now: datetime,
-) -> list[DomainEvent]:
-    """Write the reversals in bulk; returns their events."""
-    events: list[DomainEvent] = []
-    history: list[HistoryEntry] = []
+) -> None:
+    """Write the reversals in bulk; each student reverted is collected (its events and
+    history are written at commit)."""
     changed: list[Student] = []
     joins: list[tuple[UUID, UUID]] = []
     leaves: list[tuple[UUID, UUID]] = []
     deleted: list[Student] = []
-    cid = ctx.correlation_id
     for item, student in reverting:
+        uow.collect(student, ctx.correlation_id)
         if item.action is ImportAction.CREATED:
             deleted.append(student)
             leaves += [(c, student.id) for c in student.class_ids]
-            events.append(
-                StudentDeletedV1(
-                    student.id,
-                    student.class_ids,
-                    ctx.user_id,
-                    cid,
-                    now,
-                    aggregate_version=student.version + 1,
-                )
-            )
+            student.delete(ctx.user_id, now)
             continue
-        added: list[UUID] = []
-        removed: list[UUID] = []
-        restored = False
-        if item.action is ImportAction.REMOVED and item.class_id is not None:
-            added = student.join([item.class_id])
-        elif item.action is ImportAction.UPDATED:
-            if item.class_id is not None:
-                removed = student.leave([item.class_id])
-            if item.before is not None:
-                b = item.before
-                restored = student.rename(b.first_name, b.last_name, b.legal_full_name)
-                restored = student.changes_aliases(b.aliases) or restored
-                if b.protected_identity != student.protected_identity:
-                    student.protected_identity, restored = b.protected_identity, True
-                if student.changes_email(b.email):
-                    student.email, restored = b.email, True
-        student.updated_at = now
-        student.version += 1
-        changed.append(student)
-        joins += [(c, student.id) for c in added]
-        leaves += [(c, student.id) for c in removed]
-        history += change_history(
-            student, actor, now, updated=restored, added=added, removed=removed
+        rejoin = item.action is ImportAction.REMOVED and item.class_id is not None
+        undo = item.action is ImportAction.UPDATED
+        b = item.before if undo else None
+        change = student.update(
+            first_name=b.first_name if b else UNSET,
+            last_name=b.last_name if b else UNSET,
+            legal_full_name=b.legal_full_name if b else UNSET,
+            email=b.email if b else UNSET,
+            aliases=b.aliases if b else UNSET,
+            protected_identity=b.protected_identity if b else UNSET,
+            joining=[classes[item.class_id]] if rejoin and item.class_id else [],
+            leaving=[item.class_id] if undo and item.class_id else [],
+            by=ctx.user_id,
+            at=now,
+            announce_joins=False,
+            history_by=actor,
+            always=True,  # one version per student reverted, even when nothing differs
         )
-        events.append(StudentUpdatedV1.of(student, added, removed, ctx.user_id, cid, now))
+        assert change is not None  # ``always``
+        changed.append(student)
+        joins += [(c, student.id) for c in change.added]
+        leaves += [(c, student.id) for c in change.removed]
     if changed:
         await uow.students.update_many(changed)
     if joins:
@@ -176,8 +161,6 @@ async def _revert(
     for student in deleted:
         await uow.students.delete(student.id)
         await uow.history.delete_student(student.id)
-    await uow.history.add(history)
-    return events
 
 
 async def purge_import_history(rt: Runtime, retention_days: float) -> int:

@@ -46,8 +46,6 @@ from class_core.errors import (
 )
 from class_core.events import (
     DomainEvent,
-    StudentCreatedV1,
-    StudentUpdatedV1,
     TeacherNotification,
 )
 from class_core.ids import uuid4_many
@@ -59,12 +57,11 @@ from class_core.import_records import (
     StudentImage,
     import_actor,
 )
-from class_core.model import UNSET, HistoryEntry, SchoolClass, Student
+from class_core.model import UNSET, Aggregate, HistoryEntry, SchoolClass, Student
 from class_core.ports import UnitOfWork
+from class_core.recording import pulled
 from class_core.runtime import RequestContext, Runtime
 from class_core.text import clean_aliases, clean_email, clean_external_id, clean_name
-from class_core.use_cases.classes import class_created_events
-from class_core.use_cases.students import change_history
 
 # The one list of roster columns (CLI and HTTP): each is a field of :class:`RosterRow`.
 REQUIRED_COLUMNS: tuple[str, ...] = ("first_name", "last_name", "email")
@@ -226,6 +223,14 @@ class ChunkPlan:
     @property
     def changed(self) -> bool:
         return bool(self.created or self.updated or self.removed)
+
+    def collect(self, aggregate: Aggregate, correlation_id: UUID) -> None:
+        """The import's bulk collector: what ``aggregate`` recorded (the API's events, stamped
+        with ``correlation_id``, and its history) joins the chunk's, written with it
+        (:meth:`RosterImport.write`, in bulk)."""
+        events, history = pulled(aggregate, correlation_id)
+        self.events += events
+        self.history += history
 
     def earlier_email(self, state: _State, email: str) -> int | None:
         """The line of an earlier record of the import with ``email``, if any."""
@@ -588,15 +593,11 @@ async def _plan_removals(
     locked = await uow.students.get_many(ctx.user_id, leaving, lock=True)
     for student_id in sorted(locked):
         student = locked[student_id]
-        if not student.leave([cls.id]):
+        left = student.update(leaving=[cls.id], by=ctx.user_id, at=plan.now, history_by=plan.actor)
+        if left is None:
             continue
-        student.updated_at = plan.now
-        student.version += 1
         plan.removed.append(student)
-        plan.history += change_history(student, plan.actor, plan.now, removed=[cls.id])
-        plan.events.append(
-            StudentUpdatedV1.of(student, (), [cls.id], ctx.user_id, ctx.correlation_id, plan.now)
-        )
+        plan.collect(student, ctx.correlation_id)
         plan.items.append(
             ImportItem(state.import_id, student.id, ImportAction.REMOVED, student.version, cls.id)
         )
@@ -625,7 +626,8 @@ async def _plan(
 ) -> None:
     """Decide, record by record, what the chunk does (reads only)."""
     for new in plan.new_classes.values():  # planned again after a conflict: same classes
-        _class_events(plan, ctx, new)
+        new.announce_created(plan.now)  # the first attempt's events were rolled back
+        plan.collect(new, ctx.correlation_id)
     owner = ctx.user_id
     if state.fixed_class is not None:
         # The class before the students, the order a class deletion takes them in.
@@ -741,26 +743,24 @@ def _create(
     cls: SchoolClass | None,
     student_id: UUID,
 ) -> None:
-    class_ids = (cls.id,) if cls is not None else ()
-    student = Student(
-        id=student_id,
-        owner_id=ctx.user_id,
-        first_name=v.first_name,
-        last_name=v.last_name,
+    student = Student.create(
+        ctx.user_id,
+        v.first_name,
+        v.last_name,
         legal_full_name=v.legal_full_name,
         email=v.email,
-        created_at=plan.now,
-        updated_at=plan.now,
-        class_ids=class_ids,
+        classes=[cls] if cls is not None else [],
+        aliases=v.aliases or (),
         protected_identity=bool(v.protected_identity),
         external_id=v.external_id,
-        aliases=v.aliases or (),
+        by=ctx.user_id,
+        at=plan.now,
+        student_id=student_id,
+        announce_joins=False,  # no per-student notifications from an import (§5.2)
+        history_by=plan.actor,
     )
     plan.created.append(student)
-    plan.history += change_history(student, plan.actor, plan.now, created=True, added=class_ids)
-    plan.events.append(
-        StudentCreatedV1.of(student, class_ids, ctx.user_id, ctx.correlation_id, plan.now)
-    )
+    plan.collect(student, ctx.correlation_id)
     joined = cls.id if cls is not None else None
     plan.items.append(
         ImportItem(state.import_id, student.id, ImportAction.CREATED, student.version, joined)
@@ -783,34 +783,34 @@ def _update(
         student.aliases,
         student.protected_identity,
     )
-    # An empty legal_full_name cell keeps the stored one; memberships are only ever added.
-    renamed = student.rename(v.first_name, v.last_name, v.legal_full_name or UNSET)
-    renamed = student.changes_aliases(UNSET if v.aliases is None else v.aliases) or renamed
-    protect = v.protected_identity
-    if protect is not None and protect != student.protected_identity:
-        student.protected_identity, renamed = protect, True
-    if v.external_id is not None and v.external_id != student.external_id:
-        student.external_id, renamed = v.external_id, True
-    added = student.join([cls.id]) if cls is not None else []
-    if not renamed and not added:
+    # An empty cell keeps the stored value; memberships are only ever added.
+    change = student.update(
+        first_name=v.first_name,
+        last_name=v.last_name,
+        legal_full_name=v.legal_full_name or UNSET,
+        aliases=UNSET if v.aliases is None else v.aliases,
+        protected_identity=UNSET if v.protected_identity is None else v.protected_identity,
+        external_id=UNSET if v.external_id is None else v.external_id,
+        joining=[cls] if cls is not None else [],
+        by=ctx.user_id,
+        at=plan.now,
+        announce_joins=False,  # no per-student notifications from an import (§5.2)
+        history_by=plan.actor,
+    )
+    if change is None:
         plan.unchanged += 1
         return
-    student.updated_at = plan.now
-    student.version += 1
-    plan.memberships.extend((c, student.id) for c in added)
+    plan.memberships.extend((c, student.id) for c in change.added)
     plan.updated.append(student)
-    plan.history += change_history(student, plan.actor, plan.now, updated=renamed, added=added)
-    plan.events.append(
-        StudentUpdatedV1.of(student, added, (), ctx.user_id, ctx.correlation_id, plan.now)
-    )
+    plan.collect(student, ctx.correlation_id)
     plan.items.append(
         ImportItem(
             state.import_id,
             student.id,
             ImportAction.UPDATED,
             student.version,
-            added[0] if added else None,
-            before if renamed else None,
+            change.added[0] if change.added else None,
+            before if change.fields else None,
         )
     )
 
@@ -860,14 +860,9 @@ async def _class_for(
 
 
 def _new_class(plan: ChunkPlan, ctx: RequestContext, name: str, course_code: str) -> SchoolClass:
-    cls = SchoolClass(uuid4(), ctx.user_id, name, course_code, plan.now, plan.now)
-    _class_events(plan, ctx, cls)
+    cls = SchoolClass.create(ctx.user_id, name, course_code, at=plan.now)
+    plan.collect(cls, ctx.correlation_id)
     return cls
-
-
-def _class_events(plan: ChunkPlan, ctx: RequestContext, cls: SchoolClass) -> None:
-    """The same events as creating the class over the API."""
-    plan.events.extend(class_created_events(cls, ctx, plan.now))
 
 
 async def _write(uow: UnitOfWork, plan: ChunkPlan) -> None:

@@ -9,7 +9,6 @@ from uuid import UUID, uuid4
 
 from attrs import define, field, frozen
 
-from class_core import notifications
 from class_core.errors import (
     BatchFinalizedError,
     FieldError,
@@ -17,35 +16,22 @@ from class_core.errors import (
     StudentNotInClassError,
     ValidationError,
 )
-from class_core.events import (
-    DomainEvent,
-    StudentCreatedV1,
-    TeacherNotification,
-)
 from class_core.matching import (
     SuggestionsMessage,
-    apply_suggestions,
-    confirmed_event,
+    TimeoutOutcome,
     conflicting_essays,
     count,
     timeout_outcome,
 )
 from class_core.model import (
-    PLACEHOLDER_FIRST_NAME,
-    PLACEHOLDER_LAST_NAME,
-    SYSTEM_TIMEOUT_USER,
     Association,
     Batch,
     BatchStatus,
     BatchSummary,
-    HistoryAction,
-    HistoryEntry,
     Page,
     SchoolClass,
     Student,
-    ValidationMethod,
     ValidationStatus,
-    placeholder_email,
 )
 from class_core.ports import UnitOfWork
 from class_core.queries import BatchQuery
@@ -130,7 +116,6 @@ class DecidedEssay:
 async def ingest_suggestions(rt: Runtime, msg: SuggestionsMessage) -> IngestResult:
     """Store a batch's suggestions (contract §4.1); idempotent per message id."""
     now = rt.now()
-    notes: list[TeacherNotification] = []
     async with rt.uow() as uow:
         if not await uow.inbox.claim(SUGGESTIONS_CONSUMER, msg.message_id):
             return IngestResult(IngestOutcome.DUPLICATE)
@@ -144,16 +129,8 @@ async def ingest_suggestions(rt: Runtime, msg: SuggestionsMessage) -> IngestResu
             return IngestResult(IngestOutcome.UNKNOWN_CLASS)
         first_store = batch is None
         if batch is None:
-            batch = Batch(
-                batch_id=msg.batch_id,
-                class_id=cls.id,
-                owner_id=cls.owner_id,
-                course_code=msg.course_code,
-                status=BatchStatus.PENDING,
-                deadline=now + timedelta(hours=rt.policy.timeout_hours),
-                created_at=now,
-                updated_at=now,
-            )
+            deadline = now + timedelta(hours=rt.policy.timeout_hours)
+            batch = Batch.open(msg.batch_id, cls, msg.course_code, deadline, now)
             await uow.batches.add(batch)
 
         candidate_ids = {s.student_id for m in msg.matches for s in m.suggestions}
@@ -162,42 +139,22 @@ async def ingest_suggestions(rt: Runtime, msg: SuggestionsMessage) -> IngestResu
         )
         essays = list(dict.fromkeys(m.essay_id for m in msg.matches))
         existing = await uow.batches.associations_by_essay(essays) if essays else {}
-        new, changed, ignored = apply_suggestions(batch, msg.matches, existing, members, now)
-        if new:
-            await uow.batches.add_associations(new)
-        if changed:
-            await uow.batches.update_associations(changed)
-
-        outcome = IngestOutcome.STORED
-        if first_store:
-            if not new:
-                outcome = IngestOutcome.FINALIZED_EMPTY
-                notes = await _finalize(uow, batch, cls, [], False, msg.correlation_id, now)
-            else:
-                notes = uow.record(
-                    [
-                        notifications.associations_suggested(
-                            cls.owner_id,
-                            batch.batch_id,
-                            cls.id,
-                            essay_count=len(new),
-                            suggested_count=sum(
-                                1 for a in new if a.suggested_student_id is not None
-                            ),
-                            deadline=batch.deadline,
-                            correlation_id=msg.correlation_id,
-                            at=now,
-                        )
-                    ],
-                    msg.correlation_id,
-                    now,
-                )
-        elif new or changed:
-            batch.updated_at = now
+        applied = batch.apply_suggestions(msg.matches, existing, members, first=first_store, at=now)
+        if applied.new:
+            await uow.batches.add_associations(applied.new)
+        if applied.changed:
+            await uow.batches.update_associations(applied.changed)
+        if applied.batch_changed:
             await uow.batches.update(batch)
-        await uow.commit()
+        uow.collect(batch, msg.correlation_id)
+        notes = await uow.commit()
     rt.notifier.publish(notes)
-    return IngestResult(outcome, stored=len(new) + len(changed), ignored_essays=ignored)
+    empty = first_store and batch.is_finalized
+    return IngestResult(
+        IngestOutcome.FINALIZED_EMPTY if empty else IngestOutcome.STORED,
+        stored=len(applied.new) + len(applied.changed),
+        ignored_essays=applied.ignored,
+    )
 
 
 # --------------------------------------------------------------------------- review
@@ -333,7 +290,6 @@ async def confirm_associations(
     if errors:
         raise ValidationError("Invalid confirmation", errors)
     now = rt.now()
-    notes: list[TeacherNotification] = []
     async with rt.uow() as uow:
         batch, cls = await _owned_batch(uow, ctx.user_id, batch_id, lock=True)
         associations = await uow.batches.associations(batch_id)
@@ -378,25 +334,14 @@ async def confirm_associations(
         if not_member:
             raise StudentNotInClassError("The student is not a member of the class", not_member)
 
-        changed: list[Association] = []
-        for item in items:
-            a = by_essay[item.essay_id]
-            if item.confirmed:
-                student = item.student_id if item.student_id is not None else a.suggested_student_id
-                a.decide(
-                    ValidationStatus.CONFIRMED, student, ValidationMethod.HUMAN, ctx.user_id, now
-                )
-            else:
-                a.decide(ValidationStatus.REJECTED, None, ValidationMethod.HUMAN, ctx.user_id, now)
-            changed.append(a)
+        decisions = [
+            (item.essay_id, chosen[i] if item.confirmed else None) for i, item in enumerate(items)
+        ]
+        changed = batch.decide(associations, decisions, ctx.user_id, now)
         await uow.batches.update_associations(changed)
-        await uow.history.add(decision_history(changed, cls.owner_id))
-        if count(associations).pending == 0:
-            notes = await _finalize(uow, batch, cls, associations, False, ctx.correlation_id, now)
-        else:
-            batch.updated_at = now
-            await uow.batches.update(batch)
-        await uow.commit()
+        await uow.batches.update(batch)
+        uow.collect(batch, ctx.correlation_id)
+        notes = await uow.commit()
     rt.notifier.publish(notes)
     return _result(batch, associations)
 
@@ -408,83 +353,30 @@ def _result(batch: Batch, associations: Sequence[Association]) -> ConfirmResult:
     )
 
 
-async def _finalize(
-    uow: UnitOfWork,
-    batch: Batch,
-    cls: SchoolClass,
-    associations: Sequence[Association],
-    timeout_triggered: bool,
-    correlation_id: UUID,
-    now: datetime,
-) -> list[TeacherNotification]:
-    """Finalize: state change, the one confirmed event and the notification, together."""
-    batch.finalize(now, timeout_triggered=timeout_triggered)
-    await uow.batches.update(batch)
-    counts = count(associations)
-    note = notifications.associations_confirmed(
-        cls.owner_id,
-        batch.batch_id,
-        cls.id,
-        counts.confirmed,
-        counts.rejected,
-        correlation_id,
-        now,
-    )
-    events: list[DomainEvent] = [
-        confirmed_event(batch, associations, timeout_triggered, now),
-        note,
-    ]
-    return uow.record(events, correlation_id, now)
-
-
-# --------------------------------------------------------------------------- timeout
-
-
 async def _create_placeholder(
-    uow: UnitOfWork, cls: SchoolClass, now: datetime, correlation_id: UUID
-) -> tuple[Student, StudentCreatedV1 | None]:
-    """The class's UNKNOWN student, inserted unless a concurrent transaction already did."""
-    candidate = Student(
-        id=uuid4(),
-        owner_id=cls.owner_id,
-        first_name=PLACEHOLDER_FIRST_NAME,
-        last_name=PLACEHOLDER_LAST_NAME,
-        legal_full_name=None,
-        email=placeholder_email(cls.id),
-        created_at=now,
-        updated_at=now,
-        is_placeholder=True,
-        class_ids=(cls.id,),
-    )
+    uow: UnitOfWork, cls: SchoolClass, now: datetime
+) -> tuple[Student, bool]:
+    """The class's UNKNOWN student, inserted unless a concurrent transaction already did;
+    whether this one inserted it."""
+    candidate = Student.placeholder_of(cls, now)
     if await uow.students.add_placeholder(candidate, cls.id):
-        await uow.history.add(
-            [
-                HistoryEntry(
-                    candidate.id, cls.owner_id, now, HistoryAction.CREATED, SYSTEM_TIMEOUT_USER
-                )
-            ]
-        )
-        return candidate, StudentCreatedV1.of(
-            candidate, (cls.id,), cls.owner_id, correlation_id, now
-        )
+        return candidate, True
     existing = await uow.students.placeholder(cls.id)
     if existing is None:  # pragma: no cover - the constraint said it exists
         raise RuntimeError("placeholder vanished")
-    return existing, None
+    return existing, False
 
 
 @define
 class _TimeoutDecision:
-    """One claimed batch as the timeout rule settled it (before anything is written)."""
+    """One claimed batch as the timeout rule settled it."""
 
     batch: Batch
     cls: SchoolClass
     associations: Sequence[Association]
-    keep: list[Association] = field(factory=list)
-    unknown: list[Association] = field(factory=list)
-    ambiguous: int = 0
+    outcome: TimeoutOutcome
     correlation_id: UUID = field(factory=uuid4)
-    placeholder_created: StudentCreatedV1 | None = None
+    placeholder_created: Student | None = None
 
 
 async def _decide_by_timeout(
@@ -498,122 +390,66 @@ async def _decide_by_timeout(
     """
     classes = await uow.classes.get_unscoped_many({b.class_id for b in batches})
     by_batch = await uow.batches.associations_of([b.batch_id for b in batches])
-    decisions: list[_TimeoutDecision] = []
+    found: list[tuple[Batch, SchoolClass, list[Association]]] = []
     candidates: dict[UUID, set[UUID]] = {}
     for batch in batches:
         cls = classes.get(batch.class_id)
         if cls is None:  # pragma: no cover - a class with batches cannot be deleted
             raise NotFoundError("Class", batch.class_id)
-        decisions.append(_TimeoutDecision(batch, cls, by_batch.get(batch.batch_id, [])))
+        associations = by_batch.get(batch.batch_id, [])
+        found.append((batch, cls, associations))
         candidates.setdefault(cls.id, set()).update(
             a.suggested_student_id
-            for a in decisions[-1].associations
+            for a in associations
             if a.is_pending and a.suggested_student_id is not None
         )
     members = await uow.students.members_by_class({c: ids for c, ids in candidates.items() if ids})
     threshold, margin = rt.policy.confidence_threshold, rt.policy.confidence_margin
-    for d in decisions:
-        outcome = timeout_outcome(d.associations, members.get(d.cls.id, set()), threshold, margin)
-        d.keep, d.unknown, d.ambiguous = (
-            list(outcome.keep),
-            list(outcome.unknown),
-            outcome.ambiguous,
-        )
+    decisions: list[_TimeoutDecision] = []
+    for batch, cls, associations in found:
+        outcome = timeout_outcome(associations, members.get(cls.id, set()), threshold, margin)
+        decisions.append(_TimeoutDecision(batch, cls, associations, outcome))
 
     first_needing: dict[UUID, _TimeoutDecision] = {}
     for d in decisions:
-        if d.unknown:
+        if d.outcome.unknown:
             first_needing.setdefault(d.cls.id, d)
     placeholders = await uow.students.placeholders(first_needing.keys())
     # Created in class-id order: concurrent sweepers wait for each other's new placeholders
     # in one order, never in a cycle.
     for class_id in sorted(first_needing.keys() - placeholders.keys()):
         d = first_needing[class_id]
-        placeholder, d.placeholder_created = await _create_placeholder(
-            uow, d.cls, now, d.correlation_id
-        )
+        placeholder, created = await _create_placeholder(uow, d.cls, now)
+        d.placeholder_created = placeholder if created else None
         placeholders[class_id] = placeholder
-    timeout, method = ValidationStatus.TIMEOUT_CONFIRMED, ValidationMethod.TIMEOUT
     for d in decisions:
-        for a in d.unknown:
-            a.decide(timeout, placeholders[d.cls.id].id, method, SYSTEM_TIMEOUT_USER, now)
-        for a in d.keep:
-            a.decide(timeout, a.suggested_student_id, method, SYSTEM_TIMEOUT_USER, now)
-        d.batch.finalize(now, timeout_triggered=True)
-    return decisions
-
-
-def decision_history(decided: Sequence[Association], owner_id: str) -> list[HistoryEntry]:
-    """``association_decided`` for the student each decision names (the chosen one, else
-    the suggested one a rejection turned down), subject the essay."""
-    entries: list[HistoryEntry] = []
-    for a in decided:
-        student = a.student_id or a.suggested_student_id
-        if student is not None and a.validated_at is not None and a.validated_by is not None:
-            entries.append(
-                HistoryEntry(
-                    student,
-                    owner_id,
-                    a.validated_at,
-                    HistoryAction.ASSOCIATION_DECIDED,
-                    a.validated_by,
-                    a.essay_id,
-                )
-            )
-    return entries
-
-
-async def _store_timeout_decisions(uow: UnitOfWork, decisions: Sequence[_TimeoutDecision]) -> None:
-    decided = [a for d in decisions for a in (*d.keep, *d.unknown)]
-    if decided:
-        await uow.batches.update_decisions(decided)
-        await uow.history.add(
-            [e for d in decisions for e in decision_history([*d.keep, *d.unknown], d.cls.owner_id)]
+        placeholder_id = placeholders[d.cls.id].id if d.outcome.unknown else None
+        d.batch.settle_by_timeout(
+            d.associations, d.outcome, placeholder_id, rt.policy.timeout_hours, now
         )
-    await uow.batches.update_many([d.batch for d in decisions])
-
-
-def _timeout_events(
-    rt: Runtime, d: _TimeoutDecision, now: datetime
-) -> tuple[list[DomainEvent], TeacherNotification]:
-    """A finalized batch's events and its notification: the placeholder's creation if it
-    made it, the one confirmed event, the notification."""
-    note = notifications.validation_timeout_processed(
-        d.cls.owner_id,
-        d.batch.batch_id,
-        d.cls.id,
-        auto_confirmed_count=len(d.keep),
-        unknown_assigned_count=len(d.unknown),
-        timeout_hours=rt.policy.timeout_hours,
-        correlation_id=d.correlation_id,
-        at=now,
-    )
-    events: list[DomainEvent] = [
-        confirmed_event(d.batch, d.associations, True, now, d.ambiguous),
-        note,
-    ]
-    if d.placeholder_created is not None:
-        events.insert(0, d.placeholder_created)
-    return events, note
+    return decisions
 
 
 async def _finalize_by_timeout(
     rt: Runtime, uow: UnitOfWork, batches: Sequence[Batch], now: datetime
-) -> tuple[list[FinalizedBatch], list[TeacherNotification]]:
+) -> list[FinalizedBatch]:
     """Apply the timeout rule to locked pending batches and finalize them, with a fixed
     number of statements whatever the number of batches. Each batch keeps its own
-    correlation id, its one confirmed event and its notification."""
+    correlation id (with the placeholder it created), its one confirmed event and its
+    notification."""
     decisions = await _decide_by_timeout(rt, uow, batches, now)
-    await _store_timeout_decisions(uow, decisions)
-    notes: list[TeacherNotification] = []
-    for d in decisions:  # each batch under its own correlation id; one insert at commit
-        events, note = _timeout_events(rt, d, now)
-        uow.record(events, d.correlation_id, now)
-        notes.append(note)
-    results = [
-        FinalizedBatch(d.batch.batch_id, d.cls.id, len(d.keep), len(d.unknown)) for d in decisions
+    decided = [a for d in decisions for a in (*d.outcome.keep, *d.outcome.unknown)]
+    if decided:
+        await uow.batches.update_decisions(decided)
+    await uow.batches.update_many([d.batch for d in decisions])
+    for d in decisions:
+        if d.placeholder_created is not None:
+            uow.collect(d.placeholder_created, d.correlation_id)
+        uow.collect(d.batch, d.correlation_id)
+    return [
+        FinalizedBatch(d.batch.batch_id, d.cls.id, len(d.outcome.keep), len(d.outcome.unknown))
+        for d in decisions
     ]
-    return results, notes
 
 
 async def finalize_batch(rt: Runtime, batch_id: UUID) -> FinalizedBatch:
@@ -625,8 +461,8 @@ async def finalize_batch(rt: Runtime, batch_id: UUID) -> FinalizedBatch:
             raise NotFoundError("Batch", batch_id)
         if batch.is_finalized:
             raise BatchFinalizedError()
-        [result], notes = await _finalize_by_timeout(rt, uow, [batch], now)
-        await uow.commit()
+        [result] = await _finalize_by_timeout(rt, uow, [batch], now)
+        notes = await uow.commit()
     rt.notifier.publish(notes)
     return result
 
@@ -644,8 +480,8 @@ async def expire_due_batches(rt: Runtime, per_transaction: int = 50) -> list[Fin
             due = await uow.batches.claim_due(now, per_transaction)
             if not due:
                 return finalized
-            results, notes = await _finalize_by_timeout(rt, uow, due, now)
-            await uow.commit()
+            results = await _finalize_by_timeout(rt, uow, due, now)
+            notes = await uow.commit()
         finalized.extend(results)
         rt.notifier.publish(notes)
 

@@ -4,12 +4,10 @@ identity), delete, erase and export (§10)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from attrs import frozen
 
-from class_core import notifications
 from class_core.errors import (
     DuplicateStudentEmailError,
     FieldError,
@@ -18,18 +16,9 @@ from class_core.errors import (
     StudentErasedError,
     ValidationError,
 )
-from class_core.events import (
-    DomainEvent,
-    StudentCreatedV1,
-    StudentDeletedV1,
-    StudentErasedV1,
-    StudentUpdatedV1,
-    TeacherNotification,
-)
 from class_core.model import UNSET as UNSET  # the commands' "not given", re-exported
 from class_core.model import (
     Association,
-    HistoryAction,
     HistoryEntry,
     Page,
     SchoolClass,
@@ -151,54 +140,6 @@ def _all_found(found: dict[UUID, SchoolClass], class_ids: Sequence[UUID]) -> Non
             raise NotFoundError("Class", class_id)
 
 
-def change_history(
-    student: Student,
-    by: str,
-    at: datetime,
-    *,
-    created: bool = False,
-    updated: bool = False,
-    added: Sequence[UUID] = (),
-    removed: Sequence[UUID] = (),
-) -> list[HistoryEntry]:
-    """The history entries of one change of a student (ids only, §10 export)."""
-    entries: list[HistoryEntry] = []
-    if created or updated:
-        action = HistoryAction.CREATED if created else HistoryAction.UPDATED
-        entries.append(HistoryEntry(student.id, student.owner_id, at, action, by))
-    entries += [
-        HistoryEntry(student.id, student.owner_id, at, HistoryAction.ADDED_TO_CLASS, by, c)
-        for c in added
-    ]
-    entries += [
-        HistoryEntry(student.id, student.owner_id, at, HistoryAction.REMOVED_FROM_CLASS, by, c)
-        for c in removed
-    ]
-    return entries
-
-
-async def _commit_change(
-    uow: UnitOfWork,
-    ctx: RequestContext,
-    student: Student,
-    event: StudentCreatedV1 | StudentUpdatedV1,
-    joined: Sequence[SchoolClass],
-    history: Sequence[HistoryEntry],
-) -> list[TeacherNotification]:
-    """Record a student's change (its history, its event and one notification per class it
-    joined, to that class's owner) and commit; returns the notifications to push after the
-    commit."""
-    at = event.timestamp
-    await uow.history.add(history)
-    events: list[DomainEvent] = [event]
-    events += [
-        notifications.student_added_to_class(student, c, ctx.correlation_id, at) for c in joined
-    ]
-    notes = uow.record(events, ctx.correlation_id, at)
-    await uow.commit()
-    return notes
-
-
 async def _locked_student(uow: UnitOfWork, owner_id: str, student_id: UUID) -> Student:
     """The owner's student, read locked until commit (contract §8), unless it is missing
     (404; also when a concurrent delete removed it while this waited for the lock)."""
@@ -232,38 +173,29 @@ async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -
     name, email, external_id = _clean_name_and_email(cmd.person_name, cmd.email, cmd.external_id)
     aliases = clean_aliases(cmd.aliases)
     class_ids = _unique(cmd.class_ids)
-    now = rt.now()
-    student = Student(
-        id=uuid4(),
-        owner_id=ctx.user_id,
-        first_name=name.first_name,
-        last_name=name.last_name,
-        legal_full_name=name.legal_full_name,
-        email=email,
-        created_at=now,
-        updated_at=now,
-        class_ids=tuple(sorted(class_ids)),
-        aliases=aliases,
-        protected_identity=cmd.protected_identity,
-        external_id=external_id,
-    )
     async with rt.uow() as uow:
         # Shared locks: an archive (or delete) of a class waits for this join, or this join
         # sees it archived.
         classes = await owned_classes(uow, ctx.user_id, class_ids, lock=True)
-        for c in class_ids:  # joining an archived class is refused (§9.2)
-            classes[c].ensure_writable()
+        student = Student.create(
+            ctx.user_id,
+            name.first_name,
+            name.last_name,
+            legal_full_name=name.legal_full_name,
+            email=email,
+            classes=[classes[c] for c in class_ids],
+            aliases=aliases,
+            protected_identity=cmd.protected_identity,
+            external_id=external_id,
+            by=ctx.user_id,
+            at=rt.now(),
+        )
         # A taken email or external id is refused by ``add`` itself (the port promises it; the
         # SQL adapter's unique indexes): no look-up first, and a concurrent writer that took
         # it first is refused the same way.
         await uow.students.add(student)
-        created = StudentCreatedV1.of(
-            student, tuple(class_ids), ctx.user_id, ctx.correlation_id, now
-        )
-        history = change_history(student, ctx.user_id, now, created=True, added=class_ids)
-        notes = await _commit_change(
-            uow, ctx, student, created, [classes[c] for c in class_ids], history
-        )
+        uow.collect(student, ctx.correlation_id)
+        notes = await uow.commit()
     rt.notifier.publish(notes)
     return student
 
@@ -347,43 +279,37 @@ async def update_student(
         if student.is_erased:
             raise StudentErasedError()
         _all_found(classes, add_ids + remove_ids)
-        for c in add_ids:  # joining an archived class is refused; leaving it is allowed
-            if c not in student.class_ids:
-                classes[c].ensure_writable()
+        joining = [classes[c] for c in add_ids]
+        student.check_joinable(joining)  # before a taken email (the contract's order)
         if (
             student.changes_email(email)
             and isinstance(email, str)
             and await uow.students.by_emails(ctx.user_id, [email])
         ):
             raise DuplicateStudentEmailError()
-        changed = student.rename(first, last, legal)
-        changed = student.changes_aliases(aliases) or changed
-        if student.changes_email(email):
-            student.email, changed = None if isinstance(email, Unset) else email, True
-        protect = cmd.protected_identity
-        if not isinstance(protect, Unset) and protect != student.protected_identity:
-            student.protected_identity, changed = protect, True
-        if not isinstance(external_id, Unset) and external_id != student.external_id:
-            # A taken one is refused by ``update`` (the unique index), also under a race.
-            student.external_id, changed = external_id, True
-        added, removed = student.join(add_ids), student.leave(remove_ids)
-        if not changed and not added and not removed:
+        change = student.update(
+            first_name=first,
+            last_name=last,
+            legal_full_name=legal,
+            email=email,
+            aliases=aliases,
+            protected_identity=cmd.protected_identity,
+            # A taken external id is refused by ``update`` (the unique index), also under a race.
+            external_id=external_id,
+            joining=joining,
+            leaving=remove_ids,
+            by=ctx.user_id,
+            at=now,
+        )
+        if change is None:
             return student
-
-        student.updated_at = now
-        student.version += 1
         await uow.students.update(student)
-        if added:
-            await uow.students.add_memberships([(c, student.id) for c in added])
-        if removed:
-            await uow.students.remove_memberships([(c, student.id) for c in removed])
-        updated = StudentUpdatedV1.of(student, added, removed, ctx.user_id, ctx.correlation_id, now)
-        history = change_history(
-            student, ctx.user_id, now, updated=changed, added=added, removed=removed
-        )
-        notes = await _commit_change(
-            uow, ctx, student, updated, [classes[c] for c in added], history
-        )
+        if change.added:
+            await uow.students.add_memberships([(c, student.id) for c in change.added])
+        if change.removed:
+            await uow.students.remove_memberships([(c, student.id) for c in change.removed])
+        uow.collect(student, ctx.correlation_id)
+        notes = await uow.commit()
     rt.notifier.publish(notes)
     return student
 
@@ -404,20 +330,8 @@ async def delete_student(
             await uow.students.remove_memberships([(c, student_id) for c in student.class_ids])
         await uow.students.delete(student_id)
         await uow.history.delete_student(student_id)
-        uow.record(
-            [
-                StudentDeletedV1(
-                    student_id,
-                    student.class_ids,
-                    ctx.user_id,
-                    ctx.correlation_id,
-                    now,
-                    aggregate_version=student.version + 1,
-                )
-            ],
-            ctx.correlation_id,
-            now,
-        )
+        student.delete(ctx.user_id, now)
+        uow.collect(student, ctx.correlation_id)
         await uow.commit()
 
 
@@ -440,8 +354,7 @@ async def erase_student(
         if student.is_erased:
             return student
         former = student.personal_values()
-        left = student.erase(now)
-        student.version += 1
+        left = student.erase(ctx.user_id, now)
         try:
             await uow.students.update(student)
         except StudentErasedError:  # a concurrent erasure committed first: nothing new
@@ -452,27 +365,7 @@ async def erase_student(
         if left:
             await uow.students.remove_memberships([(c, student_id) for c in left])
         await uow.personal_data.forget(student_id, former)
-        history = change_history(student, ctx.user_id, now, removed=left)
-        history.append(
-            HistoryEntry(student_id, student.owner_id, now, HistoryAction.ERASED, ctx.user_id)
-        )
-        await uow.history.add(history)
-        cid = ctx.correlation_id
-        uow.record(
-            [
-                StudentUpdatedV1.of(student, (), left, ctx.user_id, cid, now),
-                StudentErasedV1(
-                    student_id,
-                    tuple(left),
-                    ctx.user_id,
-                    cid,
-                    now,
-                    aggregate_version=student.version,
-                ),
-            ],
-            cid,
-            now,
-        )
+        uow.collect(student, ctx.correlation_id)
         await uow.commit()
     return student
 
