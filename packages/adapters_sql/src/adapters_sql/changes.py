@@ -44,7 +44,7 @@ from sqlalchemy.dialects import postgresql
 from adapters_sql.bulk import copy_records, use_copy
 from adapters_sql.classes import _count_of
 from adapters_sql.mapping import class_from_row
-from adapters_sql.schema import change_feed_key, changes, classes, students
+from adapters_sql.schema import change_feed_key, changes, changes_deferred, classes, students
 from adapters_sql.students import _SELECT as _STUDENTS_WITH_CLASSES
 from adapters_sql.students import _class_ids_of, _grouped, _with_class_ids
 from adapters_sql.transaction import SqlTransaction
@@ -99,6 +99,27 @@ _PG_WRITE_ONE = text(
     bindparam("owner_id", type_=Text()),
     bindparam("op", type_=Text()),
     bindparam("version", type_=Integer()),
+)
+# PostgreSQL: the upserts of classes, appended to cms_changes_deferred; its deferred trigger
+# moves each class's row during COMMIT (see the module's docstring).
+_PG_DEFER = insert(changes_deferred).values(
+    object_id=bindparam("object_id"),
+    owner_id=bindparam("owner_id"),
+    version=bindparam("version"),
+    at=bindparam("at"),
+)
+_PG_DEFER_MANY = text(
+    """
+    INSERT INTO cms_changes_deferred (object_id, owner_id, version, at)
+    SELECT k.id, k.owner_id, k.version, :at
+    FROM unnest(:ids, :owners, :versions) AS k(id, owner_id, version)
+    ORDER BY k.id
+    """
+).bindparams(
+    bindparam("at", type_=UTCDateTime()),
+    bindparam("ids", type_=postgresql.ARRAY(Uuid())),
+    bindparam("owners", type_=postgresql.ARRAY(Text())),
+    bindparam("versions", type_=postgresql.ARRAY(Integer())),
 )
 _XID = text("SELECT pg_current_xact_id()::text::bigint")
 _COPY_COLUMNS = ("entity", "object_id", "owner_id", "op", "version", "at", "xid")
@@ -210,20 +231,47 @@ class SqlChangeLog:
         if not self._tx.is_postgresql:
             rows = [{**r, "xid": None} for r in rows]
             await self._tx.execute(_SQLITE_WRITE, rows if len(rows) > 1 else rows[0])
-        elif len(rows) <= _PG_FEW:
+            return
+        deferred = [r for r in rows if r["entity"] == "class" and r["op"] == "upsert"]
+        direct = [r for r in rows if not (r["entity"] == "class" and r["op"] == "upsert")]
+        await self._write_pg(direct, at)
+        await self._defer_pg(deferred, at)
+
+    async def _write_pg(self, rows: list[dict[str, object]], at: datetime) -> None:
+        if not rows:
+            return
+        if len(rows) <= _PG_FEW:
             await self._tx.execute(_PG_WRITE_ONE, rows if len(rows) > 1 else rows[0])
-        else:
-            await self._tx.execute(
-                _PG_WRITE,
-                {
-                    "at": at,
-                    "entities": [r["entity"] for r in rows],
-                    "ids": [r["object_id"] for r in rows],
-                    "owners": [r["owner_id"] for r in rows],
-                    "ops": [r["op"] for r in rows],
-                    "versions": [r["version"] for r in rows],
-                },
-            )
+            return
+        await self._tx.execute(
+            _PG_WRITE,
+            {
+                "at": at,
+                "entities": [r["entity"] for r in rows],
+                "ids": [r["object_id"] for r in rows],
+                "owners": [r["owner_id"] for r in rows],
+                "ops": [r["op"] for r in rows],
+                "versions": [r["version"] for r in rows],
+            },
+        )
+
+    async def _defer_pg(self, rows: list[dict[str, object]], at: datetime) -> None:
+        """The classes' upserts, moved at commit by the deferred trigger, in id order."""
+        if not rows:
+            return
+        if len(rows) <= _PG_FEW:
+            params = [{k: r[k] for k in ("object_id", "owner_id", "version", "at")} for r in rows]
+            await self._tx.execute(_PG_DEFER, params if len(params) > 1 else params[0])
+            return
+        await self._tx.execute(
+            _PG_DEFER_MANY,
+            {
+                "at": at,
+                "ids": [r["object_id"] for r in rows],
+                "owners": [r["owner_id"] for r in rows],
+                "versions": [r["version"] for r in rows],
+            },
+        )
 
     async def _copy_new_students(
         self,
