@@ -35,10 +35,12 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     select,
     text,
     union_all,
 )
+from sqlalchemy.sql import Executable
 from sqlalchemy.dialects import postgresql
 
 from adapters_sql.bulk import copy_records, use_copy
@@ -79,35 +81,64 @@ _PG_WRITE = text(
     bindparam("ops", type_=postgresql.ARRAY(Text())),
     bindparam("versions", type_=postgresql.ARRAY(Integer())),
 )
-# PostgreSQL, a commit's few changes (most API writes: one object and its classes): the same
-# upsert with plain values, row by row (one pipelined round trip). Arrays of uuid and int4 are
-# not among asyncpg's built-in codecs: the first array statement on each new connection costs
-# a type introspection (three more round trips), which a write after a reconnect would pay.
-_PG_WRITE_ONE = text(
-    """
-    INSERT INTO cms_changes (entity, object_id, owner_id, op, version, at, xid)
-    VALUES (:entity, :object_id, :owner_id, :op, :version, :at,
-            pg_current_xact_id()::text::bigint)
-    ON CONFLICT ON CONSTRAINT uq_cms_changes_object DO UPDATE SET
-        seq = excluded.seq, owner_id = excluded.owner_id, op = excluded.op,
-        version = excluded.version, at = excluded.at, xid = excluded.xid
-    """
-).bindparams(
-    bindparam("at", type_=UTCDateTime()),
-    bindparam("entity", type_=Text()),
-    bindparam("object_id", type_=Uuid()),
-    bindparam("owner_id", type_=Text()),
-    bindparam("op", type_=Text()),
-    bindparam("version", type_=Integer()),
-)
-# PostgreSQL: the upserts of classes, appended to cms_changes_deferred; its deferred trigger
-# moves each class's row during COMMIT (see the module's docstring).
-_PG_DEFER = insert(changes_deferred).values(
-    object_id=bindparam("object_id"),
-    owner_id=bindparam("owner_id"),
-    version=bindparam("version"),
-    at=bindparam("at"),
-)
+# PostgreSQL, a commit's few changes (most API writes: one object and its classes): the
+# objects' upserts and the classes' deferred rows as one statement with plain values, built
+# once per shape (at most _PG_FEW of each). Arrays of uuid and int4 are not among asyncpg's
+# built-in codecs: the first array statement on each new connection costs a type
+# introspection (three more round trips), which a write after a reconnect would pay.
+_FEW_STATEMENTS: dict[tuple[int, int], Executable] = {}
+_XID_VALUE = literal_column("pg_current_xact_id()::text::bigint")
+_DIRECT_COLUMNS = ("entity", "object_id", "owner_id", "op", "version", "at")
+_DEFERRED_COLUMNS = ("object_id", "owner_id", "version", "at")
+
+
+def _few_statement(direct: int, deferred: int) -> Executable:
+    """Upsert ``direct`` rows (parameters ``d{i}_{column}``) into cms_changes and append
+    ``deferred`` class rows (``p{i}_{column}``) to cms_changes_deferred, in one statement."""
+    found = _FEW_STATEMENTS.get((direct, deferred))
+    if found is not None:
+        return found
+    parts: list[Any] = []
+    if deferred:
+        parts.append(
+            insert(changes_deferred).values(
+                [
+                    {
+                        c: bindparam(f"p{i}_{c}", type_=changes_deferred.c[c].type)
+                        for c in _DEFERRED_COLUMNS
+                    }
+                    for i in range(deferred)
+                ]
+            )
+        )
+    if direct:
+        upsert = postgresql.insert(changes).values(
+            [
+                {
+                    **{c: bindparam(f"d{i}_{c}", type_=changes.c[c].type) for c in _DIRECT_COLUMNS},
+                    "xid": _XID_VALUE,
+                }
+                for i in range(direct)
+            ]
+        )
+        parts.append(
+            upsert.on_conflict_do_update(
+                constraint="uq_cms_changes_object",
+                set_={
+                    c: upsert.excluded[c] for c in ("seq", "owner_id", "op", "version", "at", "xid")
+                },
+            )
+        )
+    statement = parts[-1]
+    for n, part in enumerate(parts[:-1]):
+        statement = statement.add_cte(part.cte(f"w{n}"))
+    _FEW_STATEMENTS[(direct, deferred)] = statement
+    return statement
+
+
+# PostgreSQL: the upserts of many classes (an import's chunk), appended to
+# cms_changes_deferred; its deferred trigger moves each class's row during COMMIT (see the
+# module's docstring).
 _PG_DEFER_MANY = text(
     """
     INSERT INTO cms_changes_deferred (object_id, owner_id, version, at)
@@ -123,7 +154,7 @@ _PG_DEFER_MANY = text(
 )
 _XID = text("SELECT pg_current_xact_id()::text::bigint")
 _COPY_COLUMNS = ("entity", "object_id", "owner_id", "op", "version", "at", "xid")
-_PG_FEW = 16  # up to this many changes: _PG_WRITE_ONE per row; more: _PG_WRITE
+_PG_FEW = 16  # up to this many changes of each kind: _few_statement; more: arrays
 # SQLite: ``OR REPLACE`` deletes an object's old row and inserts it anew with the next
 # ``seq`` (AUTOINCREMENT: never a used one).
 _SQLITE_WRITE = insert(changes).prefix_with("OR REPLACE")
@@ -234,44 +265,40 @@ class SqlChangeLog:
             return
         deferred = [r for r in rows if r["entity"] == "class" and r["op"] == "upsert"]
         direct = [r for r in rows if not (r["entity"] == "class" and r["op"] == "upsert")]
-        await self._write_pg(direct, at)
-        await self._defer_pg(deferred, at)
-
-    async def _write_pg(self, rows: list[dict[str, object]], at: datetime) -> None:
-        if not rows:
+        if len(direct) <= _PG_FEW and len(deferred) <= _PG_FEW:
+            # A commit's few changes (most API writes: one object and its classes): one
+            # statement, plain values (see _few_statement).
+            statement = _few_statement(len(direct), len(deferred))
+            params = {f"d{i}_{k}": v for i, r in enumerate(direct) for k, v in r.items()}
+            params.update(
+                (f"p{i}_{k}", r[k])
+                for i, r in enumerate(deferred)
+                for k in ("object_id", "owner_id", "version", "at")
+            )
+            await self._tx.write(statement, params)
             return
-        if len(rows) <= _PG_FEW:
-            await self._tx.execute(_PG_WRITE_ONE, rows if len(rows) > 1 else rows[0])
-            return
-        await self._tx.execute(
-            _PG_WRITE,
-            {
-                "at": at,
-                "entities": [r["entity"] for r in rows],
-                "ids": [r["object_id"] for r in rows],
-                "owners": [r["owner_id"] for r in rows],
-                "ops": [r["op"] for r in rows],
-                "versions": [r["version"] for r in rows],
-            },
-        )
-
-    async def _defer_pg(self, rows: list[dict[str, object]], at: datetime) -> None:
-        """The classes' upserts, moved at commit by the deferred trigger, in id order."""
-        if not rows:
-            return
-        if len(rows) <= _PG_FEW:
-            params = [{k: r[k] for k in ("object_id", "owner_id", "version", "at")} for r in rows]
-            await self._tx.execute(_PG_DEFER, params if len(params) > 1 else params[0])
-            return
-        await self._tx.execute(
-            _PG_DEFER_MANY,
-            {
-                "at": at,
-                "ids": [r["object_id"] for r in rows],
-                "owners": [r["owner_id"] for r in rows],
-                "versions": [r["version"] for r in rows],
-            },
-        )
+        if direct:
+            await self._tx.execute(
+                _PG_WRITE,
+                {
+                    "at": at,
+                    "entities": [r["entity"] for r in direct],
+                    "ids": [r["object_id"] for r in direct],
+                    "owners": [r["owner_id"] for r in direct],
+                    "ops": [r["op"] for r in direct],
+                    "versions": [r["version"] for r in direct],
+                },
+            )
+        if deferred:
+            await self._tx.execute(
+                _PG_DEFER_MANY,
+                {
+                    "at": at,
+                    "ids": [r["object_id"] for r in deferred],
+                    "owners": [r["owner_id"] for r in deferred],
+                    "versions": [r["version"] for r in deferred],
+                },
+            )
 
     async def _copy_new_students(
         self,

@@ -46,7 +46,8 @@ class SqlUnitOfWork:
         self._lock: asyncio.Lock | None = sqlite_write_lock(engine)
         # PostgreSQL: reads without a transaction (see adapters_sql.transaction). SQLite keeps
         # its serialised transactions.
-        self._autocommit = read_only and is_postgresql(engine)
+        self._postgresql = is_postgresql(engine)
+        self._autocommit = read_only and self._postgresql
         self._engine = engine
         self._on_outbox_commit = on_outbox_commit
         self._tx = SqlTransaction(read_only=read_only)
@@ -76,7 +77,7 @@ class SqlUnitOfWork:
             with translate_errors():
                 self._conn = await self._engine.connect()
                 driver = None
-                if self._autocommit:
+                if self._postgresql:
                     driver = self._conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
         except BaseException:
             if self._lock is not None:
