@@ -12,7 +12,7 @@ import asyncio
 import json
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -29,6 +29,7 @@ from class_api.dto import class_out, student_out
 from class_cli.import_pipeline import import_students_overlapped
 from class_core.changes import ChangeKey, FeedPosition, PendingChange
 from class_core.errors import ClassManagementError, CursorExpiredError
+from class_core.events import OutboxMessage
 from class_core.model import SchoolClass, Student
 from class_core.ports import ChangeLog
 from class_core.queries import ClassQuery, StudentQuery
@@ -254,6 +255,12 @@ class _LateCommits:
 
     async def write(self, changes: Mapping[ChangeKey, PendingChange]) -> None:
         await self._inner.write(changes)
+        await self._delay()
+
+    async def write_commit(
+        self, changes: Mapping[ChangeKey, PendingChange], messages: Sequence[OutboxMessage]
+    ) -> None:  # what SqlUnitOfWork.commit calls (the feed's rows with the outbox's)
+        await self._inner.write_commit(changes, messages)
         await self._delay()
 
     def __getattr__(self, name: str) -> Any:

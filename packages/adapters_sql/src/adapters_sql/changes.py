@@ -19,7 +19,7 @@ before the commit, so its ``seq`` order is commit order and positions need no sn
 from __future__ import annotations
 
 import weakref
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -40,18 +40,27 @@ from sqlalchemy import (
     text,
     union_all,
 )
-from sqlalchemy.sql import Executable
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql import Executable
 
 from adapters_sql.bulk import copy_records, use_copy
 from adapters_sql.classes import _count_of
-from adapters_sql.mapping import class_from_row
-from adapters_sql.schema import change_feed_key, changes, changes_deferred, classes, students
+from adapters_sql.mapping import OUTBOX_RECORD_COLUMNS, class_from_row, outbox_row
+from adapters_sql.messaging import SqlOutbox
+from adapters_sql.schema import (
+    change_feed_key,
+    changes,
+    changes_deferred,
+    classes,
+    outbox,
+    students,
+)
 from adapters_sql.students import _SELECT as _STUDENTS_WITH_CLASSES
 from adapters_sql.students import _class_ids_of, _grouped, _with_class_ids
 from adapters_sql.transaction import SqlTransaction
 from adapters_sql.types import UTCDateTime
 from class_core.changes import ChangeKey, Entity, FeedPosition, LoggedChange, Op, PendingChange
+from class_core.events import OutboxMessage
 from class_core.model import SchoolClass, Student
 from class_core.ports import FeedRead
 
@@ -86,19 +95,35 @@ _PG_WRITE = text(
 # once per shape (at most _PG_FEW of each). Arrays of uuid and int4 are not among asyncpg's
 # built-in codecs: the first array statement on each new connection costs a type
 # introspection (three more round trips), which a write after a reconnect would pay.
-_FEW_STATEMENTS: dict[tuple[int, int], Executable] = {}
+_FEW_STATEMENTS: dict[tuple[int, int, int], Executable] = {}
+_OUTBOX_COLUMNS = OUTBOX_RECORD_COLUMNS  # the keys of outbox_row(message)
 _XID_VALUE = literal_column("pg_current_xact_id()::text::bigint")
 _DIRECT_COLUMNS = ("entity", "object_id", "owner_id", "op", "version", "at")
 _DEFERRED_COLUMNS = ("object_id", "owner_id", "version", "at")
 
 
-def _few_statement(direct: int, deferred: int) -> Executable:
-    """Upsert ``direct`` rows (parameters ``d{i}_{column}``) into cms_changes and append
-    ``deferred`` class rows (``p{i}_{column}``) to cms_changes_deferred, in one statement."""
-    found = _FEW_STATEMENTS.get((direct, deferred))
+def _deferred(row: Mapping[str, object]) -> bool:
+    """Whether the row is a class's upsert: written at COMMIT (cms_changes_deferred)."""
+    return row["entity"] == "class" and row["op"] == "upsert"
+
+
+def _few_statement(messages: int, direct: int, deferred: int) -> Executable:
+    """Insert ``messages`` outbox rows (parameters ``o{i}_{column}``), append ``deferred``
+    class rows (``p{i}_{column}``) to cms_changes_deferred and upsert ``direct`` rows
+    (``d{i}_{column}``) into cms_changes, in one statement (data-modifying CTEs)."""
+    found = _FEW_STATEMENTS.get((messages, direct, deferred))
     if found is not None:
         return found
     parts: list[Any] = []
+    if messages:
+        parts.append(
+            insert(outbox).values(
+                [
+                    {c: bindparam(f"o{i}_{c}", type_=outbox.c[c].type) for c in _OUTBOX_COLUMNS}
+                    for i in range(messages)
+                ]
+            )
+        )
     if deferred:
         parts.append(
             insert(changes_deferred).values(
@@ -132,7 +157,7 @@ def _few_statement(direct: int, deferred: int) -> Executable:
     statement = parts[-1]
     for n, part in enumerate(parts[:-1]):
         statement = statement.add_cte(part.cte(f"w{n}"))
-    _FEW_STATEMENTS[(direct, deferred)] = statement
+    _FEW_STATEMENTS[(messages, direct, deferred)] = statement
     return statement
 
 
@@ -236,47 +261,40 @@ class SqlChangeLog:
         self._tx = tx
 
     async def write(self, changes_: Mapping[ChangeKey, PendingChange]) -> None:
-        if not changes_:
-            return
-        owners = await self._owners_of_touched(changes_)
-        keys = sorted(k for k in changes_ if k in owners or changes_[k].owner_id is not None)
-        if not keys:
-            return
-        at = max(c.at for c in changes_.values())
-        if self._tx.is_postgresql:
-            keys = await self._copy_new_students(keys, changes_, owners, at)
-            if not keys:
-                return
-        # In (entity, id) order, on every path: two commits lock shared rows in one order.
-        rows: list[dict[str, object]] = [
-            {
-                "entity": k[0].value,
-                "object_id": k[1],
-                "owner_id": changes_[k].owner_id or owners[k],
-                "op": changes_[k].op.value,
-                "version": changes_[k].version,
-                "at": at,
+        await self.write_commit(changes_, ())
+
+    async def write_commit(
+        self, changes_: Mapping[ChangeKey, PendingChange], messages: Sequence[OutboxMessage]
+    ) -> None:
+        """A commit's last rows: its outbox ``messages`` (as :meth:`SqlOutbox.add` writes
+        them) and its change-feed rows. On PostgreSQL a commit with at most ``_PG_FEW`` of
+        each kind (every API write) sends them as one statement (:func:`_few_statement`),
+        one round trip instead of two; measured in docs/performance.md, "POST student"."""
+        rows = await self._rows(changes_)
+        pg = self._tx.is_postgresql
+        direct = [r for r in rows if not _deferred(r)]
+        deferred = [r for r in rows if _deferred(r)]
+        if pg and (messages or rows) and max(len(messages), len(direct), len(deferred)) <= _PG_FEW:
+            params: dict[str, object] = {
+                f"o{i}_{k}": v for i, m in enumerate(messages) for k, v in outbox_row(m).items()
             }
-            for k in keys
-        ]
-        if not self._tx.is_postgresql:
+            params.update((f"d{i}_{k}", v) for i, r in enumerate(direct) for k, v in r.items())
+            params.update(
+                (f"p{i}_{k}", r[k]) for i, r in enumerate(deferred) for k in _DEFERRED_COLUMNS
+            )
+            statement = _few_statement(len(messages), len(direct), len(deferred))
+            await self._tx.write(statement, params)
+            if messages:
+                self._tx.added_outbox = True
+            return
+        await SqlOutbox(self._tx).add(messages)
+        if not rows:
+            return
+        if not pg:
             rows = [{**r, "xid": None} for r in rows]
             await self._tx.execute(_SQLITE_WRITE, rows if len(rows) > 1 else rows[0])
             return
-        deferred = [r for r in rows if r["entity"] == "class" and r["op"] == "upsert"]
-        direct = [r for r in rows if not (r["entity"] == "class" and r["op"] == "upsert")]
-        if len(direct) <= _PG_FEW and len(deferred) <= _PG_FEW:
-            # A commit's few changes (most API writes: one object and its classes): one
-            # statement, plain values (see _few_statement).
-            statement = _few_statement(len(direct), len(deferred))
-            params = {f"d{i}_{k}": v for i, r in enumerate(direct) for k, v in r.items()}
-            params.update(
-                (f"p{i}_{k}", r[k])
-                for i, r in enumerate(deferred)
-                for k in ("object_id", "owner_id", "version", "at")
-            )
-            await self._tx.write(statement, params)
-            return
+        at = rows[0]["at"]
         if direct:
             await self._tx.execute(
                 _PG_WRITE,
@@ -299,6 +317,31 @@ class SqlChangeLog:
                     "versions": [r["version"] for r in deferred],
                 },
             )
+
+    async def _rows(self, changes_: Mapping[ChangeKey, PendingChange]) -> list[dict[str, object]]:
+        """The log rows of ``changes_`` still to write, in (entity, id) order (on every path:
+        two commits lock shared rows in one order); an import's new students' rows are
+        COPYed here already."""
+        if not changes_:
+            return []
+        owners = await self._owners_of_touched(changes_)
+        keys = sorted(k for k in changes_ if k in owners or changes_[k].owner_id is not None)
+        if not keys:
+            return []
+        at = max(c.at for c in changes_.values())
+        if self._tx.is_postgresql:
+            keys = await self._copy_new_students(keys, changes_, owners, at)
+        return [
+            {
+                "entity": k[0].value,
+                "object_id": k[1],
+                "owner_id": changes_[k].owner_id or owners[k],
+                "op": changes_[k].op.value,
+                "version": changes_[k].version,
+                "at": at,
+            }
+            for k in keys
+        ]
 
     async def _copy_new_students(
         self,

@@ -115,10 +115,10 @@ class SqlUnitOfWork:
         if self._tx.read_only:
             raise RuntimeError("a read-only unit of work does not commit")
         changes = with_touched(changes_of(self._recorded.events()), self._tx.touched)
-        await self._recorded.write_to(self.outbox)
-        # Last before the commit: the feed's rows are locked last, in one order (see
-        # adapters_sql.changes), and on SQLite their seq order is commit order.
-        await self.changes.write(changes)
+        # Last before the commit, with the outbox rows (one statement for an API write): the
+        # feed's rows are locked last, in one order (see adapters_sql.changes), and on
+        # SQLite their seq order is commit order.
+        await self.changes.write_commit(changes, self._recorded.take())
         with translate_errors():
             await self._conn.commit()
         self._committed = True
