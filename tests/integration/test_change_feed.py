@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters_sql import SqlUnitOfWork, build_sql_runtime, create_engine, upgrade
+from adapters_sql.changes import SqlChangeLog
 from adapters_sql.envelopes import ENVELOPES
 from class_api.dto import class_out, student_out
 from class_cli.import_pipeline import import_students_overlapped
@@ -31,7 +32,6 @@ from class_core.changes import ChangeKey, FeedPosition, PendingChange
 from class_core.errors import ClassManagementError, CursorExpiredError
 from class_core.events import OutboxMessage
 from class_core.model import SchoolClass, Student
-from class_core.ports import ChangeLog
 from class_core.queries import ClassQuery, StudentQuery
 from class_core.runtime import RequestContext, Runtime
 from class_core.testing import FixedClock, memory_runtime
@@ -249,7 +249,7 @@ async def test_retention_purges_old_entries_and_expires_old_cursors(
 class _LateCommits:
     """A change log whose writer waits between taking its sequence numbers and committing."""
 
-    def __init__(self, inner: ChangeLog, delay: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, inner: SqlChangeLog, delay: Callable[[], Awaitable[None]]) -> None:
         self._inner = inner
         self._delay = delay
 

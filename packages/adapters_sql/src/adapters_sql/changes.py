@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.expression import ColumnClause
 
 from adapters_sql.bulk import copy_records, use_copy
 from adapters_sql.classes import _count_of
@@ -97,7 +98,7 @@ _PG_WRITE = text(
 # introspection (three more round trips), which a write after a reconnect would pay.
 _FEW_STATEMENTS: dict[tuple[int, int, int], Executable] = {}
 _OUTBOX_COLUMNS = OUTBOX_RECORD_COLUMNS  # the keys of outbox_row(message)
-_XID_VALUE = literal_column("pg_current_xact_id()::text::bigint")
+_XID_VALUE: ColumnClause[Any] = literal_column("pg_current_xact_id()::text::bigint")
 _DIRECT_COLUMNS = ("entity", "object_id", "owner_id", "op", "version", "at")
 _DEFERRED_COLUMNS = ("object_id", "owner_id", "version", "at")
 
@@ -154,9 +155,10 @@ def _few_statement(messages: int, direct: int, deferred: int) -> Executable:
                 },
             )
         )
-    statement = parts[-1]
+    main = parts[-1]
     for n, part in enumerate(parts[:-1]):
-        statement = statement.add_cte(part.cte(f"w{n}"))
+        main = main.add_cte(part.cte(f"w{n}"))
+    statement: Executable = main
     _FEW_STATEMENTS[(messages, direct, deferred)] = statement
     return statement
 
