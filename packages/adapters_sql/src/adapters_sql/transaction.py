@@ -24,7 +24,8 @@ SQLAlchemy, whose first statement sends ``BEGIN``): :meth:`SqlTransaction.fetch_
 reads, :meth:`SqlTransaction.write` for writes whose result is not needed. The transaction
 stays SQLAlchemy's (it commits and rolls back); the statements only skip its per-execution
 work. Measured with ``POST /v1/classes/students`` into one class (docs/performance.md, "POST
-student"): server CPU per request 1,650 → see there.
+student: the class's feed row, and fewer driver calls"): the server's CPU per request went
+from ~1,685 to ~1,300 µs with these direct writes alone.
 """
 
 from __future__ import annotations
