@@ -14,6 +14,12 @@ transaction that snapshot did not see (``pg_visible_in_snapshot``), found throug
 committed after the reader looked: nothing is skipped, and only rows committed during a
 read can come twice. SQLite runs one writer at a time and the log is written last, just
 before the commit, so its ``seq`` order is commit order and positions need no snapshot.
+
+A class's upsert on PostgreSQL (every join or leave moves its ``student_count``) is appended
+to ``cms_changes_deferred`` instead, and the deferred constraint trigger of migration r0026
+moves the class's row during ``COMMIT``: concurrent joins of one class would otherwise hold
+that one row locked from their upsert until their client's ``COMMIT`` came back, and queue
+(docs/architecture.md, "The change feed"; docs/performance.md, "POST student").
 """
 
 from __future__ import annotations
