@@ -12,7 +12,7 @@ import asyncio
 import json
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -24,13 +24,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters_sql import SqlUnitOfWork, build_sql_runtime, create_engine, upgrade
+from adapters_sql.changes import SqlChangeLog
 from adapters_sql.envelopes import ENVELOPES
 from class_api.dto import class_out, student_out
 from class_cli.import_pipeline import import_students_overlapped
 from class_core.changes import ChangeKey, FeedPosition, PendingChange
 from class_core.errors import ClassManagementError, CursorExpiredError
+from class_core.events import OutboxMessage
 from class_core.model import SchoolClass, Student
-from class_core.ports import ChangeLog
 from class_core.queries import ClassQuery, StudentQuery
 from class_core.runtime import RequestContext, Runtime
 from class_core.testing import FixedClock, memory_runtime
@@ -248,12 +249,18 @@ async def test_retention_purges_old_entries_and_expires_old_cursors(
 class _LateCommits:
     """A change log whose writer waits between taking its sequence numbers and committing."""
 
-    def __init__(self, inner: ChangeLog, delay: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, inner: SqlChangeLog, delay: Callable[[], Awaitable[None]]) -> None:
         self._inner = inner
         self._delay = delay
 
     async def write(self, changes: Mapping[ChangeKey, PendingChange]) -> None:
         await self._inner.write(changes)
+        await self._delay()
+
+    async def write_commit(
+        self, changes: Mapping[ChangeKey, PendingChange], messages: Sequence[OutboxMessage]
+    ) -> None:  # what SqlUnitOfWork.commit calls (the feed's rows with the outbox's)
+        await self._inner.write_commit(changes, messages)
         await self._delay()
 
     def __getattr__(self, name: str) -> Any:

@@ -70,6 +70,7 @@ CMS_TABLES = {
     "cms_import_items",
     "cms_changes",
     "cms_change_feed_key",
+    "cms_changes_deferred",
 }
 
 

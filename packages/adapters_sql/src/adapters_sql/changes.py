@@ -14,12 +14,18 @@ transaction that snapshot did not see (``pg_visible_in_snapshot``), found throug
 committed after the reader looked: nothing is skipped, and only rows committed during a
 read can come twice. SQLite runs one writer at a time and the log is written last, just
 before the commit, so its ``seq`` order is commit order and positions need no snapshot.
+
+A class's upsert on PostgreSQL (every join or leave moves its ``student_count``) is appended
+to ``cms_changes_deferred`` instead, and the deferred constraint trigger of migration r0026
+moves the class's row during ``COMMIT``: concurrent joins of one class would otherwise hold
+that one row locked from their upsert until their client's ``COMMIT`` came back, and queue
+(docs/architecture.md, "The change feed"; docs/performance.md, "POST student").
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -35,21 +41,33 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     select,
     text,
     union_all,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.expression import ColumnClause
 
 from adapters_sql.bulk import copy_records, use_copy
 from adapters_sql.classes import _count_of
-from adapters_sql.mapping import class_from_row
-from adapters_sql.schema import change_feed_key, changes, classes, students
+from adapters_sql.mapping import OUTBOX_RECORD_COLUMNS, class_from_row, outbox_row
+from adapters_sql.messaging import SqlOutbox
+from adapters_sql.schema import (
+    change_feed_key,
+    changes,
+    changes_deferred,
+    classes,
+    outbox,
+    students,
+)
 from adapters_sql.students import _SELECT as _STUDENTS_WITH_CLASSES
 from adapters_sql.students import _class_ids_of, _grouped, _with_class_ids
 from adapters_sql.transaction import SqlTransaction
 from adapters_sql.types import UTCDateTime
 from class_core.changes import ChangeKey, Entity, FeedPosition, LoggedChange, Op, PendingChange
+from class_core.events import OutboxMessage
 from class_core.model import SchoolClass, Student
 from class_core.ports import FeedRead
 
@@ -79,30 +97,97 @@ _PG_WRITE = text(
     bindparam("ops", type_=postgresql.ARRAY(Text())),
     bindparam("versions", type_=postgresql.ARRAY(Integer())),
 )
-# PostgreSQL, a commit's few changes (most API writes: one object and its classes): the same
-# upsert with plain values, row by row (one pipelined round trip). Arrays of uuid and int4 are
-# not among asyncpg's built-in codecs: the first array statement on each new connection costs
-# a type introspection (three more round trips), which a write after a reconnect would pay.
-_PG_WRITE_ONE = text(
+# PostgreSQL, a commit's few changes (most API writes: one object and its classes): the
+# objects' upserts and the classes' deferred rows as one statement with plain values, built
+# once per shape (at most _PG_FEW of each). Arrays of uuid and int4 are not among asyncpg's
+# built-in codecs: the first array statement on each new connection costs a type
+# introspection (three more round trips), which a write after a reconnect would pay.
+_FEW_STATEMENTS: dict[tuple[int, int, int], Executable] = {}
+_OUTBOX_COLUMNS = OUTBOX_RECORD_COLUMNS  # the keys of outbox_row(message)
+_XID_VALUE: ColumnClause[Any] = literal_column("pg_current_xact_id()::text::bigint")
+_DIRECT_COLUMNS = ("entity", "object_id", "owner_id", "op", "version", "at")
+_DEFERRED_COLUMNS = ("object_id", "owner_id", "version", "at")
+
+
+def _deferred(row: Mapping[str, object]) -> bool:
+    """Whether the row is a class's upsert: written at COMMIT (cms_changes_deferred)."""
+    return row["entity"] == "class" and row["op"] == "upsert"
+
+
+def _few_statement(messages: int, direct: int, deferred: int) -> Executable:
+    """Insert ``messages`` outbox rows (parameters ``o{i}_{column}``), append ``deferred``
+    class rows (``p{i}_{column}``) to cms_changes_deferred and upsert ``direct`` rows
+    (``d{i}_{column}``) into cms_changes, in one statement (data-modifying CTEs)."""
+    found = _FEW_STATEMENTS.get((messages, direct, deferred))
+    if found is not None:
+        return found
+    parts: list[Any] = []
+    if messages:
+        parts.append(
+            insert(outbox).values(
+                [
+                    {c: bindparam(f"o{i}_{c}", type_=outbox.c[c].type) for c in _OUTBOX_COLUMNS}
+                    for i in range(messages)
+                ]
+            )
+        )
+    if deferred:
+        parts.append(
+            insert(changes_deferred).values(
+                [
+                    {
+                        c: bindparam(f"p{i}_{c}", type_=changes_deferred.c[c].type)
+                        for c in _DEFERRED_COLUMNS
+                    }
+                    for i in range(deferred)
+                ]
+            )
+        )
+    if direct:
+        upsert = postgresql.insert(changes).values(
+            [
+                {
+                    **{c: bindparam(f"d{i}_{c}", type_=changes.c[c].type) for c in _DIRECT_COLUMNS},
+                    "xid": _XID_VALUE,
+                }
+                for i in range(direct)
+            ]
+        )
+        parts.append(
+            upsert.on_conflict_do_update(
+                constraint="uq_cms_changes_object",
+                set_={
+                    c: upsert.excluded[c] for c in ("seq", "owner_id", "op", "version", "at", "xid")
+                },
+            )
+        )
+    main = parts[-1]
+    for n, part in enumerate(parts[:-1]):
+        main = main.add_cte(part.cte(f"w{n}"))
+    statement: Executable = main
+    _FEW_STATEMENTS[(messages, direct, deferred)] = statement
+    return statement
+
+
+# PostgreSQL: the upserts of many classes (an import's chunk), appended to
+# cms_changes_deferred; its deferred trigger moves each class's row during COMMIT (see the
+# module's docstring).
+_PG_DEFER_MANY = text(
     """
-    INSERT INTO cms_changes (entity, object_id, owner_id, op, version, at, xid)
-    VALUES (:entity, :object_id, :owner_id, :op, :version, :at,
-            pg_current_xact_id()::text::bigint)
-    ON CONFLICT ON CONSTRAINT uq_cms_changes_object DO UPDATE SET
-        seq = excluded.seq, owner_id = excluded.owner_id, op = excluded.op,
-        version = excluded.version, at = excluded.at, xid = excluded.xid
+    INSERT INTO cms_changes_deferred (object_id, owner_id, version, at)
+    SELECT k.id, k.owner_id, k.version, :at
+    FROM unnest(:ids, :owners, :versions) AS k(id, owner_id, version)
+    ORDER BY k.id
     """
 ).bindparams(
     bindparam("at", type_=UTCDateTime()),
-    bindparam("entity", type_=Text()),
-    bindparam("object_id", type_=Uuid()),
-    bindparam("owner_id", type_=Text()),
-    bindparam("op", type_=Text()),
-    bindparam("version", type_=Integer()),
+    bindparam("ids", type_=postgresql.ARRAY(Uuid())),
+    bindparam("owners", type_=postgresql.ARRAY(Text())),
+    bindparam("versions", type_=postgresql.ARRAY(Integer())),
 )
 _XID = text("SELECT pg_current_xact_id()::text::bigint")
 _COPY_COLUMNS = ("entity", "object_id", "owner_id", "op", "version", "at", "xid")
-_PG_FEW = 16  # up to this many changes: _PG_WRITE_ONE per row; more: _PG_WRITE
+_PG_FEW = 16  # up to this many changes of each kind: _few_statement; more: arrays
 # SQLite: ``OR REPLACE`` deletes an object's old row and inserts it anew with the next
 # ``seq`` (AUTOINCREMENT: never a used one).
 _SQLITE_WRITE = insert(changes).prefix_with("OR REPLACE")
@@ -184,19 +269,77 @@ class SqlChangeLog:
         self._tx = tx
 
     async def write(self, changes_: Mapping[ChangeKey, PendingChange]) -> None:
-        if not changes_:
+        await self.write_commit(changes_, ())
+
+    async def write_commit(
+        self, changes_: Mapping[ChangeKey, PendingChange], messages: Sequence[OutboxMessage]
+    ) -> None:
+        """A commit's last rows: its outbox ``messages`` (as :meth:`SqlOutbox.add` writes
+        them) and its change-feed rows. On PostgreSQL a commit with at most ``_PG_FEW`` of
+        each kind (every API write) sends them as one statement (:func:`_few_statement`),
+        one round trip instead of two; measured in docs/performance.md, "POST student"."""
+        rows = await self._rows(changes_)
+        pg = self._tx.is_postgresql
+        direct = [r for r in rows if not _deferred(r)]
+        deferred = [r for r in rows if _deferred(r)]
+        if pg and (messages or rows) and max(len(messages), len(direct), len(deferred)) <= _PG_FEW:
+            params: dict[str, object] = {
+                f"o{i}_{k}": v for i, m in enumerate(messages) for k, v in outbox_row(m).items()
+            }
+            params.update((f"d{i}_{k}", v) for i, r in enumerate(direct) for k, v in r.items())
+            params.update(
+                (f"p{i}_{k}", r[k]) for i, r in enumerate(deferred) for k in _DEFERRED_COLUMNS
+            )
+            statement = _few_statement(len(messages), len(direct), len(deferred))
+            await self._tx.write(statement, params)
+            if messages:
+                self._tx.added_outbox = True
             return
+        await SqlOutbox(self._tx).add(messages)
+        if not rows:
+            return
+        if not pg:
+            rows = [{**r, "xid": None} for r in rows]
+            await self._tx.execute(_SQLITE_WRITE, rows if len(rows) > 1 else rows[0])
+            return
+        at = rows[0]["at"]
+        if direct:
+            await self._tx.execute(
+                _PG_WRITE,
+                {
+                    "at": at,
+                    "entities": [r["entity"] for r in direct],
+                    "ids": [r["object_id"] for r in direct],
+                    "owners": [r["owner_id"] for r in direct],
+                    "ops": [r["op"] for r in direct],
+                    "versions": [r["version"] for r in direct],
+                },
+            )
+        if deferred:
+            await self._tx.execute(
+                _PG_DEFER_MANY,
+                {
+                    "at": at,
+                    "ids": [r["object_id"] for r in deferred],
+                    "owners": [r["owner_id"] for r in deferred],
+                    "versions": [r["version"] for r in deferred],
+                },
+            )
+
+    async def _rows(self, changes_: Mapping[ChangeKey, PendingChange]) -> list[dict[str, object]]:
+        """The log rows of ``changes_`` still to write, in (entity, id) order (on every path:
+        two commits lock shared rows in one order); an import's new students' rows are
+        COPYed here already."""
+        if not changes_:
+            return []
         owners = await self._owners_of_touched(changes_)
         keys = sorted(k for k in changes_ if k in owners or changes_[k].owner_id is not None)
         if not keys:
-            return
+            return []
         at = max(c.at for c in changes_.values())
         if self._tx.is_postgresql:
             keys = await self._copy_new_students(keys, changes_, owners, at)
-            if not keys:
-                return
-        # In (entity, id) order, on every path: two commits lock shared rows in one order.
-        rows: list[dict[str, object]] = [
+        return [
             {
                 "entity": k[0].value,
                 "object_id": k[1],
@@ -207,23 +350,6 @@ class SqlChangeLog:
             }
             for k in keys
         ]
-        if not self._tx.is_postgresql:
-            rows = [{**r, "xid": None} for r in rows]
-            await self._tx.execute(_SQLITE_WRITE, rows if len(rows) > 1 else rows[0])
-        elif len(rows) <= _PG_FEW:
-            await self._tx.execute(_PG_WRITE_ONE, rows if len(rows) > 1 else rows[0])
-        else:
-            await self._tx.execute(
-                _PG_WRITE,
-                {
-                    "at": at,
-                    "entities": [r["entity"] for r in rows],
-                    "ids": [r["object_id"] for r in rows],
-                    "owners": [r["owner_id"] for r in rows],
-                    "ops": [r["op"] for r in rows],
-                    "versions": [r["version"] for r in rows],
-                },
-            )
 
     async def _copy_new_students(
         self,

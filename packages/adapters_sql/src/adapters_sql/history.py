@@ -38,8 +38,7 @@ class SqlStudentHistory:
             )
             await copy_records(self._tx, student_history, _COLUMNS, records)
             return
-        rows = [history_row(e) for e in entries]
-        await self._tx.execute(_INSERT, rows if len(rows) > 1 else rows[0])
+        await self._tx.write(_INSERT, [history_row(e) for e in entries])
 
     async def of_student(self, student_id: UUID) -> list[HistoryEntry]:
         result = await self._tx.execute(_OF_STUDENT, {"student_id": student_id})

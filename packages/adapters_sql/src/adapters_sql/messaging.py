@@ -31,8 +31,7 @@ class SqlOutbox:
             streamed = map(outbox_record, messages)
             await copy_records(self._tx, outbox, OUTBOX_RECORD_COLUMNS, streamed)
         else:
-            rows = [outbox_row(m) for m in messages]
-            await self._tx.execute(_INSERT, rows if len(rows) > 1 else rows[0])
+            await self._tx.write(_INSERT, [outbox_row(m) for m in messages])
         self._tx.added_outbox = True
 
 

@@ -400,6 +400,22 @@ changes = Table(
     sqlite_autoincrement=True,  # seq values are never reused (a moved row's old one neither)
 )
 
+# PostgreSQL: a class's change for the log, written at commit. The unit of work appends it
+# here; the deferred constraint trigger ``cms_changes_deferred_write`` (migration r0026) moves
+# the class's ``cms_changes`` row during ``COMMIT`` and deletes this row, so concurrent joins
+# of one class hold that row's lock only while the server commits. Always empty between
+# transactions; unused on SQLite.
+changes_deferred = Table(
+    "cms_changes_deferred",
+    metadata,
+    Column("id", _SEQ, nullable=False, autoincrement=True),
+    Column("object_id", Uuid(), nullable=False),
+    Column("owner_id", code_point_string(255), nullable=False),
+    Column("version", Integer(), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("id", name="pk_cms_changes_deferred"),
+)
+
 # One row: the key change-feed cursors are signed with, made by the migration (random), so
 # that every process on one database issues and accepts the same cursors.
 change_feed_key = Table(
@@ -425,4 +441,5 @@ DATA_TABLES: tuple[Table, ...] = (
     outbox,
     inbox,
     changes,
+    changes_deferred,
 )

@@ -361,7 +361,7 @@ class SqlStudentRepository:
                 **student_row(student),
                 "class_ids": list(dict.fromkeys(student.class_ids)),
             }
-            await self._tx.execute(_PG_INSERT_WITH_MEMBERSHIPS, params)
+            await self._tx.write(_PG_INSERT_WITH_MEMBERSHIPS, params)
             return
         plain = [s for s in students_ if not s.aliases]
         if use_copy(self._tx, len(plain)):

@@ -47,7 +47,8 @@ class SqlUnitOfWork:
         self._lock: asyncio.Lock | None = sqlite_write_lock(engine)
         # PostgreSQL: reads without a transaction (see adapters_sql.transaction). SQLite keeps
         # its serialised transactions.
-        self._autocommit = read_only and is_postgresql(engine)
+        self._postgresql = is_postgresql(engine)
+        self._autocommit = read_only and self._postgresql
         self._engine = engine
         self._on_outbox_commit = on_outbox_commit
         self._tx = SqlTransaction(read_only=read_only)
@@ -81,7 +82,7 @@ class SqlUnitOfWork:
             with translate_errors():
                 self._conn = await self._engine.connect()
                 driver = None
-                if self._autocommit:
+                if self._postgresql:
                     driver = self._conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
         except BaseException:
             if self._lock is not None:
@@ -121,10 +122,10 @@ class SqlUnitOfWork:
         await self._recorded.pull_collected(self.history)  # what the aggregates recorded
         notes = self._recorded.notifications()
         changes = with_touched(changes_of(self._recorded.events()), self._tx.touched)
-        await self._recorded.write_to(self.outbox)
-        # Last before the commit: the feed's rows are locked last, in one order (see
-        # adapters_sql.changes), and on SQLite their seq order is commit order.
-        await self.changes.write(changes)
+        # Last before the commit, with the outbox rows (one statement for an API write): the
+        # feed's rows are locked last, in one order (see adapters_sql.changes), and on
+        # SQLite their seq order is commit order.
+        await self.changes.write_commit(changes, self._recorded.take())
         with translate_errors():
             await self._conn.commit()
         self._committed = True

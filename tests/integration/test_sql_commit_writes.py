@@ -1,0 +1,88 @@
+"""The write path of a SQL unit of work on PostgreSQL (docs/performance.md, "POST student").
+
+- A class's change-feed row is moved during ``COMMIT`` (the deferred trigger of
+  ``cms_changes_deferred``), so two open transactions that both log a change of one class do
+  not wait for each other until they commit; the log still ends with one row for the class.
+- Hot statements go straight to asyncpg inside the transaction (``SqlTransaction.write``); a
+  constraint they break is still the core's error, and the connection is fine afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters_sql import SqlUnitOfWork, build_sql_runtime
+from class_core.changes import Entity, Op, PendingChange
+from class_core.errors import DuplicateStudentEmailError
+from class_core.runtime import RequestContext
+from class_core.use_cases.classes import CreateClass, create_class
+from class_core.use_cases.students import CreateStudent, PersonName, create_student
+
+
+async def _scalar(engine: AsyncEngine, sql: str, **params: object) -> object:
+    async with engine.connect() as conn:
+        return (await conn.execute(text(sql), params)).scalar_one()
+
+
+async def test_open_transactions_log_a_change_of_one_class_without_waiting(
+    clean_pg: AsyncEngine,
+) -> None:
+    owner = f"teacher-{uuid4()}"
+    class_id = uuid4()
+    at = datetime.now(UTC)
+    change = {(Entity.CLASS, class_id): PendingChange(Op.UPSERT, at, owner, 0)}
+    student = {(Entity.STUDENT, uuid4()): PendingChange(Op.UPSERT, at, owner, 1)}
+    async with SqlUnitOfWork(clean_pg) as first, SqlUnitOfWork(clean_pg) as second:
+        await first.changes.write({**change, **student})
+        # An upsert of the class's row in the transaction would wait here for `first`.
+        await asyncio.wait_for(second.changes.write(change), 5)
+        pending = await _scalar(clean_pg, "SELECT count(*) FROM cms_changes_deferred")
+        assert pending == 0  # uncommitted rows: invisible to others
+        await first.commit()
+        await second.commit()
+    rows = await _scalar(
+        clean_pg, "SELECT count(*) FROM cms_changes WHERE object_id = :id", id=class_id
+    )
+    assert rows == 1
+    assert await _scalar(clean_pg, "SELECT count(*) FROM cms_changes_deferred") == 0
+    # Moved at the last commit: after the student's row, which was written before it.
+    newest = await _scalar(clean_pg, "SELECT object_id FROM cms_changes ORDER BY seq DESC LIMIT 1")
+    assert newest == class_id
+
+
+async def test_a_rolled_back_transaction_logs_nothing_for_its_class(clean_pg: AsyncEngine) -> None:
+    owner = f"teacher-{uuid4()}"
+    class_id = uuid4()
+    change = {(Entity.CLASS, class_id): PendingChange(Op.UPSERT, datetime.now(UTC), owner, 0)}
+    async with SqlUnitOfWork(clean_pg) as uow:
+        await uow.changes.write(change)
+    assert await _scalar(clean_pg, "SELECT count(*) FROM cms_changes") == 0
+    assert await _scalar(clean_pg, "SELECT count(*) FROM cms_changes_deferred") == 0
+
+
+async def test_a_taken_email_refused_on_the_direct_path_is_the_core_error(
+    clean_pg: AsyncEngine,
+) -> None:
+    rt = build_sql_runtime(clean_pg)
+    ctx = RequestContext(f"teacher-{uuid4()}")
+    cls = await create_class(rt, ctx, CreateClass("Direct", ["ENG5"]))
+    given = CreateStudent(PersonName("Ada", "L"), "ada@example.org", [cls.id])
+    await create_student(rt, ctx, given)
+    with pytest.raises(DuplicateStudentEmailError):
+        await create_student(rt, ctx, given)
+    # The connection went back to the pool rolled back: the next writes work.
+    other = CreateStudent(PersonName("Bo", "M"), "bo@example.org", [cls.id])
+    for _ in range(3):
+        created = await create_student(rt, ctx, other)
+        other = CreateStudent(PersonName("Bo", "M"), f"bo{created.id}@example.org", [cls.id])
+    count = await _scalar(
+        clean_pg, "SELECT count(*) FROM cms_class_students WHERE class_id = :id", id=cls.id
+    )
+    assert count == 4
+    assert await _scalar(clean_pg, "SELECT count(*) FROM cms_changes_deferred") == 0
