@@ -31,7 +31,7 @@ from class_cli.import_pipeline import import_students_overlapped
 from class_core.changes import ChangeKey, FeedPosition, PendingChange
 from class_core.errors import ClassManagementError, CursorExpiredError
 from class_core.events import OutboxMessage
-from class_core.model import SchoolClass, Student
+from class_core.model import HistoryEntry, SchoolClass, Student
 from class_core.queries import ClassQuery, StudentQuery
 from class_core.runtime import RequestContext, Runtime
 from class_core.testing import FixedClock, memory_runtime
@@ -258,9 +258,12 @@ class _LateCommits:
         await self._delay()
 
     async def write_commit(
-        self, changes: Mapping[ChangeKey, PendingChange], messages: Sequence[OutboxMessage]
+        self,
+        changes: Mapping[ChangeKey, PendingChange],
+        messages: Sequence[OutboxMessage],
+        history: Sequence[HistoryEntry] = (),
     ) -> None:  # what SqlUnitOfWork.commit calls (the feed's rows with the outbox's)
-        await self._inner.write_commit(changes, messages)
+        await self._inner.write_commit(changes, messages, history)
         await self._delay()
 
     def __getattr__(self, name: str) -> Any:

@@ -10,19 +10,25 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from uuid import uuid4
 
+import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters_sql import SqlUnitOfWork, build_sql_runtime
+from adapters_sql import SqlUnitOfWork, build_sql_runtime, create_engine
 from class_core.changes import Entity, Op, PendingChange
 from class_core.errors import DuplicateStudentEmailError
 from class_core.runtime import RequestContext
 from class_core.use_cases.classes import CreateClass, create_class
 from class_core.use_cases.students import CreateStudent, PersonName, create_student
+from tests.support.faultproxy import ThreadedFaultProxy
 
 
 async def _scalar(engine: AsyncEngine, sql: str, **params: object) -> object:
@@ -86,3 +92,44 @@ async def test_a_taken_email_refused_on_the_direct_path_is_the_core_error(
     )
     assert count == 4
     assert await _scalar(clean_pg, "SELECT count(*) FROM cms_changes_deferred") == 0
+
+
+async def test_creating_a_student_in_a_class_is_five_round_trips(
+    pg_url: str, pg_server_url: str
+) -> None:
+    """BEGIN, the class read with its share lock, the student with its membership, the
+    commit's history + outbox + change-feed rows in one statement, COMMIT: counted through a
+    proxy that delays every packet, against one ``SELECT 1`` on the same warm connection."""
+    server = make_url(pg_server_url)
+    with ThreadedFaultProxy(server.host or "127.0.0.1", server.port or 5432) as proxy:
+        url = make_url(pg_url).set(host="127.0.0.1", port=proxy.port)
+        engine = create_engine(url.render_as_string(hide_password=False), pool_size=1)
+        try:
+            rt = build_sql_runtime(engine)
+            ctx = RequestContext(f"teacher-{uuid4()}")
+            school_class = await create_class(rt, ctx, CreateClass("9A", ["ENG5"]))
+
+            async def create(n: int) -> None:
+                name = PersonName("Round", f"Trip {n}")
+                await create_student(rt, ctx, CreateStudent(name, None, (school_class.id,)))
+
+            for n in range(3):  # warm: the connection and its prepared statements
+                await create(n)
+            proxy.proxy.latency(60)
+
+            async def timed(work: Callable[[], Awaitable[object]]) -> float:
+                start = time.perf_counter()
+                await work()
+                return time.perf_counter() - start
+
+            raw = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(False))
+            try:
+                await raw.fetchval("SELECT 1")
+                one = min([await timed(lambda: raw.fetchval("SELECT 1")) for _ in range(3)])
+            finally:
+                await raw.close()
+            took = min([await timed(partial(create, 10 + n)) for n in range(2)])
+        finally:
+            await engine.dispose()
+    round_trips = took / one
+    assert 4.5 < round_trips < 5.5, (round_trips, one, took)

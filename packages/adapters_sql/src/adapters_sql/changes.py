@@ -52,7 +52,14 @@ from sqlalchemy.sql.expression import ColumnClause
 
 from adapters_sql.bulk import copy_records, use_copy
 from adapters_sql.classes import _count_of
-from adapters_sql.mapping import OUTBOX_RECORD_COLUMNS, class_from_row, outbox_row
+from adapters_sql.history import SqlStudentHistory
+from adapters_sql.mapping import (
+    HISTORY_COLUMNS,
+    OUTBOX_RECORD_COLUMNS,
+    class_from_row,
+    history_row,
+    outbox_row,
+)
 from adapters_sql.messaging import SqlOutbox
 from adapters_sql.schema import (
     change_feed_key,
@@ -60,6 +67,7 @@ from adapters_sql.schema import (
     changes_deferred,
     classes,
     outbox,
+    student_history,
     students,
 )
 from adapters_sql.students import _SELECT as _STUDENTS_WITH_CLASSES
@@ -68,7 +76,7 @@ from adapters_sql.transaction import SqlTransaction
 from adapters_sql.types import UTCDateTime
 from class_core.changes import ChangeKey, Entity, FeedPosition, LoggedChange, Op, PendingChange
 from class_core.events import OutboxMessage
-from class_core.model import SchoolClass, Student
+from class_core.model import HistoryEntry, SchoolClass, Student
 from class_core.ports import FeedRead
 
 _KEYS: weakref.WeakKeyDictionary[Engine, bytes] = weakref.WeakKeyDictionary()
@@ -102,7 +110,7 @@ _PG_WRITE = text(
 # once per shape (at most _PG_FEW of each). Arrays of uuid and int4 are not among asyncpg's
 # built-in codecs: the first array statement on each new connection costs a type
 # introspection (three more round trips), which a write after a reconnect would pay.
-_FEW_STATEMENTS: dict[tuple[int, int, int], Executable] = {}
+_FEW_STATEMENTS: dict[tuple[int, int, int, int], Executable] = {}
 _OUTBOX_COLUMNS = OUTBOX_RECORD_COLUMNS  # the keys of outbox_row(message)
 _XID_VALUE: ColumnClause[Any] = literal_column("pg_current_xact_id()::text::bigint")
 _DIRECT_COLUMNS = ("entity", "object_id", "owner_id", "op", "version", "at")
@@ -114,14 +122,28 @@ def _deferred(row: Mapping[str, object]) -> bool:
     return row["entity"] == "class" and row["op"] == "upsert"
 
 
-def _few_statement(messages: int, direct: int, deferred: int) -> Executable:
-    """Insert ``messages`` outbox rows (parameters ``o{i}_{column}``), append ``deferred``
-    class rows (``p{i}_{column}``) to cms_changes_deferred and upsert ``direct`` rows
-    (``d{i}_{column}``) into cms_changes, in one statement (data-modifying CTEs)."""
-    found = _FEW_STATEMENTS.get((messages, direct, deferred))
+def _few_statement(messages: int, direct: int, deferred: int, history: int) -> Executable:
+    """Insert ``history`` student-history rows (parameters ``h{i}_{column}``) and
+    ``messages`` outbox rows (``o{i}_{column}``), append ``deferred`` class rows
+    (``p{i}_{column}``) to cms_changes_deferred and upsert ``direct`` rows (``d{i}_{column}``)
+    into cms_changes, in one statement (data-modifying CTEs)."""
+    shape = (messages, direct, deferred, history)
+    found = _FEW_STATEMENTS.get(shape)
     if found is not None:
         return found
     parts: list[Any] = []
+    if history:
+        parts.append(
+            insert(student_history).values(
+                [
+                    {
+                        c: bindparam(f"h{i}_{c}", type_=student_history.c[c].type)
+                        for c in HISTORY_COLUMNS
+                    }
+                    for i in range(history)
+                ]
+            )
+        )
     if messages:
         parts.append(
             insert(outbox).values(
@@ -165,7 +187,7 @@ def _few_statement(messages: int, direct: int, deferred: int) -> Executable:
     for n, part in enumerate(parts[:-1]):
         main = main.add_cte(part.cte(f"w{n}"))
     statement: Executable = main
-    _FEW_STATEMENTS[(messages, direct, deferred)] = statement
+    _FEW_STATEMENTS[shape] = statement
     return statement
 
 
@@ -272,29 +294,39 @@ class SqlChangeLog:
         await self.write_commit(changes_, ())
 
     async def write_commit(
-        self, changes_: Mapping[ChangeKey, PendingChange], messages: Sequence[OutboxMessage]
+        self,
+        changes_: Mapping[ChangeKey, PendingChange],
+        messages: Sequence[OutboxMessage],
+        history: Sequence[HistoryEntry] = (),
     ) -> None:
-        """A commit's last rows: its outbox ``messages`` (as :meth:`SqlOutbox.add` writes
-        them) and its change-feed rows. On PostgreSQL a commit with at most ``_PG_FEW`` of
-        each kind (every API write) sends them as one statement (:func:`_few_statement`),
-        one round trip instead of two; measured in docs/performance.md, "POST student"."""
+        """A commit's last rows: its students' ``history`` entries (as
+        :meth:`SqlStudentHistory.add` writes them), its outbox ``messages`` (as
+        :meth:`SqlOutbox.add` writes them) and its change-feed rows. On PostgreSQL a commit
+        with at most ``_PG_FEW`` of each kind (every API write) sends them as one statement
+        (:func:`_few_statement`), one round trip instead of three; measured in
+        docs/performance.md, "POST student"."""
         rows = await self._rows(changes_)
         pg = self._tx.is_postgresql
         direct = [r for r in rows if not _deferred(r)]
         deferred = [r for r in rows if _deferred(r)]
-        if pg and (messages or rows) and max(len(messages), len(direct), len(deferred)) <= _PG_FEW:
+        counts = (len(messages), len(direct), len(deferred), len(history))
+        if pg and any(counts) and max(counts) <= _PG_FEW:
             params: dict[str, object] = {
-                f"o{i}_{k}": v for i, m in enumerate(messages) for k, v in outbox_row(m).items()
+                f"h{i}_{k}": v for i, e in enumerate(history) for k, v in history_row(e).items()
             }
+            params.update(
+                (f"o{i}_{k}", v) for i, m in enumerate(messages) for k, v in outbox_row(m).items()
+            )
             params.update((f"d{i}_{k}", v) for i, r in enumerate(direct) for k, v in r.items())
             params.update(
                 (f"p{i}_{k}", r[k]) for i, r in enumerate(deferred) for k in _DEFERRED_COLUMNS
             )
-            statement = _few_statement(len(messages), len(direct), len(deferred))
+            statement = _few_statement(len(messages), len(direct), len(deferred), len(history))
             await self._tx.write(statement, params)
             if messages:
                 self._tx.added_outbox = True
             return
+        await SqlStudentHistory(self._tx).add(history)
         await SqlOutbox(self._tx).add(messages)
         if not rows:
             return

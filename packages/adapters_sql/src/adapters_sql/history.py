@@ -8,13 +8,12 @@ from uuid import UUID
 from sqlalchemy import bindparam, delete, insert, select
 
 from adapters_sql.bulk import copy_records, use_copy
-from adapters_sql.mapping import history_from_row, history_row
+from adapters_sql.mapping import HISTORY_COLUMNS, history_from_row, history_row
 from adapters_sql.schema import student_history
 from adapters_sql.transaction import SqlTransaction
 from class_core.model import HistoryEntry
 
 _INSERT = insert(student_history)
-_COLUMNS = ("student_id", "owner_id", "at", "action", "actor", "subject_id")  # history_row's
 _OF_STUDENT = (
     select(student_history)
     .where(student_history.c.student_id == bindparam("student_id"))
@@ -36,7 +35,7 @@ class SqlStudentHistory:
                 (e.student_id, e.owner_id, e.at, e.action.value, e.by, e.subject_id)
                 for e in entries
             )
-            await copy_records(self._tx, student_history, _COLUMNS, records)
+            await copy_records(self._tx, student_history, HISTORY_COLUMNS, records)
             return
         await self._tx.write(_INSERT, [history_row(e) for e in entries])
 

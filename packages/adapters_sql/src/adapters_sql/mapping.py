@@ -156,6 +156,16 @@ def student_from_row(row: Row, class_ids: Sequence[UUID] = ()) -> Student:
     )
 
 
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "student_id",
+    "owner_id",
+    "at",
+    "action",
+    "actor",
+    "subject_id",
+)  # the keys of history_row(entry), in order
+
+
 def history_row(e: HistoryEntry) -> dict[str, Any]:
     return {
         "student_id": e.student_id,

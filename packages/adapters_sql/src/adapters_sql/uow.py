@@ -119,13 +119,13 @@ class SqlUnitOfWork:
             raise RuntimeError("the unit of work is not entered (use `async with uow:`)")
         if self._tx.read_only:
             raise RuntimeError("a read-only unit of work does not commit")
-        await self._recorded.pull_collected(self.history)  # what the aggregates recorded
+        history = self._recorded.pull_collected()  # what the aggregates recorded
         notes = self._recorded.notifications()
         changes = with_touched(changes_of(self._recorded.events()), self._tx.touched)
-        # Last before the commit, with the outbox rows (one statement for an API write): the
-        # feed's rows are locked last, in one order (see adapters_sql.changes), and on
-        # SQLite their seq order is commit order.
-        await self.changes.write_commit(changes, self._recorded.take())
+        # Last before the commit, with the outbox and history rows (one statement for an API
+        # write): the feed's rows are locked last, in one order (see adapters_sql.changes),
+        # and on SQLite their seq order is commit order.
+        await self.changes.write_commit(changes, self._recorded.take(), history)
         with translate_errors():
             await self._conn.commit()
         self._committed = True

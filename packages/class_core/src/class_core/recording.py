@@ -32,7 +32,7 @@ from class_core.events import (
 )
 from class_core.ids import uuid4_many
 from class_core.model import Aggregate, HistoryEntry
-from class_core.ports import EnvelopeRenderer, Outbox, StudentHistory
+from class_core.ports import EnvelopeRenderer, Outbox
 
 _Recorded = tuple[DomainEvent, UUID, UUID, datetime]  # event, its id, correlation id, time
 
@@ -106,10 +106,10 @@ class RecordedEvents:
         (at commit)."""
         self.collected.append((aggregate, correlation_id))
 
-    async def pull_collected(self, history: StudentHistory) -> None:
+    def pull_collected(self) -> list[HistoryEntry]:
         """At commit, first: record the events every collected aggregate recorded (stamped
-        with its correlation id, each at its own timestamp), in the order collected, and
-        write their history entries."""
+        with its correlation id, each at its own timestamp), in the order collected; returns
+        their history entries, for the unit of work to write with the commit's other rows."""
         collected, self.collected = self.collected, []
         entries: list[HistoryEntry] = []
         for aggregate, correlation_id in collected:
@@ -120,8 +120,7 @@ class RecordedEvents:
                 for e, event_id in zip(events, ids, strict=True)
             )
             entries += entries_of
-        if entries:
-            await history.add(entries)
+        return entries
 
     def notifications(self) -> list[TeacherNotification]:
         """The teacher notifications among everything recorded (to be pushed to the

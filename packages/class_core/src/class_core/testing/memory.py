@@ -822,7 +822,9 @@ class InMemoryUnitOfWork:
     async def commit(self) -> list[TeacherNotification]:
         if self.read_only:
             raise RuntimeError("a read-only unit of work does not commit")
-        await self._recorded.pull_collected(self.history)
+        history = self._recorded.pull_collected()
+        if history:
+            await self.history.add(history)
         notes = self._recorded.notifications()
         changes = with_touched(changes_of(self._recorded.events()), self.touched)
         if changes:
