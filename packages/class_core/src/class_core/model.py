@@ -348,6 +348,7 @@ class Student(Aggregate):
             protected_identity=protected_identity,
             external_id=external_id,
         )
+        # One event: appended as ``_record`` would, without its star-args (the import's hot path).
         student._events.append(
             (StudentCreatedV1.of(student, class_ids, by, correlation_id, at), correlation_id)
         )
