@@ -693,24 +693,25 @@ async def test_recorded_events_reach_the_outbox_at_commit_only(backend: Backend)
 
 async def test_collected_aggregates_are_pulled_at_commit_only(backend: Backend) -> None:
     """``uow.collect``: what a collected aggregate recorded is pulled at commit (its events
-    stamped with the correlation id given, in the order collected, its history written) and
+    under the correlation id they were recorded under, in the order collected, its history
+    written) and
     ``commit`` returns the notifications among them; leaving without a commit writes
     nothing."""
     b = backend
     now = b.clock.now()
     corr = uuid4()
-    cls = SchoolClass.create(T1, "Collected", "ENG5", at=now)
+    cls = SchoolClass.create(T1, "Collected", "ENG5", at=now, correlation_id=corr)
     async with b.uow() as uow:
         await uow.classes.add(cls)
-        uow.collect(cls, corr)
+        uow.collect(cls)
     assert await b.messages() == []
-    cls = SchoolClass.create(T1, "Collected", "ENG5", at=now)
-    student = Student.create(T1, "Col", "Lected", classes=[cls], by=T1, at=now)
+    cls = SchoolClass.create(T1, "Collected", "ENG5", at=now, correlation_id=corr)
+    student = Student.create(T1, "Col", "Lected", classes=[cls], by=T1, at=now, correlation_id=corr)
     async with b.uow() as uow:
         await uow.classes.add(cls)
         await uow.students.add(student)
-        uow.collect(cls, corr)
-        uow.collect(student, corr)
+        uow.collect(cls)
+        uow.collect(student)
         notes = await uow.commit()
     assert [n.notification_type for n in notes] == ["class_created", "student_added_to_class"]
     stored = await b.messages()
@@ -727,6 +728,28 @@ async def test_collected_aggregates_are_pulled_at_commit_only(backend: Backend) 
         ("created", None),
         ("added_to_class", cls.id),
     ]
+
+
+async def test_collected_aggregates_keep_the_correlation_ids_they_recorded_under(
+    backend: Backend,
+) -> None:
+    """Two aggregates recorded under two correlation ids, collected in one unit of work (the
+    timeout sweep's batches each keep theirs): each outbox row carries its own."""
+    b = backend
+    now = b.clock.now()
+    first, second = uuid4(), uuid4()
+    cls = SchoolClass.create(T1, "Two ids", "ENG5", at=now, correlation_id=first)
+    student = Student.create(T1, "Two", "Ids", by=T1, at=now, correlation_id=second)
+    async with b.uow() as uow:
+        await uow.classes.add(cls)
+        await uow.students.add(student)
+        uow.collect(cls)
+        uow.collect(student)
+        await uow.commit()
+    stored = await b.messages()
+    assert [m.topic for m in stored] == [CLASS_CREATED, TEACHER_NOTIFICATION, STUDENT_CREATED]
+    assert [f'"correlation_id":"{first}"' in m.payload for m in stored] == [True, True, False]
+    assert f'"correlation_id":"{second}"' in stored[2].payload
 
 
 async def test_a_read_only_unit_of_work_reads_and_never_stores(backend: Backend) -> None:

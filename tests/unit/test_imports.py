@@ -436,7 +436,7 @@ async def test_a_class_created_by_the_import_and_archived_meanwhile_is_not_joine
         if summary.rows == 2:  # the chunk that created 7A has committed
             for cls in env.store.tables.classes.values():
                 if cls.name == "7A":
-                    cls.archive(cls.owner_id, env.clock.now())
+                    cls.archive(cls.owner_id, env.clock.now(), correlation_id=uuid4())
 
     rows = [row(2), row(3, class_name="7A", course="ENG5"), row(4, class_name="7A")]
     summary = await env.import_students(

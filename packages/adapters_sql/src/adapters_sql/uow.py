@@ -65,9 +65,9 @@ class SqlUnitOfWork:
         self.changes = SqlChangeLog(self._tx)
         self._recorded = RecordedEvents(ENVELOPES)  # rendered at commit, in this adapter
 
-    def collect(self, aggregate: Aggregate, correlation_id: UUID) -> None:
+    def collect(self, aggregate: Aggregate) -> None:
         """See ``UnitOfWork.collect``: pulled by :meth:`commit`."""
-        self._recorded.collect(aggregate, correlation_id)
+        self._recorded.collect(aggregate)
 
     def record(
         self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import attrs
@@ -24,9 +24,6 @@ if TYPE_CHECKING:  # the builders read these; the model records the events they 
 
 SOURCE_SERVICE = "class_management_service"
 
-UNSTAMPED: Final = UUID(int=0)
-"""The correlation id of an event an aggregate recorded, until the unit of work that commits
-it stamps the request's own (:func:`stamped`): correlation is the unit of work's business."""
 SCHEMA_VERSION = 1
 
 CLASS_CREATED = "huleedu.class.created.v1"
@@ -428,21 +425,3 @@ def envelope_metadata(event: DomainEvent) -> dict[str, Any] | None:
 def notifications_of(events: Sequence[DomainEvent]) -> list[TeacherNotification]:
     """The teacher notifications among ``events`` (pushed to Redis after the commit)."""
     return [e for e in events if isinstance(e, TeacherNotification)]
-
-
-def stamp(events: Sequence[DomainEvent], correlation_id: UUID) -> None:
-    """Put events an aggregate recorded (correlation :data:`UNSTAMPED`) under
-    ``correlation_id`` (a notification carries it as text); an event without one (confirmed
-    associations) stays as it is.
-
-    In place, although the events are frozen: an aggregate's events are its own until its
-    unit of work (or the import's bulk collector) pulls them, and they are stamped as they
-    are pulled, before anything else sees them. A copy (``attrs.evolve``) costs 3 µs per
-    event: planning an imported student took 6.9–7.3 µs before aggregates recorded events,
-    11.1 µs with copies, 9.1–9.9 µs stamped in place (the import's ``_create`` timed on 20,000
-    rows, issue 13)."""
-    for e in events:
-        if isinstance(e, TeacherNotification):
-            object.__setattr__(e, "correlation_id", str(correlation_id))
-        elif not isinstance(e, StudentAssociationsConfirmedV1):
-            object.__setattr__(e, "correlation_id", correlation_id)

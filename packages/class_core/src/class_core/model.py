@@ -19,7 +19,6 @@ from attrs import define, evolve, field, frozen
 from class_core import matching, notifications
 from class_core.errors import ClassArchivedError
 from class_core.events import (
-    UNSTAMPED,
     ClassCreatedV1,
     ClassDeletedV1,
     ClassUpdatedV1,
@@ -84,17 +83,32 @@ class BatchStatus(StrEnum):
 @define
 class Aggregate:
     """What an aggregate's changes recorded and its unit of work has not pulled yet: domain
-    events (in order, correlation :data:`~class_core.events.UNSTAMPED` until the unit of
-    work stamps its own) and student history entries. Neither is part of the aggregate's
-    value (no ``__init__`` argument, not compared, not shown)."""
+    events, in order, each with the correlation id it was recorded under, and student
+    history entries. Every method that records events takes that correlation id (the
+    request's, ``RequestContext.correlation_id``, or a consumed message's) and builds its
+    events complete, once: they are never changed afterwards. Neither list is part of the
+    aggregate's value (no ``__init__`` argument, not compared, not shown)."""
 
-    _events: list[DomainEvent] = field(factory=list, init=False, eq=False, repr=False)
+    _events: list[tuple[DomainEvent, UUID]] = field(factory=list, init=False, eq=False, repr=False)
     _history: list[HistoryEntry] = field(factory=list, init=False, eq=False, repr=False)
 
+    def _record(self, correlation_id: UUID, *events: DomainEvent) -> None:
+        """Record ``events`` (built with ``correlation_id`` where they carry one), in order,
+        under ``correlation_id``: their envelope's (contract §5.1), which an event without the
+        field (``StudentAssociationsConfirmedV1``) takes from here."""
+        self._events += [(e, correlation_id) for e in events]
+
+    def pull_recorded(self) -> list[tuple[DomainEvent, UUID]]:
+        """The events recorded since the last pull, in order, each with its correlation id;
+        forgotten here (the unit of work's pull at commit)."""
+        recorded, self._events = self._events, []
+        return recorded
+
     def pull_events(self) -> list[DomainEvent]:
-        """The events recorded since the last pull, in order; forgotten here."""
-        events, self._events = self._events, []
-        return events
+        """The events recorded since the last pull, in order, without their correlation ids
+        (the roster import's bulk collector records them under its one); forgotten here."""
+        recorded, self._events = self._events, []
+        return [e for e, _ in recorded]
 
     def pull_history(self) -> list[HistoryEntry]:
         """The history entries recorded since the last pull, in order; forgotten here."""
@@ -138,21 +152,23 @@ class SchoolClass(Aggregate):
         *,
         external_id: str | None = None,
         at: datetime,
+        correlation_id: UUID,
     ) -> SchoolClass:
         """A new class (version 1; values already clean): records ``ClassCreatedV1`` and the
-        owner's ``class_created`` notification."""
+        owner's ``class_created`` notification, under ``correlation_id``."""
         new = cls(uuid4(), owner_id, name, course_code, at, at, external_id=external_id)
-        new.announce_created(at)
+        new.announce_created(at, correlation_id)
         return new
 
-    def announce_created(self, at: datetime) -> None:
-        """Record what creating the class publishes: ``ClassCreatedV1`` and the owner's
-        ``class_created`` notification (again by an import that plans a chunk again after its
-        first attempt was rolled back)."""
-        self._events += [
-            ClassCreatedV1.of(self, self.owner_id, UNSTAMPED, at),
-            notifications.class_created(self, UNSTAMPED, at),
-        ]
+    def announce_created(self, at: datetime, correlation_id: UUID) -> None:
+        """Record what creating the class publishes, under ``correlation_id``:
+        ``ClassCreatedV1`` and the owner's ``class_created`` notification (again by an import
+        that plans a chunk again after its first attempt was rolled back)."""
+        self._record(
+            correlation_id,
+            ClassCreatedV1.of(self, self.owner_id, correlation_id, at),
+            notifications.class_created(self, correlation_id, at),
+        )
 
     def update(
         self,
@@ -162,6 +178,7 @@ class SchoolClass(Aggregate):
         external_id: str | Unset | None = UNSET,
         by: str,
         at: datetime,
+        correlation_id: UUID,
     ) -> bool:
         """Take the values given (``UNSET``: keep; a ``None`` external id: clear it; values
         already clean); whether any changed. Refused while archived (§9.2). A change is one
@@ -181,27 +198,29 @@ class SchoolClass(Aggregate):
         self.course_code = new_course or self.course_code
         if new_external and not isinstance(external_id, Unset):
             self.external_id = external_id
-        self._changed(by, at, new_name, new_course)
+        self._changed(by, at, correlation_id, new_name, new_course)
         return True
 
-    def archive(self, by: str, at: datetime) -> bool:
+    def archive(self, by: str, at: datetime, *, correlation_id: UUID) -> bool:
         """Become archived; whether anything changed (archiving twice changes nothing). A
         change is one more version and records ``ClassUpdatedV1`` with the new status."""
         if self.is_archived:
             return False
         self.status, self.archived_at = ClassStatus.ARCHIVED, at
-        self._changed(by, at)
+        self._changed(by, at, correlation_id)
         return True
 
-    def unarchive(self, by: str, at: datetime) -> bool:
+    def unarchive(self, by: str, at: datetime, *, correlation_id: UUID) -> bool:
         """Become active again; whether anything changed (recorded as :meth:`archive`)."""
         if not self.is_archived:
             return False
         self.status, self.archived_at = ClassStatus.ACTIVE, None
-        self._changed(by, at)
+        self._changed(by, at, correlation_id)
         return True
 
-    def delete(self, members: Sequence[UUID], by: str, at: datetime) -> None:
+    def delete(
+        self, members: Sequence[UUID], by: str, at: datetime, *, correlation_id: UUID
+    ) -> None:
         """Record the deletion: each member's history says it left the class, and
         ``ClassDeletedV1`` (the version the deletion would make) says the rest; the members
         get no event of their own."""
@@ -209,17 +228,25 @@ class SchoolClass(Aggregate):
             HistoryEntry(s, self.owner_id, at, HistoryAction.REMOVED_FROM_CLASS, by, self.id)
             for s in members
         ]
-        self._events.append(
-            ClassDeletedV1(self.id, by, UNSTAMPED, at, aggregate_version=self.version + 1)
+        self._record(
+            correlation_id,
+            ClassDeletedV1(self.id, by, correlation_id, at, aggregate_version=self.version + 1),
         )
 
     def _changed(
-        self, by: str, at: datetime, new_name: str | None = None, new_course: str | None = None
+        self,
+        by: str,
+        at: datetime,
+        correlation_id: UUID,
+        new_name: str | None = None,
+        new_course: str | None = None,
     ) -> None:
         """One more version of the class, recorded as ``ClassUpdatedV1``."""
         self.updated_at = at
         self.version += 1
-        self._events.append(ClassUpdatedV1.of(self, new_name, new_course, by, UNSTAMPED, at))
+        self._record(
+            correlation_id, ClassUpdatedV1.of(self, new_name, new_course, by, correlation_id, at)
+        )
 
 
 @define
@@ -293,6 +320,7 @@ class Student(Aggregate):
         external_id: str | None = None,
         by: str,
         at: datetime,
+        correlation_id: UUID,
         student_id: UUID | None = None,
         announce_joins: bool = True,
         history_by: str | None = None,
@@ -302,7 +330,7 @@ class Student(Aggregate):
         Records ``StudentCreatedV1`` (the classes in the order given), one
         ``student_added_to_class`` notification per class to its owner (unless not
         ``announce_joins``: an import tells no one, §5.2), and the history (created, then each
-        class joined; by ``history_by``, default ``by``)."""
+        class joined; by ``history_by``, default ``by``); the events under ``correlation_id``."""
         for c in classes:  # joining an archived class is refused (§9.2)
             c.ensure_writable()
         class_ids = tuple(c.id for c in classes)
@@ -320,16 +348,21 @@ class Student(Aggregate):
             protected_identity=protected_identity,
             external_id=external_id,
         )
-        student._events.append(StudentCreatedV1.of(student, class_ids, by, UNSTAMPED, at))
+        # One event: appended as ``_record`` would, without its star-args (the import's hot path).
+        student._events.append(
+            (StudentCreatedV1.of(student, class_ids, by, correlation_id, at), correlation_id)
+        )
         if announce_joins:
-            student._record_joins(classes, at)
+            student._record_joins(classes, at, correlation_id)
         student._history += change_history(
             student, history_by or by, at, created=True, added=class_ids
         )
         return student
 
     @classmethod
-    def placeholder_of(cls, school_class: SchoolClass, at: datetime) -> Student:
+    def placeholder_of(
+        cls, school_class: SchoolClass, at: datetime, correlation_id: UUID
+    ) -> Student:
         """The class's UNKNOWN student (§4.3), a member of it: records ``StudentCreatedV1``
         (by the class's owner) and its history (created by ``SYSTEM_TIMEOUT``); written only
         if no concurrent sweep created one first."""
@@ -345,10 +378,11 @@ class Student(Aggregate):
             is_placeholder=True,
             class_ids=(school_class.id,),
         )
-        placeholder._events.append(
+        placeholder._record(
+            correlation_id,
             StudentCreatedV1.of(
-                placeholder, (school_class.id,), school_class.owner_id, UNSTAMPED, at
-            )
+                placeholder, (school_class.id,), school_class.owner_id, correlation_id, at
+            ),
         )
         placeholder._history.append(
             HistoryEntry(
@@ -382,6 +416,7 @@ class Student(Aggregate):
         leaving: Sequence[UUID] = (),
         by: str,
         at: datetime,
+        correlation_id: UUID,
         announce_joins: bool = True,
         history_by: str | None = None,
         always: bool = False,
@@ -391,8 +426,9 @@ class Student(Aggregate):
         ``None`` when nothing changed; otherwise one more version, recorded as one
         ``StudentUpdatedV1`` (the state after the change), one ``student_added_to_class``
         notification per class joined (unless not ``announce_joins``), and the history (by
-        ``history_by``, default ``by``). ``always``: one more version even when nothing
-        changed (an import's undo makes one per student it reverts)."""
+        ``history_by``, default ``by``); the events under ``correlation_id``. ``always``: one
+        more version even when nothing changed (an import's undo makes one per student it
+        reverts)."""
         self.check_joinable(joining)
         changed = self._rename(first_name, last_name, legal_full_name)
         changed = self._take_aliases(aliases) or changed
@@ -409,22 +445,27 @@ class Student(Aggregate):
             return None
         self.updated_at = at
         self.version += 1
-        self._events.append(StudentUpdatedV1.of(self, added, removed, by, UNSTAMPED, at))
+        self._events.append(
+            (StudentUpdatedV1.of(self, added, removed, by, correlation_id, at), correlation_id)
+        )
         if announce_joins and added:
             by_id = {c.id: c for c in joining}
-            self._record_joins([by_id[c] for c in added], at)
+            self._record_joins([by_id[c] for c in added], at, correlation_id)
         self._history += change_history(
             self, history_by or by, at, updated=changed, added=added, removed=removed
         )
         return StudentChange(changed, added, removed)
 
-    def _record_joins(self, classes: Sequence[SchoolClass], at: datetime) -> None:
+    def _record_joins(
+        self, classes: Sequence[SchoolClass], at: datetime, correlation_id: UUID
+    ) -> None:
         """Tell each class's owner that this student joined it."""
-        self._events += [
-            notifications.student_added_to_class(self, c, UNSTAMPED, at) for c in classes
-        ]
+        self._record(
+            correlation_id,
+            *(notifications.student_added_to_class(self, c, correlation_id, at) for c in classes),
+        )
 
-    def erase(self, by: str, at: datetime) -> list[UUID]:
+    def erase(self, by: str, at: datetime, *, correlation_id: UUID) -> list[UUID]:
         """Become an anonymous record (§10): names ``ERASED``/``STUDENT``, nothing else
         personal, no memberships; one more version, recorded as ``StudentUpdatedV1`` then
         ``StudentErasedV1`` and the history (each class left, then erased). Returns the
@@ -437,23 +478,30 @@ class Student(Aggregate):
         self.class_ids = ()
         self.erased_at = self.updated_at = at
         self.version += 1
-        self._events += [
-            StudentUpdatedV1.of(self, (), left, by, UNSTAMPED, at),
+        self._record(
+            correlation_id,
+            StudentUpdatedV1.of(self, (), left, by, correlation_id, at),
             StudentErasedV1(
-                self.id, tuple(left), by, UNSTAMPED, at, aggregate_version=self.version
+                self.id, tuple(left), by, correlation_id, at, aggregate_version=self.version
             ),
-        ]
+        )
         self._history += change_history(self, by, at, removed=left)
         self._history.append(HistoryEntry(self.id, self.owner_id, at, HistoryAction.ERASED, by))
         return left
 
-    def delete(self, by: str, at: datetime) -> None:
+    def delete(self, by: str, at: datetime, *, correlation_id: UUID) -> None:
         """Record the deletion: ``StudentDeletedV1`` with the classes it was in and the
         version the deletion would make."""
-        self._events.append(
+        self._record(
+            correlation_id,
             StudentDeletedV1(
-                self.id, self.class_ids, by, UNSTAMPED, at, aggregate_version=self.version + 1
-            )
+                self.id,
+                self.class_ids,
+                by,
+                correlation_id,
+                at,
+                aggregate_version=self.version + 1,
+            ),
         )
 
     def _rename(
@@ -560,6 +608,7 @@ class Batch(Aggregate):
         *,
         first: bool,
         at: datetime,
+        correlation_id: UUID,
     ) -> AppliedSuggestions:
         """A suggestions message (contract §4.1, :func:`class_core.matching.apply_suggestions`).
         The ``first`` message of a batch: with no essay of its own it finalizes the batch at
@@ -568,11 +617,12 @@ class Batch(Aggregate):
         new, changed, ignored = matching.apply_suggestions(self, matches, existing, members, at)
         touched = False
         if first and not new:
-            self.finalize([], at)
+            self.finalize([], at, correlation_id)
             touched = True
         elif first:
             suggested = sum(1 for a in new if a.suggested_student_id is not None)
-            self._events.append(
+            self._record(
+                correlation_id,
                 notifications.associations_suggested(
                     self.owner_id,
                     self.batch_id,
@@ -580,9 +630,9 @@ class Batch(Aggregate):
                     essay_count=len(new),
                     suggested_count=suggested,
                     deadline=self.deadline,
-                    correlation_id=UNSTAMPED,
+                    correlation_id=correlation_id,
                     at=at,
-                )
+                ),
             )
         elif new or changed:
             self.updated_at, touched = at, True
@@ -599,6 +649,8 @@ class Batch(Aggregate):
         decisions: Sequence[tuple[UUID, UUID | None]],
         by: str,
         at: datetime,
+        *,
+        correlation_id: UUID,
     ) -> list[Association]:
         """The owner's decisions (contract §3.3), checked already: essay id → the chosen
         student, ``None`` to reject. Each goes into the history of the student it names; once
@@ -615,17 +667,21 @@ class Batch(Aggregate):
             decided.append(a)
         self._history += _decision_history(decided, self.owner_id)
         if matching.count(associations).pending == 0:
-            self.finalize(associations, at)
+            self.finalize(associations, at, correlation_id)
         else:
             self.updated_at = at
         return decided
 
-    def finalize(self, associations: Sequence[Association], at: datetime) -> None:
+    def finalize(
+        self, associations: Sequence[Association], at: datetime, correlation_id: UUID
+    ) -> None:
         """Close the batch, its essays decided (or it has none): no decision changes after
-        this. Records the one ``StudentAssociationsConfirmedV1`` and tells the owner."""
+        this. Records the one ``StudentAssociationsConfirmedV1`` and tells the owner, under
+        ``correlation_id``."""
         self._close(at, timeout_triggered=False)
         counts = matching.count(associations)
-        self._events += [
+        self._record(
+            correlation_id,
             matching.confirmed_event(self, associations, False, at),
             notifications.associations_confirmed(
                 self.owner_id,
@@ -633,10 +689,10 @@ class Batch(Aggregate):
                 self.class_id,
                 counts.confirmed,
                 counts.rejected,
-                UNSTAMPED,
+                correlation_id,
                 at,
             ),
-        ]
+        )
 
     def settle_by_timeout(
         self,
@@ -645,13 +701,14 @@ class Batch(Aggregate):
         placeholder_id: UUID | None,
         timeout_hours: float,
         at: datetime,
+        correlation_id: UUID,
     ) -> None:
         """Apply the timeout rule's outcome (:func:`class_core.matching.timeout_outcome`):
         the essays it keeps get their suggested student, the others the class's UNKNOWN
         placeholder (``placeholder_id``, given when any does), all ``timeout_confirmed`` by
         ``SYSTEM_TIMEOUT``, each in its student's history. The batch is finalized by timeout:
         records the one confirmed event (with how many essays the guard sent to UNKNOWN) and
-        the owner's notification."""
+        the owner's notification, under ``correlation_id``."""
         status, method = ValidationStatus.TIMEOUT_CONFIRMED, ValidationMethod.TIMEOUT
         for a in outcome.unknown:
             a.decide(status, placeholder_id, method, SYSTEM_TIMEOUT_USER, at)
@@ -659,7 +716,8 @@ class Batch(Aggregate):
             a.decide(status, a.suggested_student_id, method, SYSTEM_TIMEOUT_USER, at)
         self._close(at, timeout_triggered=True)
         self._history += _decision_history([*outcome.keep, *outcome.unknown], self.owner_id)
-        self._events += [
+        self._record(
+            correlation_id,
             matching.confirmed_event(self, associations, True, at, outcome.ambiguous),
             notifications.validation_timeout_processed(
                 self.owner_id,
@@ -668,10 +726,10 @@ class Batch(Aggregate):
                 auto_confirmed_count=len(outcome.keep),
                 unknown_assigned_count=len(outcome.unknown),
                 timeout_hours=timeout_hours,
-                correlation_id=UNSTAMPED,
+                correlation_id=correlation_id,
                 at=at,
             ),
-        ]
+        )
 
     def _close(self, at: datetime, *, timeout_triggered: bool) -> None:
         self.status = BatchStatus.FINALIZED

@@ -435,17 +435,18 @@ class UnitOfWork(Protocol):
     @property
     def changes(self) -> ChangeLog: ...
 
-    def collect(self, aggregate: Aggregate, correlation_id: UUID) -> None:
-        """Have :meth:`commit` pull what ``aggregate`` recorded (``Aggregate.pull_events``,
-        ``pull_history``): its events, stamped with ``correlation_id``, go to the outbox, its
-        history entries to :attr:`history`, in the same transaction."""
+    def collect(self, aggregate: Aggregate) -> None:
+        """Have :meth:`commit` pull what ``aggregate`` recorded (``Aggregate.pull_recorded``,
+        ``pull_history``): its events, each under the correlation id it was recorded under, go
+        to the outbox, its history entries to :attr:`history`, in the same transaction."""
         ...
 
     def record(
         self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime
     ) -> list[TeacherNotification]:
-        """Record events already pulled from their aggregates (``recording.pulled``: the roster
-        import's chunk, pulled as it is planned); ids fixed now. :meth:`commit` writes them to
+        """Record events already pulled from their aggregates (``Aggregate.pull_events``: the
+        roster import's chunk, pulled as it is planned), under ``correlation_id`` (the one
+        they were recorded under); ids fixed now. :meth:`commit` writes them to
         the outbox in the same transaction. Returns the teacher notifications among them."""
         ...
 

@@ -1,17 +1,20 @@
 """Events recorded in a unit of work, kept as outbox messages until it commits.
 
-An aggregate's methods record the events of its changes (``class_core.model.Aggregate``); the
-use case hands the aggregate to its unit of work with ``uow.collect(aggregate,
-correlation_id)``, and :meth:`commit` pulls what it recorded (:func:`pulled`): the events,
-stamped with the correlation id, go to the outbox, its history entries to the student history.
-The roster import pulls its thousands of students as it plans a chunk (``ChunkPlan.collect``,
-the same :func:`pulled`) and records the chunk's events with ``uow.record(events,
-correlation_id, at)``. The unit of work writes everything recorded to the outbox at commit, in
-one insert, in the same transaction (both adapters hold a :class:`RecordedEvents`). That is
-the one path from a change to the outbox: the API's use cases, the timeout sweep and the
-roster import alike. Each event gets its id when recorded and its envelope text (from the unit
-of work's :class:`~class_core.ports.EnvelopeRenderer`) once, at commit, so that neither changes
-across relay retries.
+An aggregate's methods record the events of its changes (``class_core.model.Aggregate``),
+built complete, once, with the correlation id the method was given (the request's); the use
+case hands the aggregate to its unit of work with ``uow.collect(aggregate)``, and
+:meth:`commit` pulls what it recorded (``Aggregate.pull_recorded``): the events go to the
+outbox, each under the correlation id it was recorded under, its history entries to the
+student history. The roster import pulls its thousands of students as it plans a chunk
+(``ChunkPlan.collect``, ``Aggregate.pull_events``) and records the chunk's events with
+``uow.record(events, correlation_id, at)``, under the import's correlation id (the one it gave
+every aggregate method). Nothing changes an event once built. The unit of work writes
+everything recorded to the outbox at commit, in one insert, in the same transaction (both
+adapters hold a :class:`RecordedEvents`). That is the one path from a change to the outbox:
+the API's use cases, the timeout sweep and the roster import alike. Each event gets its id when
+recorded and its envelope text (from the unit of work's
+:class:`~class_core.ports.EnvelopeRenderer`) once, at commit, so that neither changes across
+relay retries.
 """
 
 from __future__ import annotations
@@ -28,24 +31,12 @@ from class_core.events import (
     OutboxMessage,
     TeacherNotification,
     notifications_of,
-    stamp,
 )
 from class_core.ids import uuid4_many
 from class_core.model import Aggregate, HistoryEntry
 from class_core.ports import EnvelopeRenderer, Outbox
 
 _Recorded = tuple[DomainEvent, UUID, UUID, datetime]  # event, its id, correlation id, time
-
-
-def pulled(
-    aggregate: Aggregate, correlation_id: UUID
-) -> tuple[list[DomainEvent], list[HistoryEntry]]:
-    """What ``aggregate`` recorded since it was last pulled: its events, stamped with
-    ``correlation_id``, and its history entries (the unit of work's collection at commit, and
-    the roster import's bulk collector, ``ChunkPlan.collect``)."""
-    events = aggregate.pull_events()
-    stamp(events, correlation_id)
-    return events, aggregate.pull_history()
 
 
 class RecordedMessages(Sequence[OutboxMessage]):
@@ -99,27 +90,27 @@ class RecordedEvents:
 
     renderer: EnvelopeRenderer
     recorded: list[_Recorded] = field(factory=list)
-    collected: list[tuple[Aggregate, UUID]] = field(factory=list)
+    collected: list[Aggregate] = field(factory=list)
 
-    def collect(self, aggregate: Aggregate, correlation_id: UUID) -> None:
-        """Pull what ``aggregate`` records, under ``correlation_id``, at :meth:`pull_collected`
-        (at commit)."""
-        self.collected.append((aggregate, correlation_id))
+    def collect(self, aggregate: Aggregate) -> None:
+        """Pull what ``aggregate`` records at :meth:`pull_collected` (at commit)."""
+        self.collected.append(aggregate)
 
     def pull_collected(self) -> list[HistoryEntry]:
-        """At commit, first: record the events every collected aggregate recorded (stamped
-        with its correlation id, each at its own timestamp), in the order collected; returns
-        their history entries, for the unit of work to write with the commit's other rows."""
+        """At commit, first: record the events every collected aggregate recorded (each under
+        the correlation id it was recorded under, at its own timestamp), in the order
+        collected; returns their history entries, for the unit of work to write with the
+        commit's other rows."""
         collected, self.collected = self.collected, []
         entries: list[HistoryEntry] = []
-        for aggregate, correlation_id in collected:
-            events, entries_of = pulled(aggregate, correlation_id)
-            ids = uuid4_many(len(events))
+        for aggregate in collected:
+            recorded = aggregate.pull_recorded()
+            ids = uuid4_many(len(recorded))
             self.recorded.extend(
                 (e, event_id, correlation_id, e.timestamp)
-                for e, event_id in zip(events, ids, strict=True)
+                for (e, correlation_id), event_id in zip(recorded, ids, strict=True)
             )
-            entries += entries_of
+            entries += aggregate.pull_history()
         return entries
 
     def notifications(self) -> list[TeacherNotification]:

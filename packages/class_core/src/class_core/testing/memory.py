@@ -792,8 +792,8 @@ class InMemoryUnitOfWork:
         self._committed = False
         self._recorded = RecordedEvents(store.renderer)
 
-    def collect(self, aggregate: Aggregate, correlation_id: UUID) -> None:
-        self._recorded.collect(aggregate, correlation_id)
+    def collect(self, aggregate: Aggregate) -> None:
+        self._recorded.collect(aggregate)
 
     def record(
         self, events: Sequence[DomainEvent], correlation_id: UUID, at: datetime

@@ -45,12 +45,19 @@ async def create_class(rt: Runtime, ctx: RequestContext, cmd: CreateClass) -> Sc
     name = clean_name(cmd.name, "name")
     course = single_course(cmd.course_codes)
     external_id = clean_external_id(cmd.external_id) if cmd.external_id is not None else None
-    cls = SchoolClass.create(ctx.user_id, name, course.code, external_id=external_id, at=rt.now())
+    cls = SchoolClass.create(
+        ctx.user_id,
+        name,
+        course.code,
+        external_id=external_id,
+        at=rt.now(),
+        correlation_id=ctx.correlation_id,
+    )
     async with rt.uow() as uow:
         # A taken external id is refused by ``add`` (the partial unique index on SQL), also
         # when a concurrent writer took it first.
         await uow.classes.add(cls)
-        uow.collect(cls, ctx.correlation_id)
+        uow.collect(cls)
         notes = await uow.commit()
     rt.notifier.publish(notes)
     return cls
@@ -102,6 +109,7 @@ async def update_class(
             external_id=external_id,
             by=ctx.user_id,
             at=now,
+            correlation_id=ctx.correlation_id,
         )
         if changed:
             await _commit_class_change(uow, ctx, cls)
@@ -111,7 +119,7 @@ async def update_class(
 async def _commit_class_change(uow: UnitOfWork, ctx: RequestContext, cls: SchoolClass) -> None:
     """Write the class's change (its version and ``ClassUpdatedV1``) and commit."""
     await uow.classes.update(cls)
-    uow.collect(cls, ctx.correlation_id)
+    uow.collect(cls)
     await uow.commit()
 
 
@@ -133,7 +141,7 @@ async def set_class_archived(
             raise NotFoundError("Class", class_id)
         check_if_match(if_match, cls.version)
         change = cls.archive if archived else cls.unarchive
-        if change(ctx.user_id, now):
+        if change(ctx.user_id, now, correlation_id=ctx.correlation_id):
             await _commit_class_change(uow, ctx, cls)
     return cls
 
@@ -158,8 +166,8 @@ async def delete_class(
         if members:
             await uow.students.touch(members, now)
         await uow.classes.delete(class_id)
-        cls.delete(members, ctx.user_id, now)
-        uow.collect(cls, ctx.correlation_id)
+        cls.delete(members, ctx.user_id, now, correlation_id=ctx.correlation_id)
+        uow.collect(cls)
         await uow.commit()
 
 

@@ -124,11 +124,11 @@ async def _revert(
     leaves: list[tuple[UUID, UUID]] = []
     deleted: list[Student] = []
     for item, student in reverting:
-        uow.collect(student, ctx.correlation_id)
+        uow.collect(student)
         if item.action is ImportAction.CREATED:
             deleted.append(student)
             leaves += [(c, student.id) for c in student.class_ids]
-            student.delete(ctx.user_id, now)
+            student.delete(ctx.user_id, now, correlation_id=ctx.correlation_id)
             continue
         rejoin = item.action is ImportAction.REMOVED and item.class_id is not None
         undo = item.action is ImportAction.UPDATED
@@ -144,6 +144,7 @@ async def _revert(
             leaving=[item.class_id] if undo and item.class_id else [],
             by=ctx.user_id,
             at=now,
+            correlation_id=ctx.correlation_id,
             announce_joins=False,
             history_by=actor,
             always=True,  # one version per student reverted, even when nothing differs

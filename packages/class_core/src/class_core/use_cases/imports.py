@@ -59,7 +59,6 @@ from class_core.import_records import (
 )
 from class_core.model import UNSET, Aggregate, HistoryEntry, SchoolClass, Student
 from class_core.ports import UnitOfWork
-from class_core.recording import pulled
 from class_core.runtime import RequestContext, Runtime
 from class_core.text import clean_aliases, clean_email, clean_external_id, clean_name
 
@@ -224,13 +223,12 @@ class ChunkPlan:
     def changed(self) -> bool:
         return bool(self.created or self.updated or self.removed)
 
-    def collect(self, aggregate: Aggregate, correlation_id: UUID) -> None:
-        """The import's bulk collector: what ``aggregate`` recorded (the API's events, stamped
-        with ``correlation_id``, and its history) joins the chunk's, written with it
-        (:meth:`RosterImport.write`, in bulk)."""
-        events, history = pulled(aggregate, correlation_id)
-        self.events += events
-        self.history += history
+    def collect(self, aggregate: Aggregate) -> None:
+        """The import's bulk collector: what ``aggregate`` recorded (the API's events, each
+        built with the import's correlation id, and its history) joins the chunk's, written
+        with it (:meth:`RosterImport.write`, in bulk, under that correlation id)."""
+        self.events += aggregate.pull_events()
+        self.history += aggregate.pull_history()
 
     def earlier_email(self, state: _State, email: str) -> int | None:
         """The line of an earlier record of the import with ``email``, if any."""
@@ -593,11 +591,17 @@ async def _plan_removals(
     locked = await uow.students.get_many(ctx.user_id, leaving, lock=True)
     for student_id in sorted(locked):
         student = locked[student_id]
-        left = student.update(leaving=[cls.id], by=ctx.user_id, at=plan.now, history_by=plan.actor)
+        left = student.update(
+            leaving=[cls.id],
+            by=ctx.user_id,
+            at=plan.now,
+            correlation_id=ctx.correlation_id,
+            history_by=plan.actor,
+        )
         if left is None:
             continue
         plan.removed.append(student)
-        plan.collect(student, ctx.correlation_id)
+        plan.collect(student)
         plan.items.append(
             ImportItem(state.import_id, student.id, ImportAction.REMOVED, student.version, cls.id)
         )
@@ -626,8 +630,9 @@ async def _plan(
 ) -> None:
     """Decide, record by record, what the chunk does (reads only)."""
     for new in plan.new_classes.values():  # planned again after a conflict: same classes
-        new.announce_created(plan.now)  # the first attempt's events were rolled back
-        plan.collect(new, ctx.correlation_id)
+        # The first attempt's events were rolled back.
+        new.announce_created(plan.now, ctx.correlation_id)
+        plan.collect(new)
     owner = ctx.user_id
     if state.fixed_class is not None:
         # The class before the students, the order a class deletion takes them in.
@@ -755,12 +760,13 @@ def _create(
         external_id=v.external_id,
         by=ctx.user_id,
         at=plan.now,
+        correlation_id=ctx.correlation_id,
         student_id=student_id,
         announce_joins=False,  # no per-student notifications from an import (§5.2)
         history_by=plan.actor,
     )
     plan.created.append(student)
-    plan.collect(student, ctx.correlation_id)
+    plan.collect(student)
     joined = cls.id if cls is not None else None
     plan.items.append(
         ImportItem(state.import_id, student.id, ImportAction.CREATED, student.version, joined)
@@ -794,6 +800,7 @@ def _update(
         joining=[cls] if cls is not None else [],
         by=ctx.user_id,
         at=plan.now,
+        correlation_id=ctx.correlation_id,
         announce_joins=False,  # no per-student notifications from an import (§5.2)
         history_by=plan.actor,
     )
@@ -802,7 +809,7 @@ def _update(
         return
     plan.memberships.extend((c, student.id) for c in change.added)
     plan.updated.append(student)
-    plan.collect(student, ctx.correlation_id)
+    plan.collect(student)
     plan.items.append(
         ImportItem(
             state.import_id,
@@ -860,8 +867,10 @@ async def _class_for(
 
 
 def _new_class(plan: ChunkPlan, ctx: RequestContext, name: str, course_code: str) -> SchoolClass:
-    cls = SchoolClass.create(ctx.user_id, name, course_code, at=plan.now)
-    plan.collect(cls, ctx.correlation_id)
+    cls = SchoolClass.create(
+        ctx.user_id, name, course_code, at=plan.now, correlation_id=ctx.correlation_id
+    )
+    plan.collect(cls)
     return cls
 
 

@@ -139,14 +139,21 @@ async def ingest_suggestions(rt: Runtime, msg: SuggestionsMessage) -> IngestResu
         )
         essays = list(dict.fromkeys(m.essay_id for m in msg.matches))
         existing = await uow.batches.associations_by_essay(essays) if essays else {}
-        applied = batch.apply_suggestions(msg.matches, existing, members, first=first_store, at=now)
+        applied = batch.apply_suggestions(
+            msg.matches,
+            existing,
+            members,
+            first=first_store,
+            at=now,
+            correlation_id=msg.correlation_id,
+        )
         if applied.new:
             await uow.batches.add_associations(applied.new)
         if applied.changed:
             await uow.batches.update_associations(applied.changed)
         if applied.batch_changed:
             await uow.batches.update(batch)
-        uow.collect(batch, msg.correlation_id)
+        uow.collect(batch)
         notes = await uow.commit()
     rt.notifier.publish(notes)
     empty = first_store and batch.is_finalized
@@ -337,10 +344,12 @@ async def confirm_associations(
         decisions = [
             (item.essay_id, chosen[i] if item.confirmed else None) for i, item in enumerate(items)
         ]
-        changed = batch.decide(associations, decisions, ctx.user_id, now)
+        changed = batch.decide(
+            associations, decisions, ctx.user_id, now, correlation_id=ctx.correlation_id
+        )
         await uow.batches.update_associations(changed)
         await uow.batches.update(batch)
-        uow.collect(batch, ctx.correlation_id)
+        uow.collect(batch)
         notes = await uow.commit()
     rt.notifier.publish(notes)
     return _result(batch, associations)
@@ -354,11 +363,11 @@ def _result(batch: Batch, associations: Sequence[Association]) -> ConfirmResult:
 
 
 async def _create_placeholder(
-    uow: UnitOfWork, cls: SchoolClass, now: datetime
+    uow: UnitOfWork, cls: SchoolClass, now: datetime, correlation_id: UUID
 ) -> tuple[Student, bool]:
-    """The class's UNKNOWN student, inserted unless a concurrent transaction already did;
-    whether this one inserted it."""
-    candidate = Student.placeholder_of(cls, now)
+    """The class's UNKNOWN student (its event under ``correlation_id``), inserted unless a
+    concurrent transaction already did; whether this one inserted it."""
+    candidate = Student.placeholder_of(cls, now, correlation_id)
     if await uow.students.add_placeholder(candidate, cls.id):
         return candidate, True
     existing = await uow.students.placeholder(cls.id)
@@ -419,13 +428,18 @@ async def _decide_by_timeout(
     # in one order, never in a cycle.
     for class_id in sorted(first_needing.keys() - placeholders.keys()):
         d = first_needing[class_id]
-        placeholder, created = await _create_placeholder(uow, d.cls, now)
+        placeholder, created = await _create_placeholder(uow, d.cls, now, d.correlation_id)
         d.placeholder_created = placeholder if created else None
         placeholders[class_id] = placeholder
     for d in decisions:
         placeholder_id = placeholders[d.cls.id].id if d.outcome.unknown else None
         d.batch.settle_by_timeout(
-            d.associations, d.outcome, placeholder_id, rt.policy.timeout_hours, now
+            d.associations,
+            d.outcome,
+            placeholder_id,
+            rt.policy.timeout_hours,
+            now,
+            d.correlation_id,
         )
     return decisions
 
@@ -444,8 +458,8 @@ async def _finalize_by_timeout(
     await uow.batches.update_many([d.batch for d in decisions])
     for d in decisions:
         if d.placeholder_created is not None:
-            uow.collect(d.placeholder_created, d.correlation_id)
-        uow.collect(d.batch, d.correlation_id)
+            uow.collect(d.placeholder_created)
+        uow.collect(d.batch)
     return [
         FinalizedBatch(d.batch.batch_id, d.cls.id, len(d.outcome.keep), len(d.outcome.unknown))
         for d in decisions

@@ -189,12 +189,13 @@ async def create_student(rt: Runtime, ctx: RequestContext, cmd: CreateStudent) -
             external_id=external_id,
             by=ctx.user_id,
             at=rt.now(),
+            correlation_id=ctx.correlation_id,
         )
         # A taken email or external id is refused by ``add`` itself (the port promises it; the
         # SQL adapter's unique indexes): no look-up first, and a concurrent writer that took
         # it first is refused the same way.
         await uow.students.add(student)
-        uow.collect(student, ctx.correlation_id)
+        uow.collect(student)
         notes = await uow.commit()
     rt.notifier.publish(notes)
     return student
@@ -300,6 +301,7 @@ async def update_student(
             leaving=remove_ids,
             by=ctx.user_id,
             at=now,
+            correlation_id=ctx.correlation_id,
         )
         if change is None:
             return student
@@ -308,7 +310,7 @@ async def update_student(
             await uow.students.add_memberships([(c, student.id) for c in change.added])
         if change.removed:
             await uow.students.remove_memberships([(c, student.id) for c in change.removed])
-        uow.collect(student, ctx.correlation_id)
+        uow.collect(student)
         notes = await uow.commit()
     rt.notifier.publish(notes)
     return student
@@ -330,8 +332,8 @@ async def delete_student(
             await uow.students.remove_memberships([(c, student_id) for c in student.class_ids])
         await uow.students.delete(student_id)
         await uow.history.delete_student(student_id)
-        student.delete(ctx.user_id, now)
-        uow.collect(student, ctx.correlation_id)
+        student.delete(ctx.user_id, now, correlation_id=ctx.correlation_id)
+        uow.collect(student)
         await uow.commit()
 
 
@@ -354,7 +356,7 @@ async def erase_student(
         if student.is_erased:
             return student
         former = student.personal_values()
-        left = student.erase(ctx.user_id, now)
+        left = student.erase(ctx.user_id, now, correlation_id=ctx.correlation_id)
         try:
             await uow.students.update(student)
         except StudentErasedError:  # a concurrent erasure committed first: nothing new
@@ -365,7 +367,7 @@ async def erase_student(
         if left:
             await uow.students.remove_memberships([(c, student_id) for c in left])
         await uow.personal_data.forget(student_id, former)
-        uow.collect(student, ctx.correlation_id)
+        uow.collect(student)
         await uow.commit()
     return student
 
