@@ -78,6 +78,12 @@ class SqlTransaction:
         self.copied_students = set()
 
     @property
+    def driver_only(self) -> bool:
+        """Whether every statement so far went straight to the driver (a read-only unit of
+        work on PostgreSQL that SQLAlchemy has not executed anything on)."""
+        return self._driver is not None and not self._autocommit
+
+    @property
     def conn(self) -> AsyncConnection:
         """The connection, inside the unit of work's transaction."""
         if self._conn is None:
