@@ -61,7 +61,19 @@ class EdgeMiddleware:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        header_value = str(correlation_id(scope)).encode()
+        # Both request headers this layer reads, found in one pass (first occurrence wins).
+        raw_id: bytes | None = None
+        raw_trace: bytes | None = None
+        for key, value in scope["headers"]:
+            key = key.lower()
+            if key == _HEADER_KEY:
+                if raw_id is None:
+                    raw_id = value
+            elif key == _TRACE_KEY and raw_trace is None:
+                raw_trace = value
+        cid = parse_correlation_id(raw_id.decode("latin-1") if raw_id is not None else None)
+        scope.setdefault("state", {})[_STATE_KEY] = cid  # read by correlation_id()
+        header_value = str(cid).encode()
         status = 500
         started = time.perf_counter()
 
@@ -76,12 +88,11 @@ class EdgeMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        raw_trace = next((v for k, v in scope.get("headers", ()) if k.lower() == _TRACE_KEY), None)
         try:
             with trace_context(raw_trace):  # into every event this request causes
                 await self.app(scope, receive, send_with_correlation)
         finally:
             route = scope.get("path_template") or UNMATCHED_ROUTE
             self.metrics.observe_request(
-                str(scope.get("method", "GET")), route, status, time.perf_counter() - started
+                scope["method"], route, status, time.perf_counter() - started
             )
