@@ -128,5 +128,8 @@ class SqlTransaction:
         args = [
             processors[name](params[name]) if name in processors else params[name] for name in names
         ]
-        with translate_errors():
+        try:
             return list(await self._driver.fetch(sql, *args))
+        except Exception:  # translated only when it happens: no context manager per read
+            with translate_errors():
+                raise
