@@ -16,7 +16,7 @@ from uuid import UUID, uuid4
 from litestar.enums import ScopeType
 
 from class_api.metrics import UNMATCHED_ROUTE, ServiceMetrics
-from class_core.tracing import TRACEPARENT, trace_context
+from class_core.tracing import TRACEPARENT, current_traceparent, trace_context
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -89,8 +89,12 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            with trace_context(raw_trace):  # into every event this request causes
+            if raw_trace is None and current_traceparent() is None:
+                # Nothing to make current (the context already holds none): no context switch.
                 await self.app(scope, receive, send_with_correlation)
+            else:
+                with trace_context(raw_trace):  # into every event this request causes
+                    await self.app(scope, receive, send_with_correlation)
         finally:
             route = scope.get("path_template") or UNMATCHED_ROUTE
             self.metrics.observe_request(
