@@ -152,8 +152,11 @@ def _return_unused(conn: AsyncConnection) -> None:
     """Return a read-only unit of work's connection that only the driver path used (no
     transaction, no SQLAlchemy execution, no error): the checkin does no I/O, so no greenlet."""
     sync_conn = conn.sync_connection
-    if sync_conn is not None:
-        sync_conn.close()
+    try:
+        if sync_conn is not None:
+            sync_conn.close()
+    except Exception:  # pragma: no cover - as in _release: a failed return never fails a read
+        log.debug("returning the connection failed", exc_info=True)
 
 
 async def _release(conn: AsyncConnection, *, rollback: bool) -> None:
