@@ -31,11 +31,6 @@ from class_core.runtime import Runtime
 from class_runtime import Settings
 
 
-def provide_runtime(state: State) -> Runtime:
-    services: Services = state.services
-    return services.runtime
-
-
 async def before_request(request: Request[Any, Any, Any]) -> None:
     """Every route: the caller first (401, see :func:`class_api.auth.authorize`), then the
     body (413/415/400, :func:`class_api.body.check_json_body`), before the handler runs."""
@@ -70,6 +65,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             app.state.services = services
             await stack.enter_async_context(background_workers(settings, services, metrics))
             yield
+
+    def provide_runtime() -> Runtime:
+        # No parameters: Litestar then validates nothing per request (a provider that takes the
+        # app's ``state`` has it converted into its signature model on every call).
+        services: Services = app.state.services
+        return services.runtime
 
     app = Litestar(
         route_handlers=[

@@ -33,6 +33,9 @@ INTERNAL_AUTH: list[dict[str, list[str]]] = [{INTERNAL_KEY_SECURITY: [], SERVICE
 USER_OR_INTERNAL_AUTH = USER_AUTH + INTERNAL_AUTH
 
 
+_USER_STATE = "cms_user_id"  # the checked id, kept in the request's scope state
+
+
 def user_id(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     """The caller's ``X-User-ID``; missing, blank, longer than 255 characters or holding a
     control character (NUL cannot even be stored) → 401.
@@ -41,6 +44,10 @@ def user_id(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     sends a non-ASCII id as UTF-8, so bytes that are valid UTF-8 are read as UTF-8 (the length
     counts characters, and the id stored in ``validated_by`` and in events is the one sent);
     anything else stays as Latin-1 read it."""
+    state = connection.scope.get("state")
+    known = state.get(_USER_STATE) if state is not None else None
+    if known is not None:  # checked earlier in this request (authorize, then the context)
+        return known  # type: ignore[no-any-return]
     value = connection.headers.get(USER_HEADER)
     if value is None or not value.strip():
         raise AuthenticationRequiredError(f"The {USER_HEADER} header is required.")
@@ -49,6 +56,7 @@ def user_id(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     problem = user_id_problem(value)
     if problem is not None:
         raise AuthenticationRequiredError(f"The {USER_HEADER} header {problem}.")
+    connection.scope.setdefault("state", {})[_USER_STATE] = value
     return value
 
 

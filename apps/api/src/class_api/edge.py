@@ -16,7 +16,7 @@ from uuid import UUID, uuid4
 from litestar.enums import ScopeType
 
 from class_api.metrics import UNMATCHED_ROUTE, ServiceMetrics
-from class_core.tracing import TRACEPARENT, trace_context
+from class_core.tracing import TRACEPARENT, current_traceparent, trace_context
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -61,7 +61,19 @@ class EdgeMiddleware:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        header_value = str(correlation_id(scope)).encode()
+        # Both request headers this layer reads, found in one pass (first occurrence wins).
+        raw_id: bytes | None = None
+        raw_trace: bytes | None = None
+        for key, value in scope["headers"]:
+            key = key.lower()
+            if key == _HEADER_KEY:
+                if raw_id is None:
+                    raw_id = value
+            elif key == _TRACE_KEY and raw_trace is None:
+                raw_trace = value
+        cid = parse_correlation_id(raw_id.decode("latin-1") if raw_id is not None else None)
+        scope.setdefault("state", {})[_STATE_KEY] = cid  # read by correlation_id()
+        header_value = str(cid).encode()
         status = 500
         started = time.perf_counter()
 
@@ -76,12 +88,15 @@ class EdgeMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        raw_trace = next((v for k, v in scope.get("headers", ()) if k.lower() == _TRACE_KEY), None)
         try:
-            with trace_context(raw_trace):  # into every event this request causes
+            if raw_trace is None and current_traceparent() is None:
+                # Nothing to make current (the context already holds none): no context switch.
                 await self.app(scope, receive, send_with_correlation)
+            else:
+                with trace_context(raw_trace):  # into every event this request causes
+                    await self.app(scope, receive, send_with_correlation)
         finally:
             route = scope.get("path_template") or UNMATCHED_ROUTE
             self.metrics.observe_request(
-                str(scope.get("method", "GET")), route, status, time.perf_counter() - started
+                scope["method"], route, status, time.perf_counter() - started
             )

@@ -108,6 +108,12 @@ class SqlTransaction:
         self.copied_students = set()
 
     @property
+    def driver_only(self) -> bool:
+        """Whether every statement so far went straight to the driver (a read-only unit of
+        work on PostgreSQL that SQLAlchemy has not executed anything on)."""
+        return self.read_only and self._driver is not None and not self._autocommit
+
+    @property
     def conn(self) -> AsyncConnection:
         """The connection, inside the unit of work's transaction."""
         if self._conn is None:
@@ -162,8 +168,11 @@ class SqlTransaction:
         if driver is None:
             return list((await self.execute(statement, params)).mappings())
         plan = self._plan(statement, params)
-        with translate_errors():
+        try:
             return list(await driver.fetch(plan[0], *_args(plan, params)))
+        except Exception:  # translated only when it happens: no context manager per read
+            with translate_errors():
+                raise
 
     async def write(self, statement: Executable, params: Params) -> None:
         """Run a write whose result is not needed (one row's parameters, or several: an

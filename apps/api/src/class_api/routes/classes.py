@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from litestar import Response, Router, delete, get, post, put
+from typing import Any
+
+from litestar import Request, Response, Router, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
@@ -40,6 +42,7 @@ from class_api.routes.params import (
     Search,
     UpdatedSince,
     parse_updated_since,
+    runtime_and_context,
 )
 from class_api.versions import ETAG_HEADERS, IfMatchHeader, if_match, with_etag
 from class_core.queries import ClassQuery
@@ -75,7 +78,8 @@ async def list_classes(
 
 
 @get(CLASS_PATH, responses=READ, response_headers=ETAG_HEADERS, summary="Read a class")
-async def get_class(rt: Rt, ctx: Ctx, class_id: PathId) -> Response[ClassOut]:
+async def get_class(request: Request[Any, Any, Any], class_id: PathId) -> Response[ClassOut]:
+    rt, ctx = runtime_and_context(request)  # the hottest read: no dependency resolution
     cls = await classes.get_class(rt, ctx, class_id)
     return with_etag(class_out(cls), cls.version)
 
