@@ -10,9 +10,9 @@ import sys
 SCRIPT = """
 import warnings
 from class_api.logs import configure_logging
-from class_core.settings import Settings
+from class_runtime.settings import Settings
 
-configure_logging(Settings(use_mock_repository=True))
+configure_logging(Settings.of(use_mock_repository=True))
 for module, text in (
     ("sqlalchemy.util.concurrency", "coroutine 'connect' was never awaited"),
     ("sqlalchemy.util.concurrency", "coroutine 'other' was never awaited"),
