@@ -13,11 +13,12 @@ from uuid import uuid4
 import pytest
 import pytest_asyncio
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters_sql import build_sql_runtime, create_engine
 from adapters_sql.schema import classes as classes_table
 from adapters_sql.uow import SqlUnitOfWork
+from class_core.model import SchoolClass
 from class_core.runtime import RequestContext
 from class_core.use_cases.classes import CreateClass, create_class, get_class
 
@@ -150,3 +151,44 @@ async def test_an_idle_connection_closed_by_the_server_is_replaced(
     for _ in range(4):  # whichever connection a read is handed, it answers
         assert (await get_class(rt, ctx, cls.id)).name == "9D"
     assert pool.checkedout() == 0
+
+
+def _counting_closes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the calls of ``AsyncConnection.close`` (the greenlet path of a checkin)."""
+    calls: list[int] = []
+    original = AsyncConnection.close
+
+    async def close(self: AsyncConnection) -> None:
+        calls.append(1)
+        await original(self)
+
+    monkeypatch.setattr(AsyncConnection, "close", close)
+    return calls
+
+
+async def test_committed_writes_take_and_return_the_connection_without_the_greenlet_path(
+    two_connections: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write transaction on PostgreSQL takes an idle connection directly too, and gives it
+    back directly once committed (nothing to roll back); one that did not commit is rolled
+    back through the ordinary path and leaves nothing behind."""
+    engine = two_connections
+    rt = build_sql_runtime(engine)
+    ctx = RequestContext(OWNER)
+    await create_class(rt, ctx, CreateClass("7D", ["ENG7"]))  # leaves an idle connection
+    pool: Any = engine.sync_engine.pool
+    idle = pool.checkedin()
+    connects, closes = _counting_connects(monkeypatch), _counting_closes(monkeypatch)
+    for n in range(10):
+        await create_class(rt, ctx, CreateClass(f"8{n}", ["ENG7"]))
+    assert (connects, closes) == ([], [])
+    assert (pool.checkedout(), pool.checkedin()) == (0, idle)
+    name = f"never-{uuid4()}"
+    async with rt.uow() as uow:  # written, not committed: rolled back on the ordinary path
+        now = rt.now()
+        await uow.classes.add(SchoolClass(uuid4(), OWNER, name, "SV1", now, now))
+    assert closes == [1]
+    assert (pool.checkedout(), pool.checkedin()) == (0, idle)
+    async with engine.connect() as conn:
+        found = await conn.scalar(select(classes_table.c.id).where(classes_table.c.name == name))
+    assert found is None

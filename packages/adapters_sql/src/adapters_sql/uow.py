@@ -81,8 +81,8 @@ class SqlUnitOfWork:
             await self._lock.acquire()
         try:
             with translate_errors():
-                if self._autocommit:  # a read-only unit of work on PostgreSQL
-                    self._conn = await _connect_for_reads(self._engine)
+                if self._postgresql:
+                    self._conn = await _connect_pooled(self._engine)
                 else:
                     self._conn = await self._engine.connect()
                 driver = None
@@ -105,10 +105,14 @@ class SqlUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         conn, self._conn = self._conn, None
-        driver_only = self._tx.driver_only
+        # Nothing to roll back and nothing SQLAlchemy must reset: a read-only unit of work
+        # that only the driver path used, or a committed one on PostgreSQL.
+        done = self._tx.driver_only or (
+            self._postgresql and self._committed and conn is not None and not conn.in_transaction()
+        )
         self._tx.bind(None)
         try:
-            if conn is not None and driver_only and exc_type is None:
+            if conn is not None and done and exc_type is None:
                 _return_unused(conn)
             elif conn is not None:
                 await _release(conn, rollback=conn.in_transaction())
@@ -139,14 +143,15 @@ class SqlUnitOfWork:
         return notes
 
 
-async def _connect_for_reads(engine: AsyncEngine) -> AsyncConnection:
-    """A connection for a read-only unit of work, without a greenlet when the pool holds an
-    idle connection: SQLAlchemy's ``AsyncEngine.connect`` runs the synchronous checkout in a
-    greenlet (and ``close`` the checkin), which costs more than a primary-key read's own
+async def _connect_pooled(engine: AsyncEngine) -> AsyncConnection:
+    """A connection for a unit of work on PostgreSQL, without a greenlet when the pool holds
+    an idle connection: SQLAlchemy's ``AsyncEngine.connect`` runs the synchronous checkout in
+    a greenlet (and ``close`` the checkin), which costs more than a primary-key read's own
     Python work (≈ 45 µs against ≈ 9 µs for the same checkout and checkin called directly,
     measured for issue 15). Taking an idle connection does no I/O; when it would (the pool
     has to open a connection, or the idle one was closed by the server and is replaced), the
-    ordinary greenlet path is taken."""
+    ordinary greenlet path is taken. A write transaction still begins with its first statement
+    through SQLAlchemy (in a greenlet), as always."""
     sync_engine = engine.sync_engine
     checkedin = getattr(sync_engine.pool, "checkedin", None)
     if checkedin is None or checkedin() == 0:
@@ -159,8 +164,9 @@ async def _connect_for_reads(engine: AsyncEngine) -> AsyncConnection:
 
 
 def _return_unused(conn: AsyncConnection) -> None:
-    """Return a read-only unit of work's connection that only the driver path used (no
-    transaction, no SQLAlchemy execution, no error): the checkin does no I/O, so no greenlet."""
+    """Return a connection with no transaction open and nothing to reset (a read-only unit of
+    work's that only the driver path used, or a committed one's): the checkin's reset does no
+    I/O (the asyncpg adapter rolls back only a transaction it began), so no greenlet."""
     sync_conn = conn.sync_connection
     try:
         if sync_conn is not None:
