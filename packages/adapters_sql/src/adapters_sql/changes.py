@@ -32,7 +32,9 @@ from uuid import UUID
 
 from sqlalchemy import (
     Engine,
+    Insert,
     Integer,
+    Table,
     Text,
     Uuid,
     any_,
@@ -122,6 +124,17 @@ def _deferred(row: Mapping[str, object]) -> bool:
     return row["entity"] == "class" and row["op"] == "upsert"
 
 
+def _rows_insert(table: Table, prefix: str, columns: Sequence[str], n: int) -> Insert:
+    """``INSERT INTO table (columns) VALUES …`` of ``n`` rows, parameters
+    ``{prefix}{i}_{column}``."""
+    return insert(table).values(
+        [
+            {c: bindparam(f"{prefix}{i}_{c}", type_=table.c[c].type) for c in columns}
+            for i in range(n)
+        ]
+    )
+
+
 def _few_statement(messages: int, direct: int, deferred: int, history: int) -> Executable:
     """Insert ``history`` student-history rows (parameters ``h{i}_{column}``) and
     ``messages`` outbox rows (``o{i}_{column}``), append ``deferred`` class rows
@@ -131,40 +144,15 @@ def _few_statement(messages: int, direct: int, deferred: int, history: int) -> E
     found = _FEW_STATEMENTS.get(shape)
     if found is not None:
         return found
-    parts: list[Any] = []
-    if history:
-        parts.append(
-            insert(student_history).values(
-                [
-                    {
-                        c: bindparam(f"h{i}_{c}", type_=student_history.c[c].type)
-                        for c in HISTORY_COLUMNS
-                    }
-                    for i in range(history)
-                ]
-            )
+    parts: list[Any] = [
+        _rows_insert(table, prefix, columns, n)
+        for table, prefix, columns, n in (
+            (student_history, "h", HISTORY_COLUMNS, history),
+            (outbox, "o", _OUTBOX_COLUMNS, messages),
+            (changes_deferred, "p", _DEFERRED_COLUMNS, deferred),
         )
-    if messages:
-        parts.append(
-            insert(outbox).values(
-                [
-                    {c: bindparam(f"o{i}_{c}", type_=outbox.c[c].type) for c in _OUTBOX_COLUMNS}
-                    for i in range(messages)
-                ]
-            )
-        )
-    if deferred:
-        parts.append(
-            insert(changes_deferred).values(
-                [
-                    {
-                        c: bindparam(f"p{i}_{c}", type_=changes_deferred.c[c].type)
-                        for c in _DEFERRED_COLUMNS
-                    }
-                    for i in range(deferred)
-                ]
-            )
-        )
+        if n
+    ]
     if direct:
         upsert = postgresql.insert(changes).values(
             [
