@@ -81,13 +81,12 @@ class SqlUnitOfWork:
             await self._lock.acquire()
         try:
             with translate_errors():
-                if self._postgresql:
-                    self._conn = await _connect_pooled(self._engine)
-                else:
-                    self._conn = await self._engine.connect()
                 driver = None
                 if self._postgresql:
+                    self._conn = await _connect_pooled(self._engine)
                     driver = self._conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+                else:
+                    self._conn = await self._engine.connect()
         except BaseException:
             if self._lock is not None:
                 self._lock.release()

@@ -107,8 +107,7 @@ class Aggregate:
     def pull_events(self) -> list[DomainEvent]:
         """The events recorded since the last pull, in order, without their correlation ids
         (the roster import's bulk collector records them under its one); forgotten here."""
-        recorded, self._events = self._events, []
-        return [e for e, _ in recorded]
+        return [e for e, _ in self.pull_recorded()]
 
     def pull_history(self) -> list[HistoryEntry]:
         """The history entries recorded since the last pull, in order; forgotten here."""
