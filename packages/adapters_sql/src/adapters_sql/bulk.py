@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Table, text
+from sqlalchemy import Table
 from sqlalchemy import exc as sa_exc
 
 from adapters_sql.errors import translate_errors
@@ -48,15 +48,8 @@ async def copy_records(
 
     Values go to asyncpg as they are: aware datetimes, UUIDs, JSON as text.
     """
-    conn = tx.conn
-    with translate_errors():
-        raw = await conn.get_raw_connection()
-        driver: asyncpg.Connection = raw.driver_connection
-        if not driver.is_in_transaction():
-            # Let SQLAlchemy open the unit of work's transaction first, so that the COPY
-            # is part of it rather than committed on its own.
-            await conn.execute(text("SELECT 1"))
-        with _copy_errors(f"COPY {table.name}"):
-            await driver.copy_records_to_table(
-                table.name, records=records, columns=list(columns), schema_name=table.schema
-            )
+    driver: asyncpg.Connection = tx.driver  # in the unit of work's transaction
+    with translate_errors(), _copy_errors(f"COPY {table.name}"):
+        await driver.copy_records_to_table(
+            table.name, records=records, columns=list(columns), schema_name=table.schema
+        )

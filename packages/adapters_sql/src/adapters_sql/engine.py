@@ -125,10 +125,14 @@ def _asyncpg_url_options(url: URL) -> tuple[URL, dict[str, int]]:
 def _discard_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """A pooled connection that the server (or the network) has already closed is replaced at
     checkout, without a round trip: after a database restart or a cut connection the next
-    request gets a fresh connection instead of a 503."""
+    request gets a fresh connection instead of a 503. A connection still inside a transaction
+    (never pooled so on purpose: a unit of work ends its transaction or closes the connection,
+    see ``SqlTransaction.end``) is replaced the same way rather than handed out."""
     driver = getattr(dbapi_connection, "driver_connection", None)
     if driver is not None and driver.is_closed():
         raise DisconnectionError("the pooled connection was closed by the server")
+    if driver is not None and driver.is_in_transaction():
+        raise DisconnectionError("the pooled connection was left inside a transaction")
 
 
 def use_wal(cursor: Any, sleep: Callable[[float], object]) -> None:

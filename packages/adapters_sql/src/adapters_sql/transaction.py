@@ -18,18 +18,24 @@ to autocommit first. Measured with ``python -m bench --only http`` (docs/perform
 issue 13): ``GET /v1/classes/{id}`` at 42–48 % of the bare reference through SQLAlchemy in
 autocommit, 63–74 % with this path (the deferred-BEGIN code it replaced: 70–77 %).
 
-A write unit of work on PostgreSQL sends its hot statements the same way once SQLAlchemy has
-begun the transaction (asyncpg's public ``is_in_transaction()``; until then they go through
-SQLAlchemy, whose first statement sends ``BEGIN``): :meth:`SqlTransaction.fetch_rows` for
-reads, :meth:`SqlTransaction.write` for writes whose result is not needed. The transaction
-stays SQLAlchemy's (it commits and rolls back); the statements only skip its per-execution
-work. Measured with ``POST /v1/classes/students`` into one class (docs/performance.md, "POST
-student: the class's feed row, and fewer driver calls"): the server's CPU per request went
-from ~1,685 to ~1,300 µs with these direct writes alone.
+A write unit of work on PostgreSQL is one asyncpg transaction (asyncpg's public
+``Connection.transaction()``): :meth:`SqlTransaction.begin` sends ``BEGIN`` when the unit of
+work is entered, :meth:`SqlTransaction.commit` sends ``COMMIT``, and leaving without a commit
+sends ``ROLLBACK``. Its hot statements go straight to asyncpg like a read's
+(:meth:`SqlTransaction.fetch_rows`, :meth:`SqlTransaction.write`); a statement that needs
+SQLAlchemy's result handling goes through :meth:`SqlTransaction.execute`, which first switches
+the SQLAlchemy connection to autocommit (as a read does), so that SQLAlchemy never begins or
+commits a transaction of its own on that connection and every statement runs in the unit of
+work's transaction. Measured with ``POST /v1/classes/students`` into one class
+(docs/performance.md, "POST student: a write transaction without SQLAlchemy's machinery"):
+the first statement, ``BEGIN`` and ``COMMIT`` no longer go through SQLAlchemy's execution
+and greenlets. A connection whose transaction could not be ended (a ``ROLLBACK`` that failed
+or was cancelled) is closed, never pooled (:meth:`SqlTransaction.end`).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -45,6 +51,8 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from adapters_sql.errors import translate_errors
+
+log = logging.getLogger(__name__)
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 _DriverPlan = tuple[str, tuple[str, ...], Mapping[str, Callable[[Any], Any]]]
@@ -89,6 +97,7 @@ class SqlTransaction:
     def __init__(self, *, read_only: bool = False) -> None:
         self._conn: AsyncConnection | None = None
         self._driver: Any = None
+        self._driver_tx: Any = None  # the write unit of work's asyncpg transaction (PostgreSQL)
         self._autocommit = False
         self.read_only = read_only
         self.added_outbox = False
@@ -103,15 +112,64 @@ class SqlTransaction:
         """Use ``conn``; ``driver`` is its asyncpg connection (PostgreSQL)."""
         self._conn = conn
         self._driver = driver
+        self._driver_tx = None
         self._autocommit = False
         self.touched = {}
         self.copied_students = set()
 
     @property
-    def driver_only(self) -> bool:
-        """Whether every statement so far went straight to the driver (a read-only unit of
-        work on PostgreSQL that SQLAlchemy has not executed anything on)."""
-        return self.read_only and self._driver is not None and not self._autocommit
+    def driver(self) -> Any:
+        """The asyncpg connection of a write unit of work on PostgreSQL, inside its
+        transaction (for ``COPY``: :mod:`adapters_sql.bulk`)."""
+        if self._driver_tx is None:
+            raise RuntimeError("no driver transaction: a write unit of work on PostgreSQL")
+        return self._driver
+
+    @property
+    def used_sqlalchemy(self) -> bool:
+        """Whether SQLAlchemy executed a statement on the connection (it then holds state the
+        pool must reset when the connection is returned)."""
+        return self._autocommit
+
+    async def begin(self) -> None:
+        """On PostgreSQL, begin the write unit of work's transaction (``BEGIN``) on the
+        driver; SQLite's transaction is SQLAlchemy's, begun by the first statement."""
+        if self._driver is None or self.read_only:
+            return
+        tx = self._driver.transaction()
+        with translate_errors():
+            await tx.start()
+        self._driver_tx = tx
+
+    async def commit(self) -> None:
+        """Commit the unit of work's transaction (an error raised at ``COMMIT``, e.g. by a
+        deferred constraint, is translated like a statement's)."""
+        tx, self._driver_tx = self._driver_tx, None
+        if tx is None:
+            with translate_errors():
+                await self.conn.commit()
+            return
+        with translate_errors(), _as_integrity_error("COMMIT"):
+            await tx.commit()
+
+    async def end(self) -> bool:
+        """Leave the driver's transaction if it is still open (``ROLLBACK``); whether the
+        connection may go back to the pool. When the rollback fails or is cancelled, the
+        connection is closed at once (the pool replaces a closed connection at checkout), so
+        that no half-ended transaction is ever handed to the next unit of work."""
+        tx, self._driver_tx = self._driver_tx, None
+        if tx is None:  # committed, read-only, or SQLite (SQLAlchemy's transaction)
+            return True
+        try:
+            await tx.rollback()
+        except Exception:
+            log.debug("rollback failed; the connection is closed", exc_info=True)
+            self._driver.terminate()
+            return False
+        except BaseException:  # cancelled mid-ROLLBACK: closed, and the cancellation goes on
+            self._driver.terminate()
+            raise
+        return True
 
     @property
     def conn(self) -> AsyncConnection:
@@ -133,25 +191,23 @@ class SqlTransaction:
     async def execute(
         self, statement: Executable, params: Params | None = None
     ) -> CursorResult[Any]:
-        if self.read_only:
-            if not getattr(statement, "is_select", False):
-                raise RuntimeError("a read-only unit of work does not write")
-            if self._driver is not None and not self._autocommit:
-                # The first read through SQLAlchemy: autocommit from here on (no BEGIN); the
-                # pool puts the connection's level back when it is returned.
-                with translate_errors():
-                    await self.conn.execution_options(isolation_level="AUTOCOMMIT")
-                self._autocommit = True
+        if self.read_only and not getattr(statement, "is_select", False):
+            raise RuntimeError("a read-only unit of work does not write")
+        if self._driver is not None and not self._autocommit:
+            # The first statement through SQLAlchemy: autocommit from here on, so that it
+            # neither begins nor commits a transaction of its own (a read runs on its own; a
+            # write unit of work's statements run in its driver transaction). The pool puts
+            # the connection's level back when it is returned.
+            with translate_errors():
+                await self.conn.execution_options(isolation_level="AUTOCOMMIT")
+            self._autocommit = True
         with translate_errors():
             return await self.conn.execute(statement, params)
 
     def _direct(self) -> Any:
-        """The asyncpg connection when a statement may be sent straight to it: in a read-only
-        unit of work (autocommit), or inside a write transaction SQLAlchemy has begun."""
-        driver = self._driver
-        if driver is None or self.read_only or driver.is_in_transaction():
-            return driver
-        return None
+        """The asyncpg connection (PostgreSQL), to send a statement straight to: a read-only
+        unit of work's reads run on their own, a write unit of work's in its transaction."""
+        return self._driver
 
     def _plan(self, statement: Executable, params: Mapping[str, Any]) -> _DriverPlan:
         key = (statement, frozenset(params))

@@ -92,6 +92,18 @@ class SqlUnitOfWork:
                 self._lock.release()
             raise
         self._tx.bind(self._conn, driver)
+        try:
+            await self._tx.begin()  # PostgreSQL: the write transaction, on the driver
+        except BaseException:
+            conn, self._conn = self._conn, None
+            self._tx.bind(None)
+            try:
+                if conn is not None:
+                    await _discard(conn)  # a BEGIN that failed leaves the driver unusable
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
+            raise
         self._tx.added_outbox = False
         self._committed = False
         self._recorded.take()
@@ -104,17 +116,9 @@ class SqlUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         conn, self._conn = self._conn, None
-        # Nothing to roll back and nothing SQLAlchemy must reset: a read-only unit of work
-        # that only the driver path used, or a committed one on PostgreSQL.
-        done = self._tx.driver_only or (
-            self._postgresql and self._committed and conn is not None and not conn.in_transaction()
-        )
-        self._tx.bind(None)
         try:
-            if conn is not None and done and exc_type is None:
-                _return_unused(conn)
-            elif conn is not None:
-                await _release(conn, rollback=conn.in_transaction())
+            if conn is not None:
+                await self._leave(conn, raised=exc_type is not None)
         finally:
             if self._lock is not None:
                 self._lock.release()
@@ -123,6 +127,25 @@ class SqlUnitOfWork:
                 self._on_outbox_commit()
             except Exception:  # a wake-up hint must never fail a committed change
                 log.exception("on_outbox_commit callback failed")
+
+    async def _leave(self, conn: AsyncConnection, *, raised: bool) -> None:
+        """End what is still open and return the connection to the pool."""
+        try:
+            reusable = await self._tx.end()  # PostgreSQL: ROLLBACK when not committed
+        except BaseException:
+            _return_unused(conn)  # closed by end(): the pool replaces it at checkout
+            raise
+        finally:
+            used_sqlalchemy = self._tx.used_sqlalchemy
+            self._tx.bind(None)
+        if not reusable:
+            await _discard(conn)
+        elif self._postgresql and not raised and (self._committed or not used_sqlalchemy):
+            # Nothing open and nothing SQLAlchemy must reset with I/O (its connection is in
+            # autocommit once it executed anything): returned without a greenlet.
+            _return_unused(conn)
+        else:
+            await _release(conn, rollback=conn.in_transaction())
 
     async def commit(self) -> list[TeacherNotification]:
         if self._conn is None:
@@ -136,8 +159,7 @@ class SqlUnitOfWork:
         # write): the feed's rows are locked last, in one order (see adapters_sql.changes),
         # and on SQLite their seq order is commit order.
         await self.changes.write_commit(changes, self._recorded.take(), history)
-        with translate_errors():
-            await self._conn.commit()
+        await self._tx.commit()
         self._committed = True
         return notes
 
@@ -172,6 +194,17 @@ def _return_unused(conn: AsyncConnection) -> None:
             sync_conn.close()
     except Exception:  # pragma: no cover - as in _release: a failed return never fails a read
         log.debug("returning the connection failed", exc_info=True)
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Invalidate the connection (never pooled again) and return it."""
+    try:
+        await discard_connection(conn)
+    finally:
+        try:
+            await conn.close()
+        except Exception:  # pragma: no cover - closing a broken connection
+            log.debug("closing the connection failed", exc_info=True)
 
 
 async def _release(conn: AsyncConnection, *, rollback: bool) -> None:
