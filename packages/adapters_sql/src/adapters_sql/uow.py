@@ -99,7 +99,7 @@ class SqlUnitOfWork:
             self._tx.bind(None)
             try:
                 if conn is not None:
-                    await _discard(conn)  # a BEGIN that failed leaves the driver unusable
+                    await _release(conn, rollback=False, discard=True)  # a failed BEGIN
             finally:
                 if self._lock is not None:
                     self._lock.release()
@@ -139,7 +139,7 @@ class SqlUnitOfWork:
             used_sqlalchemy = self._tx.used_sqlalchemy
             self._tx.bind(None)
         if not reusable:
-            await _discard(conn)
+            await _release(conn, rollback=False, discard=True)
         elif self._postgresql and not raised and (self._committed or not used_sqlalchemy):
             # Nothing open and nothing SQLAlchemy must reset with I/O (its connection is in
             # autocommit once it executed anything): returned without a greenlet.
@@ -196,21 +196,13 @@ def _return_unused(conn: AsyncConnection) -> None:
         log.debug("returning the connection failed", exc_info=True)
 
 
-async def _discard(conn: AsyncConnection) -> None:
-    """Invalidate the connection (never pooled again) and return it."""
+async def _release(conn: AsyncConnection, *, rollback: bool, discard: bool = False) -> None:
+    """Roll back (when needed) and return the connection; a broken one (``discard``: known to
+    be) is invalidated first, so that the pool never hands it out again."""
     try:
-        await discard_connection(conn)
-    finally:
-        try:
-            await conn.close()
-        except Exception:  # pragma: no cover - closing a broken connection
-            log.debug("closing the connection failed", exc_info=True)
-
-
-async def _release(conn: AsyncConnection, *, rollback: bool) -> None:
-    """Roll back (when needed) and return the connection; a broken one is discarded."""
-    try:
-        if rollback:
+        if discard:
+            await discard_connection(conn)
+        elif rollback:
             await conn.rollback()
     except Exception:
         log.debug("rollback failed; discarding the connection", exc_info=True)
