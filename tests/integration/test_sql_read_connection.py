@@ -6,12 +6,10 @@ empty pool) still takes the ordinary path and leaves a usable pool."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -23,16 +21,6 @@ from class_core.runtime import RequestContext
 from class_core.use_cases.classes import CreateClass, create_class, get_class
 
 OWNER = "teacher-reads"
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def two_connections(pg_database_factory: Any) -> AsyncIterator[AsyncEngine]:
-    url = await pg_database_factory(migrated=True)
-    engine = create_engine(url, pool_size=2, max_overflow=0)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 def _counting_connects(monkeypatch: pytest.MonkeyPatch) -> list[int]:

@@ -7,17 +7,15 @@ connection whose transaction could not be ended (a failed or cancelled ``ROLLBAC
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters_sql import build_sql_runtime, create_engine
+from adapters_sql import build_sql_runtime
 from adapters_sql.schema import classes as classes_table
 from class_core.errors import DependencyUnavailableError, DuplicateStudentEmailError
 from class_core.model import SchoolClass
@@ -28,14 +26,9 @@ from class_core.use_cases.students import CreateStudent, PersonName, create_stud
 OWNER = "teacher-writes"
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def engine(pg_database_factory: Any) -> AsyncIterator[AsyncEngine]:
-    url = await pg_database_factory(migrated=True)
-    engine = create_engine(url, pool_size=2, max_overflow=0)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
+@pytest.fixture
+def engine(two_connections: AsyncEngine) -> AsyncEngine:
+    return two_connections
 
 
 async def _class_names(engine: AsyncEngine) -> set[str]:

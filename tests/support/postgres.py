@@ -173,6 +173,18 @@ async def pg_url(pg_database_factory: PgDatabaseFactory) -> str:
     return await pg_database_factory(migrated=True)
 
 
+@pytest_asyncio.fixture(loop_scope="session")
+async def two_connections(pg_database_factory: PgDatabaseFactory) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh migrated database whose pool holds exactly two connections (for
+    tests that count what the pool hands out and gets back)."""
+    url = await pg_database_factory(migrated=True)
+    engine = create_engine(url, pool_size=2, max_overflow=0)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def pg_engine(pg_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(pg_url, pool_size=5, max_overflow=5)
