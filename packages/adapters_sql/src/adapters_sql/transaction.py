@@ -204,11 +204,6 @@ class SqlTransaction:
         with translate_errors():
             return await self.conn.execute(statement, params)
 
-    def _direct(self) -> Any:
-        """The asyncpg connection (PostgreSQL), to send a statement straight to: a read-only
-        unit of work's reads run on their own, a write unit of work's in its transaction."""
-        return self._driver
-
     def _plan(self, statement: Executable, params: Mapping[str, Any]) -> _DriverPlan:
         key = (statement, frozenset(params))
         plan = _DRIVER_PLANS.get(key)
@@ -220,7 +215,7 @@ class SqlTransaction:
         """The rows of a read, as mappings (``row["column"]``); straight through asyncpg on
         PostgreSQL (see the module's docstring). Only for statements whose result columns
         have distinct names and need no result processing."""
-        driver = self._direct()
+        driver = self._driver  # PostgreSQL: on its own (read-only) or in the driver transaction
         if driver is None:
             return list((await self.execute(statement, params)).mappings())
         plan = self._plan(statement, params)
@@ -234,7 +229,7 @@ class SqlTransaction:
         """Run a write whose result is not needed (one row's parameters, or several: an
         executemany); straight through asyncpg inside a PostgreSQL transaction (see the
         module's docstring), through :meth:`execute` otherwise."""
-        driver = None if self.read_only else self._direct()
+        driver = None if self.read_only else self._driver
         if driver is None or not params:
             await self.execute(statement, params)
             return
