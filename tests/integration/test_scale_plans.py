@@ -17,7 +17,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
@@ -42,6 +42,7 @@ from class_core.use_cases.students import (
     CreateStudent,
     PersonName,
     create_student,
+    erase_student,
     get_student,
     list_students,
 )
@@ -366,3 +367,68 @@ async def test_the_default_class_list_is_a_range_of_the_owner_active_classes(
         seeded.conn, listing, GROWING_TABLES | frozenset({"cms_classes"})
     )
     assert not problems, "\n\n".join(str(p) for p in problems)
+
+
+async def test_import_items_are_found_by_import_and_by_erased_student_without_a_scan(
+    pg_database_factory: object,
+) -> None:
+    """Import items are written in append order (migration r0027): their reads must still go
+    through an index — an import's items (undo) by ``ix_cms_import_items_import_id``, and an
+    erased student's before-images by the partial ``ix_cms_import_items_before_student`` —
+    in a table of 202,000 items, and the erasure must clear the student's before-image."""
+    url = await pg_database_factory(migrated=True)  # type: ignore[operator]
+    conn = await asyncpg.connect(url)
+    engine = create_engine(url, pool_size=2, max_overflow=0)
+    log = StatementLog()
+    log.attach(engine)
+    rt = build_sql_runtime(engine)
+    ctx = RequestContext("items-owner")
+    try:
+        student = await create_student(rt, ctx, CreateStudent(PersonName("Ada", "Berg"), None))
+        small = uuid4()
+        # 100 imports of 2,000 created students' items each, then one of 2,000 before-images,
+        # one of them the student's.
+        await conn.execute(
+            "INSERT INTO cms_imports (import_id, owner_id, at, source) "
+            "SELECT gen_random_uuid(), 'items-owner', now(), 'cli' FROM generate_series(1, 100)"
+        )
+        await conn.execute(
+            "INSERT INTO cms_import_items (import_id, student_id, action, version_after) "
+            "SELECT import_id, gen_random_uuid(), 'created', 1 FROM cms_imports, "
+            "generate_series(1, 2000)"
+        )
+        await conn.execute(
+            "INSERT INTO cms_imports (import_id, owner_id, at, source) "
+            "VALUES ($1, 'items-owner', now(), 'cli')",
+            small,
+        )
+        await conn.execute(
+            "INSERT INTO cms_import_items (import_id, student_id, action, version_after, "
+            "has_before, before_first_name, before_last_name) "
+            "SELECT $1, CASE WHEN i = 1 THEN $2 ELSE gen_random_uuid() END, 'updated', 2, "
+            "true, 'Former', 'Name' FROM generate_series(1, 2000) AS i",
+            small,
+            student.id,
+        )
+        await conn.execute("ANALYZE")
+        with log.recording() as statements:
+            async with rt.read() as uow:
+                items = await uow.imports.items(small)
+            await erase_student(rt, ctx, student.id)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        assert len(items) == 2_000
+        touching = [s for s in statements if "cms_import_items" in s.sql]
+        assert len(touching) == 2, [s.sql for s in statements]
+        problems = await plan_problems(conn, touching, frozenset({"cms_import_items"}))
+        assert not problems, "\n\n".join(str(p) for p in problems)
+        former = await conn.fetchrow(
+            "SELECT before_first_name, before_last_name FROM cms_import_items "
+            "WHERE student_id = $1",
+            student.id,
+        )
+        assert former is not None
+        assert tuple(former) == (None, None)
+    finally:
+        await engine.dispose()
+        await conn.close()

@@ -24,7 +24,8 @@ from class_core.model import Page
 _i = imports
 _INSERT = insert(imports)
 _INSERT_ITEMS = insert(import_items)
-_ITEM_COLUMNS = tuple(c.name for c in import_items.columns)
+# Every column but ``seq`` (numbered by the database), in the order of :func:`_item_record`.
+_ITEM_COLUMNS = tuple(c.name for c in import_items.columns if c.name != "seq")
 _EXTEND = (
     update(imports)
     .where(imports.c.import_id == bindparam("v_import_id"))
@@ -37,7 +38,7 @@ _EXTEND = (
 _GET_ANY = select(imports).where(imports.c.import_id == bindparam("import_id"))
 _GET = _GET_ANY.where(imports.c.owner_id == bindparam("owner_id"))
 _ITEMS = (
-    select(import_items)
+    select(*(import_items.c[c] for c in _ITEM_COLUMNS))
     .where(import_items.c.import_id == bindparam("import_id"))
     .order_by(import_items.c.student_id)
 )

@@ -105,7 +105,9 @@ _SET_REASONS = (
 )
 _FORGET_BEFORE = (
     update(import_items)
-    .where(import_items.c.student_id == bindparam("v_student_id"))
+    # Only an item with a before-image holds personal data (and only those are indexed by
+    # student: ``ix_cms_import_items_before_student``, the same predicate).
+    .where(import_items.c.student_id == bindparam("v_student_id"), import_items.c.has_before)
     .values(
         before_first_name=None,
         before_last_name=None,

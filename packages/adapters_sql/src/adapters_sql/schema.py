@@ -357,17 +357,22 @@ import_items = Table(
     Column("before_email", code_point_string(254), nullable=True),
     Column("before_aliases", _JSON, nullable=True),
     Column("before_protected_identity", Boolean(), nullable=True),
-    PrimaryKeyConstraint("import_id", "student_id", name="pk_cms_import_items"),
-    ForeignKeyConstraint(
-        ["import_id"],
-        ["cms_imports.import_id"],
-        name="fk_cms_import_items_import_id",
-        ondelete="CASCADE",
-    ),
+    # Appended by every write (migration r0027): the key and both indexes grow at their end
+    # as an import writes its items, none at a random place (a roster import writes one item
+    # per student it changes: a million at once).
+    Column("seq", _SEQ, nullable=False, autoincrement=True),
+    PrimaryKeyConstraint("seq", name="pk_cms_import_items"),
     CheckConstraint(
         "action IN ('created', 'updated', 'removed')", name="ck_cms_import_items_action"
     ),
-    Index("ix_cms_import_items_student_id", "student_id"),
+    Index("ix_cms_import_items_import_id", "import_id"),
+    # Erasure finds the items holding a student's before-image (personal data) by this.
+    Index(
+        "ix_cms_import_items_before_student",
+        "student_id",
+        postgresql_where=text("has_before"),
+        sqlite_where=text("has_before"),
+    ),
 )
 
 # The change feed's log (§9.3): one row per class or student at its latest change (an upsert
