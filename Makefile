@@ -30,9 +30,13 @@ lock-check: $(UV)
 	@$(UV) lock --check --python $(PYTHON) --quiet >/dev/null 2>&1 || \
 	  { echo "uv.lock does not match pyproject.toml: run 'make lock' and commit uv.lock" >&2; exit 1; }
 
+# Bytecode is compiled once here (the installed packages and ours): a machine or CI job that
+# sets PYTHONDONTWRITEBYTECODE would otherwise compile every module at every start of
+# class-admin, class-api and each test's subprocess (class-admin --help: 2.6 s against 0.85 s).
 $(STAMP): pyproject.toml uv.lock $(UV)
 	@$(MAKE) --no-print-directory lock-check
-	$(UV) sync --locked --extra dev --python $(PYTHON) --quiet
+	$(UV) sync --locked --extra dev --python $(PYTHON) --quiet --compile-bytecode
+	@$(BIN)/python -m compileall -q packages apps bench >/dev/null
 	@touch $(STAMP)
 
 venv: $(STAMP)
