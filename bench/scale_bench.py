@@ -14,7 +14,7 @@ class, class list, roster (owner and internal key), students of a class, student
 ``q``, batch view, class-info, student-names, POST student — is loaded by
 :mod:`bench.loadgen`, and the sweep's due-batch look-up (``expire_due_batches`` with nothing
 due) and the relay's fetch (``fetch_ready`` with 100 events waiting) are timed in-process, on
-both databases alternately (before, after; after, before; …, three rounds, the median
+both databases alternately (before, after; after, before; …, five rounds, the median
 round's figures) so that the shared machine's background load falls on both alike. Targets
 per route: after/before throughput ≥ 0.9 and P95 ≤ 1.2×.
 
@@ -399,7 +399,7 @@ async def run(
     students_per_class: int = 25,
     duration: float = 3.0,
     warmup: float = 0.5,
-    rounds: int = 3,
+    rounds: int = 5,
     importing_owners: int = 10,
     owner_import_rows: int = 5_000,
     class_import_rows: int = 10_000,
