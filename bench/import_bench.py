@@ -37,7 +37,6 @@ from class_core.text import search_key
 from class_core.use_cases.imports import ImportOptions, ImportSummary, import_students
 from class_runtime.roster_csv import open_roster
 
-TARGET_STUDENTS_PER_SECOND = 30_000.0
 OWNER = "bench-teacher"
 CLASSES = 10
 COURSES = ("ENG5", "ENG6", "ENG7", "SV1", "SV2", "SV3")
@@ -185,10 +184,12 @@ async def run(pg_url: str, rows: int = 100_000, *, sequential: bool = False) -> 
             unit="students/s",
             reference_name="asyncpg COPY, same rows",
             reference_value=rows / copy_seconds,
-            target=TARGET_STUDENTS_PER_SECOND,
+            # No target here: issue 15 retired the absolute 30,000 students/s (PostgreSQL's
+            # own work caps it near that on two cores). The import's bar is relative, on the
+            # seeded database: ``bench.scale_bench`` (10⁶ rows, ≥ 60 % of a COPY of 3 tables).
             note=(
                 f"import {import_seconds:.2f} s (of which Python CPU {python_cpu:.2f} s), "
-                f"COPY {copy_seconds:.2f} s"
+                f"COPY {copy_seconds:.2f} s; the bar is the scale run's 10⁶-row import"
             ),
         )
     ]
