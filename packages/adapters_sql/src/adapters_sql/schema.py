@@ -254,7 +254,9 @@ outbox = Table(
     Column("published_at", UTCDateTime(), nullable=True),
     Column("dead_at", UTCDateTime(), nullable=True),
     PrimaryKeyConstraint("seq", name="pk_cms_outbox"),
-    UniqueConstraint("event_id", name="uq_cms_outbox_event_id"),
+    # No index on event_id (migration r0028): no statement reads by it, and each event id is
+    # a random UUID given once, when the event is recorded (class_core.recording); a unique
+    # index cost every event a B-tree insertion at a random place.
     Index(
         "ix_cms_outbox_unpublished",
         "seq",
