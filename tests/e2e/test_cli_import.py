@@ -469,7 +469,7 @@ async def test_the_import_benchmark_runs(pg_server_url: str) -> None:
     assert measurement.value > 0
     assert measurement.reference_value is not None
     assert measurement.reference_value > 0
-    assert measurement.target == 30_000
+    assert measurement.target is None  # the absolute 30,000/s was retired (issue 15)
 
 
 def _peak_rss_mb(argv: list[str], env: dict[str, str]) -> tuple[int, str, float]:
