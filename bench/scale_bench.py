@@ -419,7 +419,7 @@ async def run(
     rounds: int = 5,
     importing_owners: int = 10,
     owner_import_rows: int = 5_000,
-    class_import_rows: int = 30_000,  # 30 students in each of 1,000 classes, as schools have
+    class_import_rows: int = 30_000,  # classes of 30: 30 students in each of 1,000 classes
     import_rows: int = 1_000_000,
 ) -> list[Measurement]:
     small_url = _plain(pg_url)

@@ -1,4 +1,5 @@
-"""Import items written in append order (docs/performance.md, "Roster import: what it writes").
+"""Import items written in append order (docs/performance.md, "Random keys at a million rows,
+and what an import writes").
 
 A roster import writes one ``cms_import_items`` row per student it changes. Before, each row
 went into two B-tree indexes at a random place (the primary key ``(import_id, student_id)``

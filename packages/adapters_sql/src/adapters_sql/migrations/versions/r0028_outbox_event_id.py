@@ -1,4 +1,5 @@
-"""No unique index on the outbox's event ids (docs/performance.md, "Random keys at a million").
+"""No unique index on the outbox's event ids (docs/performance.md, "Random keys at a million
+rows, and what an import writes").
 
 ``uq_cms_outbox_event_id`` made every event written (one or two per API write, one per
 student a roster import creates) insert into a B-tree at a random place, since event ids are
