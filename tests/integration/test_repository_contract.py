@@ -887,6 +887,32 @@ async def test_timeout_sweep_claims_due_batches_and_makes_one_placeholder(
         assert await uow.batches.claim_due(FAR_FUTURE, 10) == []
 
 
+async def test_the_earliest_pending_deadline_is_the_sweeps_look_up(backend: Backend) -> None:
+    b = backend
+    cls = await new_class(b)
+    async with b.uow() as uow:
+        assert await uow.batches.earliest_pending_deadline() is None
+    first, later = uuid4(), uuid4()
+    await ingest_suggestions(b.rt, suggestions(first, cls.id, (uuid4(), None, 0.0)))
+    b.clock.advance(hours=2)
+    await ingest_suggestions(b.rt, suggestions(later, cls.id, (uuid4(), None, 0.0)))
+    async with b.uow() as uow:
+        first_batch, later_batch = await uow.batches.get(first), await uow.batches.get(later)
+        assert first_batch is not None
+        assert later_batch is not None
+        assert first_batch.deadline < later_batch.deadline
+        assert await uow.batches.earliest_pending_deadline() == first_batch.deadline
+
+    b.clock.advance(hours=23)  # the first batch is due, the later one not yet
+    assert [f.batch_id for f in await expire_due_batches(b.rt)] == [first]
+    async with b.uow() as uow:  # finalized batches no longer count
+        assert await uow.batches.earliest_pending_deadline() == later_batch.deadline
+    b.clock.advance(hours=2)
+    assert [f.batch_id for f in await expire_due_batches(b.rt)] == [later]
+    async with b.uow() as uow:
+        assert await uow.batches.earliest_pending_deadline() is None
+
+
 async def test_bulk_reads_of_a_sweep(any_backend: Backend) -> None:
     b = any_backend
     c1 = await new_class(b, "9A")

@@ -242,6 +242,12 @@ _DUE = (
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
 )
+# No parameter: one cached plan (the partial index's first entry), whatever the statistics. A
+# parameterised look-up (``deadline <= $1``) is planned again at every call once the table's
+# statistics make the planner prefer custom plans (docs/performance.md, "The sweep's look-up").
+_EARLIEST_DEADLINE = select(func.min(batches.c.deadline).label("deadline")).where(
+    batches.c.status == literal_column(f"'{BatchStatus.PENDING.value}'")
+)
 _HAS_BATCHES = select(exists().where(batches.c.class_id == bindparam("class_id")))
 _IN_USE = select(
     or_(
@@ -497,6 +503,11 @@ class SqlBatchRepository:
                 "updated_at": updated_at,
             }
             await self._tx.execute(_UPDATE_DECISIONS_PG, params)
+
+    async def earliest_pending_deadline(self) -> datetime | None:
+        rows = await self._tx.fetch_rows(_EARLIEST_DEADLINE, {})
+        deadline: datetime | None = rows[0]["deadline"]
+        return deadline
 
     async def claim_due(self, now: datetime, limit: int) -> list[Batch]:
         result = await self._tx.execute(_DUE, {"now": now, "limit": limit})

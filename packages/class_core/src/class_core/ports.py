@@ -235,6 +235,11 @@ class BatchRepository(Protocol):
         ``updated_at``; the stored suggestion is left as it is."""
         ...
 
+    async def earliest_pending_deadline(self) -> datetime | None:
+        """The earliest deadline of a pending batch (``None``: none is pending); read without
+        a lock, so that a sweep that finds nothing due needs no write transaction."""
+        ...
+
     async def claim_due(self, now: datetime, limit: int) -> list[Batch]:
         """Pending batches past their deadline, locked; batches locked elsewhere are skipped."""
         ...

@@ -533,6 +533,10 @@ class InMemoryBatchRepository(_Repo):
                 updated_at=a.updated_at,
             )
 
+    async def earliest_pending_deadline(self) -> datetime | None:
+        pending = [b.deadline for b in self.t.batches.values() if b.status is BatchStatus.PENDING]
+        return min(pending, default=None)
+
     async def claim_due(self, now: datetime, limit: int) -> list[Batch]:
         due = [
             b

@@ -490,6 +490,10 @@ async def expire_due_batches(rt: Runtime, per_transaction: int = 50) -> list[Fin
     finalized: list[FinalizedBatch] = []
     while True:
         now = rt.now()
+        async with rt.read() as reading:
+            earliest = await reading.batches.earliest_pending_deadline()
+        if earliest is None or earliest > now:
+            return finalized  # the usual sweep: nothing due, and no write transaction
         async with rt.uow() as uow:
             due = await uow.batches.claim_due(now, per_transaction)
             if not due:
