@@ -28,6 +28,7 @@ from class_core.events import (
     StudentErasedV1,
     StudentUpdatedV1,
 )
+from class_core.ids import uuid7
 
 if TYPE_CHECKING:
     from class_core.matching import EssayMatch, TimeoutOutcome
@@ -153,9 +154,10 @@ class SchoolClass(Aggregate):
         at: datetime,
         correlation_id: UUID,
     ) -> SchoolClass:
-        """A new class (version 1; values already clean): records ``ClassCreatedV1`` and the
-        owner's ``class_created`` notification, under ``correlation_id``."""
-        new = cls(uuid4(), owner_id, name, course_code, at, at, external_id=external_id)
+        """A new class (version 1; values already clean; a time-ordered id, see
+        :mod:`class_core.ids`): records ``ClassCreatedV1`` and the owner's ``class_created``
+        notification, under ``correlation_id``."""
+        new = cls(uuid7(at), owner_id, name, course_code, at, at, external_id=external_id)
         new.announce_created(at, correlation_id)
         return new
 
