@@ -158,6 +158,10 @@ def _hot_reads(s: Seeded) -> dict[str, Callable[[], Awaitable[object]]]:
         async with s.rt.uow() as uow:
             return await uow.classes.find_by_names(s.owner, [s.class_name, "Klass 99"])
 
+    async def lock_classes_by_ids() -> object:
+        async with s.rt.uow() as uow:
+            return await uow.classes.get_many(s.owner, [s.class_id, uuid4()], lock=True)
+
     async def change_feed_page() -> object:
         # The owner's classes and students in the log (written on the side, not recorded),
         # then a page from a cursor before them: the log's page and the data's two reads.
@@ -216,6 +220,7 @@ def _hot_reads(s: Seeded) -> dict[str, Callable[[], Awaitable[object]]]:
         "association by essay": lambda: decided_student_for_essay(s.rt, s.essay_id),
         "import: class by name": find_class_by_name,
         "import: classes by names": find_classes_by_names,
+        "import: classes locked by ids": lock_classes_by_ids,
         "POST student": lambda: create_student(
             s.rt, ctx, CreateStudent(PersonName("Plan", "Probe"), None, (s.class_id,))
         ),
@@ -251,6 +256,7 @@ HOT_READS = [
     "change feed page",
     "import: class by name",
     "import: classes by names",
+    "import: classes locked by ids",
     "POST student",
     "relay fetch",
     "timeout sweep",

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Label,
     Select,
     Text,
+    Uuid,
     any_,
     bindparam,
     delete,
@@ -72,20 +73,24 @@ _LOCK = (
     .with_for_update()
 )
 # Shared locks on the classes a student joins or leaves: a class deletion waits for them.
-_LOCK_SHARED = (
-    select(classes.c.id)
-    .where(
-        classes.c.owner_id == bindparam("owner_id"),
-        classes.c.id.in_(bindparam("class_ids", expanding=True)),
-    )
-    .order_by(classes.c.id)
-    .with_for_update(read=True)
-)
 _GET_UNSCOPED = select(classes, _student_count).where(classes.c.id == bindparam("class_id"))
 _GET_MANY = select(classes).where(
     classes.c.owner_id == bindparam("owner_id"),
     classes.c.id.in_(bindparam("class_ids", expanding=True)),
 )
+# Several ids on PostgreSQL (an import's chunk names up to thousands of classes): one array
+# parameter, so one statement text and one cached plan whatever the count, sent straight
+# through the driver; shared-locked in id order by the same statement (LockRows above the
+# sort), and a row whose holder committed meanwhile is returned as committed.
+_GET_MANY_PG = (
+    select(classes)
+    .where(
+        classes.c.owner_id == bindparam("owner_id"),
+        classes.c.id == any_(bindparam("class_ids", type_=ARRAY(Uuid()))),
+    )
+    .order_by(classes.c.id)
+)
+_GET_MANY_SHARED_PG = _GET_MANY_PG.with_for_update(read=True)
 # One id (a new student in a class): no list to expand into the statement at every call.
 _GET_ONE = select(classes).where(
     classes.c.owner_id == bindparam("owner_id"), classes.c.id == bindparam("class_id")
@@ -180,17 +185,16 @@ class SqlClassRepository:
         if not class_ids:
             return {}
         ids = list(set(class_ids))
-        if lock and self._tx.is_postgresql and len(ids) == 1:
-            params = {"owner_id": owner_id, "class_id": ids[0]}
-            rows = await self._tx.fetch_rows(_GET_ONE_SHARED, params)
-            return {row["id"]: class_from_row(row) for row in rows}
-        if lock and self._tx.is_postgresql:
-            await self._tx.execute(_LOCK_SHARED, {"owner_id": owner_id, "class_ids": ids})
-        if len(ids) == 1:
-            rows = await self._tx.fetch_rows(_GET_ONE, {"owner_id": owner_id, "class_id": ids[0]})
+        one = {"owner_id": owner_id, "class_id": ids[0]}
+        many = {"owner_id": owner_id, "class_ids": ids}
+        if self._tx.is_postgresql and len(ids) == 1:
+            rows = await self._tx.fetch_rows(_GET_ONE_SHARED if lock else _GET_ONE, one)
+        elif self._tx.is_postgresql:
+            rows = await self._tx.fetch_rows(_GET_MANY_SHARED_PG if lock else _GET_MANY_PG, many)
+        elif len(ids) == 1:  # SQLite has no row locks (its writers take turns)
+            rows = await self._tx.fetch_rows(_GET_ONE, one)
         else:
-            result = await self._tx.execute(_GET_MANY, {"owner_id": owner_id, "class_ids": ids})
-            rows = list(result.mappings())
+            rows = list((await self._tx.execute(_GET_MANY, many)).mappings())
         return {row["id"]: class_from_row(row) for row in rows}
 
     async def search(self, owner_id: str, query: ClassQuery) -> Page[SchoolClass]:
