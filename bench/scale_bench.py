@@ -13,10 +13,12 @@ A ``class-api`` (one uvicorn worker, as deployed) serves each database. Every ho
 class, class list, roster (owner and internal key), students of a class, student search
 ``q``, batch view, class-info, student-names, POST student — is loaded by
 :mod:`bench.loadgen`, and the sweep's due-batch look-up (``expire_due_batches`` with nothing
-due) and the relay's fetch (``fetch_ready`` with 100 events waiting) are timed in-process, on
-both databases alternately (before, after; after, before; …, five rounds, the median
-round's figures) so that the shared machine's background load falls on both alike. Targets
-per route: after/before throughput ≥ 0.9 and P95 ≤ 1.2×.
+due) and the relay's fetch (``fetch_ready`` with 100 events waiting) are timed in-process.
+Routes are loaded on both databases alternately (before, after; after, before; …, five
+rounds, the median round's figures) so that the shared machine's background load falls on
+both alike; the in-process calls, a few hundred microseconds each, alternate between the
+databases every few milliseconds within each round. Targets per route: after/before
+throughput ≥ 0.9 and P95 ≤ 1.2×.
 
 Then, on the seeded database: ten owners import files of the same size one after the other
 (the last within 1.5× of the first's time); one owner imports into its 1,000 existing classes
@@ -38,6 +40,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from statistics import median
 from uuid import UUID, uuid4
@@ -148,48 +151,76 @@ def _spec(port: int, t: Teacher, name: str, phase: str, duration: float, warmup:
     )
 
 
-async def _timed_calls(call: Callable[[], Awaitable[object]], duration: float) -> Figure:
-    latencies: list[float] = []
-    started = time.perf_counter()
-    while time.perf_counter() - started < duration or len(latencies) < 5:
-        t0 = time.perf_counter()
-        await call()
-        latencies.append((time.perf_counter() - t0) * 1000)
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    return Figure(len(latencies) / elapsed, percentile(latencies, 0.95))
+async def _interleaved(
+    calls: dict[str, Callable[[], Awaitable[object]]], duration: float, block: int = 25
+) -> dict[str, Figure]:
+    """Each side's call timed in turns of ``block`` calls (before, after, before, …) until
+    each side has run ``duration`` seconds: a call of a few hundred microseconds is timed on
+    both databases within the same few milliseconds, so the machine's drift (its speed moved
+    by 40 % within half a minute, docs/performance.md) falls on both alike."""
+    latencies: dict[str, list[float]] = {phase: [] for phase in calls}
+    spent = dict.fromkeys(calls, 0.0)
+    while min(spent.values()) < duration:
+        for phase, call in calls.items():
+            for _ in range(block):
+                t0 = time.perf_counter()
+                await call()
+                elapsed = time.perf_counter() - t0
+                spent[phase] += elapsed
+                latencies[phase].append(elapsed * 1000)
+    figures = {}
+    for phase, found in latencies.items():
+        found.sort()
+        figures[phase] = Figure(len(found) / spent[phase], percentile(found, 0.95))
+    return figures
 
 
-async def _in_process(url: str, rt: Runtime, duration: float) -> dict[str, Figure]:
-    """The sweep's due-batch look-up (nothing due) and the relay's fetch of 100 waiting
-    events (everything else published first, so both phases fetch the same rows)."""
+async def _waiting_events(url: str, rt: Runtime) -> None:
+    """Everything in the outbox published, then 100 events waiting (one each; no class: no
+    notification), so that both databases' relay fetches return the same rows."""
     conn = await asyncpg.connect(url)
     try:
         await conn.execute("UPDATE cms_outbox SET published_at = now() WHERE published_at IS NULL")
     finally:
         await conn.close()
     ctx = RequestContext(OWNER)
-    for i in range(100):  # one event each (no class: no notification)
+    for i in range(100):
         name = PersonName("Waiting", f"Event {i}")
         await create_student(rt, ctx, CreateStudent(name, None, ()))
-    engine = create_engine(url, pool_size=1, max_overflow=0)
+
+
+async def _in_process(sides: tuple[Side, Side], duration: float) -> dict[str, dict[str, Figure]]:
+    """The sweep's due-batch look-up (nothing due) and the relay's fetch of 100 waiting
+    events, timed on both databases in turns (:func:`_interleaved`)."""
+    engines = [create_engine(side.url, pool_size=1, max_overflow=0) for side in sides]
     try:
-        store = SqlOutboxStore(engine)
-
-        async def fetch() -> None:
-            rows = await store.fetch_ready(datetime.now(UTC), 500)
-            if len(rows) != 100:
-                raise RuntimeError(f"relay fetch: {len(rows)} rows, expected 100")
-
-        figures = {
-            "sweep (due-batch look-up)": await _timed_calls(
-                lambda: expire_due_batches(rt), duration
-            ),
-            "relay fetch": await _timed_calls(fetch, duration),
+        fetches: dict[str, Callable[[], Awaitable[object]]] = {}
+        for side, engine in zip(sides, engines, strict=True):
+            await _waiting_events(side.url, side.rt)
+            fetches[side.phase] = _relay_fetch(SqlOutboxStore(engine))
+        sweeps: dict[str, Callable[[], Awaitable[object]]] = {
+            side.phase: partial(expire_due_batches, side.rt) for side in sides
+        }
+        by_name = {
+            "sweep (due-batch look-up)": await _interleaved(sweeps, duration),
+            "relay fetch": await _interleaved(fetches, duration, block=5),
         }
     finally:
-        await engine.dispose()
-    return figures
+        for engine in engines:
+            await engine.dispose()
+    return {
+        side.phase: {name: figures[side.phase] for name, figures in by_name.items()}
+        for side in sides
+    }
+
+
+def _relay_fetch(store: SqlOutboxStore) -> Callable[[], Awaitable[object]]:
+    async def fetch() -> None:
+        rows = await store.fetch_ready(datetime.now(UTC), 500)
+        if len(rows) != 100:
+            raise RuntimeError(f"relay fetch: {len(rows)} rows, expected 100")
+
+    return fetch
 
 
 @dataclass(frozen=True)
@@ -227,9 +258,10 @@ async def _alternating(
     def orders() -> list[tuple[Side, Side]]:
         return [sides if r % 2 == 0 else (sides[1], sides[0]) for r in range(rounds)]
 
-    for order in orders():
-        for side in order:
-            for name, figure in (await _in_process(side.url, side.rt, duration)).items():
+    for _ in range(rounds):
+        timed = await _in_process(sides, duration)
+        for side in sides:
+            for name, figure in timed[side.phase].items():
                 add(side, name, figure)
     for name in _routes(sides[0].teacher):
         for order in orders():
