@@ -45,20 +45,34 @@ class Measurement:
         return all(checks) if checks else None
 
 
+def _figure(value: float) -> str:
+    """One decimal, or three significant digits below 1 (a 0.24-ms P95 is not "0.2")."""
+    return f"{value:,.1f}" if abs(value) >= 1 else f"{value:.3g}"
+
+
+def _target(value: float) -> str:
+    """Whole units, or two significant digits below 10 (a 0.28-ms target is not "0")."""
+    return f"{value:,.0f}" if abs(value) >= 10 else f"{value:.2g}"
+
+
 def format_table(rows: Sequence[Measurement]) -> str:
     header = ("benchmark", "value", "reference", "ratio", "target", "met")
     lines = [header]
     for m in rows:
         target = []
         if m.target is not None:
-            target.append(("≥ " if m.higher_is_better else "≤ ") + f"{m.target:,.0f} {m.unit}")
+            target.append(("≥ " if m.higher_is_better else "≤ ") + f"{_target(m.target)} {m.unit}")
         if m.target_ratio is not None:
             target.append(f"≥ {m.target_ratio:.0%} of ref")
         lines.append(
             (
                 m.name,
-                f"{m.value:,.1f} {m.unit}",
-                (f"{m.reference_value:,.1f} ({m.reference_name})" if m.reference_value else "-"),
+                f"{_figure(m.value)} {m.unit}",
+                (
+                    f"{_figure(m.reference_value)} ({m.reference_name})"
+                    if m.reference_value
+                    else "-"
+                ),
                 f"{m.ratio:.0%}" if m.ratio is not None else "-",
                 ", ".join(target) or "-",
                 {True: "yes", False: "NO", None: "-"}[m.met],
