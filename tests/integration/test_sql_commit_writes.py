@@ -62,6 +62,44 @@ async def test_open_transactions_log_a_change_of_one_class_without_waiting(
     assert newest == class_id
 
 
+async def test_a_transactions_class_rows_are_moved_the_last_of_each_winning(
+    clean_pg: AsyncEngine,
+) -> None:
+    """Many classes and several changes of one class in one transaction (an import's chunk),
+    beside another transaction's uncommitted row: each class gets one row, with the values
+    of its last change; the other transaction's row is moved by its own commit."""
+    owner = f"teacher-{uuid4()}"
+    at = datetime.now(UTC)
+    classes = [uuid4() for _ in range(300)]
+    async with SqlUnitOfWork(clean_pg) as chunk, SqlUnitOfWork(clean_pg) as other:
+        await chunk.changes.write(
+            {(Entity.CLASS, c): PendingChange(Op.UPSERT, at, owner, 1) for c in classes}
+        )
+        lone = uuid4()
+        await other.changes.write({(Entity.CLASS, lone): PendingChange(Op.UPSERT, at, owner, 7)})
+        later = at.replace(microsecond=0)
+        await chunk.changes.write(
+            {(Entity.CLASS, c): PendingChange(Op.UPSERT, later, owner, 2) for c in classes[:50]}
+        )
+        await chunk.commit()
+        assert await _scalar(clean_pg, "SELECT count(*) FROM cms_changes_deferred") == 0
+        moved = await _scalar(
+            clean_pg, "SELECT count(*) FROM cms_changes WHERE object_id = :id", id=lone
+        )
+        assert moved == 0
+        await other.commit()
+    async with clean_pg.connect() as conn:
+        rows = (
+            await conn.execute(text("SELECT object_id, version, at, entity FROM cms_changes"))
+        ).all()
+    found = {r.object_id: (r.version, r.at, r.entity) for r in rows}
+    assert len(rows) == len(found) == 301
+    assert found[lone] == (7, at, "class")
+    assert {found[c] for c in classes[:50]} == {(2, later, "class")}
+    assert {found[c] for c in classes[50:]} == {(1, at, "class")}
+    assert await _scalar(clean_pg, "SELECT count(*) FROM cms_changes_deferred") == 0
+
+
 async def test_a_rolled_back_transaction_logs_nothing_for_its_class(clean_pg: AsyncEngine) -> None:
     owner = f"teacher-{uuid4()}"
     class_id = uuid4()
