@@ -244,7 +244,8 @@ _DUE = (
 )
 # No parameter: one cached plan (the partial index's first entry), whatever the statistics. A
 # parameterised look-up (``deadline <= $1``) is planned again at every call once the table's
-# statistics make the planner prefer custom plans (docs/performance.md, "The sweep's look-up").
+# statistics make the planner prefer custom plans (docs/performance.md, "The sweep's look-up,
+# time-ordered class ids, and timing in turns").
 _EARLIEST_DEADLINE = select(func.min(batches.c.deadline).label("deadline")).where(
     batches.c.status == literal_column(f"'{BatchStatus.PENDING.value}'")
 )

@@ -8,7 +8,8 @@
 :func:`uuid7` (RFC 9562; ``uuid.uuid7`` only from Python 3.14) starts with the creation time:
 a class's memberships are keyed ``(class_id, student_id)``, so the classes an import creates
 together have their members side by side at the right edge of that index instead of in a
-thousand random places of it (docs/performance.md, "Time-ordered class ids").
+thousand random places of it (docs/performance.md, "The sweep's look-up, time-ordered class
+ids, and timing in turns", point 2).
 """
 
 from __future__ import annotations
