@@ -67,7 +67,8 @@ async def test_a_transactions_class_rows_are_moved_the_last_of_each_winning(
 ) -> None:
     """Many classes and several changes of one class in one transaction (an import's chunk),
     beside another transaction's uncommitted row: each class gets one row, with the values
-    of its last change; the other transaction's row is moved by its own commit."""
+    of its last change; the other transaction's row is moved by its own commit (r0026's
+    trigger for a lone row, r0029's move of a many-class insert from its first row)."""
     owner = f"teacher-{uuid4()}"
     at = datetime.now(UTC)
     classes = [uuid4() for _ in range(300)]
@@ -75,6 +76,9 @@ async def test_a_transactions_class_rows_are_moved_the_last_of_each_winning(
         await chunk.changes.write(
             {(Entity.CLASS, c): PendingChange(Op.UPSERT, at, owner, 1) for c in classes}
         )
+        # Migration r0029: the insert's first row has the lowest id and moves the rest.
+        queued = await chunk._tx.driver.fetch("SELECT role FROM cms_changes_deferred ORDER BY id")
+        assert [r["role"] for r in queued] == [1] + [2] * 299
         lone = uuid4()
         await other.changes.write({(Entity.CLASS, lone): PendingChange(Op.UPSERT, at, owner, 7)})
         later = at.replace(microsecond=0)

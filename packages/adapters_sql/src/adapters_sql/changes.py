@@ -16,8 +16,9 @@ read can come twice. SQLite runs one writer at a time and the log is written las
 before the commit, so its ``seq`` order is commit order and positions need no snapshot.
 
 A class's upsert on PostgreSQL (every join or leave moves its ``student_count``) is appended
-to ``cms_changes_deferred`` instead, and the deferred constraint trigger of migration r0026
-moves the class's row during ``COMMIT``: concurrent joins of one class would otherwise hold
+to ``cms_changes_deferred`` instead, and a deferred constraint trigger moves the class's row
+during ``COMMIT`` (migration r0026; since r0029 a many-class write's rows are moved together,
+by its first row's trigger): concurrent joins of one class would otherwise hold
 that one row locked from their upsert until their client's ``COMMIT`` came back, and queue
 (docs/architecture.md, "The change feed"; docs/performance.md, "POST student").
 """
@@ -180,12 +181,14 @@ def _few_statement(messages: int, direct: int, deferred: int, history: int) -> E
 
 
 # PostgreSQL: the upserts of many classes (an import's chunk), appended to
-# cms_changes_deferred; its deferred trigger moves each class's row during COMMIT (see the
-# module's docstring).
+# cms_changes_deferred. The first row (role 1, the lowest id: ids are taken in the insert's
+# order) moves them all in one statement during COMMIT; the others (role 2) queue no trigger
+# (migration r0029; see the module's docstring).
 _PG_DEFER_MANY = text(
     """
-    INSERT INTO cms_changes_deferred (object_id, owner_id, version, at)
-    SELECT k.id, k.owner_id, k.version, :at
+    INSERT INTO cms_changes_deferred (object_id, owner_id, version, at, role)
+    SELECT k.id, k.owner_id, k.version, :at,
+           CASE WHEN row_number() OVER (ORDER BY k.id) = 1 THEN 1 ELSE 2 END
     FROM unnest(:ids, :owners, :versions) AS k(id, owner_id, version)
     ORDER BY k.id
     """

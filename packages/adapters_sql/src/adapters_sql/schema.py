@@ -408,10 +408,12 @@ changes = Table(
 )
 
 # PostgreSQL: a class's change for the log, written at commit. The unit of work appends it
-# here; the deferred constraint trigger ``cms_changes_deferred_write`` (migration r0026) moves
-# the class's ``cms_changes`` row during ``COMMIT`` and deletes this row, so concurrent joins
-# of one class hold that row's lock only while the server commits. Always empty between
-# transactions; unused on SQLite.
+# here; a deferred constraint trigger moves the class's ``cms_changes`` row during ``COMMIT``
+# and deletes this row, so concurrent joins of one class hold that row's lock only while the
+# server commits. ``role`` (migration r0029): 0, moved on its own (``cms_changes_deferred_
+# write``, r0026: a write's few classes); 1, the first row of a many-class insert, which
+# moves itself and the rows after it in one statement (``cms_changes_deferred_move``); 2,
+# those rows, which queue no trigger. Always empty between transactions; unused on SQLite.
 changes_deferred = Table(
     "cms_changes_deferred",
     metadata,
@@ -420,6 +422,7 @@ changes_deferred = Table(
     Column("owner_id", code_point_string(255), nullable=False),
     Column("version", Integer(), nullable=False),
     Column("at", UTCDateTime(), nullable=False),
+    Column("role", SmallInteger(), nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("id", name="pk_cms_changes_deferred"),
 )
 
