@@ -72,12 +72,13 @@ _LOCK = (
     .where(classes.c.id == bindparam("class_id"), classes.c.owner_id == bindparam("owner_id"))
     .with_for_update()
 )
-# Shared locks on the classes a student joins or leaves: a class deletion waits for them.
 _GET_UNSCOPED = select(classes, _student_count).where(classes.c.id == bindparam("class_id"))
 _GET_MANY = select(classes).where(
     classes.c.owner_id == bindparam("owner_id"),
     classes.c.id.in_(bindparam("class_ids", expanding=True)),
 )
+# Shared locks on the classes a student joins or leaves (a class deletion waits for them) are
+# taken by the reads themselves: _GET_ONE_SHARED for one class, _GET_MANY_SHARED_PG for more.
 # Several ids on PostgreSQL (an import's chunk names up to thousands of classes): one array
 # parameter, so one statement text and one cached plan whatever the count, sent straight
 # through the driver; shared-locked in id order by the same statement (LockRows above the
