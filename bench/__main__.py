@@ -42,6 +42,8 @@ def _sizes(quick: bool) -> dict[str, dict[str, Any]]:
                 "duration": 1.0,
                 "warmup": 0.2,
                 "rounds": 1,
+                "route_rounds": 2,
+                "route_duration": 1.0,
                 "importing_owners": 3,
                 "owner_import_rows": 300,
                 "class_import_rows": 1_000,

@@ -14,10 +14,11 @@ class, class list, roster (owner and internal key), students of a class, student
 ``q``, batch view, class-info, student-names, POST student — is loaded by
 :mod:`bench.loadgen`, and the sweep's due-batch look-up (``expire_due_batches`` with nothing
 due) and the relay's fetch (``fetch_ready`` with 100 events waiting) are timed in-process.
-Routes are loaded on both databases alternately (before, after; after, before; …, five
-rounds, the median round's figures) so that the shared machine's background load falls on
-both alike; the in-process calls, a few hundred microseconds each, alternate between the
-databases every few milliseconds within each round. Targets per route: after/before
+Routes are loaded on both databases alternately (before, after; after, before; …, ten
+rounds of 1.5 s per side, each side's median round's figures; the median of the rounds'
+after/before ratios is printed beside them) so that the shared machine's background load and
+drift fall on both alike; the in-process calls, a few hundred microseconds each, alternate
+between the databases every few milliseconds within each round. Targets per route: after/before
 throughput ≥ 0.9 and P95 ≤ 1.2×.
 
 Then, on the seeded database: ten owners import files of the same size one after the other
@@ -236,16 +237,35 @@ class Side:
 
 def _median(figures: list[Figure]) -> Figure:
     """The median round's rate and P95 (each on its own): a round a passing checkpoint or
-    another process's burst hit (3-second windows on a shared two-core machine) does not
+    another process's burst hit (windows of seconds on a shared two-core machine) does not
     decide the figure, as it did a mean's (docs/performance.md, "Scale: rounds")."""
     return Figure(median(f.rate for f in figures), median(f.p95_ms for f in figures))
 
 
+@dataclass(frozen=True)
+class Measured:
+    """Each side's median figures per measurement, and the median of the per-round
+    after/before ratios (rate, P95) of each HTTP route: a round's two sides ran seconds
+    apart, so their ratio is the least drift-prone figure the run has (printed beside the
+    medians, docs/performance.md, "Scale: rounds")."""
+
+    figures: dict[str, dict[str, Figure]]
+    paired: dict[str, tuple[float, float]]
+
+
 async def _alternating(
-    sides: tuple[Side, Side], rounds: int, duration: float, warmup: float
-) -> dict[str, dict[str, Figure]]:
-    """Every measurement on both databases, alternately (before, after; then after, before;
-    …), so that the shared machine's background load falls on both alike."""
+    sides: tuple[Side, Side],
+    rounds: int,
+    duration: float,
+    warmup: float,
+    route_rounds: int,
+    route_duration: float,
+) -> Measured:
+    """Every measurement on both databases, alternately, so that the shared machine's
+    background load falls on both alike: the in-process calls in ``rounds`` rounds of
+    ``duration`` seconds (each interleaved within itself); each HTTP route in
+    ``route_rounds`` short rounds (before, after; then after, before; …) of
+    ``route_duration`` seconds per side."""
     found: dict[str, dict[str, list[Figure]]] = {s.phase: {} for s in sides}
 
     def add(side: Side, name: str, figure: Figure) -> None:
@@ -255,24 +275,30 @@ async def _alternating(
             file=sys.stderr,
         )
 
-    def orders() -> list[tuple[Side, Side]]:
-        return [sides if r % 2 == 0 else (sides[1], sides[0]) for r in range(rounds)]
-
     for _ in range(rounds):
         timed = await _in_process(sides, duration)
         for side in sides:
             for name, figure in timed[side.phase].items():
                 add(side, name, figure)
+    paired: dict[str, tuple[float, float]] = {}
     for name in _routes(sides[0].teacher):
-        for order in orders():
-            for side in order:
-                spec = _spec(side.port, side.teacher, name, side.phase, duration, warmup)
+        for r in range(route_rounds):
+            for side in sides if r % 2 == 0 else (sides[1], sides[0]):
+                spec = _spec(side.port, side.teacher, name, side.phase, route_duration, warmup)
                 result = _checked(await run_in_process(spec), f"{side.phase} {name}")
                 add(side, name, Figure(result.rate, result.p95_ms))
-    return {
-        phase: {name: _median(figures) for name, figures in by_name.items()}
-        for phase, by_name in found.items()
-    }
+        pairs = list(zip(found[sides[0].phase][name], found[sides[1].phase][name], strict=True))
+        paired[name] = (
+            median(a.rate / b.rate for b, a in pairs),
+            median(a.p95_ms / b.p95_ms for b, a in pairs),
+        )
+    return Measured(
+        {
+            phase: {name: _median(figures) for name, figures in by_name.items()}
+            for phase, by_name in found.items()
+        },
+        paired,
+    )
 
 
 # --------------------------------------------------------------------------- imports
@@ -449,6 +475,8 @@ async def run(
     duration: float = 3.0,
     warmup: float = 0.5,
     rounds: int = 5,
+    route_rounds: int = 10,
+    route_duration: float = 1.5,
     importing_owners: int = 10,
     owner_import_rows: int = 5_000,
     class_import_rows: int = 30_000,  # classes of 30: 30 students in each of 1,000 classes
@@ -491,7 +519,7 @@ async def run(
                 _server(api_argv(small_port), small_port, _server_env(small_url)),
                 _server(api_argv(big_port), big_port, _server_env(big_url)),
             ):
-                figures = await _alternating(
+                measured = await _alternating(
                     (
                         Side("before", small_url, small_rt, small_port, small_teacher),
                         Side("after", big_url, big_rt, big_port, big_teacher),
@@ -499,6 +527,8 @@ async def run(
                     rounds,
                     duration,
                     warmup,
+                    route_rounds,
+                    route_duration,
                 )
             loads["imports"] = _load()
             with tempfile.TemporaryDirectory() as tmp_name:
@@ -517,15 +547,15 @@ async def run(
         finally:
             await small_engine.dispose()
             await big_engine.dispose()
-    before, after = figures["before"], figures["after"]
+    before, after = measured.figures["before"], measured.figures["after"]
     note = (
         f"{counts['students']:,} students, {counts['classes']:,} classes of "
         f"{counts['owners']:,} owners, {counts['associations']:,} associations, "
         f"{counts['outbox']:,} outbox rows; seeded in {seed_seconds:.0f} s; "
-        f"{rounds} alternating rounds of {duration:g} s; load {loads['start']} / "
-        f"{loads['routes']}"
+        f"in-process: {rounds} rounds of {duration:g} s; routes: {route_rounds} alternating "
+        f"rounds of {route_duration:g} s; load {loads['start']} / {loads['routes']}"
     )
-    rows = _route_rows(before, after, note)
+    rows = _route_rows(before, after, measured.paired, note)
     first, tenth = owner_seconds[0], owner_seconds[-1]
     rows += [
         Measurement(
@@ -564,11 +594,23 @@ async def run(
 
 
 def _route_rows(
-    before: dict[str, Figure], after: dict[str, Figure], note: str
+    before: dict[str, Figure],
+    after: dict[str, Figure],
+    paired: dict[str, tuple[float, float]],
+    note: str,
 ) -> list[Measurement]:
     rows = []
     for name, b in before.items():
         a = after[name]
+        pair = paired.get(name)
+        rate_note, p95_note = (
+            (
+                f"median of the rounds' ratios {pair[0]:.0%}; {note}",
+                f"rounds' ratios {pair[1]:.2f}x",
+            )
+            if pair
+            else (note, "")
+        )
         rows.append(
             Measurement(
                 f"scale {name}",
@@ -577,7 +619,7 @@ def _route_rows(
                 reference_name="before seeding",
                 reference_value=b.rate,
                 target_ratio=THROUGHPUT_RATIO,
-                note=note,
+                note=rate_note,
             )
         )
         rows.append(
@@ -589,6 +631,7 @@ def _route_rows(
                 reference_name="before seeding",
                 reference_value=b.p95_ms,
                 target=b.p95_ms * P95_RATIO,
+                note=p95_note,
             )
         )
     return rows

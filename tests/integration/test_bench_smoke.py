@@ -98,6 +98,8 @@ async def test_scale_benchmark_runs(pg_database_factory: object) -> None:
         duration=0.5,
         warmup=0.2,
         rounds=1,
+        route_rounds=2,
+        route_duration=0.5,
         importing_owners=2,
         owner_import_rows=40,
         class_import_rows=40,
