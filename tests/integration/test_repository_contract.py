@@ -913,6 +913,31 @@ async def test_the_earliest_pending_deadline_is_the_sweeps_look_up(backend: Back
         assert await uow.batches.earliest_pending_deadline() is None
 
 
+async def test_an_owners_class_names_are_held_until_the_unit_of_work_ends(
+    any_backend: Backend,
+) -> None:
+    """``lock_names``: a second unit of work asking for the owner's names gets them only when
+    the first has ended (in memory and on SQLite units of work that write are serial anyway:
+    the second waits to begin)."""
+    b = any_backend
+    held: list[str] = []
+
+    async def second() -> None:
+        async with b.uow() as uow:
+            await uow.classes.lock_names(T1)
+            held.append("second")
+
+    async with b.uow() as first:
+        await first.classes.lock_names(T1)
+        held.append("first")
+        task = asyncio.create_task(second())
+        await asyncio.sleep(0.3)
+        assert held == ["first"]
+        await first.commit()
+    await asyncio.wait_for(task, 10)
+    assert held == ["first", "second"]
+
+
 async def test_bulk_reads_of_a_sweep(any_backend: Backend) -> None:
     b = any_backend
     c1 = await new_class(b, "9A")
@@ -1243,6 +1268,31 @@ async def test_outbox_leadership_on_a_single_store(backend: Backend) -> None:
 async def _pg_class(engine: AsyncEngine, clock: FixedClock | None = None) -> SchoolClass:
     rt = build_sql_runtime(engine, clock=clock or FixedClock())
     return await create_class(rt, ctx(), CreateClass("9A", ["ENG5"]))
+
+
+async def test_pg_class_names_are_held_per_owner_and_let_go_by_a_rollback(
+    clean_pg: AsyncEngine,
+) -> None:
+    """Another owner's names are not held by this one's; a rolled-back unit of work lets go
+    of them as a committed one does (PostgreSQL's transaction-scoped advisory lock)."""
+    rt = build_sql_runtime(clean_pg)
+    got: list[str] = []
+
+    async def same_owner() -> None:
+        async with rt.uow() as uow:
+            await uow.classes.lock_names(T1)
+            got.append("same owner")
+
+    async with rt.uow() as first:
+        await first.classes.lock_names(T1)
+        async with rt.uow() as other:
+            await asyncio.wait_for(other.classes.lock_names(T2), 5)
+        task = asyncio.create_task(same_owner())
+        await asyncio.sleep(0.3)
+        assert got == []
+        # Left without a commit: rolled back.
+    await asyncio.wait_for(task, 5)
+    assert got == ["same owner"]
 
 
 async def test_pg_placeholder_is_unique_under_concurrency(clean_pg: AsyncEngine) -> None:

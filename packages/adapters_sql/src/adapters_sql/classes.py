@@ -17,6 +17,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -126,6 +127,16 @@ _BY_SEARCH_KEYS_PG = (
         classes.c.search_key == any_(bindparam("search_keys", type_=ARRAY(Text()))),
     )
     .order_by(classes.c.created_at, classes.c.id)
+)
+# An owner's class names held until the transaction ends (``lock_names``): PostgreSQL's
+# transaction-scoped advisory lock in its two-key form, our own key space ("cmsc") and a hash
+# of the owner (two owners whose ids hash alike merely wait for each other). On SQLite a
+# write transaction is serial already (``BEGIN IMMEDIATE``).
+_NAMES_KEY_SPACE = 0x636D7363
+_LOCK_NAMES_PG = select(
+    func.pg_advisory_xact_lock(
+        literal_column(str(_NAMES_KEY_SPACE)), func.hashtext(bindparam("owner_id", type_=Text()))
+    ).label("locked")
 )
 _UPDATE = (
     update(classes)
@@ -255,6 +266,10 @@ class SqlClassRepository:
             if key in wanted:
                 found.setdefault(key, []).append(class_from_row(r, r["student_count"]))
         return found
+
+    async def lock_names(self, owner_id: str) -> None:
+        if self._tx.is_postgresql:
+            await self._tx.fetch_rows(_LOCK_NAMES_PG, {"owner_id": owner_id})
 
     async def update(self, cls: SchoolClass) -> None:
         row = class_row(cls)

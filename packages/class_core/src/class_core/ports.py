@@ -74,6 +74,14 @@ class ClassRepository(Protocol):
         (names that match no class are absent)."""
         ...
 
+    async def lock_names(self, owner_id: str) -> None:
+        """Hold the owner's class names until this unit of work ends: another unit of work
+        that asks for them waits until then. Taken before creating classes by names that no
+        class has yet (an import's chunk) and followed by looking those names up again, so
+        that two writers at once create one class per name, not two (contract §7: several
+        matches are a row error from then on)."""
+        ...
+
     async def update(self, cls: SchoolClass) -> None:
         """Store name, course code, external id, status, ``archived_at``, ``updated_at`` and
         ``version``; a taken external id raises

@@ -259,6 +259,10 @@ class InMemoryClassRepository(_Repo):
                 found[name] = classes
         return found
 
+    async def lock_names(self, owner_id: str) -> None:
+        # Units of work run one at a time here: nobody else can be creating classes.
+        return None
+
     async def update(self, cls: SchoolClass) -> None:
         if self._external_id_taken(cls):
             raise DuplicateExternalIdError()

@@ -629,11 +629,16 @@ async def _plan(
     uow: UnitOfWork, ctx: RequestContext, state: _State, valid: Sequence[_Valid], plan: ChunkPlan
 ) -> None:
     """Decide, record by record, what the chunk does (reads only)."""
-    for new in plan.new_classes.values():  # planned again after a conflict: same classes
+    owner = ctx.user_id
+    if plan.new_classes:  # planned again after a conflict: same classes, unless ...
+        # ... another writer created one by that name while the names were not held.
+        await uow.classes.lock_names(owner)
+        for key in await uow.classes.find_by_names(owner, plan.new_classes):
+            del plan.new_classes[key]
+    for new in plan.new_classes.values():
         # The first attempt's events were rolled back.
         new.announce_created(plan.now, ctx.correlation_id)
         plan.collect(new)
-    owner = ctx.user_id
     if state.fixed_class is not None:
         # The class before the students, the order a class deletion takes them in.
         locked = await uow.classes.get_many(owner, [state.fixed_class.id], lock=True)
@@ -650,6 +655,7 @@ async def _plan(
     looked_up: dict[str, list[SchoolClass]] = {name.casefold(): [] for name in unseen}
     if unseen:
         looked_up.update(await uow.classes.find_by_names(owner, unseen))
+        await _hold_new_names(uow, owner, looked_up)
     await _lock_named_classes(uow, owner, state, valid, looked_up)
     # Locked until the chunk commits: an update is applied to the rows as they are then, so
     # that an import never reverts a concurrent API edit (contract §8).
@@ -694,6 +700,20 @@ async def _plan(
             _create(plan, ctx, state, v, cls, next(new_ids))
         else:
             _update(plan, ctx, state, v, cls, student)
+
+
+async def _hold_new_names(
+    uow: UnitOfWork, owner: str, looked_up: dict[str, list[SchoolClass]]
+) -> None:
+    """Names no class has yet, which the chunk may create classes by: the owner's names are
+    held (until the chunk commits) and those names looked up again, so that a class that a
+    concurrent import created meanwhile is joined, not created a second time (§7). Nothing is
+    locked before this (a chunk naming classes has no fixed class), so a writer holding the
+    names never waits for this one."""
+    missing = [key for key, found in looked_up.items() if not found]
+    if missing:
+        await uow.classes.lock_names(owner)
+        looked_up.update(await uow.classes.find_by_names(owner, missing))
 
 
 async def _lock_named_classes(
