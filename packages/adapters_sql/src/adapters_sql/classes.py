@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection
 from typing import Any
 from uuid import UUID
@@ -23,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from adapters_sql.mapping import class_from_row, class_row
+from adapters_sql.mapping import class_from_row, class_row, like_pattern
 from adapters_sql.schema import class_students, classes, students
 from adapters_sql.transaction import SqlTransaction
 from class_core.model import Page, SchoolClass
@@ -173,6 +174,66 @@ def _filters(owner_id: str, query: ClassQuery) -> list[ColumnElement[bool]]:
     return conds
 
 
+_SearchShape = tuple[bool, bool, bool, bool, bool]
+
+
+def _search_shape(query: ClassQuery) -> _SearchShape:
+    return (
+        query.q is not None,
+        query.course_code is not None,
+        query.updated_since is not None,
+        query.status is not None,
+        query.external_id is not None,
+    )
+
+
+def _search_params(owner_id: str, query: ClassQuery) -> dict[str, Any]:
+    params: dict[str, Any] = {"owner_id": owner_id, "limit": query.limit, "offset": query.offset}
+    values = {
+        "q_pattern": None if query.q is None else like_pattern(query.q),
+        "course_code": query.course_code,
+        "updated_since": query.updated_since,
+        "status": query.status,
+        "external_id": query.external_id,
+    }
+    params.update((name, value) for name, value in values.items() if value is not None)
+    return params
+
+
+def _search_statement(shape: _SearchShape) -> Select[Any]:
+    """PostgreSQL: one page of the owner's classes with its total, then the student counts of
+    its rows only; every value a plain parameter, so that a filter combination is one
+    statement, compiled once and sent straight to asyncpg (``SqlTransaction.fetch_rows``)."""
+    by_q, by_course, by_since, by_status, by_external = shape
+    conds: list[ColumnElement[bool]] = [classes.c.owner_id == bindparam("owner_id")]
+    if by_q:
+        conds.append(classes.c.search_key.like(bindparam("q_pattern", type_=Text()), escape="/"))
+    if by_course:
+        conds.append(classes.c.course_code == bindparam("course_code"))
+    if by_since:
+        conds.append(classes.c.updated_at >= bindparam("updated_since"))
+    if by_status:
+        conds.append(classes.c.status == bindparam("status"))
+    if by_external:
+        conds.append(classes.c.external_id == bindparam("external_id"))
+    page = (
+        select(classes, func.count().over().label("total"))
+        .where(*conds)
+        .order_by(*_ORDER)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+        .subquery("p")
+    )
+    return select(page, _count_of(page.c.id)).order_by(page.c.created_at.desc(), page.c.id.desc())
+
+
+# Built once, when the module is loaded: the 32 filter combinations.
+_SEARCH_PG: dict[_SearchShape, Select[Any]] = {
+    (q, c, u, s, e): _search_statement((q, c, u, s, e))
+    for q, c, u, s, e in itertools.product((False, True), repeat=5)
+}
+
+
 class SqlClassRepository:
     def __init__(self, tx: SqlTransaction) -> None:
         self._tx = tx
@@ -210,25 +271,29 @@ class SqlClassRepository:
         return {row["id"]: class_from_row(row) for row in rows}
 
     async def search(self, owner_id: str, query: ClassQuery) -> Page[SchoolClass]:
-        conds = _filters(owner_id, query)
-        # The page first, then the student counts of its rows only.
-        page = (
-            select(classes, func.count().over().label("total"))
-            .where(*conds)
-            .order_by(*_ORDER)
-            .limit(query.limit)
-            .offset(query.offset)
-            .subquery("p")
-        )
-        statement: Select[Any] = select(page, _count_of(page.c.id)).order_by(
-            page.c.created_at.desc(), page.c.id.desc()
-        )
-        rows = list((await self._tx.execute(statement)).mappings())
+        rows: list[Any]
+        if self._tx.is_postgresql:
+            params = _search_params(owner_id, query)
+            rows = await self._tx.fetch_rows(_SEARCH_PG[_search_shape(query)], params)
+        else:
+            # The page first, then the student counts of its rows only.
+            page = (
+                select(classes, func.count().over().label("total"))
+                .where(*_filters(owner_id, query))
+                .order_by(*_ORDER)
+                .limit(query.limit)
+                .offset(query.offset)
+                .subquery("p")
+            )
+            statement: Select[Any] = select(page, _count_of(page.c.id)).order_by(
+                page.c.created_at.desc(), page.c.id.desc()
+            )
+            rows = list((await self._tx.execute(statement)).mappings())
         if rows:
             total = int(rows[0]["total"])
         else:
             counted = await self._tx.execute(
-                select(func.count()).select_from(classes).where(*conds)
+                select(func.count()).select_from(classes).where(*_filters(owner_id, query))
             )
             total = int(counted.scalar_one())
         items = tuple(class_from_row(r, r["student_count"]) for r in rows)

@@ -324,3 +324,11 @@ def outbox_from_row(row: Row) -> StoredOutboxMessage:
         created_at=row["created_at"],
     )
     return StoredOutboxMessage(seq=row["seq"], message=message, attempts=row["attempts"])
+
+
+def like_pattern(text: str) -> str:
+    """``%text%`` with ``%``, ``_`` and the escape character ``/`` escaped (``LIKE … ESCAPE
+    '/'``): what SQLAlchemy's ``contains(…, autoescape=True)`` binds, for a statement whose
+    pattern is a plain parameter."""
+    escaped = text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return f"%{escaped}%"

@@ -11,6 +11,7 @@ from uuid import UUID
 from sqlalchemy import (
     ColumnElement,
     RowMapping,
+    Select,
     Text,
     Uuid,
     any_,
@@ -30,6 +31,7 @@ from sqlalchemy.dialects import postgresql
 from adapters_sql.bulk import copy_records, use_copy
 from adapters_sql.mapping import (
     STUDENT_RECORD_COLUMNS,
+    like_pattern,
     student_from_row,
     student_record,
     student_row,
@@ -325,6 +327,73 @@ def _update_params(s: Student) -> dict[str, Any]:
     }
 
 
+_SearchShape = tuple[bool, bool, bool, bool]
+
+
+def _search_shape(query: StudentQuery) -> _SearchShape:
+    return (
+        query.class_id is not None,
+        query.q is not None,
+        query.updated_since is not None,
+        query.external_id is not None,
+    )
+
+
+def _search_params(owner_id: str, query: StudentQuery) -> dict[str, Any]:
+    params: dict[str, Any] = {"owner_id": owner_id, "limit": query.limit, "offset": query.offset}
+    if query.class_id is not None:
+        params["class_id"] = query.class_id
+    if query.q is not None:
+        params["q_pattern"] = like_pattern(query.q)
+    if query.updated_since is not None:
+        params["updated_since"] = query.updated_since
+    if query.external_id is not None:
+        params["external_id"] = query.external_id
+    return params
+
+
+def _search_statement(shape: _SearchShape) -> Select[Any]:
+    """PostgreSQL: one page of the owner's students with its total and each row's class ids,
+    every value a plain parameter, so that a filter combination is one statement, compiled
+    once and sent straight to asyncpg (``SqlTransaction.fetch_rows``)."""
+    by_class, by_q, by_since, by_external = shape
+    conds: list[ColumnElement[bool]] = [students.c.owner_id == bindparam("owner_id")]
+    if by_class:
+        conds.append(
+            exists().where(
+                class_students.c.class_id == bindparam("class_id"),
+                class_students.c.student_id == students.c.id,
+            )
+        )
+    if by_q:
+        conds.append(students.c.search_key.like(bindparam("q_pattern", type_=Text()), escape="/"))
+    if by_since:
+        conds.append(students.c.updated_at >= bindparam("updated_since"))
+    if by_external:
+        conds.append(students.c.external_id == bindparam("external_id"))
+    page = (
+        select(students, func.count().over().label("total"))
+        .where(*conds)
+        .order_by(*_ORDER)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+        .subquery("p")
+    )
+    return select(page, _class_ids_of(page.c.id)).order_by(
+        page.c.last_name, page.c.first_name, page.c.id
+    )
+
+
+# Built once, when the module is loaded: the sixteen filter combinations.
+_SEARCH_PG = {
+    (c, q, u, e): _search_statement((c, q, u, e))
+    for c in (False, True)
+    for q in (False, True)
+    for u in (False, True)
+    for e in (False, True)
+}
+
+
 def _filters(owner_id: str, query: StudentQuery) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = [students.c.owner_id == owner_id]
     if query.class_id is not None:
@@ -454,22 +523,20 @@ class SqlStudentRepository:
         return found
 
     async def search(self, owner_id: str, query: StudentQuery) -> Page[Student]:
-        conds = _filters(owner_id, query)
-        page = (
-            select(students, func.count().over().label("total"))
-            .where(*conds)
-            .order_by(*_ORDER)
-            .limit(query.limit)
-            .offset(query.offset)
-            .subquery("p")
-        )
+        rows: Sequence[Any]
         if self._tx.is_postgresql:
-            statement = select(page, _class_ids_of(page.c.id)).order_by(
-                page.c.last_name, page.c.first_name, page.c.id
-            )
-            rows = list((await self._tx.execute(statement)).mappings())
+            params = _search_params(owner_id, query)
+            rows = await self._tx.fetch_rows(_SEARCH_PG[_search_shape(query)], params)
             found = _with_class_ids(rows)
         else:
+            page = (
+                select(students, func.count().over().label("total"))
+                .where(*_filters(owner_id, query))
+                .order_by(*_ORDER)
+                .limit(query.limit)
+                .offset(query.offset)
+                .subquery("p")
+            )
             members = class_students.alias("pm")
             statement = (
                 select(page, members.c.class_id)
@@ -482,7 +549,7 @@ class SqlStudentRepository:
             total = int(rows[0]["total"])
         else:
             counted = await self._tx.execute(
-                select(func.count()).select_from(students).where(*conds)
+                select(func.count()).select_from(students).where(*_filters(owner_id, query))
             )
             total = int(counted.scalar_one())
         return Page(tuple(found), total, query.limit, query.offset)
