@@ -190,6 +190,7 @@ def _hot_reads(s: Seeded) -> dict[str, Callable[[], Awaitable[object]]]:
         ),
         "class list archived": lambda: list_classes(s.rt, ctx, ClassQuery.build(status="archived")),
         "class list all": lambda: list_classes(s.rt, ctx, ClassQuery.build(status="all")),
+        "class list, a later page": lambda: list_classes(s.rt, ctx, ClassQuery.build(offset=1)),
         "class list external id": lambda: list_classes(
             s.rt, ctx, ClassQuery.build(status="all", external_id="SIS-1")
         ),
@@ -207,6 +208,8 @@ def _hot_reads(s: Seeded) -> dict[str, Callable[[], Awaitable[object]]]:
         "student search q in a class": lambda: list_students(
             s.rt, ctx, StudentQuery.build(q="berg", class_id=s.class_id)
         ),
+        # A later page has an OFFSET (the first has none: adapters_sql.mapping.page_window).
+        "students, a later page": lambda: list_students(s.rt, ctx, StudentQuery.build(offset=5)),
         "batch view": lambda: get_batch_associations(s.rt, ctx, s.batch_id),
         "batch queue": lambda: list_batches(s.rt, ctx, BatchQuery.build()),
         "batch queue all of a class": lambda: list_batches(
@@ -237,6 +240,7 @@ HOT_READS = [
     "class list since",
     "class list archived",
     "class list all",
+    "class list, a later page",
     "class list external id",
     "students by external id",
     "roster (owner)",
@@ -246,6 +250,7 @@ HOT_READS = [
     "students of a class",
     "student search q",
     "student search q in a class",
+    "students, a later page",
     "batch view",
     "batch queue",
     "batch queue all of a class",

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from adapters_sql.mapping import class_from_row, class_row, like_pattern
+from adapters_sql.mapping import class_from_row, class_row, like_pattern, page_window
 from adapters_sql.schema import class_students, classes, students
 from adapters_sql.transaction import SqlTransaction
 from class_core.model import Page, SchoolClass
@@ -174,7 +174,7 @@ def _filters(owner_id: str, query: ClassQuery) -> list[ColumnElement[bool]]:
     return conds
 
 
-_SearchShape = tuple[bool, bool, bool, bool, bool]
+_SearchShape = tuple[bool, bool, bool, bool, bool, bool]
 
 
 def _search_shape(query: ClassQuery) -> _SearchShape:
@@ -184,11 +184,14 @@ def _search_shape(query: ClassQuery) -> _SearchShape:
         query.updated_since is not None,
         query.status is not None,
         query.external_id is not None,
+        query.offset > 0,
     )
 
 
 def _search_params(owner_id: str, query: ClassQuery) -> dict[str, Any]:
-    params: dict[str, Any] = {"owner_id": owner_id, "limit": query.limit, "offset": query.offset}
+    params: dict[str, Any] = {"owner_id": owner_id, "limit": query.limit}
+    if query.offset > 0:
+        params["offset"] = query.offset
     values = {
         "q_pattern": None if query.q is None else like_pattern(query.q),
         "course_code": query.course_code,
@@ -203,8 +206,9 @@ def _search_params(owner_id: str, query: ClassQuery) -> dict[str, Any]:
 def _search_statement(shape: _SearchShape) -> Select[Any]:
     """PostgreSQL: one page of the owner's classes with its total, then the student counts of
     its rows only; every value a plain parameter, so that a filter combination is one
-    statement, compiled once and sent straight to asyncpg (``SqlTransaction.fetch_rows``)."""
-    by_q, by_course, by_since, by_status, by_external = shape
+    statement, compiled once and sent straight to asyncpg (``SqlTransaction.fetch_rows``). The
+    first page has no ``OFFSET`` (see :func:`adapters_sql.mapping.page_window`)."""
+    by_q, by_course, by_since, by_status, by_external, later_page = shape
     conds: list[ColumnElement[bool]] = [classes.c.owner_id == bindparam("owner_id")]
     if by_q:
         conds.append(classes.c.search_key.like(bindparam("q_pattern", type_=Text()), escape="/"))
@@ -216,21 +220,18 @@ def _search_statement(shape: _SearchShape) -> Select[Any]:
         conds.append(classes.c.status == bindparam("status"))
     if by_external:
         conds.append(classes.c.external_id == bindparam("external_id"))
-    page = (
-        select(classes, func.count().over().label("total"))
-        .where(*conds)
-        .order_by(*_ORDER)
-        .limit(bindparam("limit"))
-        .offset(bindparam("offset"))
-        .subquery("p")
+    window = page_window(
+        select(classes, func.count().over().label("total")).where(*conds).order_by(*_ORDER),
+        later_page,
     )
+    page = window.subquery("p")
     return select(page, _count_of(page.c.id)).order_by(page.c.created_at.desc(), page.c.id.desc())
 
 
-# Built once, when the module is loaded: the 32 filter combinations.
+# Built once, when the module is loaded: the 32 filter combinations, first page or not.
 _SEARCH_PG: dict[_SearchShape, Select[Any]] = {
-    (q, c, u, s, e): _search_statement((q, c, u, s, e))
-    for q, c, u, s, e in itertools.product((False, True), repeat=5)
+    (q, c, u, s, e, o): _search_statement((q, c, u, s, e, o))
+    for q, c, u, s, e, o in itertools.product((False, True), repeat=6)
 }
 
 

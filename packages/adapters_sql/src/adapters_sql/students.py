@@ -3,6 +3,7 @@ statement (one round trip), grouped here."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from adapters_sql.bulk import copy_records, use_copy
 from adapters_sql.mapping import (
     STUDENT_RECORD_COLUMNS,
     like_pattern,
+    page_window,
     student_from_row,
     student_record,
     student_row,
@@ -327,7 +329,7 @@ def _update_params(s: Student) -> dict[str, Any]:
     }
 
 
-_SearchShape = tuple[bool, bool, bool, bool]
+_SearchShape = tuple[bool, bool, bool, bool, bool]
 
 
 def _search_shape(query: StudentQuery) -> _SearchShape:
@@ -336,11 +338,14 @@ def _search_shape(query: StudentQuery) -> _SearchShape:
         query.q is not None,
         query.updated_since is not None,
         query.external_id is not None,
+        query.offset > 0,
     )
 
 
 def _search_params(owner_id: str, query: StudentQuery) -> dict[str, Any]:
-    params: dict[str, Any] = {"owner_id": owner_id, "limit": query.limit, "offset": query.offset}
+    params: dict[str, Any] = {"owner_id": owner_id, "limit": query.limit}
+    if query.offset > 0:
+        params["offset"] = query.offset
     if query.class_id is not None:
         params["class_id"] = query.class_id
     if query.q is not None:
@@ -355,8 +360,9 @@ def _search_params(owner_id: str, query: StudentQuery) -> dict[str, Any]:
 def _search_statement(shape: _SearchShape) -> Select[Any]:
     """PostgreSQL: one page of the owner's students with its total and each row's class ids,
     every value a plain parameter, so that a filter combination is one statement, compiled
-    once and sent straight to asyncpg (``SqlTransaction.fetch_rows``)."""
-    by_class, by_q, by_since, by_external = shape
+    once and sent straight to asyncpg (``SqlTransaction.fetch_rows``). The first page has no
+    ``OFFSET`` (see :func:`adapters_sql.mapping.page_window`)."""
+    by_class, by_q, by_since, by_external, later_page = shape
     conds: list[ColumnElement[bool]] = [students.c.owner_id == bindparam("owner_id")]
     if by_class:
         conds.append(
@@ -371,26 +377,20 @@ def _search_statement(shape: _SearchShape) -> Select[Any]:
         conds.append(students.c.updated_at >= bindparam("updated_since"))
     if by_external:
         conds.append(students.c.external_id == bindparam("external_id"))
-    page = (
-        select(students, func.count().over().label("total"))
-        .where(*conds)
-        .order_by(*_ORDER)
-        .limit(bindparam("limit"))
-        .offset(bindparam("offset"))
-        .subquery("p")
+    window = page_window(
+        select(students, func.count().over().label("total")).where(*conds).order_by(*_ORDER),
+        later_page,
     )
+    page = window.subquery("p")
     return select(page, _class_ids_of(page.c.id)).order_by(
         page.c.last_name, page.c.first_name, page.c.id
     )
 
 
-# Built once, when the module is loaded: the sixteen filter combinations.
-_SEARCH_PG = {
-    (c, q, u, e): _search_statement((c, q, u, e))
-    for c in (False, True)
-    for q in (False, True)
-    for u in (False, True)
-    for e in (False, True)
+# Built once, when the module is loaded: the sixteen filter combinations, first page or not.
+_SEARCH_PG: dict[_SearchShape, Select[Any]] = {
+    (c, q, u, e, o): _search_statement((c, q, u, e, o))
+    for c, q, u, e, o in itertools.product((False, True), repeat=5)
 }
 
 
