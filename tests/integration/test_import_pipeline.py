@@ -40,6 +40,13 @@ def _rows(n: int) -> list[RosterRow]:
     ]
 
 
+# The owner's memberships.
+_MEMBERS = (
+    "SELECT count(*) FROM cms_class_students m JOIN cms_classes c ON c.id = m.class_id "
+    "WHERE c.owner_id = :owner"
+)
+
+
 async def _count(engine: AsyncEngine, sql: str) -> int:
     async with engine.connect() as conn:
         return int((await conn.execute(text(sql), {"owner": OWNER.user_id})).scalar_one())
@@ -76,12 +83,8 @@ async def test_a_race_lost_by_a_written_chunk_rolls_back_the_planned_one_and_rep
     owned = "SELECT count(*) FROM cms_students WHERE owner_id = :owner"
     assert await _count(clean_pg, owned) == 300
     assert await _count(clean_pg, owned + " AND last_name = 'Nr150'") == 1
-    members = (
-        "SELECT count(*) FROM cms_class_students m JOIN cms_classes c ON c.id = m.class_id "
-        "WHERE c.owner_id = :owner"
-    )
-    assert await _count(clean_pg, members) == 300
-    in_9b = members + " AND c.name = '9B'"
+    assert await _count(clean_pg, _MEMBERS) == 300
+    in_9b = _MEMBERS + " AND c.name = '9B'"
     assert await _count(clean_pg, in_9b) == 200
     assert await _count(clean_pg, "SELECT count(*) FROM cms_classes WHERE owner_id = :owner") == 2
     created = (
@@ -141,11 +144,7 @@ async def test_two_imports_naming_the_same_new_classes_at_once_create_each_class
     names = "SELECT count(DISTINCT name) FROM cms_classes WHERE owner_id = :owner"
     assert await _count(clean_pg, "SELECT count(*) FROM cms_classes WHERE owner_id = :owner") == 40
     assert await _count(clean_pg, names) == 40
-    members = (
-        "SELECT count(*) FROM cms_class_students m JOIN cms_classes c ON c.id = m.class_id "
-        "WHERE c.owner_id = :owner"
-    )
-    assert await _count(clean_pg, members) == 800
+    assert await _count(clean_pg, _MEMBERS) == 800
     smallest = (
         "SELECT min(n) FROM (SELECT count(*) AS n FROM cms_class_students m "
         "JOIN cms_classes c ON c.id = m.class_id WHERE c.owner_id = :owner GROUP BY c.id) s"
@@ -172,11 +171,7 @@ async def test_two_imports_into_the_same_existing_classes_at_once_both_land(
         await create_class(rt, OWNER, CreateClass(f"K{k:02d}", ["ENG5"]))
     await _two_imports_at_once(rt, _school("a", 400, 40), _school("b", 400, 40))
 
-    members = (
-        "SELECT count(*) FROM cms_class_students m JOIN cms_classes c ON c.id = m.class_id "
-        "WHERE c.owner_id = :owner"
-    )
-    assert await _count(clean_pg, members) == 800
+    assert await _count(clean_pg, _MEMBERS) == 800
     feed = (
         "SELECT count(*) FROM cms_changes f JOIN cms_classes c ON c.id = f.object_id "
         "WHERE c.owner_id = :owner"
@@ -224,8 +219,4 @@ async def test_a_chunk_planned_again_joins_the_class_another_import_created_mean
     assert (summary.created, summary.updated, summary.failed) == (9, 1, 0)
     assert summary.classes_created == []
     assert await _count(clean_pg, "SELECT count(*) FROM cms_classes WHERE owner_id = :owner") == 1
-    members = (
-        "SELECT count(*) FROM cms_class_students m JOIN cms_classes c ON c.id = m.class_id "
-        "WHERE c.owner_id = :owner"
-    )
-    assert await _count(clean_pg, members) == 11
+    assert await _count(clean_pg, _MEMBERS) == 11
