@@ -276,8 +276,8 @@ async def test_invalid_course_codes_write_nothing(backend: Backend) -> None:
     assert b.notifier.sent == []
 
 
-async def test_class_list_orders_filters_and_counts(backend: Backend) -> None:
-    b = backend
+async def test_class_list_orders_filters_and_counts(any_backend: Backend) -> None:
+    b = any_backend
     first = await new_class(b, "ÅSA 9A", "ENG5")
     b.clock.advance(minutes=1)
     second = await new_class(b, "Bertil", "SV1")
@@ -430,8 +430,8 @@ async def test_email_is_unique_per_owner(backend: Backend) -> None:
     assert (await get_student(b.rt, ctx(), first.id)).email == "a@x.se"
 
 
-async def test_student_list_orders_by_code_point_and_filters(backend: Backend) -> None:
-    b = backend
+async def test_student_list_orders_by_code_point_and_filters(any_backend: Backend) -> None:
+    b = any_backend
     cls = await new_class(b)
     zeta = await new_student(b, "Anna", "Zeta", "zeta@x.se", (cls.id,))
     adam_b = await new_student(b, "Bo", "adam")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+import functools
 from collections.abc import Collection
 from typing import Any
 from uuid import UUID
@@ -158,37 +158,22 @@ _GET_UNSCOPED_MANY = select(classes).where(classes.c.id.in_(bindparam("class_ids
 _ORDER = (classes.c.created_at.desc(), classes.c.id.desc())
 
 
-def _filters(owner_id: str, query: ClassQuery) -> list[ColumnElement[bool]]:
-    conds: list[ColumnElement[bool]] = [classes.c.owner_id == owner_id]
-    if query.q is not None:
-        conds.append(classes.c.search_key.contains(query.q, autoescape=True))
-    if query.course_code is not None:
-        conds.append(classes.c.course_code == query.course_code)
-    if query.updated_since is not None:
-        conds.append(classes.c.updated_at >= query.updated_since)
-    if query.status is not None:
-        # With the owner: a range of ix_cms_classes_owner_status_created, already in order.
-        conds.append(classes.c.status == query.status)
-    if query.external_id is not None:
-        conds.append(classes.c.external_id == query.external_id)
-    return conds
+# The list's filters that a query sets: q, course, updated since, status, external id.
+_Filters = tuple[bool, bool, bool, bool, bool]
 
 
-_SearchShape = tuple[bool, bool, bool, bool, bool, bool]
-
-
-def _search_shape(query: ClassQuery) -> _SearchShape:
+def _filters(query: ClassQuery) -> _Filters:
     return (
         query.q is not None,
         query.course_code is not None,
         query.updated_since is not None,
         query.status is not None,
         query.external_id is not None,
-        query.offset > 0,
     )
 
 
 def _search_params(owner_id: str, query: ClassQuery) -> dict[str, Any]:
+    """The values of :func:`_conditions`' parameters and of the page's window."""
     params: dict[str, Any] = {"owner_id": owner_id, "limit": query.limit}
     if query.offset > 0:
         params["offset"] = query.offset
@@ -203,12 +188,8 @@ def _search_params(owner_id: str, query: ClassQuery) -> dict[str, Any]:
     return params
 
 
-def _search_statement(shape: _SearchShape) -> Select[Any]:
-    """PostgreSQL: one page of the owner's classes with its total, then the student counts of
-    its rows only; every value a plain parameter, so that a filter combination is one
-    statement, compiled once and sent straight to asyncpg (``SqlTransaction.fetch_rows``). The
-    first page has no ``OFFSET`` (see :func:`adapters_sql.mapping.page_window`)."""
-    by_q, by_course, by_since, by_status, by_external, later_page = shape
+def _conditions(filters: _Filters) -> list[ColumnElement[bool]]:
+    by_q, by_course, by_since, by_status, by_external = filters
     conds: list[ColumnElement[bool]] = [classes.c.owner_id == bindparam("owner_id")]
     if by_q:
         conds.append(classes.c.search_key.like(bindparam("q_pattern", type_=Text()), escape="/"))
@@ -217,22 +198,34 @@ def _search_statement(shape: _SearchShape) -> Select[Any]:
     if by_since:
         conds.append(classes.c.updated_at >= bindparam("updated_since"))
     if by_status:
+        # With the owner: a range of ix_cms_classes_owner_status_created, already in order.
         conds.append(classes.c.status == bindparam("status"))
     if by_external:
         conds.append(classes.c.external_id == bindparam("external_id"))
+    return conds
+
+
+@functools.cache
+def _search_statement(filters: _Filters, later_page: bool) -> Select[Any]:
+    """One page of the owner's classes with its total, then the student counts of its rows
+    only. Every value is a plain parameter, so a filter combination is one statement, built
+    at its first use and kept (64 at most), compiled once and sent straight to asyncpg on
+    PostgreSQL (``SqlTransaction.fetch_rows``). The first page has no ``OFFSET`` (see
+    :func:`adapters_sql.mapping.page_window`)."""
     window = page_window(
-        select(classes, func.count().over().label("total")).where(*conds).order_by(*_ORDER),
+        select(classes, func.count().over().label("total"))
+        .where(*_conditions(filters))
+        .order_by(*_ORDER),
         later_page,
     )
     page = window.subquery("p")
     return select(page, _count_of(page.c.id)).order_by(page.c.created_at.desc(), page.c.id.desc())
 
 
-# Built once, when the module is loaded: the 32 filter combinations, first page or not.
-_SEARCH_PG: dict[_SearchShape, Select[Any]] = {
-    (q, c, u, s, e, o): _search_statement((q, c, u, s, e, o))
-    for q, c, u, s, e, o in itertools.product((False, True), repeat=6)
-}
+@functools.cache
+def _total_statement(filters: _Filters) -> Select[Any]:
+    """The number of the owner's classes a filter combination finds (a page past the end)."""
+    return select(func.count()).select_from(classes).where(*_conditions(filters))
 
 
 class SqlClassRepository:
@@ -272,30 +265,14 @@ class SqlClassRepository:
         return {row["id"]: class_from_row(row) for row in rows}
 
     async def search(self, owner_id: str, query: ClassQuery) -> Page[SchoolClass]:
-        rows: list[Any]
-        if self._tx.is_postgresql:
-            params = _search_params(owner_id, query)
-            rows = await self._tx.fetch_rows(_SEARCH_PG[_search_shape(query)], params)
-        else:
-            # The page first, then the student counts of its rows only.
-            page = (
-                select(classes, func.count().over().label("total"))
-                .where(*_filters(owner_id, query))
-                .order_by(*_ORDER)
-                .limit(query.limit)
-                .offset(query.offset)
-                .subquery("p")
-            )
-            statement: Select[Any] = select(page, _count_of(page.c.id)).order_by(
-                page.c.created_at.desc(), page.c.id.desc()
-            )
-            rows = list((await self._tx.execute(statement)).mappings())
+        filters, params = _filters(query), _search_params(owner_id, query)
+        rows = await self._tx.fetch_rows(_search_statement(filters, query.offset > 0), params)
         if rows:
             total = int(rows[0]["total"])
-        else:
-            counted = await self._tx.execute(
-                select(func.count()).select_from(classes).where(*_filters(owner_id, query))
-            )
+        else:  # past the end (or nothing): the window gave no total
+            del params["limit"]
+            params.pop("offset", None)
+            counted = await self._tx.execute(_total_statement(filters), params)
             total = int(counted.scalar_one())
         items = tuple(class_from_row(r, r["student_count"]) for r in rows)
         return Page(items, total, query.limit, query.offset)

@@ -3,7 +3,7 @@ statement (one round trip), grouped here."""
 
 from __future__ import annotations
 
-import itertools
+import functools
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -329,20 +329,21 @@ def _update_params(s: Student) -> dict[str, Any]:
     }
 
 
-_SearchShape = tuple[bool, bool, bool, bool, bool]
+# The list's filters that a query sets: class, q, updated since, external id.
+_Filters = tuple[bool, bool, bool, bool]
 
 
-def _search_shape(query: StudentQuery) -> _SearchShape:
+def _filters(query: StudentQuery) -> _Filters:
     return (
         query.class_id is not None,
         query.q is not None,
         query.updated_since is not None,
         query.external_id is not None,
-        query.offset > 0,
     )
 
 
 def _search_params(owner_id: str, query: StudentQuery) -> dict[str, Any]:
+    """The values of :func:`_conditions`' parameters and of the page's window."""
     params: dict[str, Any] = {"owner_id": owner_id, "limit": query.limit}
     if query.offset > 0:
         params["offset"] = query.offset
@@ -357,12 +358,8 @@ def _search_params(owner_id: str, query: StudentQuery) -> dict[str, Any]:
     return params
 
 
-def _search_statement(shape: _SearchShape) -> Select[Any]:
-    """PostgreSQL: one page of the owner's students with its total and each row's class ids,
-    every value a plain parameter, so that a filter combination is one statement, compiled
-    once and sent straight to asyncpg (``SqlTransaction.fetch_rows``). The first page has no
-    ``OFFSET`` (see :func:`adapters_sql.mapping.page_window`)."""
-    by_class, by_q, by_since, by_external, later_page = shape
+def _conditions(filters: _Filters) -> list[ColumnElement[bool]]:
+    by_class, by_q, by_since, by_external = filters
     conds: list[ColumnElement[bool]] = [students.c.owner_id == bindparam("owner_id")]
     if by_class:
         conds.append(
@@ -377,39 +374,40 @@ def _search_statement(shape: _SearchShape) -> Select[Any]:
         conds.append(students.c.updated_at >= bindparam("updated_since"))
     if by_external:
         conds.append(students.c.external_id == bindparam("external_id"))
+    return conds
+
+
+@functools.cache
+def _search_statement(filters: _Filters, later_page: bool, postgresql: bool) -> Select[Any]:
+    """One page of the owner's students with its total and each row's class ids: on
+    PostgreSQL as one array column, on SQLite one row per membership (:func:`_grouped`).
+    Every value is a plain parameter, so a filter combination is one statement, built at its
+    first use and kept (64 at most), compiled once and sent straight to asyncpg on PostgreSQL
+    (``SqlTransaction.fetch_rows``). The first page has no ``OFFSET`` (see
+    :func:`adapters_sql.mapping.page_window`)."""
     window = page_window(
-        select(students, func.count().over().label("total")).where(*conds).order_by(*_ORDER),
+        select(students, func.count().over().label("total"))
+        .where(*_conditions(filters))
+        .order_by(*_ORDER),
         later_page,
     )
     page = window.subquery("p")
-    return select(page, _class_ids_of(page.c.id)).order_by(
-        page.c.last_name, page.c.first_name, page.c.id
+    if postgresql:
+        return select(page, _class_ids_of(page.c.id)).order_by(
+            page.c.last_name, page.c.first_name, page.c.id
+        )
+    members = class_students.alias("pm")
+    return (
+        select(page, members.c.class_id)
+        .select_from(page.outerjoin(members, members.c.student_id == page.c.id))
+        .order_by(page.c.last_name, page.c.first_name, page.c.id, members.c.class_id)
     )
 
 
-# Built once, when the module is loaded: the sixteen filter combinations, first page or not.
-_SEARCH_PG: dict[_SearchShape, Select[Any]] = {
-    (c, q, u, e, o): _search_statement((c, q, u, e, o))
-    for c, q, u, e, o in itertools.product((False, True), repeat=5)
-}
-
-
-def _filters(owner_id: str, query: StudentQuery) -> list[ColumnElement[bool]]:
-    conds: list[ColumnElement[bool]] = [students.c.owner_id == owner_id]
-    if query.class_id is not None:
-        conds.append(
-            exists().where(
-                class_students.c.class_id == query.class_id,
-                class_students.c.student_id == students.c.id,
-            )
-        )
-    if query.q is not None:
-        conds.append(students.c.search_key.contains(query.q, autoescape=True))
-    if query.updated_since is not None:
-        conds.append(students.c.updated_at >= query.updated_since)
-    if query.external_id is not None:
-        conds.append(students.c.external_id == query.external_id)
-    return conds
+@functools.cache
+def _total_statement(filters: _Filters) -> Select[Any]:
+    """The number of the owner's students a filter combination finds (a page past the end)."""
+    return select(func.count()).select_from(students).where(*_conditions(filters))
 
 
 class SqlStudentRepository:
@@ -523,34 +521,17 @@ class SqlStudentRepository:
         return found
 
     async def search(self, owner_id: str, query: StudentQuery) -> Page[Student]:
-        rows: Sequence[Any]
-        if self._tx.is_postgresql:
-            params = _search_params(owner_id, query)
-            rows = await self._tx.fetch_rows(_SEARCH_PG[_search_shape(query)], params)
-            found = _with_class_ids(rows)
-        else:
-            page = (
-                select(students, func.count().over().label("total"))
-                .where(*_filters(owner_id, query))
-                .order_by(*_ORDER)
-                .limit(query.limit)
-                .offset(query.offset)
-                .subquery("p")
-            )
-            members = class_students.alias("pm")
-            statement = (
-                select(page, members.c.class_id)
-                .select_from(page.outerjoin(members, members.c.student_id == page.c.id))
-                .order_by(page.c.last_name, page.c.first_name, page.c.id, members.c.class_id)
-            )
-            rows = list((await self._tx.execute(statement)).mappings())
-            found = _grouped(rows)
+        filters, params = _filters(query), _search_params(owner_id, query)
+        pg = self._tx.is_postgresql
+        statement = _search_statement(filters, query.offset > 0, pg)
+        rows = await self._tx.fetch_rows(statement, params)
+        found = _with_class_ids(rows) if pg else _grouped(rows)
         if rows:
             total = int(rows[0]["total"])
-        else:
-            counted = await self._tx.execute(
-                select(func.count()).select_from(students).where(*_filters(owner_id, query))
-            )
+        else:  # past the end (or nothing): the window gave no total
+            del params["limit"]
+            params.pop("offset", None)
+            counted = await self._tx.execute(_total_statement(filters), params)
             total = int(counted.scalar_one())
         return Page(tuple(found), total, query.limit, query.offset)
 
