@@ -247,7 +247,8 @@ class Measured:
     """Each side's median figures per measurement, and the median of the per-round
     after/before ratios (rate, P95) of each HTTP route: a round's two sides ran seconds
     apart, so their ratio is the least drift-prone figure the run has (printed beside the
-    medians, docs/performance.md, "Scale: rounds")."""
+    medians; docs/performance.md, "Short alternating rounds, the lists straight to the
+    driver, and what is left of POST")."""
 
     figures: dict[str, dict[str, Figure]]
     paired: dict[str, tuple[float, float]]
