@@ -1322,6 +1322,61 @@ async def test_pg_placeholder_is_unique_under_concurrency(clean_pg: AsyncEngine)
         assert found.class_ids == (cls.id,)
 
 
+_GATE = 0x63_6D_73_67  # an advisory lock key of this test only
+
+
+async def test_pg_racing_first_placeholders_of_a_class_are_one_insert_and_no_error(
+    clean_pg: AsyncEngine,
+) -> None:
+    """Sweeps of several replicas may create a class's UNKNOWN student at the same moment.
+    The real placeholder has an email made from its class id, so two first inserts can meet
+    in the owners' email index as well as in the class's. Each race must end with one insert
+    and "already there" for the others, never a unique violation. A test-only trigger holds
+    every placeholder insert at a gate until all six are waiting, then lets them go
+    together (with the class's index as the only conflict target: unique violations in
+    every run)."""
+    factory = SqlUnitOfWorkFactory(clean_pg)
+    rt = build_sql_runtime(clean_pg)
+    now = datetime.now(UTC)
+    async with clean_pg.begin() as conn:
+        await conn.execute(
+            text(
+                "CREATE FUNCTION cms_test_gate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"PERFORM pg_advisory_lock_shared({_GATE}); "
+                f"PERFORM pg_advisory_unlock_shared({_GATE}); RETURN NEW; END $$"
+            )
+        )
+        await conn.execute(
+            text(
+                "CREATE TRIGGER cms_test_gate BEFORE INSERT ON cms_students FOR EACH ROW "
+                "WHEN (NEW.is_placeholder) EXECUTE FUNCTION cms_test_gate()"
+            )
+        )
+
+    async def insert_and_commit(cls: SchoolClass) -> bool:
+        async with factory() as uow:
+            created = await uow.students.add_placeholder(
+                Student.placeholder_of(cls, now, uuid4()), cls.id
+            )
+            await uow.commit()
+            return created
+
+    try:
+        async with clean_pg.connect() as gate:
+            for k in range(5):
+                cls = await create_class(rt, ctx(), CreateClass(f"Race {k}", ["ENG5"]))
+                await gate.execute(text(f"SELECT pg_advisory_lock({_GATE})"))
+                racers = asyncio.gather(*(insert_and_commit(cls) for _ in range(6)))
+                await asyncio.sleep(0.3)  # all six held at the gate
+                await gate.execute(text(f"SELECT pg_advisory_unlock({_GATE})"))
+                assert sorted(await racers) == [False] * 5 + [True]
+            await gate.rollback()
+    finally:
+        async with clean_pg.begin() as conn:
+            await conn.execute(text("DROP TRIGGER cms_test_gate ON cms_students"))
+            await conn.execute(text("DROP FUNCTION cms_test_gate()"))
+
+
 async def _add_placeholder(factory: SqlUnitOfWorkFactory, class_id: UUID, s: Student) -> bool:
     async with factory() as uow:
         created = await uow.students.add_placeholder(s, class_id)

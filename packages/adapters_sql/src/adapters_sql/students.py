@@ -623,10 +623,15 @@ class SqlStudentRepository:
         return found[0] if found else None
 
     async def add_placeholder(self, student: Student, class_id: UUID) -> bool:
+        # No conflict target: every unique index is an arbiter. With only the class's index as
+        # the target, two sweeps inserting one class's placeholder at once could meet first in
+        # uq_cms_students_owner_email (the placeholder's email is made from the class id, in a
+        # domain no real student may use), which DO NOTHING does not cover: a unique violation
+        # instead of "already there" (seen once in CI, test_pg_concurrent_sweeps_finalize_…).
         statement = (
             self._tx.insert(students)
             .values(student_row(student, placeholder_class_id=class_id))
-            .on_conflict_do_nothing(index_elements=["placeholder_class_id"])
+            .on_conflict_do_nothing()
             .returning(students.c.id)
         )
         inserted = (await self._tx.execute(statement)).first() is not None
