@@ -70,7 +70,6 @@ CMS_TABLES = {
     "cms_import_items",
     "cms_changes",
     "cms_change_feed_key",
-    "cms_changes_deferred",
 }
 
 
@@ -332,3 +331,52 @@ async def test_sqlite_writers_in_several_processes_all_commit(
     assert [r.returncode for r in results] == [0, 0, 0], [r.stderr[-2000:] for r in results]
     page = await list_students(rt, RequestContext("t"), StudentQuery.build(class_id=cls.id))
     assert page.total == 75
+
+
+_CLASS_ROWS = (
+    "INSERT INTO cms_changes (entity, object_id, owner_id, op, version, at) "
+    "VALUES ('class', :id, 'teacher-a', 'upsert', :v, '2026-12-06 00:00:00.000000')"
+)
+
+
+async def _feed_seqs(engine: AsyncEngine) -> list[tuple[int, int]]:
+    async with engine.connect() as conn:
+        found = await conn.execute(text("SELECT seq, version FROM cms_changes ORDER BY seq"))
+        return [(int(r[0]), int(r[1])) for r in found]
+
+
+async def test_postgres_append_only_feed_migration(fresh_pg: AsyncEngine) -> None:
+    await _append_only_feed_migration(fresh_pg, "postgresql")
+
+
+async def test_sqlite_append_only_feed_migration(sqlite_engine: AsyncEngine) -> None:
+    await _append_only_feed_migration(sqlite_engine, "sqlite")
+
+
+async def _append_only_feed_migration(engine: AsyncEngine, dialect: str) -> None:
+    """r0030 on a feed with rows: a ``seq`` given before it is never given again (SQLite's
+    rebuilt table keeps AUTOINCREMENT and its high-water mark), a class may then have several
+    rows, and the downgrade keeps each class's newest."""
+    class_id = str(uuid4()) if dialect == "postgresql" else uuid4().hex
+    await upgrade(engine, "r0029_feed_moved_together")
+    async with engine.begin() as conn:
+        await conn.execute(text(_CLASS_ROWS), {"id": class_id, "v": 1})
+        top = str(uuid4()) if dialect == "postgresql" else uuid4().hex
+        await conn.execute(text(_CLASS_ROWS), {"id": top, "v": 9})
+        await conn.execute(text("DELETE FROM cms_changes WHERE version = 9"))
+    (before,) = await _feed_seqs(engine)
+    await upgrade(engine)
+    if dialect == "sqlite":
+        async with engine.connect() as conn:
+            ddl = await conn.scalar(
+                text("SELECT sql FROM sqlite_master WHERE name = 'cms_changes'")
+            )
+        assert "AUTOINCREMENT" in str(ddl)
+        assert "ck_cms_changes_entity" in str(ddl)
+    async with engine.begin() as conn:
+        await conn.execute(text(_CLASS_ROWS), {"id": class_id, "v": 2})
+    first, second = await _feed_seqs(engine)
+    assert first == before
+    assert second[0] > before[0] + 1  # the deleted row's seq is not given again
+    await downgrade(engine, "r0029_feed_moved_together")
+    assert await _feed_seqs(engine) == [second]

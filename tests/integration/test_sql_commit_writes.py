@@ -1,8 +1,9 @@
 """The write path of a SQL unit of work on PostgreSQL (docs/performance.md, "POST student").
 
-- A class's change-feed row is moved during ``COMMIT`` (the deferred trigger of
-  ``cms_changes_deferred``), so two open transactions that both log a change of one class do
-  not wait for each other until they commit; the log still ends with one row for the class.
+- A class's change-feed row is appended, and the class's older rows that no other
+  transaction holds are deleted (migration r0030), so two open transactions that both log a
+  change of one class never wait for each other, neither in the statement nor at COMMIT; the
+  class's next change leaves it one row again.
 - Hot statements go straight to asyncpg inside the transaction (``SqlTransaction.write``); a
   constraint they break is still the core's error, and the connection is fine afterwards.
 """
@@ -14,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
+from unittest.mock import ANY
 from uuid import uuid4
 
 import asyncpg
@@ -23,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters_sql import SqlUnitOfWork, build_sql_runtime, create_engine
-from class_core.changes import Entity, Op, PendingChange
+from class_core.changes import ChangeKey, Entity, Op, PendingChange
 from class_core.errors import DuplicateStudentEmailError
 from class_core.runtime import RequestContext
 from class_core.use_cases.classes import CreateClass, create_class
@@ -36,39 +38,60 @@ async def _scalar(engine: AsyncEngine, sql: str, **params: object) -> object:
         return (await conn.execute(text(sql), params)).scalar_one()
 
 
+async def _feed_rows(engine: AsyncEngine, object_id: object) -> list[tuple[int, int]]:
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text("SELECT seq, version FROM cms_changes WHERE object_id = :id ORDER BY seq"),
+            {"id": object_id},
+        )
+        return [(int(r[0]), int(r[1])) for r in found]
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["few", "many"])
 async def test_open_transactions_log_a_change_of_one_class_without_waiting(
-    clean_pg: AsyncEngine,
+    clean_pg: AsyncEngine, many: bool
 ) -> None:
+    """Two open transactions log one class (an API write's few rows, or an import chunk's
+    arrays past ``_PG_FEW``), then a third holds the class's rows while committing: nobody
+    waits, a row of each concurrent writer stays, and a later change leaves one."""
     owner = f"teacher-{uuid4()}"
     class_id = uuid4()
     at = datetime.now(UTC)
-    change = {(Entity.CLASS, class_id): PendingChange(Op.UPSERT, at, owner, 0)}
+    others = 20 if many else 0  # more classes than _PG_FEW: the array statement
+
+    def change(version: int) -> dict[ChangeKey, PendingChange]:
+        found = {(Entity.CLASS, class_id): PendingChange(Op.UPSERT, at, owner, version)}
+        found.update(
+            ((Entity.CLASS, uuid4()), PendingChange(Op.UPSERT, at, owner, version))
+            for _ in range(others)
+        )
+        return found
+
     student = {(Entity.STUDENT, uuid4()): PendingChange(Op.UPSERT, at, owner, 1)}
-    async with SqlUnitOfWork(clean_pg) as first, SqlUnitOfWork(clean_pg) as second:
-        await first.changes.write({**change, **student})
-        # An upsert of the class's row in the transaction would wait here for `first`.
-        await asyncio.wait_for(second.changes.write(change), 5)
-        pending = await _scalar(clean_pg, "SELECT count(*) FROM cms_changes_deferred")
-        assert pending == 0  # uncommitted rows: invisible to others
+    async with SqlUnitOfWork(clean_pg) as first:
+        await first.changes.write(change(1))
         await first.commit()
+    async with SqlUnitOfWork(clean_pg) as second, SqlUnitOfWork(clean_pg) as third:
+        await second.changes.write({**change(2), **student})
+        # Holds the first row (its delete): the third skips it instead of waiting.
+        await asyncio.wait_for(third.changes.write(change(3)), 5)
+        assert await _feed_rows(clean_pg, class_id) == [(ANY, 1)]  # nothing committed yet
+        await third.commit()
         await second.commit()
-    rows = await _scalar(
-        clean_pg, "SELECT count(*) FROM cms_changes WHERE object_id = :id", id=class_id
-    )
-    assert rows == 1
-    assert await _scalar(clean_pg, "SELECT count(*) FROM cms_changes_deferred") == 0
-    # Moved at the last commit: after the student's row, which was written before it.
-    newest = await _scalar(clean_pg, "SELECT object_id FROM cms_changes ORDER BY seq DESC LIMIT 1")
-    assert newest == class_id
+    rows = await _feed_rows(clean_pg, class_id)
+    assert [version for _, version in rows] == [2, 3]  # the first went; neither saw the other
+    async with SqlUnitOfWork(clean_pg) as fourth:
+        await fourth.changes.write(change(4))
+        await fourth.commit()
+    (only,) = await _feed_rows(clean_pg, class_id)
+    assert only[1] == 4
+    assert only[0] > rows[-1][0]
 
 
-async def test_a_transactions_class_rows_are_moved_the_last_of_each_winning(
-    clean_pg: AsyncEngine,
-) -> None:
+async def test_a_transactions_changes_of_one_class_leave_its_last(clean_pg: AsyncEngine) -> None:
     """Many classes and several changes of one class in one transaction (an import's chunk),
-    beside another transaction's uncommitted row: each class gets one row, with the values
-    of its last change; the other transaction's row is moved by its own commit (r0026's
-    trigger for a lone row, r0029's move of a many-class insert from its first row)."""
+    beside another transaction's uncommitted row: each class the chunk wrote has one row,
+    with the values of its last change; the other transaction's row is its own."""
     owner = f"teacher-{uuid4()}"
     at = datetime.now(UTC)
     classes = [uuid4() for _ in range(300)]
@@ -76,9 +99,6 @@ async def test_a_transactions_class_rows_are_moved_the_last_of_each_winning(
         await chunk.changes.write(
             {(Entity.CLASS, c): PendingChange(Op.UPSERT, at, owner, 1) for c in classes}
         )
-        # Migration r0029: the insert's first row has the lowest id and moves the rest.
-        queued = await chunk._tx.driver.fetch("SELECT role FROM cms_changes_deferred ORDER BY id")
-        assert [r["role"] for r in queued] == [1] + [2] * 299
         lone = uuid4()
         await other.changes.write({(Entity.CLASS, lone): PendingChange(Op.UPSERT, at, owner, 7)})
         later = at.replace(microsecond=0)
@@ -86,11 +106,7 @@ async def test_a_transactions_class_rows_are_moved_the_last_of_each_winning(
             {(Entity.CLASS, c): PendingChange(Op.UPSERT, later, owner, 2) for c in classes[:50]}
         )
         await chunk.commit()
-        assert await _scalar(clean_pg, "SELECT count(*) FROM cms_changes_deferred") == 0
-        moved = await _scalar(
-            clean_pg, "SELECT count(*) FROM cms_changes WHERE object_id = :id", id=lone
-        )
-        assert moved == 0
+        assert await _feed_rows(clean_pg, lone) == []
         await other.commit()
     async with clean_pg.connect() as conn:
         rows = (
@@ -101,17 +117,43 @@ async def test_a_transactions_class_rows_are_moved_the_last_of_each_winning(
     assert found[lone] == (7, at, "class")
     assert {found[c] for c in classes[:50]} == {(2, later, "class")}
     assert {found[c] for c in classes[50:]} == {(1, at, "class")}
-    assert await _scalar(clean_pg, "SELECT count(*) FROM cms_changes_deferred") == 0
+
+
+async def test_a_class_delete_follows_its_upserts_and_students_keep_one_row(
+    clean_pg: AsyncEngine,
+) -> None:
+    """A class's delete is appended like its upserts and leaves only the tombstone; a
+    student's changes move its one row (the partial unique index is the upsert's arbiter)."""
+    owner = f"teacher-{uuid4()}"
+    at = datetime.now(UTC)
+    class_id, student_id = uuid4(), uuid4()
+    for version, op in ((1, Op.UPSERT), (2, Op.UPSERT), (3, Op.DELETE)):
+        async with SqlUnitOfWork(clean_pg) as uow:
+            await uow.changes.write(
+                {
+                    (Entity.CLASS, class_id): PendingChange(op, at, owner, version),
+                    (Entity.STUDENT, student_id): PendingChange(op, at, owner, version),
+                }
+            )
+            await uow.commit()
+    async with clean_pg.connect() as conn:
+        rows = (
+            await conn.execute(text("SELECT entity, op, version FROM cms_changes ORDER BY entity"))
+        ).all()
+    assert [tuple(r) for r in rows] == [("class", "delete", 3), ("student", "delete", 3)]
 
 
 async def test_a_rolled_back_transaction_logs_nothing_for_its_class(clean_pg: AsyncEngine) -> None:
     owner = f"teacher-{uuid4()}"
     class_id = uuid4()
-    change = {(Entity.CLASS, class_id): PendingChange(Op.UPSERT, datetime.now(UTC), owner, 0)}
+    at = datetime.now(UTC)
     async with SqlUnitOfWork(clean_pg) as uow:
-        await uow.changes.write(change)
-    assert await _scalar(clean_pg, "SELECT count(*) FROM cms_changes") == 0
-    assert await _scalar(clean_pg, "SELECT count(*) FROM cms_changes_deferred") == 0
+        await uow.changes.write({(Entity.CLASS, class_id): PendingChange(Op.UPSERT, at, owner, 1)})
+        await uow.commit()
+    async with SqlUnitOfWork(clean_pg) as uow:
+        await uow.changes.write({(Entity.CLASS, class_id): PendingChange(Op.UPSERT, at, owner, 2)})
+    # Neither the new row nor the delete of the old one.
+    assert [v for _, v in await _feed_rows(clean_pg, class_id)] == [1]
 
 
 async def test_a_taken_email_refused_on_the_direct_path_is_the_core_error(
@@ -133,7 +175,6 @@ async def test_a_taken_email_refused_on_the_direct_path_is_the_core_error(
         clean_pg, "SELECT count(*) FROM cms_class_students WHERE class_id = :id", id=cls.id
     )
     assert count == 4
-    assert await _scalar(clean_pg, "SELECT count(*) FROM cms_changes_deferred") == 0
 
 
 async def test_creating_a_student_in_a_class_is_five_round_trips(

@@ -67,7 +67,6 @@ from adapters_sql.messaging import SqlOutbox
 from adapters_sql.schema import (
     change_feed_key,
     changes,
-    changes_deferred,
     classes,
     outbox,
     student_history,
@@ -86,43 +85,61 @@ _KEYS: weakref.WeakKeyDictionary[Engine, bytes] = weakref.WeakKeyDictionary()
 _SQLITE_CHUNK = 10_000  # ids per expanding IN (SQLite allows 32,766 variables)
 
 # PostgreSQL: every change of a commit in one statement (arrays; no join with the objects:
-# the owners come with the changes), in (entity, id) order, so that two commits that move
-# the same rows lock them in the same order.
+# the owners come with the changes). Students are upserted in id order, so that two commits
+# that move the same rows lock them in the same order; classes are appended, and their older
+# rows that no other transaction holds are deleted (SKIP LOCKED: nobody waits; the rows of
+# commits this one cannot see stay until the class's next change). In one statement the
+# delete sees only rows committed before it, never the rows appended beside it.
 _PG_WRITE = text(
     """
+    WITH pruned AS (
+        DELETE FROM cms_changes WHERE seq IN (
+            SELECT seq FROM cms_changes
+            WHERE entity = 'class' AND object_id = ANY(:class_ids)
+            FOR UPDATE SKIP LOCKED
+        )
+    ), appended AS (
+        INSERT INTO cms_changes (entity, object_id, owner_id, op, version, at, xid)
+        SELECT 'class', k.id, k.owner_id, k.op, k.version, :at,
+               pg_current_xact_id()::text::bigint
+        FROM unnest(:class_ids, :class_owners, :class_ops, :class_versions)
+             AS k(id, owner_id, op, version)
+    )
     INSERT INTO cms_changes (entity, object_id, owner_id, op, version, at, xid)
-    SELECT k.entity, k.id, k.owner_id, k.op, k.version, :at,
+    SELECT 'student', k.id, k.owner_id, k.op, k.version, :at,
            pg_current_xact_id()::text::bigint
-    FROM unnest(:entities, :ids, :owners, :ops, :versions)
-         AS k(entity, id, owner_id, op, version)
-    ORDER BY k.entity, k.id
-    ON CONFLICT ON CONSTRAINT uq_cms_changes_object DO UPDATE SET
+    FROM unnest(:student_ids, :student_owners, :student_ops, :student_versions)
+         AS k(id, owner_id, op, version)
+    ORDER BY k.id
+    ON CONFLICT (object_id) WHERE entity = 'student' DO UPDATE SET
         seq = excluded.seq, owner_id = excluded.owner_id, op = excluded.op,
         version = excluded.version, at = excluded.at, xid = excluded.xid
     """
 ).bindparams(
     bindparam("at", type_=UTCDateTime()),
-    bindparam("entities", type_=postgresql.ARRAY(Text())),
-    bindparam("ids", type_=postgresql.ARRAY(Uuid())),
-    bindparam("owners", type_=postgresql.ARRAY(Text())),
-    bindparam("ops", type_=postgresql.ARRAY(Text())),
-    bindparam("versions", type_=postgresql.ARRAY(Integer())),
+    *(
+        bindparam(f"{entity}_{name}", type_=postgresql.ARRAY(element))
+        for entity in ("class", "student")
+        for name, element in (
+            ("ids", Uuid()),
+            ("owners", Text()),
+            ("ops", Text()),
+            ("versions", Integer()),
+        )
+    ),
 )
 # PostgreSQL, a commit's few changes (most API writes: one object and its classes): the
-# objects' upserts and the classes' deferred rows as one statement with plain values, built
-# once per shape (at most _PG_FEW of each). Arrays of uuid and int4 are not among asyncpg's
-# built-in codecs: the first array statement on each new connection costs a type
+# same as _PG_WRITE, with the history and outbox rows, as one statement with plain values,
+# built once per shape (at most _PG_FEW of each). Arrays of uuid and int4 are not among
+# asyncpg's built-in codecs: the first array statement on each new connection costs a type
 # introspection (three more round trips), which a write after a reconnect would pay.
 _FEW_STATEMENTS: dict[tuple[int, int, int, int], Executable] = {}
 _OUTBOX_COLUMNS = OUTBOX_RECORD_COLUMNS  # the keys of outbox_row(message)
 _XID_VALUE: ColumnClause[Any] = literal_column("pg_current_xact_id()::text::bigint")
-_DIRECT_COLUMNS = ("entity", "object_id", "owner_id", "op", "version", "at")
-_DEFERRED_COLUMNS = ("object_id", "owner_id", "version", "at")
-
-
-def _deferred(row: Mapping[str, object]) -> bool:
-    """Whether the row is a class's upsert: written at COMMIT (cms_changes_deferred)."""
-    return row["entity"] == "class" and row["op"] == "upsert"
+_LOG_COLUMNS = ("entity", "object_id", "owner_id", "op", "version", "at")
+# Literals, not parameters: a generic plan can use the partial indexes only for these.
+_STUDENT_ROW = changes.c.entity == literal_column("'student'")
+_CLASS_ROW = changes.c.entity == literal_column("'class'")
 
 
 def _rows_insert(table: Table, prefix: str, columns: Sequence[str], n: int) -> Insert:
@@ -136,12 +153,23 @@ def _rows_insert(table: Table, prefix: str, columns: Sequence[str], n: int) -> I
     )
 
 
-def _few_statement(messages: int, direct: int, deferred: int, history: int) -> Executable:
+def _log_rows(prefix: str, n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            **{c: bindparam(f"{prefix}{i}_{c}", type_=changes.c[c].type) for c in _LOG_COLUMNS},
+            "xid": _XID_VALUE,
+        }
+        for i in range(n)
+    ]
+
+
+def _few_statement(messages: int, students_: int, classes_: int, history: int) -> Executable:
     """Insert ``history`` student-history rows (parameters ``h{i}_{column}``) and
-    ``messages`` outbox rows (``o{i}_{column}``), append ``deferred`` class rows
-    (``p{i}_{column}``) to cms_changes_deferred and upsert ``direct`` rows (``d{i}_{column}``)
-    into cms_changes, in one statement (data-modifying CTEs)."""
-    shape = (messages, direct, deferred, history)
+    ``messages`` outbox rows (``o{i}_{column}``), append ``classes_`` class rows
+    (``c{i}_{column}``) to cms_changes deleting those classes' older rows (as _PG_WRITE), and
+    upsert ``students_`` student rows (``s{i}_{column}``), in one statement (data-modifying
+    CTEs)."""
+    shape = (messages, students_, classes_, history)
     found = _FEW_STATEMENTS.get(shape)
     if found is not None:
         return found
@@ -150,23 +178,26 @@ def _few_statement(messages: int, direct: int, deferred: int, history: int) -> E
         for table, prefix, columns, n in (
             (student_history, "h", HISTORY_COLUMNS, history),
             (outbox, "o", _OUTBOX_COLUMNS, messages),
-            (changes_deferred, "p", _DEFERRED_COLUMNS, deferred),
         )
         if n
     ]
-    if direct:
-        upsert = postgresql.insert(changes).values(
-            [
-                {
-                    **{c: bindparam(f"d{i}_{c}", type_=changes.c[c].type) for c in _DIRECT_COLUMNS},
-                    "xid": _XID_VALUE,
-                }
-                for i in range(direct)
-            ]
+    if classes_:
+        older = (
+            select(changes.c.seq)
+            .where(
+                _CLASS_ROW,
+                changes.c.object_id.in_([bindparam(f"c{i}_object_id") for i in range(classes_)]),
+            )
+            .with_for_update(skip_locked=True)
         )
+        parts.append(delete(changes).where(changes.c.seq.in_(older)))
+        parts.append(insert(changes).values(_log_rows("c", classes_)))
+    if students_:
+        upsert = postgresql.insert(changes).values(_log_rows("s", students_))
         parts.append(
             upsert.on_conflict_do_update(
-                constraint="uq_cms_changes_object",
+                index_elements=[changes.c.object_id],
+                index_where=_STUDENT_ROW,
                 set_={
                     c: upsert.excluded[c] for c in ("seq", "owner_id", "op", "version", "at", "xid")
                 },
@@ -180,30 +211,15 @@ def _few_statement(messages: int, direct: int, deferred: int, history: int) -> E
     return statement
 
 
-# PostgreSQL: the upserts of many classes (an import's chunk), appended to
-# cms_changes_deferred. The first row (role 1, the lowest id: ids are taken in the insert's
-# order) moves them all in one statement during COMMIT; the others (role 2) queue no trigger
-# (migration r0029; see the module's docstring).
-_PG_DEFER_MANY = text(
-    """
-    INSERT INTO cms_changes_deferred (object_id, owner_id, version, at, role)
-    SELECT k.id, k.owner_id, k.version, :at,
-           CASE WHEN row_number() OVER (ORDER BY k.id) = 1 THEN 1 ELSE 2 END
-    FROM unnest(:ids, :owners, :versions) AS k(id, owner_id, version)
-    ORDER BY k.id
-    """
-).bindparams(
-    bindparam("at", type_=UTCDateTime()),
-    bindparam("ids", type_=postgresql.ARRAY(Uuid())),
-    bindparam("owners", type_=postgresql.ARRAY(Text())),
-    bindparam("versions", type_=postgresql.ARRAY(Integer())),
-)
 _XID = text("SELECT pg_current_xact_id()::text::bigint")
 _COPY_COLUMNS = ("entity", "object_id", "owner_id", "op", "version", "at", "xid")
 _PG_FEW = 16  # up to this many changes of each kind: _few_statement; more: arrays
-# SQLite: ``OR REPLACE`` deletes an object's old row and inserts it anew with the next
-# ``seq`` (AUTOINCREMENT: never a used one).
+# SQLite: ``OR REPLACE`` deletes a student's old row and inserts it anew with the next
+# ``seq`` (AUTOINCREMENT: never a used one); a class's old rows are deleted first.
 _SQLITE_WRITE = insert(changes).prefix_with("OR REPLACE")
+_SQLITE_PRUNE = delete(changes).where(
+    _CLASS_ROW, changes.c.object_id.in_(bindparam("ids", expanding=True))
+)
 # The owners of students touched without an event (a class deletion's members: a few).
 _STUDENT_OWNERS = select(students.c.id, students.c.owner_id).where(
     students.c.id.in_(bindparam("ids", expanding=True))
@@ -298,9 +314,9 @@ class SqlChangeLog:
         docs/performance.md, "POST student"."""
         rows = await self._rows(changes_)
         pg = self._tx.is_postgresql
-        direct = [r for r in rows if not _deferred(r)]
-        deferred = [r for r in rows if _deferred(r)]
-        counts = (len(messages), len(direct), len(deferred), len(history))
+        student_rows = [r for r in rows if r["entity"] == Entity.STUDENT.value]
+        class_rows = [r for r in rows if r["entity"] == Entity.CLASS.value]
+        counts = (len(messages), len(student_rows), len(class_rows), len(history))
         if pg and any(counts) and max(counts) <= _PG_FEW:
             params: dict[str, object] = {
                 f"h{i}_{k}": v for i, e in enumerate(history) for k, v in history_row(e).items()
@@ -308,12 +324,11 @@ class SqlChangeLog:
             params.update(
                 (f"o{i}_{k}", v) for i, m in enumerate(messages) for k, v in outbox_row(m).items()
             )
-            params.update((f"d{i}_{k}", v) for i, r in enumerate(direct) for k, v in r.items())
-            params.update(
-                (f"p{i}_{k}", r[k]) for i, r in enumerate(deferred) for k in _DEFERRED_COLUMNS
-            )
-            statement = _few_statement(len(messages), len(direct), len(deferred), len(history))
-            await self._tx.write(statement, params)
+            for prefix, some in (("s", student_rows), ("c", class_rows)):
+                params.update(
+                    (f"{prefix}{i}_{k}", v) for i, r in enumerate(some) for k, v in r.items()
+                )
+            await self._tx.write(_few_statement(*counts), params)
             if messages:
                 self._tx.added_outbox = True
             return
@@ -322,32 +337,28 @@ class SqlChangeLog:
         if not rows:
             return
         if not pg:
-            rows = [{**r, "xid": None} for r in rows]
-            await self._tx.execute(_SQLITE_WRITE, rows if len(rows) > 1 else rows[0])
+            await self._sqlite_write(rows, [r["object_id"] for r in class_rows])
             return
-        at = rows[0]["at"]
-        if direct:
-            await self._tx.execute(
-                _PG_WRITE,
+        params = {"at": rows[0]["at"]}
+        for entity, some in (("class", class_rows), ("student", student_rows)):
+            params.update(
                 {
-                    "at": at,
-                    "entities": [r["entity"] for r in direct],
-                    "ids": [r["object_id"] for r in direct],
-                    "owners": [r["owner_id"] for r in direct],
-                    "ops": [r["op"] for r in direct],
-                    "versions": [r["version"] for r in direct],
-                },
+                    f"{entity}_ids": [r["object_id"] for r in some],
+                    f"{entity}_owners": [r["owner_id"] for r in some],
+                    f"{entity}_ops": [r["op"] for r in some],
+                    f"{entity}_versions": [r["version"] for r in some],
+                }
             )
-        if deferred:
-            await self._tx.execute(
-                _PG_DEFER_MANY,
-                {
-                    "at": at,
-                    "ids": [r["object_id"] for r in deferred],
-                    "owners": [r["owner_id"] for r in deferred],
-                    "versions": [r["version"] for r in deferred],
-                },
-            )
+        await self._tx.execute(_PG_WRITE, params)
+
+    async def _sqlite_write(self, rows: list[dict[str, object]], class_ids: list[object]) -> None:
+        """SQLite (one writer at a time): the classes' older rows go, then every row is
+        inserted; ``OR REPLACE`` replaces a student's row (``uq_cms_changes_student``)."""
+        for start in range(0, len(class_ids), _SQLITE_CHUNK):
+            chunk = class_ids[start : start + _SQLITE_CHUNK]
+            await self._tx.execute(_SQLITE_PRUNE, {"ids": chunk})
+        rows = [{**r, "xid": None} for r in rows]
+        await self._tx.execute(_SQLITE_WRITE, rows if len(rows) > 1 else rows[0])
 
     async def _rows(self, changes_: Mapping[ChangeKey, PendingChange]) -> list[dict[str, object]]:
         """The log rows of ``changes_`` still to write, in (entity, id) order (on every path:

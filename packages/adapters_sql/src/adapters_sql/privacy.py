@@ -86,7 +86,6 @@ SAFE: Mapping[tuple[str, str], str] = MappingProxyType(
         ("cms_changes", "entity"): "an enumeration",
         ("cms_changes", "op"): "an enumeration",
         ("cms_changes", "owner_id"): _TEACHER,
-        ("cms_changes_deferred", "owner_id"): _TEACHER,
         ("cms_change_feed_key", "secret"): "the key change-feed cursors are signed with",
     }
 )

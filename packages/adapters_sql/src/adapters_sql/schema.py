@@ -377,9 +377,12 @@ import_items = Table(
     ),
 )
 
-# The change feed's log (§9.3): one row per class or student at its latest change (an upsert
-# moves the row to a new ``seq``), ids and versions only, no personal data. ``xid`` is the
-# writing transaction's id on PostgreSQL (``pg_current_xact_id()``), for commit-safe reads
+# The change feed's log (§9.3), ids and versions only, no personal data. A student has one
+# row, moved to a new ``seq`` by each change (``uq_cms_changes_student``: the upsert's arbiter);
+# a class's change appends a row and deletes the class's older rows that no concurrent writer
+# holds (``ix_cms_changes_class``; migration r0030), so a class changed by transactions that
+# ran at the same time keeps a row of each until its next change. ``xid`` is the writing
+# transaction's id on PostgreSQL (``pg_current_xact_id()``), for commit-safe reads
 # (docs/architecture.md, "The change feed"); null on SQLite, whose writers commit in order.
 changes = Table(
     "cms_changes",
@@ -393,7 +396,6 @@ changes = Table(
     Column("at", UTCDateTime(), nullable=False),
     Column("xid", BigInteger(), nullable=True),
     PrimaryKeyConstraint("seq", name="pk_cms_changes"),
-    UniqueConstraint("entity", "object_id", name="uq_cms_changes_object"),
     CheckConstraint("entity IN ('class', 'student')", name="ck_cms_changes_entity"),
     CheckConstraint("op IN ('upsert', 'delete')", name="ck_cms_changes_op"),
     # Covering: a page of the feed is an index-only range scan where the pages are all-visible.
@@ -404,26 +406,20 @@ changes = Table(
         postgresql_include=["entity", "object_id", "op", "version", "at"],
     ),
     Index("ix_cms_changes_owner_xid", "owner_id", "xid"),
+    Index(
+        "uq_cms_changes_student",
+        "object_id",
+        unique=True,
+        postgresql_where=text("entity = 'student'"),
+        sqlite_where=text("entity = 'student'"),
+    ),
+    Index(
+        "ix_cms_changes_class",
+        "object_id",
+        postgresql_where=text("entity = 'class'"),
+        sqlite_where=text("entity = 'class'"),
+    ),
     sqlite_autoincrement=True,  # seq values are never reused (a moved row's old one neither)
-)
-
-# PostgreSQL: a class's change for the log, written at commit. The unit of work appends it
-# here; a deferred constraint trigger moves the class's ``cms_changes`` row during ``COMMIT``
-# and deletes this row, so concurrent joins of one class hold that row's lock only while the
-# server commits. ``role`` (migration r0029): 0, moved on its own (``cms_changes_deferred_
-# write``, r0026: a write's few classes); 1, the first row of a many-class insert, which
-# moves itself and the rows after it in one statement (``cms_changes_deferred_move``); 2,
-# those rows, which queue no trigger. Always empty between transactions; unused on SQLite.
-changes_deferred = Table(
-    "cms_changes_deferred",
-    metadata,
-    Column("id", _SEQ, nullable=False, autoincrement=True),
-    Column("object_id", Uuid(), nullable=False),
-    Column("owner_id", code_point_string(255), nullable=False),
-    Column("version", Integer(), nullable=False),
-    Column("at", UTCDateTime(), nullable=False),
-    Column("role", SmallInteger(), nullable=False, server_default=text("0")),
-    PrimaryKeyConstraint("id", name="pk_cms_changes_deferred"),
 )
 
 # One row: the key change-feed cursors are signed with, made by the migration (random), so
@@ -451,5 +447,4 @@ DATA_TABLES: tuple[Table, ...] = (
     outbox,
     inbox,
     changes,
-    changes_deferred,
 )
