@@ -24,8 +24,8 @@ import pytest
 import pytest_asyncio
 from bench.scale_seed import ScaleSize, seed, seeded_owner
 
-from adapters_sql import SqlOutboxStore, build_sql_runtime, create_engine
-from class_core.changes import FeedPosition, encode_cursor
+from adapters_sql import SqlOutboxStore, SqlUnitOfWork, build_sql_runtime, create_engine
+from class_core.changes import Entity, FeedPosition, Op, PendingChange, encode_cursor
 from class_core.queries import BatchQuery, ClassQuery, StudentQuery
 from class_core.runtime import RequestContext, Runtime
 from class_core.use_cases.changes import read_changes
@@ -440,6 +440,56 @@ async def test_import_items_are_found_by_import_and_by_erased_student_without_a_
         )
         assert former is not None
         assert tuple(former) == (None, None)
+    finally:
+        await engine.dispose()
+        await conn.close()
+
+
+_FEED_ROWS = """
+INSERT INTO cms_changes (entity, object_id, owner_id, op, version, at, xid)
+SELECT CASE WHEN n % 4 = 0 THEN 'class' ELSE 'student' END,
+       CASE WHEN n % 4 = 0 THEN md5('class ' || (n % 80000))::uuid ELSE gen_random_uuid() END,
+       'owner-' || (n % 5000), 'upsert', 1, now(), n
+FROM generate_series(1, 200000) AS n
+"""
+
+
+@pytest.mark.parametrize("statistics", ["fresh", "stale"])
+async def test_the_feed_write_finds_a_class_rows_and_a_students_row_by_index(
+    pg_database_factory: object, statistics: str
+) -> None:
+    """Every write's change-feed statement (an API write's few rows, and an import chunk's
+    arrays) deletes its classes' older rows and upserts its students' rows through the partial
+    indexes of migration r0030, not by reading ``cms_changes`` (one row per student changed
+    within the retention, and a few per class) from end to end: with 200,000 rows, two per
+    class for 20,000 classes, ``ANALYZE``d or never analysed since the table was empty."""
+    url = await pg_database_factory(migrated=True)  # type: ignore[operator]
+    conn = await asyncpg.connect(url)
+    engine = create_engine(url, pool_size=2, max_overflow=0)
+    log = StatementLog()
+    log.attach(engine)
+    try:
+        if statistics == "stale":
+            await conn.execute("ANALYZE cms_changes")
+        await conn.execute(_FEED_ROWS)
+        if statistics == "fresh":
+            await conn.execute("ANALYZE cms_changes")
+        at = datetime.now(UTC)
+        with log.recording() as statements:
+            for n in (1, 40):  # _few_statement, then _PG_WRITE's arrays
+                change = {
+                    (entity, uuid4()): PendingChange(Op.UPSERT, at, "owner-1", 1)
+                    for entity in (Entity.CLASS, Entity.STUDENT)
+                    for _ in range(n)
+                }
+                async with SqlUnitOfWork(engine) as uow:
+                    await uow.changes.write(change)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        writes = [s for s in statements if "cms_changes" in s.sql]
+        assert len(writes) == 2, statements
+        problems = await plan_problems(conn, writes, frozenset({"cms_changes"}))
+        assert not problems, "\n\n".join(str(p) for p in problems)
     finally:
         await engine.dispose()
         await conn.close()
