@@ -1,8 +1,10 @@
 """``ChangeLog`` on SQL: the change feed's log (contract §9.3, docs/architecture.md).
 
-One row per class or student (``uq_cms_changes_object``), moved to a new ``seq`` by every
-change, so the table holds at most one row per object ever seen (tombstones until the
-retention purges them) and a page is an index range scan of ``ix_cms_changes_owner_seq``.
+A student has one row (``uq_cms_changes_student``), moved to a new ``seq`` by each of its
+changes. A class's change appends a row and deletes the class's older rows that no other
+transaction holds (migration r0030, below). So the table holds about one row per object seen
+within the retention (tombstones until the purge), and a page is an index range scan of
+``ix_cms_changes_owner_seq``.
 
 Commit safety on PostgreSQL: ``seq`` values are taken before commit and transactions commit
 out of order, so "``seq`` above the last one seen" alone would skip a row whose writer
@@ -15,12 +17,13 @@ committed after the reader looked: nothing is skipped, and only rows committed d
 read can come twice. SQLite runs one writer at a time and the log is written last, just
 before the commit, so its ``seq`` order is commit order and positions need no snapshot.
 
-A class's upsert on PostgreSQL (every join or leave moves its ``student_count``) is appended
-to ``cms_changes_deferred`` instead, and a deferred constraint trigger moves the class's row
-during ``COMMIT`` (migration r0026; since r0029 a many-class write's rows are moved together,
-by its first row's trigger): concurrent joins of one class would otherwise hold
-that one row locked from their upsert until their client's ``COMMIT`` came back, and queue
-(docs/architecture.md, "The change feed"; docs/performance.md, "POST student").
+Why a class's rows are appended (every join or leave changes its ``student_count``): one row
+per class, moved by each change, was one lock that concurrent joins of the class queued on,
+through each other's commits (moved at ``COMMIT`` by migrations r0026/r0029, still through
+the commit's WAL flush). Appended, with the older rows deleted ``FOR UPDATE SKIP LOCKED``,
+no writer waits for another; a class written by transactions that ran at the same time keeps
+a row of each until its next change, and §9.3 allows an entry to repeat (docs/architecture.md,
+"The change feed"; docs/performance.md, "An append-only feed for classes").
 """
 
 from __future__ import annotations
