@@ -13,6 +13,7 @@ plan.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from bench.scale_seed import ScaleSize, seed, seeded_owner
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters_sql import SqlOutboxStore, SqlUnitOfWork, build_sql_runtime, create_engine
 from class_core.changes import Entity, FeedPosition, Op, PendingChange, encode_cursor
@@ -310,15 +312,27 @@ LARGE_BATCHES = ScaleSize(
 )
 
 
-async def test_the_sweep_update_reads_the_primary_key_of_a_large_table_with_stale_statistics(
+@contextlib.asynccontextmanager
+async def _recorded_database(
     pg_database_factory: object,
-) -> None:
+) -> AsyncIterator[tuple[asyncpg.Connection, AsyncEngine, StatementLog]]:
+    """A new migrated database: a plain connection, and an engine whose statements are logged."""
     url = await pg_database_factory(migrated=True)  # type: ignore[operator]
     conn = await asyncpg.connect(url)
     engine = create_engine(url, pool_size=2, max_overflow=0)
     log = StatementLog()
     log.attach(engine)
     try:
+        yield conn, engine, log
+    finally:
+        await engine.dispose()
+        await conn.close()
+
+
+async def test_the_sweep_update_reads_the_primary_key_of_a_large_table_with_stale_statistics(
+    pg_database_factory: object,
+) -> None:
+    async with _recorded_database(pg_database_factory) as (conn, engine, log):
         await conn.execute("ANALYZE")  # statistics of the empty tables, then the bulk load
         await seed(conn, LARGE_BATCHES, analyze=False)
         associations = await conn.fetchval("SELECT count(*) FROM cms_essay_associations")
@@ -332,9 +346,6 @@ async def test_the_sweep_update_reads_the_primary_key_of_a_large_table_with_stal
         assert any("cms_essay_associations" in s.sql for s in updates), statements
         problems = await plan_problems(conn, statements, GROWING_TABLES)
         assert not problems, "\n\n".join(str(p) for p in problems)
-    finally:
-        await engine.dispose()
-        await conn.close()
 
 
 ARCHIVER = "scale-archiver"
@@ -463,12 +474,7 @@ async def test_the_feed_write_finds_a_class_rows_and_a_students_row_by_index(
     indexes of migration r0030, not by reading ``cms_changes`` (one row per student changed
     within the retention, and a few per class) from end to end: with 200,000 rows, two per
     class for 20,000 classes, ``ANALYZE``d or never analysed since the table was empty."""
-    url = await pg_database_factory(migrated=True)  # type: ignore[operator]
-    conn = await asyncpg.connect(url)
-    engine = create_engine(url, pool_size=2, max_overflow=0)
-    log = StatementLog()
-    log.attach(engine)
-    try:
+    async with _recorded_database(pg_database_factory) as (conn, engine, log):
         if statistics == "stale":
             await conn.execute("ANALYZE cms_changes")
         await conn.execute(_FEED_ROWS)
@@ -490,6 +496,3 @@ async def test_the_feed_write_finds_a_class_rows_and_a_students_row_by_index(
         assert len(writes) == 2, statements
         problems = await plan_problems(conn, writes, frozenset({"cms_changes"}))
         assert not problems, "\n\n".join(str(p) for p in problems)
-    finally:
-        await engine.dispose()
-        await conn.close()

@@ -35,15 +35,12 @@ from types import ModuleType
 import sqlalchemy as sa
 from alembic import op
 
-from adapters_sql.types import UTCDateTime, code_point_string
-
 revision = "r0030_feed_appended"
 down_revision: str | None = "r0029_feed_moved_together"
 branch_labels: str | None = None
 depends_on: str | None = None
 
 _TABLE = "cms_changes"
-_SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _STUDENT = sa.text("entity = 'student'")
 _CLASS = sa.text("entity = 'class'")
 
@@ -126,23 +123,6 @@ def downgrade() -> None:
         ) as batch:
             batch.create_unique_constraint("uq_cms_changes_object", ["entity", "object_id"])
         _sqlite_keep_high_water(high)
-    op.create_table(
-        "cms_changes_deferred",
-        sa.Column("id", _SEQ, nullable=False, autoincrement=True),
-        sa.Column("object_id", sa.Uuid(), nullable=False),
-        sa.Column("owner_id", code_point_string(255), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("at", UTCDateTime(), nullable=False),
-        sa.Column("role", sa.SmallInteger(), nullable=False, server_default=sa.text("0")),
-        sa.PrimaryKeyConstraint("id", name="pk_cms_changes_deferred"),
-    )
-    if postgresql:
-        deferred = _revision("r0026_feed_deferred")
-        together = _revision("r0029_feed_moved_together")
-        op.execute(deferred._FUNCTION)
-        op.execute(together._MOVE)
-        for name, function, when in (
-            ("cms_changes_deferred_write", "cms_changes_deferred_write", "WHEN (NEW.role = 0)"),
-            ("cms_changes_deferred_move", "cms_changes_deferred_move", "WHEN (NEW.role = 1)"),
-        ):
-            op.execute(together._trigger(name, function, when))
+    # The table and its triggers as r0026 made them and r0029 changed them.
+    _revision("r0026_feed_deferred").upgrade()
+    _revision("r0029_feed_moved_together").upgrade()
