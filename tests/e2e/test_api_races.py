@@ -16,16 +16,17 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters_sql import create_engine, upgrade
+from adapters_sql.schema import changes
 from class_api.app import create_app
 from class_core.events import (
     CLASS_CREATED,
@@ -444,3 +445,63 @@ async def test_archive_vs_a_student_joining(replicas: Replicas) -> None:
             assert topics == [STUDENT_CREATED, CLASS_UPDATED], n
             roster = await replicas.get(f"/v1/classes/{cls['id']}/roster")
             assert [s["student_id"] for s in roster.json()["students"]] == [r2.json()["id"]]
+
+
+# ------------------------------------------------------------------------------ change feed
+
+
+async def test_joins_of_one_class_from_two_replicas_all_reach_a_feed_follower(
+    replicas: Replicas,
+) -> None:
+    """Two replicas add students to one class at the same moment, round after round, while a
+    client follows the change feed in small pages (contract §9.3): every new student comes
+    through, the class's last entry shows its final ``student_count``, and the class keeps at
+    most a row per writer that ran at the same time (migration r0030: appended, not moved)."""
+    cls = await replicas.create("/v1/classes", {"name": "Feed", "course_codes": ["ENG5"]})
+    start = await replicas.get("/v1/changes")
+    assert start.status_code == 200, start.text
+    cursor: str = start.json()["next_cursor"]
+    seen: dict[str, dict[str, Any]] = {}  # the newest entry of each object, in feed order
+    done = asyncio.Event()
+
+    async def page() -> bool:
+        nonlocal cursor
+        r = await replicas.get(f"/v1/changes?since={cursor}&limit=5")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        for entry in body["changes"]:
+            seen.pop(entry["id"], None)
+            seen[entry["id"]] = entry
+        cursor = body["next_cursor"]
+        return bool(body["has_more"])
+
+    async def follow() -> None:
+        while not done.is_set():
+            await page()
+            await asyncio.sleep(0.005)
+
+    follower = asyncio.create_task(follow())
+    created: set[str] = set()
+    try:
+        for n in range(ROUNDS):
+            body = {"class_ids": [cls["id"]]}
+            r1, r2 = await replicas.both(
+                ("POST", "/v1/classes/students", {**student_body(2 * n), **body}),
+                ("POST", "/v1/classes/students", {**student_body(2 * n + 1), **body}),
+                n,
+            )
+            assert (r1.status_code, r2.status_code) == (201, 201), (r1.text, r2.text)
+            created |= {r1.json()["id"], r2.json()["id"]}
+    finally:
+        done.set()
+        await follower
+    while await page():
+        pass
+    await page()  # after the last full page, once more: nothing committed later is missed
+    assert created <= set(seen)
+    last_class = seen[cls["id"]]
+    assert last_class["data"]["student_count"] == 2 * ROUNDS
+    of_class = changes.c.object_id == UUID(cls["id"])
+    async with replicas.engine.connect() as conn:
+        rows = int(await conn.scalar(select(func.count()).where(of_class)) or 0)
+    assert 1 <= rows <= 2, rows
