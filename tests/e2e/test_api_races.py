@@ -469,6 +469,8 @@ async def test_joins_of_one_class_from_two_replicas_all_reach_a_feed_follower(
         r = await replicas.get(f"/v1/changes?since={cursor}&limit=5")
         assert r.status_code == 200, r.text
         body = r.json()
+        ids = [entry["id"] for entry in body["changes"]]
+        assert len(ids) == len(set(ids)), ids  # an object once per page, at its latest
         for entry in body["changes"]:
             seen.pop(entry["id"], None)
             seen[entry["id"]] = entry

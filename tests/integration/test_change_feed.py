@@ -13,6 +13,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -28,7 +29,7 @@ from adapters_sql.changes import SqlChangeLog
 from adapters_sql.envelopes import ENVELOPES
 from class_api.dto import class_out, student_out
 from class_cli.import_pipeline import import_students_overlapped
-from class_core.changes import ChangeKey, FeedPosition, PendingChange
+from class_core.changes import ChangeKey, Entity, FeedPosition, Op, PendingChange
 from class_core.errors import ClassManagementError, CursorExpiredError
 from class_core.events import OutboxMessage
 from class_core.model import HistoryEntry, SchoolClass, Student
@@ -46,6 +47,7 @@ from class_core.use_cases import (
     delete_class,
     delete_student,
     erase_student,
+    get_class,
     list_classes,
     list_students,
     update_class,
@@ -417,3 +419,27 @@ async def test_an_import_chunk_of_new_students_is_in_the_feed(
     assert copy == await lists(rt)
     assert count == 151  # 150 students and the class whose student_count moved
     assert ("class", str(klass.id)) in copy
+
+
+async def test_a_class_logged_by_concurrent_writers_is_shown_once_in_a_page(
+    clean_pg: AsyncEngine,
+) -> None:
+    """Two transactions that ran at the same time both log one class, so the log keeps a row
+    of each (migration r0030); a page shows the class once, at its last entry, with the
+    class as it is now."""
+    rt = build_sql_runtime(clean_pg)
+    cls = await create_class(rt, OWNER, CreateClass("Twice", ["ENG5"]))
+    cursor = await start(rt)
+    at = datetime.now(UTC)
+    change = {(Entity.CLASS, cls.id): PendingChange(Op.UPSERT, at, OWNER.user_id, 1)}
+    async with SqlUnitOfWork(clean_pg) as first, SqlUnitOfWork(clean_pg) as second:
+        await first.changes.write(change)
+        await second.changes.write(change)  # skips the row `first` holds: nobody waits
+        await first.commit()
+        await second.commit()
+    async with rt.read() as uow:
+        logged = await uow.changes.read(OWNER.user_id, FeedPosition(0), 10)
+    assert [e.id for e in logged.entries] == [cls.id, cls.id]
+    page = await read_changes(rt, OWNER, cursor, 10)
+    assert [(i.change.id, i.change.seq) for i in page.items] == [(cls.id, logged.entries[-1].seq)]
+    assert page.items[0].data == await get_class(rt, OWNER, cls.id)

@@ -50,6 +50,8 @@ async def read_changes(
     issued by this service, or issued longer ago than the retention → ``CursorExpiredError``.
 
     An upsert whose object is gone by now is left out: its delete comes later in the feed.
+    An object logged more than once within a page (a class written by transactions that ran
+    at the same time keeps a row of each) is shown once, at its last entry.
     """
     if not 1 <= limit <= MAX_CHANGES_LIMIT:
         raise ValidationError.for_field("limit", f"must be between 1 and {MAX_CHANGES_LIMIT}")
@@ -73,7 +75,10 @@ async def read_changes(
         **{(Entity.STUDENT, i): s for i, s in students.items()},
     }
     items: list[FeedItem] = []
-    for e in entries:
+    last = {(e.entity, e.id): n for n, e in enumerate(entries)}
+    for n, e in enumerate(entries):
+        if last[(e.entity, e.id)] != n:
+            continue  # the object comes again later in this page: shown once, at its latest
         # Resuming from an item's cursor continues right after that item.
         position = after.next(e, True, read.snapshot)
         if e.op is Op.DELETE:
