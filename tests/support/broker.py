@@ -18,6 +18,7 @@ import struct
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -242,7 +243,20 @@ async def read_records(
                     records.extend(batch[tp])
             else:
                 await asyncio.sleep(0.1)
-            if until(records) or asyncio.get_running_loop().time() > deadline:
+            if until(records):
+                return records
+            if asyncio.get_running_loop().time() > deadline:
+                # Shown with the failing test's output: did the broker hold more than was read?
+                ends = await consumer.end_offsets(sorted(assigned)) if assigned else {}
+                read = Counter(TopicPartition(r.topic, r.partition) for r in records)
+                print(
+                    f"read_records: gave up after {timeout} s; per partition read/end offset: "
+                    + ", ".join(
+                        f"{tp.topic}[{tp.partition}] {read[tp]}/{end}"
+                        for tp, end in sorted(ends.items())
+                    )
+                    + f"; known topics: {sorted(await consumer.topics())}"
+                )
                 return records
     finally:
         await consumer.stop()
