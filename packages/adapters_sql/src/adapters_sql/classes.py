@@ -24,7 +24,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from adapters_sql.mapping import class_from_row, class_row, like_pattern, page_window
+from adapters_sql.mapping import (
+    class_from_row,
+    class_row,
+    count_params,
+    like_pattern,
+    list_params,
+    page_window,
+)
 from adapters_sql.schema import class_students, classes, students
 from adapters_sql.transaction import SqlTransaction
 from class_core.model import Page, SchoolClass
@@ -158,34 +165,19 @@ _GET_UNSCOPED_MANY = select(classes).where(classes.c.id.in_(bindparam("class_ids
 _ORDER = (classes.c.created_at.desc(), classes.c.id.desc())
 
 
-# The list's filters that a query sets: q, course, updated since, status, external id.
-_Filters = tuple[bool, bool, bool, bool, bool]
+# Which of the list's filters a query sets: q, course, updated since, status, external id.
+_Filters = tuple[bool, ...]
 
 
-def _filters(query: ClassQuery) -> _Filters:
-    return (
-        query.q is not None,
-        query.course_code is not None,
-        query.updated_since is not None,
-        query.status is not None,
-        query.external_id is not None,
-    )
-
-
-def _search_params(owner_id: str, query: ClassQuery) -> dict[str, Any]:
-    """The values of :func:`_conditions`' parameters and of the page's window."""
-    params: dict[str, Any] = {"owner_id": owner_id, "limit": query.limit}
-    if query.offset > 0:
-        params["offset"] = query.offset
-    values = {
+def _filter_values(query: ClassQuery) -> dict[str, object]:
+    """The filters' parameters, in :func:`_conditions`' order (``None``: not set)."""
+    return {
         "q_pattern": None if query.q is None else like_pattern(query.q),
         "course_code": query.course_code,
         "updated_since": query.updated_since,
         "status": query.status,
         "external_id": query.external_id,
     }
-    params.update((name, value) for name, value in values.items() if value is not None)
-    return params
 
 
 def _conditions(filters: _Filters) -> list[ColumnElement[bool]]:
@@ -265,14 +257,12 @@ class SqlClassRepository:
         return {row["id"]: class_from_row(row) for row in rows}
 
     async def search(self, owner_id: str, query: ClassQuery) -> Page[SchoolClass]:
-        filters, params = _filters(query), _search_params(owner_id, query)
+        filters, params = list_params(owner_id, query.limit, query.offset, _filter_values(query))
         rows = await self._tx.fetch_rows(_search_statement(filters, query.offset > 0), params)
         if rows:
             total = int(rows[0]["total"])
         else:  # past the end (or nothing): the window gave no total
-            del params["limit"]
-            params.pop("offset", None)
-            counted = await self._tx.execute(_total_statement(filters), params)
+            counted = await self._tx.execute(_total_statement(filters), count_params(params))
             total = int(counted.scalar_one())
         items = tuple(class_from_row(r, r["student_count"]) for r in rows)
         return Page(items, total, query.limit, query.offset)

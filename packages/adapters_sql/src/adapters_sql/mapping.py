@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
 from uuid import UUID
@@ -346,3 +346,21 @@ def page_window(statement: Select[Any], later_page: bool) -> Select[Any]:
     statistics' average the custom plans can still look cheaper (docs/performance.md)."""
     window = statement.limit(bindparam("limit"))
     return window.offset(bindparam("offset")) if later_page else window
+
+
+def list_params(
+    owner_id: str, limit: int, offset: int, values: Mapping[str, object]
+) -> tuple[tuple[bool, ...], dict[str, Any]]:
+    """A list statement's parameters — the owner, the window of :func:`page_window` (``offset``
+    only past the first page) and each filter of ``values`` that is set (not ``None``) — and
+    which filters are set, in ``values``' order: the key the statement is built and kept under."""
+    params: dict[str, Any] = {"owner_id": owner_id, "limit": limit}
+    if offset > 0:
+        params["offset"] = offset
+    params.update((name, value) for name, value in values.items() if value is not None)
+    return tuple(value is not None for value in values.values()), params
+
+
+def count_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`list_params`' parameters without the window: for the list's total alone."""
+    return {name: value for name, value in params.items() if name not in ("limit", "offset")}

@@ -32,7 +32,9 @@ from sqlalchemy.dialects import postgresql
 from adapters_sql.bulk import copy_records, use_copy
 from adapters_sql.mapping import (
     STUDENT_RECORD_COLUMNS,
+    count_params,
     like_pattern,
+    list_params,
     page_window,
     student_from_row,
     student_record,
@@ -329,33 +331,18 @@ def _update_params(s: Student) -> dict[str, Any]:
     }
 
 
-# The list's filters that a query sets: class, q, updated since, external id.
-_Filters = tuple[bool, bool, bool, bool]
+# Which of the list's filters a query sets: class, q, updated since, external id.
+_Filters = tuple[bool, ...]
 
 
-def _filters(query: StudentQuery) -> _Filters:
-    return (
-        query.class_id is not None,
-        query.q is not None,
-        query.updated_since is not None,
-        query.external_id is not None,
-    )
-
-
-def _search_params(owner_id: str, query: StudentQuery) -> dict[str, Any]:
-    """The values of :func:`_conditions`' parameters and of the page's window."""
-    params: dict[str, Any] = {"owner_id": owner_id, "limit": query.limit}
-    if query.offset > 0:
-        params["offset"] = query.offset
-    if query.class_id is not None:
-        params["class_id"] = query.class_id
-    if query.q is not None:
-        params["q_pattern"] = like_pattern(query.q)
-    if query.updated_since is not None:
-        params["updated_since"] = query.updated_since
-    if query.external_id is not None:
-        params["external_id"] = query.external_id
-    return params
+def _filter_values(query: StudentQuery) -> dict[str, object]:
+    """The filters' parameters, in :func:`_conditions`' order (``None``: not set)."""
+    return {
+        "class_id": query.class_id,
+        "q_pattern": None if query.q is None else like_pattern(query.q),
+        "updated_since": query.updated_since,
+        "external_id": query.external_id,
+    }
 
 
 def _conditions(filters: _Filters) -> list[ColumnElement[bool]]:
@@ -521,7 +508,7 @@ class SqlStudentRepository:
         return found
 
     async def search(self, owner_id: str, query: StudentQuery) -> Page[Student]:
-        filters, params = _filters(query), _search_params(owner_id, query)
+        filters, params = list_params(owner_id, query.limit, query.offset, _filter_values(query))
         pg = self._tx.is_postgresql
         statement = _search_statement(filters, query.offset > 0, pg)
         rows = await self._tx.fetch_rows(statement, params)
@@ -529,9 +516,7 @@ class SqlStudentRepository:
         if rows:
             total = int(rows[0]["total"])
         else:  # past the end (or nothing): the window gave no total
-            del params["limit"]
-            params.pop("offset", None)
-            counted = await self._tx.execute(_total_statement(filters), params)
+            counted = await self._tx.execute(_total_statement(filters), count_params(params))
             total = int(counted.scalar_one())
         return Page(tuple(found), total, query.limit, query.offset)
 
