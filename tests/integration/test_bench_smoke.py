@@ -105,11 +105,15 @@ async def test_scale_benchmark_runs(pg_database_factory: object) -> None:
         class_import_rows=40,
         import_rows=100,
     )
+    late = [m for m in rows if "added after seeding" in m.name]
+    assert len(late) == 2, late
+    assert all(m.met is None for m in late), late  # shown, not judged
     _check(
         rows,
         {
             "scale GET class",
             "scale GET roster (internal key) p95",
+            "scale GET student search q (students added after seeding) p95",
             "scale POST student",
             "scale relay fetch",
             "scale sweep (due-batch look-up)",
