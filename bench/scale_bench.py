@@ -14,6 +14,9 @@ class, class list, roster (owner and internal key), students of a class, student
 ``q``, batch view, class-info, student-names, POST student — is loaded by
 :mod:`bench.loadgen`, and the sweep's due-batch look-up (``expire_due_batches`` with nothing
 due) and the relay's fetch (``fetch_ready`` with 100 events waiting) are timed in-process.
+The waiting events are students of a second teacher (:data:`LATE_OWNER`), 100 added on each
+side per in-process round, so after seeding; that teacher's search ``q`` is shown on a line
+of its own without a target.
 Routes are loaded on both databases alternately (before, after; after, before; …, ten
 rounds of 1.5 s per side, each side's median round's figures; the median of the rounds'
 after/before ratios is printed beside them) so that the shared machine's background load and
