@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
 
 import asyncpg
 import pytest
@@ -21,6 +22,7 @@ from adapters_messaging import Delivery, OutboxRelay
 from adapters_sql import SqlOutboxStore, build_sql_runtime, create_engine
 from class_core.clock import SystemClock
 from class_core.events import OutboxMessage
+from class_core.ports import StoredOutboxMessage
 from class_core.runtime import RequestContext
 from class_core.use_cases.classes import CreateClass, create_class
 from tests.support.postgres import PgDatabaseFactory, plain_url
@@ -216,6 +218,17 @@ async def test_a_leader_killed_while_publishing_does_not_mark_after_the_new_lead
     assert {e: marks_after[e] for e in marks_by_b} == marks_by_b
 
 
+class _CountingStore(SqlOutboxStore):
+    """The SQL outbox store, counting the fetches that returned (a relay's polls)."""
+
+    fetches = 0
+
+    async def fetch_ready(self, now: datetime, limit: int) -> list[StoredOutboxMessage]:
+        rows = await super().fetch_ready(now, limit)
+        self.fetches += 1
+        return rows
+
+
 async def test_a_leader_killed_after_fetching_does_not_publish_what_it_fetched(
     pg_database_factory: PgDatabaseFactory,
 ) -> None:
@@ -229,8 +242,9 @@ async def test_a_leader_killed_after_fetching_does_not_publish_what_it_fetched(
     rt = build_sql_runtime(engine_a)
     sink_a, sink_b = GatedSink(), GatedSink()
     # No wake-ups: A fetches on its poll only, so the test can hold the table before it does.
+    store_a = _CountingStore(engine_a)
     relay_a = OutboxRelay(
-        SqlOutboxStore(engine_a),
+        store_a,
         sink_a,
         clock=SystemClock(),
         poll_interval=1.5,
@@ -248,12 +262,18 @@ async def test_a_leader_killed_after_fetching_does_not_publish_what_it_fetched(
         tasks.append(asyncio.create_task(relay_b.run()))
         await create_class(rt, ctx, CreateClass("warm-up", ["ENG5"]))
         await _until(lambda: len(sink_a.delivered) == 2, "A to publish the first events", 15)
+        # Right after one of A's polls (nothing to fetch), so that its next one, 1.5 s away,
+        # comes after the lock: a poll between the pending events and the lock would publish
+        # them, and mark them published while the table is held (seen once in a loaded run).
+        polls = store_a.fetches
+        await _until(lambda: store_a.fetches > polls, "A to poll", 5)
         for i in range(3):
             await create_class(rt, ctx, CreateClass(f"pending {i}", ["ENG5"]))
         # Hold every reader of the outbox until A's next fetch is waiting for the table.
         locker = admin.transaction()
         await locker.start()
         await admin.execute("LOCK TABLE cms_outbox IN ACCESS EXCLUSIVE MODE")
+        assert len(sink_a.delivered) == 2, "A polled before the lock: the test's setup was late"
 
         async def a_is_waiting() -> bool:
             waiting = await asyncpg.connect(plain_url(url))
