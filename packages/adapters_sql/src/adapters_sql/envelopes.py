@@ -105,12 +105,13 @@ class JsonEnvelopes:
         traceparent = current_traceparent()  # the request's or consumed message's, if any
         if traceparent is not None:
             headers += ((TRACEPARENT, traceparent),)
-        encode = self._encoder.encode
-        meta = encode(dict(metadata)) if metadata is not None else "null"
+        # Text straight to the C string encoder (what ``encoder.encode`` of a ``str`` returns,
+        # without its Python-level call); the metadata mapping field by field (_json_text).
+        meta = self._mapping_json(metadata) if metadata is not None else "null"
         payload = (
-            f'{{"event_id":{encode(eid)},"event_type":{encode(topic)},'
-            f'"event_timestamp":{encode(at.isoformat())},{self._envelope_fixed},'
-            f'"correlation_id":{encode(cid)},"data_schema_uri":null,'
+            f'{{"event_id":{_encode_str(eid)},"event_type":{_encode_str(topic)},'
+            f'"event_timestamp":{_encode_str(at.isoformat())},{self._envelope_fixed},'
+            f'"correlation_id":{_encode_str(cid)},"data_schema_uri":null,'
             f'"data":{data_json},"metadata":{meta}}}'
         )
         return OutboxMessage(
@@ -146,11 +147,19 @@ class JsonEnvelopes:
             return f'"{value.isoformat()}"'  # digits, "-", ":", "+", "T", ".": nothing to escape
         if kind is bool:
             return "true" if value else "false"
+        if kind is int:
+            return int.__repr__(value)  # what the encoder writes for an int (not a bool)
         if kind is float and math.isfinite(value):
             return float.__repr__(value)  # what the encoder writes for a finite float
         if kind in self._shapes or attrs.has(kind):
             return self._object_json(value)
         return str(self._encoder.encode(plain_value(value)))
+
+    def _mapping_json(self, mapping: Mapping[str, Any]) -> str:
+        """``encoder.encode(dict(mapping))`` for a mapping with text keys (the metadata)."""
+        json_text = self._json_text
+        text = ",".join([f"{_encode_str(k)}:{json_text(v)}" for k, v in mapping.items()])
+        return f"{{{text}}}"
 
     def _object_json(self, obj: Any) -> str:
         """An attrs object (an event, or an item of one) as the compact JSON text of the
