@@ -555,3 +555,32 @@ def test_aggregate_version_goes_into_metadata_not_data(event: DomainEvent, topic
     assert env["event_type"] == topic
     assert env["metadata"] == {"aggregate_version": 7}
     assert "aggregate_version" not in env["data"]
+
+
+_META_VALUE = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _TEXT
+    | st.uuids()
+    | st.lists(st.integers() | _TEXT, max_size=3)
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(metadata=st.dictionaries(_TEXT, _META_VALUE, max_size=4), version=st.integers(1, 2**40))
+def test_any_metadata_renders_exactly_as_json_dumps(metadata: dict[str, Any], version: int) -> None:
+    # The metadata is rendered field by field (ints, bools, text, ids, lists), not by the
+    # encoder: the text must still be json.dumps's, for a caller's mapping and an event's own.
+    event = StudentCreatedV1(
+        uuid4(), "Eva", "Berg", None, (), "t", CID, AT, aggregate_version=version
+    )
+    event_id = uuid4()
+    msg = build_outbox_message(
+        event, event_id=event_id, correlation_id=CID, at=AT, metadata=metadata
+    )
+    assert msg.payload == _reference_payload(event, event_id, CID, AT, metadata)
+    own = build_outbox_message(event, event_id=event_id, correlation_id=CID, at=AT)
+    assert json.loads(own.payload)["metadata"] == {"aggregate_version": version}
+    assert own.payload == _reference_payload(event, event_id, CID, AT, None)
