@@ -71,10 +71,10 @@ from class_core.use_cases.students import CreateStudent, PersonName, create_stud
 from class_runtime.roster_csv import open_roster
 
 OWNER = "scale-teacher"
-# The relay's waiting events are students of another teacher, added after seeding (100 per
-# in-process round): the issue's teacher keeps its one class of 30, and this one's search is
-# shown on its own line, without a target (its rows land one per heap page on the seeded
-# database; docs/performance.md, "Search q and late rows").
+# The teacher of the relay's waiting events (:func:`_waiting_events`): the issue's teacher
+# keeps its one class of 30, and this one's search is shown without a target (its rows land
+# one per heap page on the seeded database; docs/performance.md, "The issue's teacher, and a
+# second teacher for late rows").
 LATE_OWNER = "scale-late-teacher"
 LATE_SEARCH = "GET student search q (students added after seeding)"
 INTERNAL_KEY = "scale-bench-internal-key"
